@@ -1,0 +1,47 @@
+# The two set-up commands: `make run` and `make test`. Everything they need is installed here.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test venv lint pytest migrate worker demo bench clean
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# (the filter drops pip's noise about this machine's unused local index folders)
+	bash -o pipefail -c "$(BIN)/pip install -q -r requirements.lock 2>&1 | { grep -v 'is ignored: it is neither' || true; }"
+	# The project runs from this checkout: put it on the venv's path instead of building a wheel.
+	$(BIN)/python -c "import sysconfig; open(sysconfig.get_paths()['purelib'] + '/amlcp-checkout.pth', 'w').write('$(CURDIR)\\n')"
+	$(BIN)/pip check
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## make run: migrate the embedded SQLite database under var/ and serve on 127.0.0.1:8080
+run: venv
+	mkdir -p var
+	$(BIN)/python -m service.cli db-upgrade
+	$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
+
+migrate: venv
+	$(BIN)/python -m service.cli db-upgrade
+
+## make test: quality gates, then the whole suite (SQLite, and PostgreSQL when reachable)
+test: venv lint pytest
+
+lint: venv
+	$(BIN)/ruff check service emulator tests bench migrations wsgi.py
+	$(BIN)/ruff format --check service emulator tests bench migrations wsgi.py
+	$(BIN)/mypy service
+	$(BIN)/lint-imports
+	$(BIN)/pip check
+
+pytest: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Monitoring control plane for Azure ML endpoints."""

@@ -1,0 +1,69 @@
+"""API keys and the audit trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Blueprint, Response, url_for
+
+from service.api.hooks import runtime, valid
+from service.api.responses import (
+    call_context,
+    json_response,
+    no_content,
+    page_request,
+    page_response,
+)
+from service.services import api_keys, audit
+
+bp = Blueprint("admin", __name__)
+
+
+@bp.get("/v1/api-keys")
+def list_api_keys() -> Response:
+    tenant = valid().query.get("tenant")
+    with runtime().uow() as uow:
+        return page_response(
+            api_keys.list_api_keys(uow, call_context(), page_request(), tenant=tenant)
+        )
+
+
+@bp.post("/v1/api-keys")
+def create_api_key() -> Response:
+    data = dict(valid().body)
+    if data.get("expires_at") is not None:
+        # The contract already checked RFC 3339; RFC 3339 always carries an offset.
+        data["expires_at"] = datetime.fromisoformat(data["expires_at"])
+    rt = runtime()
+    with rt.uow() as uow:
+        created = api_keys.create_api_key(uow, call_context(), data, rt.settings.api_key_pepper)
+    location = url_for("admin.get_api_key", key_id=created.api_key.id)
+    return json_response(created, 201, location=location)
+
+
+@bp.get("/v1/api-keys/<key_id>")
+def get_api_key(key_id: str) -> Response:
+    with runtime().uow() as uow:
+        return json_response(api_keys.get_api_key(uow, call_context(), key_id))
+
+
+@bp.delete("/v1/api-keys/<key_id>")
+def revoke_api_key(key_id: str) -> Response:
+    with runtime().uow() as uow:
+        api_keys.revoke_api_key(uow, call_context(), key_id)
+    return no_content()
+
+
+@bp.get("/v1/audit-events")
+def list_audit_events() -> Response:
+    q = valid().query
+    with runtime().uow() as uow:
+        page = audit.list_events(
+            uow,
+            call_context(),
+            page_request(),
+            tenant=q.get("tenant"),
+            action=q.get("action"),
+            target_id=q.get("target_id"),
+        )
+    return page_response(page)

@@ -1,0 +1,78 @@
+"""Per-request plumbing: request ids, authentication and contract validation."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from flask import Flask, Response, current_app, g, request
+
+from service.api.openapi import OpenApiContract, ValidatedRequest
+from service.errors import Unauthorized
+from service.services import api_keys
+from service.services.runtime import Runtime
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_RULE_PARAM = re.compile(r"<(?:[a-z_]+:)?([A-Za-z_][A-Za-z0-9_]*)>")
+
+
+def runtime() -> Runtime:
+    rt: Runtime = current_app.extensions["amlcp.runtime"]
+    return rt
+
+
+def contract() -> OpenApiContract:
+    c: OpenApiContract = current_app.extensions["amlcp.contract"]
+    return c
+
+
+def openapi_template(rule: str) -> str:
+    """``/v1/tenants/<tenant>`` -> ``/v1/tenants/{tenant}``."""
+    return _RULE_PARAM.sub(r"{\1}", rule)
+
+
+def register_hooks(app: Flask) -> None:
+    @app.before_request
+    def _request_id() -> None:
+        supplied = request.headers.get("X-Request-ID", "")
+        g.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+
+    @app.before_request
+    def _authenticate() -> None:
+        if not request.path.startswith("/v1/") or request.method == "OPTIONS":
+            return
+        header = request.headers.get("Authorization", "")
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise Unauthorized("send 'Authorization: Bearer <api key>'")
+        rt = runtime()
+        with rt.uow() as uow:
+            g.principal = api_keys.authenticate(uow, secret.strip(), rt.settings.api_key_pepper)
+
+    @app.before_request
+    def _validate() -> None:
+        rule = request.url_rule
+        if rule is None or request.method == "OPTIONS":
+            return
+        method = "get" if request.method == "HEAD" else request.method.lower()
+        g.valid = contract().validate(
+            openapi_template(rule.rule),
+            method,
+            path_args={k: str(v) for k, v in (request.view_args or {}).items()},
+            query=request.args.to_dict(flat=False),
+            headers=request.headers,  # type: ignore[arg-type]
+            content_type=request.content_type,
+            body=request.get_data(cache=True) if method in ("post", "put", "patch") else b"",
+        )
+
+    @app.after_request
+    def _stamp(response: Response) -> Response:
+        response.headers["X-Request-ID"] = getattr(g, "request_id", "")
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
+def valid() -> ValidatedRequest:
+    v: ValidatedRequest = g.valid
+    return v

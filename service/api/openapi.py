@@ -1,0 +1,277 @@
+"""Request validation against ``openapi.yaml``: the contract is the validator.
+
+Schemas are compiled once at start-up (jsonschema, Draft 2020-12, which OpenAPI 3.1 uses), so a
+request costs a dictionary look-up and the validation itself.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, ValidationError
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from service.errors import UnsupportedMediaType, ValidationFailed
+
+SPEC_URI = "urn:amlcp:openapi"
+_METHODS = ("get", "put", "post", "patch", "delete")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    location: str  # path | query | header
+    required: bool
+    schema_type: str | None
+    validator: Draft202012Validator
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class Operation:
+    operation_id: str
+    parameters: tuple[Parameter, ...]
+    body_required: bool
+    body_validators: Mapping[str, Draft202012Validator]  # media type -> validator
+
+
+@dataclass
+class ValidatedRequest:
+    """What a view may use: typed parameters and the parsed, schema-valid body."""
+
+    path: dict[str, Any] = field(default_factory=dict)
+    query: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, Any] = field(default_factory=dict)
+    body: Any = None
+
+
+def _pointer(*parts: str) -> str:
+    return "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+class OpenApiContract:
+    """The loaded document plus compiled validators for every operation."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.text = path.read_text(encoding="utf-8")
+        self.document: dict[str, Any] = yaml.safe_load(self.text)
+        self._registry: Registry[Any] = Registry().with_resource(
+            SPEC_URI, Resource.from_contents(self.document, default_specification=DRAFT202012)
+        )
+        self.operations: dict[tuple[str, str], Operation] = {}
+        for template, item in self.document["paths"].items():
+            shared = item.get("parameters", [])
+            for method in _METHODS:
+                if method in item:
+                    self.operations[(template, method)] = self._compile(
+                        template, method, item[method], shared
+                    )
+
+    def _deref(self, obj: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        ref = obj.get("$ref")
+        if ref is None:
+            return obj, None
+        target: Any = self.document
+        for part in ref.removeprefix("#/").split("/"):
+            target = target[part.replace("~1", "/").replace("~0", "~")]
+        return target, ref.removeprefix("#")
+
+    def _validator(self, pointer: str) -> Draft202012Validator:
+        return Draft202012Validator(
+            {"$ref": f"{SPEC_URI}#{pointer}"},
+            registry=self._registry,
+            format_checker=Draft202012Validator.FORMAT_CHECKER,
+        )
+
+    def _compile(
+        self, template: str, method: str, op: dict[str, Any], shared: list[dict[str, Any]]
+    ) -> Operation:
+        params: dict[tuple[str, str], Parameter] = {}
+        for index, raw in enumerate([*shared, *op.get("parameters", [])]):
+            param, ref = self._deref(raw)
+            if ref is not None:
+                schema_ptr = f"{ref}/schema"
+            elif index < len(shared):
+                schema_ptr = "/" + _pointer("paths", template, "parameters", str(index), "schema")
+            else:
+                local = index - len(shared)
+                schema_ptr = "/" + _pointer(
+                    "paths", template, method, "parameters", str(local), "schema"
+                )
+            schema, _ = self._deref(param["schema"])
+            params[(param["in"], param["name"])] = Parameter(
+                name=param["name"],
+                location=param["in"],
+                required=bool(param.get("required", False)),
+                schema_type=schema.get("type") if isinstance(schema.get("type"), str) else None,
+                validator=self._validator(schema_ptr),
+                default=schema.get("default"),
+            )
+        validators: dict[str, Draft202012Validator] = {}
+        body = op.get("requestBody")
+        if body is not None:
+            for media in body["content"]:
+                validators[media] = self._validator(
+                    "/"
+                    + _pointer("paths", template, method, "requestBody", "content", media, "schema")
+                )
+        return Operation(
+            operation_id=op["operationId"],
+            parameters=tuple(params.values()),
+            body_required=bool(body and body.get("required")),
+            body_validators=validators,
+        )
+
+    def validate(
+        self,
+        template: str,
+        method: str,
+        *,
+        path_args: Mapping[str, str],
+        query: Mapping[str, list[str]],
+        headers: Mapping[str, str],
+        content_type: str | None,
+        body: bytes,
+    ) -> ValidatedRequest:
+        """Validate one request; raise ValidationFailed (400) or UnsupportedMediaType (415)."""
+        op = self.operations.get((template, method.lower()))
+        if op is None:
+            return ValidatedRequest(path=dict(path_args))
+        out = ValidatedRequest()
+        errors: list[dict[str, str]] = []
+        known_query = {p.name for p in op.parameters if p.location == "query"}
+        for name in query:
+            if name not in known_query:
+                errors.append({"field": f"query.{name}", "message": "unknown query parameter"})
+        for p in op.parameters:
+            where = f"{p.location}.{p.name}"
+            raw: str | None
+            if p.location == "path":
+                raw = path_args.get(p.name)
+            elif p.location == "query":
+                values = query.get(p.name, [])
+                if len(values) > 1:
+                    errors.append({"field": where, "message": "given more than once"})
+                    continue
+                raw = values[0] if values else None
+            else:
+                raw = headers.get(p.name)
+            if raw is None:
+                if p.required:
+                    errors.append({"field": where, "message": "is required"})
+                elif p.default is not None:
+                    getattr(out, p.location if p.location != "header" else "headers")[p.name] = (
+                        p.default
+                    )
+                continue
+            value, problem = _coerce(raw, p.schema_type)
+            if problem is None:
+                problem = _first_error(p.validator, value)
+            if problem is not None:
+                errors.append({"field": where, "message": problem})
+                continue
+            getattr(out, p.location if p.location != "header" else "headers")[p.name] = value
+        if op.body_validators:
+            out.body = self._body(op, content_type, body, errors)
+        if errors:
+            raise ValidationFailed(_summary(errors), errors)
+        return out
+
+    def _body(
+        self, op: Operation, content_type: str | None, body: bytes, errors: list[dict[str, str]]
+    ) -> Any:
+        if not body:
+            if op.body_required:
+                errors.append({"field": "body", "message": "a JSON body is required"})
+            return None
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        validator = op.body_validators.get(media)
+        if validator is None:
+            accepted = ", ".join(op.body_validators)
+            raise UnsupportedMediaType(f"send the body as {accepted}")
+        try:
+            document = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        except (UnicodeDecodeError, ValueError) as exc:
+            errors.append({"field": "body", "message": f"malformed JSON: {_json_reason(exc)}"})
+            return None
+        errors.extend(
+            {"field": _field("body", e), "message": _describe(e)}
+            for e in sorted(validator.iter_errors(document), key=lambda e: list(e.path))
+        )
+        return document
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _json_reason(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "the body is not UTF-8"
+    return str(exc)
+
+
+def _coerce(raw: str, schema_type: str | None) -> tuple[Any, str | None]:
+    if schema_type == "integer":
+        if not re.fullmatch(r"-?[0-9]{1,18}", raw):
+            return raw, "must be an integer"
+        return int(raw), None
+    if schema_type == "boolean":
+        if raw not in ("true", "false"):
+            return raw, "must be true or false"
+        return raw == "true", None
+    return raw, None
+
+
+def _first_error(validator: Draft202012Validator, value: Any) -> str | None:
+    for error in validator.iter_errors(value):
+        return _describe(error)
+    return None
+
+
+def _field(prefix: str, error: ValidationError) -> str:
+    return ".".join([prefix, *(str(p) for p in error.absolute_path)])
+
+
+def _describe(error: ValidationError) -> str:
+    """A message that names the rule but never echoes the value (it may be a secret)."""
+    kind = error.validator
+    rule: Any = error.validator_value
+    if kind in ("required", "additionalProperties", "minProperties", "enum", "const"):
+        if kind == "enum":
+            return "must be one of: " + ", ".join(map(str, rule))
+        return str(error.message)
+    if kind == "type":
+        return f"must be of type {rule if isinstance(rule, str) else ' or '.join(rule)}"
+    if kind == "pattern":
+        return "does not have the required format"
+    if kind == "format":
+        return f"must be a valid {rule}"
+    if kind in ("maxLength", "minLength", "maximum", "minimum"):
+        words = {
+            "maxLength": "at most {} characters",
+            "minLength": "at least {} characters",
+            "maximum": "at most {}",
+            "minimum": "at least {}",
+        }
+        return "must be " + words[str(kind)].format(rule)
+    if kind in ("oneOf", "anyOf"):
+        best = min(error.context or [], key=lambda e: len(list(e.path)), default=None)
+        return _describe(best) if best is not None else "does not match any allowed form"
+    return f"is invalid ({kind})"
+
+
+def _summary(errors: list[dict[str, str]]) -> str:
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{first['field']}: {first['message']}{more}"

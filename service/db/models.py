@@ -1,0 +1,214 @@
+"""SQLAlchemy 2 typed models. ``alembic check`` in CI keeps the migrations in step with these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, relationship
+
+from service.db.types import UTCDateTime, utcnow
+from service.domain.ids import new_id
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID = String(36)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Versioned:
+    """Rows with an optimistic-concurrency version: the resource's ETag is derived from it."""
+
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow
+    )
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        # UPDATEs carry "WHERE version = :seen" and bump it: a concurrent writer raises
+        # StaleDataError instead of silently overwriting (mapped to 412 at the edge).
+        return {"version_id_col": cls.version}
+
+
+class Tenant(Versioned, Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    slug: Mapped[str] = mapped_column(String(63), nullable=False, unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    entra_tenant_id: Mapped[str] = mapped_column(String(36), nullable=False)
+
+    workspaces: Mapped[list[Workspace]] = relationship(back_populates="tenant")
+
+
+class Workspace(Versioned, Base):
+    __tablename__ = "workspaces"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "slug", name="uq_workspaces_tenant_slug"),
+        UniqueConstraint(
+            "tenant_id",
+            "subscription_id",
+            "resource_group",
+            "workspace_name",
+            name="uq_workspaces_tenant_aml_workspace",
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("tenants.id", ondelete="RESTRICT"), nullable=False, index=True
+    )
+    slug: Mapped[str] = mapped_column(String(63), nullable=False)
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    subscription_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    resource_group: Mapped[str] = mapped_column(String(90), nullable=False)
+    workspace_name: Mapped[str] = mapped_column(String(33), nullable=False)
+    app_insights_resource_id: Mapped[str | None] = mapped_column(String(400))
+    log_analytics_workspace_id: Mapped[str | None] = mapped_column(String(36))
+
+    tenant: Mapped[Tenant] = relationship(back_populates="workspaces")
+
+
+class Endpoint(Versioned, Base):
+    """An AML model-serving endpoint as last observed by discovery."""
+
+    __tablename__ = "endpoints"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_endpoints_workspace_name"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    workspace_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    tenant_id: Mapped[str] = mapped_column(ID, nullable=False, index=True)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    compute_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    state: Mapped[str | None] = mapped_column(String(64))
+    app_insights_enabled: Mapped[bool | None] = mapped_column(Boolean)
+    data_collection_enabled: Mapped[bool | None] = mapped_column(Boolean)
+    scoring_uri: Mapped[str | None] = mapped_column(String(2048))
+    azure_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    observed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    vanished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Policy(Versioned, Base):
+    """Desired monitoring at one scope. Endpoint-scoped policies name the endpoint, so a policy
+    may exist before discovery has seen the endpoint."""
+
+    __tablename__ = "policies"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "scope_key", name="uq_policies_tenant_scope"),
+        CheckConstraint("scope IN ('tenant', 'workspace', 'endpoint')", name="scope"),
+        CheckConstraint("mode IS NULL OR mode IN ('enforce', 'audit')", name="mode"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    workspace_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    endpoint_name: Mapped[str | None] = mapped_column(String(255))
+    scope: Mapped[str] = mapped_column(String(16), nullable=False)
+    # "tenant", "workspace:<id>" or "endpoint:<workspace id>:<name>": one policy per scope.
+    scope_key: Mapped[str] = mapped_column(String(400), nullable=False)
+    app_insights: Mapped[bool | None] = mapped_column(Boolean)
+    model_data_collection: Mapped[bool | None] = mapped_column(Boolean)
+    mode: Mapped[str | None] = mapped_column(String(16))
+
+
+class Operation(Versioned, Base):
+    """One change to apply to one endpoint, with its attempts and outcome."""
+
+    __tablename__ = "operations"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="state"
+        ),
+        Index("ix_operations_state_not_before", "state", "not_before"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ID, nullable=False, index=True)
+    workspace_id: Mapped[str] = mapped_column(ID, nullable=False, index=True)
+    endpoint_name: Mapped[str] = mapped_column(String(255), nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    desired: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    cause: Mapped[str] = mapped_column(String(32), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=5)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    azure_operation_id: Mapped[str | None] = mapped_column(String(128))
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ApiKey(Base):
+    """An API key: only a hash of the secret is stored; the secret is shown once at creation."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint("role IN ('reader', 'operator', 'admin')", name="role"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    tenant_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditEvent(Base):
+    """Append-only record of every mutation (and, later, every proxied query).
+
+    No foreign keys: the trail must outlive the objects it describes.
+    """
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    actor_key_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    action: Mapped[str] = mapped_column(String(64), nullable=False)
+    tenant_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    target_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    target_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -1,0 +1,122 @@
+"""Endpoints: AML model-serving endpoints as discovery last observed them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from service.db.models import Endpoint, Workspace
+from service.db.session import UnitOfWork
+from service.db.types import utcnow
+from service.domain.access import Role
+from service.domain.etags import etag_for
+from service.services.context import CallContext
+from service.services.lookup import visible_endpoint, visible_workspace
+from service.services.pagination import Page, PageRequest, paginate
+
+
+@dataclass(frozen=True)
+class ObservedEndpoint:
+    """What discovery saw of one web service."""
+
+    name: str
+    compute_type: str
+    state: str | None
+    app_insights_enabled: bool | None
+    data_collection_enabled: bool | None
+    scoring_uri: str | None
+    azure_updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class EndpointView:
+    id: str
+    tenant: str
+    workspace: str
+    name: str
+    compute_type: str
+    state: str | None
+    app_insights_enabled: bool | None
+    data_collection_enabled: bool | None
+    scoring_uri: str | None
+    azure_updated_at: datetime | None
+    observed_at: datetime | None
+    vanished_at: datetime | None
+    etag: str
+
+
+def view(ep: Endpoint, tenant: str, workspace: str) -> EndpointView:
+    return EndpointView(
+        id=ep.id,
+        tenant=tenant,
+        workspace=workspace,
+        name=ep.name,
+        compute_type=ep.compute_type,
+        state=ep.state,
+        app_insights_enabled=ep.app_insights_enabled,
+        data_collection_enabled=ep.data_collection_enabled,
+        scoring_uri=ep.scoring_uri,
+        azure_updated_at=ep.azure_updated_at,
+        observed_at=ep.observed_at,
+        vanished_at=ep.vanished_at,
+        etag=etag_for(ep.version),
+    )
+
+
+def list_endpoints(
+    uow: UnitOfWork,
+    ctx: CallContext,
+    tenant: str,
+    workspace: str,
+    page: PageRequest,
+    *,
+    include_vanished: bool = False,
+) -> Page[EndpointView]:
+    ctx.require(Role.READER)
+    ws = visible_workspace(uow, ctx.principal, tenant, workspace)
+    stmt = select(Endpoint).where(Endpoint.workspace_id == ws.id)
+    if not include_vanished:
+        stmt = stmt.where(Endpoint.vanished_at.is_(None))
+    rows, cursor = paginate(uow.session, stmt, Endpoint.id, page)
+    return Page([view(ep, tenant, workspace) for ep in rows], cursor)
+
+
+def get_endpoint(
+    uow: UnitOfWork, ctx: CallContext, tenant: str, workspace: str, name: str
+) -> EndpointView:
+    ctx.require(Role.READER)
+    return view(visible_endpoint(uow, ctx.principal, tenant, workspace, name), tenant, workspace)
+
+
+def record_observations(
+    uow: UnitOfWork, workspace: Workspace, observed: list[ObservedEndpoint], *, complete: bool
+) -> None:
+    """Upsert what discovery saw. With ``complete`` (a full listing), mark the rest vanished.
+
+    Does not commit: the caller owns the transaction.
+    """
+    now = utcnow()
+    existing = {
+        ep.name: ep
+        for ep in uow.session.scalars(select(Endpoint).where(Endpoint.workspace_id == workspace.id))
+    }
+    for seen in observed:
+        ep = existing.pop(seen.name, None)
+        if ep is None:
+            ep = Endpoint(workspace_id=workspace.id, tenant_id=workspace.tenant_id, name=seen.name)
+            uow.session.add(ep)
+        ep.compute_type = seen.compute_type
+        ep.state = seen.state
+        ep.app_insights_enabled = seen.app_insights_enabled
+        ep.data_collection_enabled = seen.data_collection_enabled
+        ep.scoring_uri = seen.scoring_uri
+        ep.azure_updated_at = seen.azure_updated_at
+        ep.observed_at = now
+        ep.vanished_at = None
+    if complete:
+        for ep in existing.values():
+            if ep.vanished_at is None:
+                ep.vanished_at = now
+    uow.flush()

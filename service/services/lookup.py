@@ -1,0 +1,63 @@
+"""Finding objects the caller may see. Anything invisible is reported exactly like a missing one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import select
+
+from service.db.models import Endpoint, Tenant, Workspace
+from service.db.session import UnitOfWork
+from service.domain.access import Principal
+from service.domain.etags import etag_for, if_match_satisfied
+from service.errors import NotFound, PreconditionFailed
+
+
+def visible_tenant(uow: UnitOfWork, principal: Principal, slug: str) -> Tenant:
+    tenant = uow.session.scalar(select(Tenant).where(Tenant.slug == slug))
+    # Same answer for "absent" and "belongs to someone else": no hint that it exists.
+    if tenant is None or not principal.sees_tenant(tenant.id):
+        raise NotFound(f"tenant '{slug}' not found")
+    return tenant
+
+
+def visible_workspace(uow: UnitOfWork, principal: Principal, tenant: str, slug: str) -> Workspace:
+    t = visible_tenant(uow, principal, tenant)
+    ws = uow.session.scalar(
+        select(Workspace).where(Workspace.tenant_id == t.id, Workspace.slug == slug)
+    )
+    if ws is None:
+        raise NotFound(f"workspace '{slug}' not found in tenant '{tenant}'")
+    return ws
+
+
+def visible_endpoint(
+    uow: UnitOfWork, principal: Principal, tenant: str, workspace: str, name: str
+) -> Endpoint:
+    ws = visible_workspace(uow, principal, tenant, workspace)
+    ep = uow.session.scalar(
+        select(Endpoint).where(Endpoint.workspace_id == ws.id, Endpoint.name == name)
+    )
+    if ep is None:
+        raise NotFound(f"endpoint '{name}' not found in workspace '{workspace}'")
+    return ep
+
+
+def apply_changes(obj: object, changes: Mapping[str, Any], fields: Iterable[str]) -> bool:
+    """Set the fields that differ; True when anything changed (a no-op PATCH writes nothing)."""
+    changed = False
+    for field in fields:
+        if field in changes and getattr(obj, field) != changes[field]:
+            setattr(obj, field, changes[field])
+            changed = True
+    return changed
+
+
+def check_if_match(if_match: str | None, version: int) -> None:
+    """412 when the caller's ``If-Match`` does not name the current version."""
+    if not if_match_satisfied(if_match, etag_for(version)):
+        raise PreconditionFailed(
+            "If-Match does not match the current ETag; re-read the resource and retry",
+            extra={"current_etag": etag_for(version)},
+        )

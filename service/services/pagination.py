@@ -1,0 +1,73 @@
+"""Keyset pagination with opaque cursors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from service.errors import ValidationFailed
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    limit: int
+    cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+def encode_cursor(key: str | int) -> str:
+    raw = json.dumps({"k": key}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, expected: type[str] | type[int]) -> Any:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        key = data["k"]
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        key = None
+    if type(key) is not expected:
+        raise ValidationFailed(
+            "invalid cursor", [{"field": "cursor", "message": "not a cursor this API issued"}]
+        )
+    return key
+
+
+def paginate(
+    session: Session,
+    stmt: Select[R],
+    key: InstrumentedAttribute[Any],
+    page: PageRequest,
+    *,
+    key_type: type[str] | type[int] = str,
+    descending: bool = False,
+) -> tuple[Sequence[R], str | None]:
+    """Run ``stmt`` ordered by the unique ``key``, resuming after the cursor.
+
+    Returns the rows and the cursor of the next page (None on the last page).
+    """
+    if page.cursor is not None:
+        after = decode_cursor(page.cursor, key_type)
+        stmt = stmt.where(key < after if descending else key > after)
+    stmt = stmt.order_by(key.desc() if descending else key.asc()).limit(page.limit + 1)
+    rows = session.scalars(stmt).all()
+    if len(rows) > page.limit:
+        rows = rows[: page.limit]
+        return rows, encode_cursor(getattr(rows[-1], key.key))
+    return rows, None

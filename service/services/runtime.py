@@ -1,0 +1,17 @@
+"""The per-process objects the use cases run on, built by a composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.config import Settings
+from service.db.session import Database, UnitOfWork
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    database: Database
+
+    def uow(self) -> UnitOfWork:
+        return self.database.unit_of_work()

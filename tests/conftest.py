@@ -20,3 +20,13 @@ for _var in ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID", "AZURE
     os.environ.pop(_var, None)
 
 pytest_plugins = ["emulator.pytest_plugin"]
+pytest_plugins += ["tests.support.databases", "tests.support.api"]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: ignore[no-untyped-def]
+    """Say which database back-ends the DB tests ran on."""
+    from tests.support.databases import postgres_status
+
+    status = postgres_status()
+    if status is not None:
+        terminalreporter.write_line(f"PostgreSQL back-end: {status}")

@@ -199,7 +199,9 @@ class OpenApiContract:
             raise UnsupportedMediaType(f"send the body as {accepted}")
         try:
             document = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-        except (UnicodeDecodeError, ValueError) as exc:
+            # A "\ud800" escape decodes to a lone surrogate, which no database can store.
+            json.dumps(document, ensure_ascii=False).encode("utf-8")
+        except (UnicodeError, ValueError, RecursionError) as exc:
             errors.append({"field": "body", "message": f"malformed JSON: {_json_reason(exc)}"})
             return None
         errors.extend(
@@ -216,8 +218,12 @@ def _reject_constant(name: str) -> Any:
 def _json_reason(exc: Exception) -> str:
     if isinstance(exc, json.JSONDecodeError):
         return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-    if isinstance(exc, UnicodeDecodeError):
-        return "the body is not UTF-8"
+    if isinstance(exc, UnicodeEncodeError):
+        return "a string holds an unpaired surrogate escape"
+    if isinstance(exc, UnicodeError):
+        return "the body is not valid UTF-8 text"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
     return str(exc)
 
 

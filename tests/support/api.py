@@ -1,0 +1,182 @@
+"""An HTTP client for API tests that checks every response against openapi.yaml."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import yaml
+from flask import Flask
+from flask.testing import FlaskClient
+from openapi_core import Config, OpenAPI
+from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
+from werkzeug.test import EnvironBuilder, TestResponse
+
+from service.app import create_app
+from service.config import PROJECT_ROOT, Settings
+from service.db.session import Database
+from service.domain.access import CLI_PRINCIPAL
+from service.services import api_keys, endpoints, tenants, workspaces
+from service.services.context import CallContext
+
+# openapi-core only parses application/json bodies by default; without these, every problem
+# response would be compared to its schema as raw bytes (and fail).
+_OPENAPI = OpenAPI.from_file_path(
+    str(PROJECT_ROOT / "openapi.yaml"),
+    config=Config(
+        extra_media_type_deserializers={
+            "application/problem+json": json.loads,
+            "application/yaml": yaml.safe_load,
+        }
+    ),
+)
+CLI = CallContext(CLI_PRINCIPAL)
+
+
+def check_contract(response: TestResponse) -> None:
+    """Fail unless the response is one the contract declares, with a conforming body."""
+    sent = response.request
+    # The original request's body stream is consumed; response validation needs only the route.
+    replay = EnvironBuilder(
+        method=sent.method, path=sent.path, query_string=sent.query_string.decode("latin-1"),
+        headers=list(sent.headers.items()),
+    ).get_request()
+    _OPENAPI.validate_response(WerkzeugOpenAPIRequest(replay), WerkzeugOpenAPIResponse(response))
+
+
+class ApiClient:
+    """Wraps Flask's test client: auth by key, and contract validation of every response."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        key: str | None = None,
+        *,
+        validate: bool = True,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> TestResponse:
+        all_headers = dict(headers or {})
+        if key is not None:
+            all_headers["Authorization"] = f"Bearer {key}"
+        response = self.client.open(path, method=method, headers=all_headers, **kwargs)
+        if validate:
+            check_contract(response)
+        return response
+
+    def get(self, path: str, key: str | None = None, **kw: Any) -> TestResponse:
+        return self.call("GET", path, key, **kw)
+
+    def post(self, path: str, key: str | None = None, **kw: Any) -> TestResponse:
+        return self.call("POST", path, key, **kw)
+
+    def patch(self, path: str, key: str | None = None, **kw: Any) -> TestResponse:
+        return self.call("PATCH", path, key, **kw)
+
+    def delete(self, path: str, key: str | None = None, **kw: Any) -> TestResponse:
+        return self.call("DELETE", path, key, **kw)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def new_guid() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class World:
+    """Builds test data through the use cases (as the CLI would), each object uniquely named."""
+
+    db: Database
+
+    def key(self, role: str = "admin", tenant: str | None = None) -> str:
+        with self.db.unit_of_work() as uow:
+            created = api_keys.create_api_key(
+                uow, CLI, {"name": unique("key"), "role": role, "tenant": tenant}, b""
+            )
+        return created.secret
+
+    def tenant(self, **overrides: Any) -> str:
+        data = {
+            "slug": unique("t"),
+            "display_name": "Test tenant",
+            "entra_tenant_id": new_guid(),
+            **overrides,
+        }
+        with self.db.unit_of_work() as uow:
+            return tenants.create_tenant(uow, CLI, data).slug
+
+    def workspace(self, tenant: str, **overrides: Any) -> str:
+        data = {
+            "slug": unique("w"),
+            "subscription_id": new_guid(),
+            "resource_group": "rg-ml",
+            "workspace_name": unique("mlw")[:30],
+            **overrides,
+        }
+        with self.db.unit_of_work() as uow:
+            return workspaces.create_workspace(uow, CLI, tenant, data).slug
+
+    def endpoints(self, tenant: str, workspace: str, names: list[str]) -> None:
+        from sqlalchemy import select
+
+        from service.db.models import Tenant, Workspace
+
+        with self.db.unit_of_work() as uow:
+            ws = uow.session.scalar(
+                select(Workspace)
+                .join(Tenant, Tenant.id == Workspace.tenant_id)
+                .where(Tenant.slug == tenant, Workspace.slug == workspace)
+            )
+            assert ws is not None
+            endpoints.record_observations(
+                uow,
+                ws,
+                [
+                    endpoints.ObservedEndpoint(
+                        name=n,
+                        compute_type="AKS" if i % 2 == 0 else "ACI",
+                        state="Healthy",
+                        app_insights_enabled=i % 3 == 0,
+                        data_collection_enabled=False if i % 2 == 0 else None,
+                        scoring_uri=f"https://scoring.example/{n}/score",
+                        azure_updated_at=None,
+                    )
+                    for i, n in enumerate(names)
+                ],
+                complete=True,
+            )
+            uow.commit()
+
+
+@pytest.fixture(scope="session")
+def app(database: Database) -> Flask:
+    settings = Settings(database_url=database.url)
+    return create_app(settings, database=database)
+
+
+@pytest.fixture
+def api(app: Flask) -> Iterator[ApiClient]:
+    with app.test_client() as client:
+        yield ApiClient(client)
+
+
+@pytest.fixture
+def world(database: Database) -> World:
+    return World(database)
+
+
+@pytest.fixture
+def admin_key(world: World) -> str:
+    """A global admin key."""
+    return world.key("admin")

@@ -1,0 +1,462 @@
+"""The HTTPS front door: cheroot (keep-alive, threaded, TLS) + a werkzeug router + middleware.
+
+Per request: route -> identify the caller (bearer JWT) -> injected faults -> authentication and
+tenant checks -> ARM throttling -> handler -> request log. Route modules (entra, arm, mms, admin)
+declare `ROUTES`; everything under `/v1/` goes to the Log Analytics service when it is present.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import re
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from urllib.parse import unquote
+
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from emulator.tls import CertificateAuthority
+
+if TYPE_CHECKING:
+    from emulator.faults import Fault
+    from emulator.state import EmulatorState, Identity
+
+log = logging.getLogger(__name__)
+
+AuthKind = Literal["none", "arm", "la"]
+_CONNECTION_KEY = "emulator.connection"
+_SUBSCRIPTION_IN_PATH = re.compile(r"/subscriptions/([^/]+)", re.IGNORECASE)
+
+
+@dataclass
+class RequestContext:
+    """What a handler gets: the state, the request, URL parameters and the caller."""
+
+    state: EmulatorState
+    request: Request
+    params: dict[str, str]
+    route: str
+    identity: Identity | None = None
+    response_headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return self.state.base_url
+
+
+Handler = Callable[[RequestContext], Response]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One URL rule. `throttle` names the ARM bucket the call spends, if any."""
+
+    name: str
+    rule: str
+    methods: tuple[str, ...]
+    handler: Handler
+    auth: AuthKind = "none"
+    throttle: Literal["reads", "writes"] | None = None
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """A JSON response with the content type Azure services send."""
+    return Response(
+        json.dumps(body),
+        status=status,
+        headers=dict(headers or {}),
+        content_type="application/json; charset=utf-8",
+    )
+
+
+def error_response(
+    family: str, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    """An error in the wire shape of the service family (entra, arm, mms, la, admin)."""
+    if family == "entra":
+        return entra_error(status, code, 0, message, headers)
+    if family == "mms":
+        body: dict[str, Any] = {
+            "code": code,
+            "statusCode": status,
+            "message": message,
+            "details": [],
+        }
+    else:
+        body = {"error": {"code": code, "message": message}}
+    return json_response(body, status, headers)
+
+
+def entra_error(
+    status: int, error: str, aadsts: int, description: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    """Entra ID's OAuth error body (error, error_description with AADSTS code, ids, timestamp)."""
+    trace_id, correlation_id = _guid(), _guid()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())
+    prefix = f"AADSTS{aadsts}: " if aadsts else ""
+    body = {
+        "error": error,
+        "error_description": (
+            f"{prefix}{description}\r\nTrace ID: {trace_id}\r\nCorrelation ID: {correlation_id}\r\n"
+            f"Timestamp: {stamp}"
+        ),
+        "error_codes": [aadsts] if aadsts else [],
+        "timestamp": stamp,
+        "trace_id": trace_id,
+        "correlation_id": correlation_id,
+        "error_uri": f"https://login.microsoftonline.com/error?code={aadsts}",
+    }
+    return json_response(
+        body, status, {"Cache-Control": "no-store, no-cache", **dict(headers or {})}
+    )
+
+
+def _guid() -> str:
+    import uuid
+
+    return str(uuid.uuid4())
+
+
+_STATUS_CODES = {
+    429: "TooManyRequests",
+    500: "InternalServerError",
+    502: "BadGateway",
+    503: "ServiceUnavailable",
+    504: "GatewayTimeout",
+}
+
+
+class EmulatorApp:
+    """The WSGI application: routing plus the generic middleware."""
+
+    def __init__(self, state: EmulatorState, routes: Iterable[Route]) -> None:
+        self.state = state
+        self.routes = {route.name: route for route in routes}
+        rules = [
+            Rule(r.rule, endpoint=r.name, methods=list(r.methods)) for r in self.routes.values()
+        ]
+        self.url_map = Map(
+            rules, merge_slashes=False, strict_slashes=False, redirect_defaults=False
+        )
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        request = Request(environ)
+        trace = _Trace(started=time.perf_counter())
+        try:
+            response = self._handle(request, environ, trace)
+        except _DropRequested:
+            # Log first: the client sees the closed socket at once and may inspect the log.
+            self._log(request, trace, 0)
+            _drop_connection(environ)
+        except Exception:
+            # An emulator bug must look like a server error to the client, never a hang.
+            log.exception("unhandled error serving %s %s", request.method, request.path)
+            response = error_response(
+                "arm", 500, "InternalServerError", "Unhandled emulator error."
+            )
+        self._log(request, trace, response.status_code)
+        return response(environ, start_response)
+
+    def _handle(self, request: Request, environ: dict[str, Any], trace: _Trace) -> Response:
+        try:
+            trace.route, params = self.url_map.bind_to_environ(environ).match()
+        except NotFound:
+            return error_response("arm", 404, "NotFound", f"No route for {request.path}")
+        except MethodNotAllowed:
+            return error_response(
+                "arm", 405, "MethodNotAllowed", f"{request.method} is not allowed"
+            )
+        route = self.routes[trace.route]
+        trace.identity = identity = self._identify(request, route)
+        trace.subscription = params.get("subscription_id") or _subscription_in_path(request.path)
+        if identity is not None:
+            trace.tenant = identity.tenant_id
+        elif "tenant" in params:
+            trace.tenant = params["tenant"]
+        elif trace.subscription:
+            trace.tenant = self.state.tenant_of_subscription(trace.subscription)
+        faults = self.state.faults.select(
+            trace.route, trace.tenant, trace.subscription, identity.key if identity else None
+        )
+        if faults:
+            trace.fault = faults[-1].kind
+            injected = self._apply_faults(faults, route.name.split(".", 1)[0])
+            if injected is not None:
+                return injected
+        return self._serve(route, request, params, identity, trace.subscription)
+
+    def _identify(self, request: Request, route: Route) -> Identity | None:
+        from emulator.state import ARM_AUDIENCES, LOG_ANALYTICS_AUDIENCE
+
+        if route.auth == "none":
+            return None
+        audiences = ARM_AUDIENCES if route.auth == "arm" else frozenset({LOG_ANALYTICS_AUDIENCE})
+        return self.state.verify_bearer(request.headers.get("Authorization"), audiences)
+
+    def _apply_faults(self, faults: list[Fault], family: str) -> Response | None:
+        for fault in faults:
+            if fault.kind == "latency":
+                time.sleep(fault.latency_s)
+            elif fault.kind == "hang":
+                fault.release.wait(fault.hang_s)
+            elif fault.kind == "drop":
+                raise _DropRequested
+            elif fault.kind == "throttle":
+                retry = {"Retry-After": str(fault.retry_after_s)}
+                message = fault.message or "Too many requests. Please retry."
+                return error_response(family, 429, "TooManyRequests", message, retry)
+            elif fault.kind == "status":
+                code = _STATUS_CODES.get(fault.status, "InternalServerError")
+                return error_response(
+                    family, fault.status, code, fault.message or "Injected failure."
+                )
+        return None
+
+    def _serve(
+        self,
+        route: Route,
+        request: Request,
+        params: dict[str, str],
+        identity: Identity | None,
+        subscription: str | None,
+    ) -> Response:
+        from emulator.arm import authorize_arm, charge_throttle
+
+        ctx = RequestContext(self.state, request, params, route.name, identity)
+        if route.auth == "arm":
+            denied = authorize_arm(ctx, subscription)
+            if denied is not None:
+                return denied
+        elif route.auth == "la":
+            denied = _authorize_la(ctx)
+            if denied is not None:
+                return denied
+        if route.throttle and identity is not None:
+            refused = charge_throttle(ctx, subscription, route.throttle)
+            if refused is not None:
+                return refused
+        response = route.handler(ctx)
+        for key, value in ctx.response_headers.items():
+            response.headers.setdefault(key, value)
+        return response
+
+    def _log(self, request: Request, trace: _Trace, status: int) -> None:
+        identity = trace.identity
+        self.state.request_log.append(
+            time=time.time(),
+            method=request.method,
+            path=request.path,
+            query=request.query_string.decode("latin-1"),
+            route=trace.route,
+            status=status,
+            duration_ms=(time.perf_counter() - trace.started) * 1000.0,
+            identity=identity.key if identity else None,
+            tenant_id=trace.tenant,
+            subscription_id=trace.subscription.lower() if trace.subscription else None,
+            fault=trace.fault,
+        )
+
+
+@dataclass
+class _Trace:
+    """What the middleware learnt about a request, for the request log."""
+
+    started: float
+    route: str = "unmatched"
+    identity: Identity | None = None
+    tenant: str | None = None
+    subscription: str | None = None
+    fault: str | None = None
+
+
+def _subscription_in_path(path: str) -> str | None:
+    # Resource-centric Log Analytics paths may carry the ARM id percent-encoded.
+    match = _SUBSCRIPTION_IN_PATH.search(unquote(path))
+    return match.group(1) if match else None
+
+
+# --- Log Analytics gate: authentication and tenant isolation, then emulator.loganalytics ------
+
+
+def _la_handler(ctx: RequestContext) -> Response:
+    service = ctx.state.log_analytics
+    if service is None:
+        return error_response(
+            "la", 501, "NotImplemented", "The Log Analytics query API is not built in."
+        )
+    assert ctx.identity is not None  # _authorize_la ran first
+    response: Response = service.handle(ctx.request, ctx.identity.key)
+    return response
+
+
+def _authorize_la(ctx: RequestContext) -> Response | None:
+    """401 without a valid api.loganalytics.io token; 403 for another tenant's workspace."""
+    if ctx.identity is None:
+        body = {
+            "error": {
+                "code": "InvalidTokenError",
+                "message": "The provided authentication is not valid for this resource",
+                "innererror": {
+                    "code": "TokenValidationFailed",
+                    "message": "Missing or invalid bearer token",
+                },
+            }
+        }
+        return json_response(body, 401, {"WWW-Authenticate": "Bearer"})
+    owners: set[str | None] = set()
+    if ctx.route == "la.workspace_query":
+        owners.add(ctx.state.tenant_of_log_analytics_workspace(ctx.params["workspace_id"]))
+    elif ctx.route == "la.resource_query":
+        subscription = _subscription_in_path(ctx.request.path)
+        owners.add(ctx.state.tenant_of_subscription(subscription) if subscription else None)
+    elif ctx.route == "la.batch":
+        # A batch is refused as a whole when any of its workspaces belongs to another tenant.
+        body = ctx.request.get_json(silent=True) or {}
+        for item in body.get("requests", []) if isinstance(body, dict) else []:
+            if isinstance(item, dict) and isinstance(item.get("workspace"), str):
+                owners.add(ctx.state.tenant_of_log_analytics_workspace(item["workspace"]))
+    owners.discard(None)
+    if owners - {ctx.identity.tenant_id}:
+        message = (
+            "The provided credentials have insufficient access to perform the requested operation"
+        )
+        return error_response("la", 403, "InsufficientAccessError", message)
+    return None
+
+
+LA_ROUTES = [
+    Route("la.batch", "/v1/$batch", ("POST",), _la_handler, auth="la"),
+    Route(
+        "la.workspace_query",
+        "/v1/workspaces/<workspace_id>/query",
+        ("GET", "POST"),
+        _la_handler,
+        auth="la",
+    ),
+    Route(
+        "la.resource_query", "/v1/<path:resource_id>/query", ("GET", "POST"), _la_handler, auth="la"
+    ),
+    Route("la.other", "/v1/<path:rest>", ("GET", "POST"), _la_handler, auth="la"),
+]
+
+
+class _DropRequested(Exception):
+    """A drop fault fired: the app logs the request, then closes the socket."""
+
+
+class _DroppedConnection(ConnectionResetError):
+    """Raised out of the WSGI app after closing the socket; cheroot ignores ECONNRESET silently."""
+
+
+def _drop_connection(environ: dict[str, Any]) -> NoReturn:
+    conn = environ.get(_CONNECTION_KEY)
+    if conn is not None:
+        with contextlib.suppress(OSError):  # the client may have gone already
+            conn.socket.shutdown(socket.SHUT_RDWR)
+    raise _DroppedConnection(errno.ECONNRESET, "connection dropped by fault injection")
+
+
+class _Gateway(wsgi.Gateway_10):
+    """Exposes the connection to the app so a fault can close it without answering."""
+
+    def get_environ(self) -> dict[str, Any]:
+        env: dict[str, Any] = super().get_environ()
+        env[_CONNECTION_KEY] = self.req.conn
+        return env
+
+
+def build_app(state: EmulatorState) -> EmulatorApp:
+    """Assemble the WSGI app from every route module."""
+    from emulator import admin, arm, entra, mms
+
+    routes = [*entra.ROUTES, *arm.ROUTES, *mms.ROUTES, *admin.ROUTES, *LA_ROUTES]
+    return EmulatorApp(state, routes)
+
+
+def _cheroot_error_log(msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
+    # cheroot prints to stderr by default; clients that give up mid-handshake are routine here.
+    log.log(min(level, logging.INFO), "cheroot: %s", msg, exc_info=traceback)
+
+
+class EmulatorServer:
+    """One emulator instance on https://host:port, serving `state`."""
+
+    def __init__(
+        self,
+        state: EmulatorState,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ca: CertificateAuthority | None = None,
+        tls_dir: Path | str | None = None,
+        threads: int = 48,
+    ) -> None:
+        self.state = state
+        self._tls_dir = (
+            Path(tls_dir) if tls_dir else Path(tempfile.mkdtemp(prefix="azure-emulator-tls-"))
+        )
+        self.ca = ca or CertificateAuthority.create(self._tls_dir)
+        cert_path, key_path = self.ca.issue_server_cert(self._tls_dir)
+        self._server = wsgi.Server(
+            (host, port), build_app(state), numthreads=threads, shutdown_timeout=2
+        )
+        self._server.gateway = _Gateway
+        self._server.error_log = _cheroot_error_log
+        # The accept loop notices stop() only between select() rounds: keep them short.
+        self._server.expiration_interval = 0.05
+        self._server.ssl_adapter = BuiltinSSLAdapter(str(cert_path), str(key_path))
+        self._host = host
+        self._thread: threading.Thread | None = None
+
+    @property
+    def ca_path(self) -> Path:
+        return self.ca.ca_path
+
+    @property
+    def port(self) -> int:
+        return int(self._server.bind_addr[1])
+
+    @property
+    def url(self) -> str:
+        return f"https://{self._host}:{self.port}"
+
+    def start(self) -> None:
+        """Bind and serve in a background thread; `url` is valid afterwards."""
+        self._server.prepare()
+        self.state.base_url = self.url
+        self._thread = threading.Thread(
+            target=self._server.serve, name="azure-emulator", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Release hung requests and stop serving."""
+        self.state.faults.clear()
+        self._server.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> EmulatorServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -7,15 +7,15 @@ import logging
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.api import admin, endpoints, health, tenants
+from service.api import admin, credentials, endpoints, health, tenants
 from service.api.hooks import register_hooks
 from service.api.openapi import OpenApiContract
 from service.api.problems import register_error_handlers
+from service.bootstrap import build_runtime, refuse_secrets_without_key
 from service.config import Settings
 from service.db.migrate import current_revision, head_revision
 from service.db.session import Database
 from service.logs import configure_logging
-from service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -28,30 +28,32 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     """Build the API. Refuses to start on a reachable database whose schema is not at head."""
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level_number)
-    database = database or Database(settings.database_url)
-    if settings.require_schema_at_head:
-        _verify_schema(database)
+    runtime = build_runtime(settings, database)
+    if settings.require_schema_at_head and _verify_schema(runtime.database):
+        refuse_secrets_without_key(runtime)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.extensions["amlcp.runtime"] = Runtime(settings=settings, database=database)
+    app.extensions["amlcp.runtime"] = runtime
     app.extensions["amlcp.contract"] = OpenApiContract(settings.openapi_path)
     register_hooks(app)
     register_error_handlers(app)
-    for blueprint in (health.bp, tenants.bp, endpoints.bp, admin.bp):
+    for blueprint in (health.bp, tenants.bp, endpoints.bp, credentials.bp, admin.bp):
         app.register_blueprint(blueprint)
     return app
 
 
-def _verify_schema(database: Database) -> None:
+def _verify_schema(database: Database) -> bool:
+    """True when the database answered and is at head; raises when it answered otherwise."""
     try:
         revision = current_revision(database.engine)
     except SQLAlchemyError as exc:
         # Start anyway: /readyz reports 503 until the database answers.
         log.warning("database unreachable at start-up (%s)", type(exc).__name__)
-        return
+        return False
     if revision != head_revision():
         raise SchemaNotAtHead(
             f"database schema is at {revision or 'nothing'}, code expects {head_revision()}: "
             "run 'python -m service.cli db-upgrade' first"
         )
+    return True

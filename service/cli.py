@@ -3,6 +3,7 @@
 - ``db-upgrade`` / ``db-downgrade REV``: run migrations on DATABASE_URL.
 - ``keys create --role admin --name bootstrap [--tenant SLUG]``: mint an API key and print its
   secret once (the way to get the first admin key).
+- ``credentials new-key`` / ``credentials rotate-keys``: keys for secrets at rest, and rotation.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from datetime import timedelta
 
 import click
 
+from service.adapters.secretbox import FernetSecretBox
+from service.bootstrap import build_runtime
 from service.config import Settings, SettingsError
 from service.db import migrate
 from service.db.session import Database
@@ -20,6 +23,7 @@ from service.domain.access import CLI_PRINCIPAL
 from service.errors import ServiceError
 from service.services import api_keys
 from service.services.context import CallContext
+from service.services.credentials import reencrypt_all
 
 
 def _settings() -> Settings:
@@ -88,6 +92,37 @@ def keys_create(name: str, role: str, tenant: str | None, expires_in_days: int |
         database.dispose()
     click.echo(f"created key {created.api_key.id} ({role}); the secret is shown once:", err=True)
     click.echo(created.secret)
+
+
+@main.group()
+def credentials() -> None:
+    """Tenant credentials: encryption keys for secrets at rest."""
+
+
+@credentials.command("new-key")
+def credentials_new_key() -> None:
+    """Print a new key for CREDENTIAL_KEYS (put it first to encrypt with it)."""
+    click.echo(FernetSecretBox.new_key())
+
+
+@credentials.command("rotate-keys")
+def credentials_rotate_keys() -> None:
+    """Re-encrypt every stored secret with the first key of CREDENTIAL_KEYS.
+
+    Rotation: put the new key first in CREDENTIAL_KEYS (keep the old ones after it), run this,
+    then remove the old keys.
+    """
+    settings = _settings()
+    if not settings.credential_keys:
+        raise click.ClickException("CREDENTIAL_KEYS is not set")
+    runtime = build_runtime(settings)
+    try:
+        count = reencrypt_all(runtime)
+    except ServiceError as exc:
+        raise click.ClickException(exc.detail) from exc
+    finally:
+        runtime.database.dispose()
+    click.echo(f"re-encrypted {count} secrets with the newest key", err=True)
 
 
 if __name__ == "__main__":

@@ -91,3 +91,41 @@ class ServiceUnavailable(ServiceError):
 
 class Internal(ServiceError):
     """An unexpected failure: the detail shown to the caller never carries internals."""
+
+
+class FailedDependency(ServiceError):
+    status, code, title = 424, "failed_dependency", "Failed dependency"
+
+
+class CredentialMissing(ServiceError):
+    """The tenant has no credential configured."""
+
+    status, code, title = 409, "credential_missing", "No Azure credential configured"
+
+
+class LoginRequired(FailedDependency):
+    """The delegated sign-in is missing, expired or revoked: an admin must sign in again."""
+
+    code, title = "login_required", "Azure sign-in required"
+
+
+class CredentialRejected(FailedDependency):
+    """Entra refused the credential (unknown client, wrong secret, bad certificate...)."""
+
+    code, title = "credential_rejected", "Azure rejected the credential"
+
+
+class AzureUnavailable(ServiceUnavailable):
+    """Azure (or the network to it) failed in a way worth retrying."""
+
+    code, title = "azure_unavailable", "Azure is unreachable"
+
+    def __init__(self, detail: str, *, retry_after_s: int = 5) -> None:
+        super().__init__(detail)
+        self.headers["Retry-After"] = str(retry_after_s)
+
+
+class SecretsUnavailable(ServiceError):
+    """A stored secret cannot be decrypted: CREDENTIAL_KEYS lacks the key that encrypted it."""
+
+    status, code, title = 503, "secrets_unavailable", "Stored secrets unavailable"

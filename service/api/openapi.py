@@ -251,7 +251,7 @@ def _field(prefix: str, error: ValidationError) -> str:
 
 def _describe(error: ValidationError) -> str:
     """A message that names the rule but never echoes the value (it may be a secret)."""
-    kind = error.validator
+    kind: Any = error.validator  # None for a `false` schema, whatever the stubs say
     rule: Any = error.validator_value
     if kind in ("required", "additionalProperties", "minProperties", "enum", "const"):
         if kind == "enum":
@@ -272,8 +272,14 @@ def _describe(error: ValidationError) -> str:
         }
         return "must be " + words[str(kind)].format(rule)
     if kind in ("oneOf", "anyOf"):
+        if kind == "oneOf" and not error.context:
+            return "matches more than one alternative: give exactly one"
         best = min(error.context or [], key=lambda e: len(list(e.path)), default=None)
         return _describe(best) if best is not None else "does not match any allowed form"
+    if kind == "not":
+        return "holds fields that are not allowed in this combination"
+    if kind is None:  # a `false` schema
+        return "is not allowed here"
     return f"is invalid ({kind})"
 
 

@@ -212,3 +212,62 @@ class AuditEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(128))
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class TenantCredential(Versioned, Base):
+    """How a tenant reaches Azure. One per tenant. Secrets are stored encrypted (Fernet tokens)."""
+
+    __tablename__ = "tenant_credentials"
+    __table_args__ = (
+        CheckConstraint("kind IN ('service_principal', 'delegated', 'host_identity')", name="kind"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, unique=True
+    )
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    client_id: Mapped[str | None] = mapped_column(String(36))
+    # service_principal: "secret" or "certificate"; delegated: "device_code"; host: "ambient".
+    method: Mapped[str] = mapped_column(String(16), nullable=False)
+    secret_ciphertext: Mapped[str | None] = mapped_column(Text)
+    certificate_thumbprint: Mapped[str | None] = mapped_column(String(64))
+    certificate_not_after: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # delegated: the msal token cache (refresh token inside), versioned for cross-process refresh.
+    token_cache_ciphertext: Mapped[str | None] = mapped_column(Text)
+    token_cache_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Display only, never a secret: signed-in user name, or the app / object id of a principal.
+    identity: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    status_detail: Mapped[str | None] = mapped_column(String(500))
+    last_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class DeviceLogin(Base):
+    """A device-code sign-in for a delegated credential; polled until it ends."""
+
+    __tablename__ = "device_logins"
+    __table_args__ = (
+        CheckConstraint("state IN ('pending', 'succeeded', 'expired', 'failed')", name="state"),
+        Index("ix_device_logins_state_next_poll_at", "state", "next_poll_at"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    client_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    user_code: Mapped[str] = mapped_column(String(32), nullable=False)
+    verification_uri: Mapped[str] = mapped_column(String(500), nullable=False)
+    message: Mapped[str] = mapped_column(String(1000), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    interval_s: Mapped[int] = mapped_column(Integer, nullable=False)
+    next_poll_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    # The msal flow (it holds the device code): encrypted like every other secret.
+    flow_ciphertext: Mapped[str | None] = mapped_column(Text)
+    username: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(String(500))
+    created_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

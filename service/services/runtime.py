@@ -6,12 +6,15 @@ from dataclasses import dataclass
 
 from service.config import Settings
 from service.db.session import Database, UnitOfWork
+from service.ports import IdentityProvider, SecretBox
 
 
 @dataclass
 class Runtime:
     settings: Settings
     database: Database
+    secret_box: SecretBox
+    identity: IdentityProvider
 
     def uow(self) -> UnitOfWork:
         return self.database.unit_of_work()

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from cryptography.fernet import Fernet
 
+from emulator.testing import EmulatorHandle
 from service.config import PROJECT_ROOT
 
 VENV_BIN = Path(sys.executable).parent
@@ -36,7 +38,11 @@ class LiveService:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "service.cli", *args],
-            env=self.env, cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+            env=self.env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         )
 
     def create_key(self, role: str = "admin", tenant: str | None = None) -> str:
@@ -49,7 +55,21 @@ class LiveService:
         return self.log_path.read_text(errors="replace")
 
 
-def start_service(tmp: Path, extra_env: dict[str, str] | None = None) -> LiveService:
+def emulator_env(emulator: EmulatorHandle) -> dict[str, str]:
+    """Point a service process at the emulator: it must never reach for a real Azure host."""
+    return {
+        "AZURE_AUTHORITY_HOST": emulator.authority,
+        "AZURE_RESOURCE_MANAGER": emulator.arm_endpoint,
+        "AZURE_LOG_ANALYTICS_ENDPOINT": emulator.logs_endpoint,
+        "AZURE_CA_BUNDLE": str(emulator.ca_path),
+        "AZURE_MANAGED_IDENTITY": "false",
+        "CREDENTIAL_KEYS": Fernet.generate_key().decode(),
+    }
+
+
+def start_service(
+    tmp: Path, emulator: EmulatorHandle, extra_env: dict[str, str] | None = None
+) -> LiveService:
     """Migrate a fresh SQLite database and start gunicorn on it (as `make run` does)."""
     port = free_port()
     env = {
@@ -57,17 +77,24 @@ def start_service(tmp: Path, extra_env: dict[str, str] | None = None) -> LiveSer
         "DATABASE_URL": f"sqlite:///{tmp / 'service.db'}",
         "BIND": f"127.0.0.1:{port}",
         "GUNICORN_WORKERS": "2",
+        **emulator_env(emulator),
         **(extra_env or {}),
     }
     subprocess.run(
         [sys.executable, "-m", "service.cli", "db-upgrade"],
-        env=env, cwd=PROJECT_ROOT, check=True, capture_output=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+        check=True,
+        capture_output=True,
     )
     log_path = tmp / "gunicorn.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [str(VENV_BIN / "gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"],
-            env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     service = LiveService(f"http://127.0.0.1:{port}", env, process, log_path)
     deadline = time.monotonic() + 60
@@ -95,7 +122,9 @@ def stop_service(service: LiveService) -> None:
 
 
 @pytest.fixture(scope="module")
-def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
-    service = start_service(tmp_path_factory.mktemp("live"))
+def live_service(
+    tmp_path_factory: pytest.TempPathFactory, emulator: EmulatorHandle
+) -> Iterator[LiveService]:
+    service = start_service(tmp_path_factory.mktemp("live"), emulator)
     yield service
     stop_service(service)

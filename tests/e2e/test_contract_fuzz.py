@@ -20,15 +20,24 @@ def test_the_live_api_has_no_server_errors_and_conforms_to_its_contract(
 ) -> None:
     admin = live_service.create_key("admin")
     auth = {"Authorization": f"Bearer {admin}"}
-    tenant = {"slug": "fuzz", "display_name": "Fuzz", "entra_tenant_id": "4e0c2f6a-2c5b-4d3e-9a51-0d8d3d2f1a10"}
-    assert requests.post(live_service.url + "/v1/tenants", json=tenant, headers=auth).status_code == 201
+    tenant = {
+        "slug": "fuzz",
+        "display_name": "Fuzz",
+        "entra_tenant_id": "4e0c2f6a-2c5b-4d3e-9a51-0d8d3d2f1a10",
+    }
+    assert (
+        requests.post(live_service.url + "/v1/tenants", json=tenant, headers=auth).status_code
+        == 201
+    )
     workspace = {
         "slug": "fuzz-ws",
         "subscription_id": "0b0c2f6a-2c5b-4d3e-9a51-0d8d3d2f1a11",
         "resource_group": "rg",
         "workspace_name": "mlw-fuzz",
     }
-    r = requests.post(live_service.url + "/v1/tenants/fuzz/workspaces", json=workspace, headers=auth)
+    r = requests.post(
+        live_service.url + "/v1/tenants/fuzz/workspaces", json=workspace, headers=auth
+    )
     assert r.status_code == 201
     env = {
         **os.environ,
@@ -37,12 +46,19 @@ def test_the_live_api_has_no_server_errors_and_conforms_to_its_contract(
     result = subprocess.run(
         [
             str(Path(sys.executable).parent / "schemathesis"),
-            "--config-file", str(CONFIG),
-            "run", str(PROJECT_ROOT / "openapi.yaml"),
-            "--url", live_service.url,
+            "--config-file",
+            str(CONFIG),
+            "run",
+            str(PROJECT_ROOT / "openapi.yaml"),
+            "--url",
+            live_service.url,
             "--no-color",
         ],
-        env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600,
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
     assert "Traceback" not in live_service.logs()

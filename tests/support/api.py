@@ -10,18 +10,21 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
 from openapi_core import Config, OpenAPI
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
 from werkzeug.test import EnvironBuilder, TestResponse
 
+from emulator.testing import EmulatorHandle
 from service.app import create_app
-from service.config import PROJECT_ROOT, Settings
+from service.config import PROJECT_ROOT, AzureSettings, Settings
 from service.db.session import Database
 from service.domain.access import CLI_PRINCIPAL
 from service.services import api_keys, endpoints, tenants, workspaces
 from service.services.context import CallContext
+from service.services.runtime import Runtime
 
 # openapi-core only parses application/json bodies by default; without these, every problem
 # response would be compared to its schema as raw bytes (and fail).
@@ -42,7 +45,9 @@ def check_contract(response: TestResponse) -> None:
     sent = response.request
     # The original request's body stream is consumed; response validation needs only the route.
     replay = EnvironBuilder(
-        method=sent.method, path=sent.path, query_string=sent.query_string.decode("latin-1"),
+        method=sent.method,
+        path=sent.path,
+        query_string=sent.query_string.decode("latin-1"),
         headers=list(sent.headers.items()),
     ).get_request()
     _OPENAPI.validate_response(WerkzeugOpenAPIRequest(replay), WerkzeugOpenAPIResponse(response))
@@ -127,6 +132,44 @@ class World:
         with self.db.unit_of_work() as uow:
             return workspaces.create_workspace(uow, CLI, tenant, data).slug
 
+    def delegated_credential(self, tenant: str, client_id: str | None = None) -> str:
+        """A delegated credential (no one signed in) and one finished device login; its id."""
+        from datetime import timedelta
+
+        from sqlalchemy import select
+
+        from service.db.models import DeviceLogin, Tenant, TenantCredential
+        from service.db.types import utcnow
+
+        with self.db.unit_of_work() as uow:
+            t = uow.session.scalars(select(Tenant).where(Tenant.slug == tenant)).one()
+            uow.session.add(
+                TenantCredential(
+                    tenant_id=t.id,
+                    kind="delegated",
+                    method="device_code",
+                    client_id=client_id or new_guid(),
+                    status="login_required",
+                )
+            )
+            now = utcnow()
+            login = DeviceLogin(
+                tenant_id=t.id,
+                client_id=client_id or new_guid(),
+                state="expired",
+                user_code="ABCD1234",
+                verification_uri="https://microsoft.com/devicelogin",
+                message="sign in",
+                expires_at=now - timedelta(minutes=1),
+                interval_s=5,
+                next_poll_at=now,
+                created_by="cli",
+                finished_at=now,
+            )
+            uow.session.add(login)
+            uow.commit()
+            return login.id
+
     def endpoints(self, tenant: str, workspace: str, names: list[str]) -> None:
         from sqlalchemy import select
 
@@ -159,10 +202,41 @@ class World:
             uow.commit()
 
 
+TEST_CREDENTIAL_KEY = Fernet.generate_key().decode()
+
+
+def emulator_azure_settings(emulator: EmulatorHandle) -> AzureSettings:
+    """Azure endpoints of the service pointed at the emulator."""
+    return AzureSettings(
+        authority_host=emulator.authority,
+        resource_manager=emulator.arm_endpoint,
+        log_analytics_endpoint=emulator.logs_endpoint,
+        ca_bundle=str(emulator.ca_path),
+        instance_discovery=False,
+        managed_identity=False,  # no IMDS here: never probe 169.254.169.254 from tests
+    )
+
+
 @pytest.fixture(scope="session")
-def app(database: Database) -> Flask:
-    settings = Settings(database_url=database.url)
+def settings(database: Database, emulator: EmulatorHandle) -> Settings:
+    """The service's settings for tests: this session's database, Azure = the emulator."""
+    return Settings(
+        database_url=database.url,
+        credential_keys=(TEST_CREDENTIAL_KEY,),
+        azure=emulator_azure_settings(emulator),
+    )
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings, database: Database) -> Flask:
     return create_app(settings, database=database)
+
+
+@pytest.fixture(scope="session")
+def runtime(app: Flask) -> Runtime:
+    """The app's runtime (database, secret box, identity adapter)."""
+    rt: Runtime = app.extensions["amlcp.runtime"]
+    return rt
 
 
 @pytest.fixture

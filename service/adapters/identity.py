@@ -1,0 +1,330 @@
+"""Azure identity for tenants: one TokenCredential per tenant, device-code sign-in, verification.
+
+The only module that imports azure-identity and msal. Service principals use azure-identity's
+ClientSecretCredential / CertificateCredential; delegated tenants use msal directly with the token
+cache kept (encrypted) in our database (see ``delegated.py``); the host identity is
+DefaultAzureCredential.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import msal
+import requests
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
+from azure.identity import (
+    CertificateCredential,
+    ClientSecretCredential,
+    CredentialUnavailableError,
+    DefaultAzureCredential,
+)
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from service.adapters.delegated import DelegatedCredential, LoginRequiredError, TokenRefreshFailed
+from service.config import AzureSettings
+from service.errors import (
+    AzureUnavailable,
+    CredentialRejected,
+    LoginRequired,
+    ServiceError,
+)
+from service.ports import (
+    AccessTokenInfo,
+    CertificateInfo,
+    CredentialSpec,
+    DeviceFlow,
+    DevicePoll,
+)
+
+log = logging.getLogger(__name__)
+
+ARM_SCOPE = "https://management.azure.com/.default"
+# Device-code sign-ins ask for ARM; other resources (Log Analytics) come from the refresh token.
+DEVICE_FLOW_SCOPES = ["https://management.azure.com/user_impersonation"]
+
+
+def msal_http_client(ca_bundle: str | None) -> requests.Session:
+    """msal's HTTP session: with an explicit CA bundle, ignore REQUESTS_CA_BUNDLE & co."""
+    session = requests.Session()
+    if ca_bundle:
+        session.verify = ca_bundle
+        session.trust_env = False
+    return session
+
+
+class AzureIdentity:
+    """Implements ``service.ports.IdentityProvider``."""
+
+    def __init__(self, settings: AzureSettings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._credentials: dict[str, tuple[str, TokenCredential]] = {}
+
+    # -- credentials ---------------------------------------------------------------------------
+    def credential(self, spec: CredentialSpec) -> TokenCredential:
+        with self._lock:
+            cached = self._credentials.get(spec.tenant_key)
+            if cached is not None and cached[0] == spec.fingerprint:
+                return cached[1]
+            credential = self._build(spec)
+            self._credentials[spec.tenant_key] = (spec.fingerprint, credential)
+        if cached is not None:
+            _close(cached[1])
+        return credential
+
+    def forget(self, tenant_key: str) -> None:
+        with self._lock:
+            cached = self._credentials.pop(tenant_key, None)
+        if cached is not None:
+            _close(cached[1])
+
+    def _common(self) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "authority": self._settings.authority_host,
+            "disable_instance_discovery": not self._settings.instance_discovery,
+        }
+        if self._settings.ca_bundle:
+            options["connection_verify"] = self._settings.ca_bundle
+        return options
+
+    def _build(self, spec: CredentialSpec) -> TokenCredential:
+        if spec.kind == "service_principal":
+            assert spec.client_id is not None
+            if spec.certificate_pem is not None:
+                return CertificateCredential(
+                    spec.entra_tenant_id,
+                    spec.client_id,
+                    certificate_data=spec.certificate_pem,
+                    **self._common(),
+                )
+            assert spec.client_secret is not None
+            return ClientSecretCredential(
+                spec.entra_tenant_id, spec.client_id, spec.client_secret, **self._common()
+            )
+        if spec.kind == "delegated":
+            assert spec.client_id is not None
+            assert spec.cache_store is not None
+            return DelegatedCredential(
+                authority=f"{self._settings.authority_host}/{spec.entra_tenant_id}",
+                client_id=spec.client_id,
+                store=spec.cache_store,
+                instance_discovery=self._settings.instance_discovery,
+                http_client=msal_http_client(self._settings.ca_bundle),
+            )
+        if spec.kind == "host_identity":
+            options = self._common()
+            if spec.client_id:
+                options["managed_identity_client_id"] = spec.client_id
+            # A server's ambient identity is the environment, workload identity or managed
+            # identity; developer-tool credentials (az CLI, PowerShell, VS Code, shared cache)
+            # would spawn processes or read a person's files, so they are never tried.
+            return DefaultAzureCredential(
+                exclude_managed_identity_credential=not self._settings.managed_identity,
+                exclude_shared_token_cache_credential=True,
+                exclude_cli_credential=True,
+                exclude_powershell_credential=True,
+                exclude_developer_cli_credential=True,
+                exclude_visual_studio_code_credential=True,
+                exclude_interactive_browser_credential=True,
+                exclude_broker_credential=True,
+                **options,
+            )
+        raise ValueError(f"unknown credential kind {spec.kind!r}")
+
+    # -- verification --------------------------------------------------------------------------
+    def verify(self, spec: CredentialSpec) -> AccessTokenInfo:
+        credential = self.credential(spec)
+        try:
+            token = credential.get_token(ARM_SCOPE)
+        except Exception as exc:  # noqa: BLE001 - every failure is mapped to the error model
+            raise map_identity_error(exc) from None
+        return AccessTokenInfo(
+            expires_on=datetime.fromtimestamp(token.expires_on, UTC),
+            identity=_claims_identity(token.token),
+        )
+
+    # -- device code ---------------------------------------------------------------------------
+    def _public_app(
+        self, entra_tenant_id: str, client_id: str, cache: msal.SerializableTokenCache
+    ) -> msal.PublicClientApplication:
+        return msal.PublicClientApplication(
+            client_id,
+            authority=f"{self._settings.authority_host}/{entra_tenant_id}",
+            token_cache=cache,
+            instance_discovery=self._settings.instance_discovery,
+            http_client=msal_http_client(self._settings.ca_bundle),
+        )
+
+    def start_device_flow(self, entra_tenant_id: str, client_id: str) -> DeviceFlow:
+        app = self._public_app(entra_tenant_id, client_id, msal.SerializableTokenCache())
+        try:
+            flow = app.initiate_device_flow(scopes=DEVICE_FLOW_SCOPES)
+        except (requests.RequestException, ValueError) as exc:
+            raise AzureUnavailable(f"Entra ID unreachable ({type(exc).__name__})") from None
+        if "user_code" not in flow:
+            raise CredentialRejected(_entra_error(flow, "device-code sign-in refused"))
+        return DeviceFlow(
+            user_code=flow["user_code"],
+            verification_uri=flow["verification_uri"],
+            message=flow.get("message", ""),
+            expires_at=datetime.fromtimestamp(float(flow["expires_at"]), UTC),
+            interval_s=max(1, int(flow.get("interval", 5))),
+            state=flow,
+        )
+
+    def poll_device_flow(
+        self, entra_tenant_id: str, client_id: str, state: dict[str, Any]
+    ) -> DevicePoll:
+        if time.time() >= float(state.get("expires_at", 0)):
+            return DevicePoll("expired", error="the sign-in code expired before it was used")
+        # msal polls in a loop; an exit condition that is always true makes it poll exactly once
+        # (it needs interval >= 1, which start_device_flow guarantees).
+        flow = dict(state, interval=max(1, int(state.get("interval", 5))))
+        cache = msal.SerializableTokenCache()
+        app = self._public_app(entra_tenant_id, client_id, cache)
+        try:
+            result = app.acquire_token_by_device_flow(flow, exit_condition=lambda _flow: True)
+        except (requests.RequestException, ValueError) as exc:
+            raise AzureUnavailable(f"Entra ID unreachable ({type(exc).__name__})") from None
+        if "access_token" in result:
+            claims = result.get("id_token_claims") or {}
+            username = claims.get("preferred_username") or claims.get("upn") or claims.get("oid")
+            return DevicePoll("succeeded", cache=cache.serialize(), username=username)
+        error = result.get("error")
+        if error in ("authorization_pending", "slow_down"):
+            return DevicePoll("pending")
+        if error in ("expired_token", "code_expired"):
+            return DevicePoll("expired", error="the sign-in code expired before it was used")
+        return DevicePoll("failed", error=_entra_error(result, "sign-in failed"))
+
+    # -- certificates --------------------------------------------------------------------------
+    def inspect_certificate(self, pem: bytes) -> CertificateInfo:
+        try:
+            cert = x509.load_pem_x509_certificate(pem)
+        except ValueError:
+            raise ValueError("no PEM certificate found") from None
+        try:
+            key = serialization.load_pem_private_key(pem, password=None)
+        except (ValueError, TypeError):
+            raise ValueError(
+                "no unencrypted PEM private key found beside the certificate"
+            ) from None
+        if key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ) != cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ):
+            raise ValueError("the private key does not belong to the certificate")
+        return CertificateInfo(
+            thumbprint_sha1=cert.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303 - x5t
+            subject=cert.subject.rfc4514_string(),
+            not_after=cert.not_valid_after_utc,
+        )
+
+
+def spec_fingerprint(*parts: str | None) -> str:
+    """A cheap identity of a stored credential: changes when any part changes."""
+    digest = hashlib.sha256("\x1f".join(p or "" for p in parts).encode()).hexdigest()
+    return digest[:24]
+
+
+def map_identity_error(exc: BaseException) -> ServiceError:
+    """One error model for every way getting a token can fail (messages carry no secrets)."""
+    if isinstance(exc, ServiceError):
+        return exc
+    if isinstance(exc, LoginRequiredError):
+        return LoginRequired(str(exc))
+    if isinstance(exc, CredentialUnavailableError):
+        return CredentialRejected(
+            "the host has no usable Azure identity (managed identity, "
+            "workload identity or environment)"
+        )
+    if isinstance(exc, ClientAuthenticationError) and _caused_by_network(exc):
+        return AzureUnavailable("Entra ID unreachable")
+    if isinstance(exc, ClientAuthenticationError):
+        message = exc.message or ""
+        for marker, reason in (
+            ("AADSTS7000215", "invalid client secret"),
+            ("AADSTS700016", "unknown application (client id) in this tenant"),
+            ("AADSTS90002", "unknown tenant"),
+            ("AADSTS700027", "the certificate assertion was rejected"),
+            ("AADSTS7000222", "the client secret has expired"),
+            ("invalid_client", "the client credentials were rejected"),
+        ):
+            if marker in message:
+                return CredentialRejected(f"Entra ID rejected the credential: {reason}")
+        status = exc.response.status_code if exc.response is not None else None
+        if status is not None and (status >= 500 or status == 429):
+            return AzureUnavailable("Entra ID answered with a server error")
+        return CredentialRejected("Entra ID rejected the credential")
+    if isinstance(exc, TokenRefreshFailed):
+        return AzureUnavailable(str(exc))
+    if isinstance(exc, ServiceRequestError | requests.RequestException | OSError):
+        return AzureUnavailable(f"Entra ID unreachable ({type(exc).__name__})")
+    log.warning("unexpected token acquisition failure: %s", type(exc).__name__)
+    return AzureUnavailable(f"token acquisition failed ({type(exc).__name__})")
+
+
+_NETWORK_ERRORS = (ServiceRequestError, requests.ConnectionError, requests.Timeout, OSError)
+
+
+def _caused_by_network(exc: BaseException) -> bool:
+    """azure-identity wraps transport failures in ClientAuthenticationError; find them."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _NETWORK_ERRORS):
+            return True
+        inner = getattr(current, "inner_exception", None)
+        current = (
+            inner
+            if isinstance(inner, BaseException)
+            else (current.__cause__ or current.__context__)
+        )
+    message = str(getattr(exc, "message", "") or exc)
+    return "Failed to establish a new connection" in message or "Max retries exceeded" in message
+
+
+def _entra_error(result: dict[str, Any], default: str) -> str:
+    code = result.get("error")
+    codes = result.get("error_codes") or []
+    if code:
+        suffix = f" (AADSTS{codes[0]})" if codes else ""
+        return f"{default}: {code}{suffix}"
+    return default
+
+
+def _claims_identity(jwt: str) -> dict[str, str]:
+    """Who the (unverified, display-only) access token names. Never the token itself."""
+    try:
+        payload = jwt.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return {}
+    picked = {
+        "tenant_id": claims.get("tid"),
+        "object_id": claims.get("oid"),
+        "app_id": claims.get("appid") or claims.get("azp"),
+        "username": claims.get("upn") or claims.get("preferred_username"),
+    }
+    return {k: str(v) for k, v in picked.items() if v}
+
+
+def _close(credential: object) -> None:
+    close = getattr(credential, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:
+            log.debug("closing a replaced credential failed", exc_info=True)

@@ -1,0 +1,376 @@
+"""Tenant credentials: configure, verify, and sign in delegated users with the device-code flow.
+
+Secrets (client secrets, certificate keys, msal token caches, device codes) are encrypted with the
+runtime's SecretBox before they reach the database and never leave this module in a view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from service.db.models import DeviceLogin, Tenant, TenantCredential
+from service.db.session import UnitOfWork
+from service.db.types import utcnow
+from service.domain.access import Role
+from service.domain.etags import etag_for
+from service.errors import (
+    CredentialMissing,
+    LoginRequired,
+    NotFound,
+    SecretsUnavailable,
+    ServiceError,
+    ValidationFailed,
+)
+from service.ports import CredentialSpec
+from service.services import audit
+from service.services.context import CallContext
+from service.services.lookup import check_if_match, visible_tenant
+from service.services.runtime import Runtime
+from service.services.token_cache import DbTokenCacheStore
+
+
+@dataclass(frozen=True)
+class CredentialView:
+    tenant: str
+    kind: str
+    method: str
+    client_id: str | None
+    identity: str | None
+    status: str
+    status_detail: str | None
+    certificate_thumbprint: str | None
+    certificate_not_after: datetime | None
+    signed_in: bool
+    last_verified_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    etag: str
+
+
+@dataclass(frozen=True)
+class VerificationView:
+    tenant: str
+    kind: str
+    identity: dict[str, str]
+    token_expires_on: datetime
+    verified_at: datetime
+
+
+def _view(c: TenantCredential, tenant: str) -> CredentialView:
+    return CredentialView(
+        tenant=tenant,
+        kind=c.kind,
+        method=c.method,
+        client_id=c.client_id,
+        identity=c.identity,
+        status=c.status,
+        status_detail=c.status_detail,
+        certificate_thumbprint=c.certificate_thumbprint,
+        certificate_not_after=c.certificate_not_after,
+        signed_in=c.token_cache_ciphertext is not None,
+        last_verified_at=c.last_verified_at,
+        created_at=c.created_at,
+        updated_at=c.updated_at,
+        etag=etag_for(c.version),
+    )
+
+
+def credential_of(uow: UnitOfWork, tenant: Tenant) -> TenantCredential:
+    cred = uow.session.scalar(
+        select(TenantCredential).where(TenantCredential.tenant_id == tenant.id)
+    )
+    if cred is None:
+        raise CredentialMissing(f"tenant '{tenant.slug}' has no Azure credential configured")
+    return cred
+
+
+def admin_tenant(uow: UnitOfWork, ctx: CallContext, slug: str) -> Tenant:
+    tenant = visible_tenant(uow, ctx.principal, slug)  # 404 first: no hint for foreign tenants
+    ctx.require(Role.ADMIN)
+    return tenant
+
+
+def encrypt_secret(rt: Runtime, value: bytes) -> str:
+    if not rt.secret_box.configured:
+        raise SecretsUnavailable(
+            "the service has no CREDENTIAL_KEYS configured and cannot store secrets"
+        )
+    return rt.secret_box.encrypt(value)
+
+
+# -- configuration -----------------------------------------------------------------------------
+def put_credential(
+    rt: Runtime,
+    uow: UnitOfWork,
+    ctx: CallContext,
+    slug: str,
+    data: dict[str, Any],
+    if_match: str | None,
+) -> tuple[CredentialView, bool]:
+    """Create or replace the tenant's credential. Returns the view and whether it was created."""
+    tenant = admin_tenant(uow, ctx, slug)
+    existing = uow.session.scalar(
+        select(TenantCredential).where(TenantCredential.tenant_id == tenant.id)
+    )
+    if existing is not None:
+        check_if_match(if_match, existing.version)
+    elif if_match is not None and if_match.strip() != "*":
+        check_if_match(if_match, 0)  # nothing to match: 412, as RFC 9110 asks
+    kind = data["kind"]
+    values: dict[str, Any] = {
+        "kind": kind,
+        "client_id": (data.get("client_id") or "").lower() or None,
+        "secret_ciphertext": None,
+        "certificate_thumbprint": None,
+        "certificate_not_after": None,
+        "token_cache_ciphertext": None,
+        "identity": None,
+        "status": "unverified",
+        "status_detail": None,
+        "last_verified_at": None,
+    }
+    if kind == "service_principal" and data.get("certificate_pem"):
+        pem = data["certificate_pem"].encode()
+        try:
+            info = rt.identity.inspect_certificate(pem)
+        except ValueError as exc:
+            raise ValidationFailed(
+                f"certificate_pem: {exc}", [{"field": "body.certificate_pem", "message": str(exc)}]
+            ) from None
+        if info.not_after <= utcnow():
+            raise ValidationFailed(
+                "certificate_pem: the certificate has expired",
+                [{"field": "body.certificate_pem", "message": "the certificate has expired"}],
+            )
+        values.update(
+            method="certificate",
+            secret_ciphertext=encrypt_secret(rt, pem),
+            certificate_thumbprint=info.thumbprint_sha1,
+            certificate_not_after=info.not_after,
+        )
+    elif kind == "service_principal":
+        values.update(
+            method="secret", secret_ciphertext=encrypt_secret(rt, data["client_secret"].encode())
+        )
+    elif kind == "delegated":
+        values.update(
+            method="device_code",
+            status="login_required",
+            status_detail="no user has signed in yet: start a device login",
+        )
+    else:
+        values.update(method="ambient")
+
+    before = _view(existing, slug) if existing is not None else None
+    if existing is None:
+        cred = TenantCredential(tenant_id=tenant.id, **values)
+        uow.session.add(cred)
+    else:
+        cred = existing
+        for key, value in values.items():
+            setattr(cred, key, value)
+    # A replaced credential ends any sign-in in progress for the old one.
+    uow.session.execute(
+        delete(DeviceLogin).where(
+            DeviceLogin.tenant_id == tenant.id, DeviceLogin.state == "pending"
+        )
+    )
+    uow.flush()
+    after = _view(cred, slug)
+    audit.record(
+        uow,
+        ctx,
+        action="credential.put",
+        target_type="credential",
+        target_id=cred.id,
+        tenant_id=tenant.id,
+        before=before,
+        after=after,
+    )
+    uow.commit()
+    rt.identity.forget(tenant.id)
+    return after, existing is None
+
+
+def get_credential(uow: UnitOfWork, ctx: CallContext, slug: str) -> CredentialView:
+    tenant = admin_tenant(uow, ctx, slug)
+    return _view(credential_of(uow, tenant), slug)
+
+
+def delete_credential(
+    rt: Runtime, uow: UnitOfWork, ctx: CallContext, slug: str, if_match: str | None
+) -> None:
+    tenant = admin_tenant(uow, ctx, slug)
+    cred = credential_of(uow, tenant)
+    check_if_match(if_match, cred.version)
+    before = _view(cred, slug)
+    uow.session.execute(delete(DeviceLogin).where(DeviceLogin.tenant_id == tenant.id))
+    uow.session.delete(cred)
+    audit.record(
+        uow,
+        ctx,
+        action="credential.delete",
+        target_type="credential",
+        target_id=cred.id,
+        tenant_id=tenant.id,
+        before=before,
+    )
+    uow.commit()
+    rt.identity.forget(tenant.id)
+
+
+# -- using it ----------------------------------------------------------------------------------
+def credential_spec(rt: Runtime, tenant: Tenant, cred: TenantCredential) -> CredentialSpec:
+    """Decrypt what the identity adapter needs to build the tenant's TokenCredential."""
+    secret = rt.secret_box.decrypt(cred.secret_ciphertext) if cred.secret_ciphertext else None
+    return CredentialSpec(
+        tenant_key=tenant.id,
+        fingerprint=_fingerprint(tenant, cred),
+        entra_tenant_id=tenant.entra_tenant_id,
+        kind=cred.kind,
+        client_id=cred.client_id,
+        client_secret=secret.decode() if secret is not None and cred.method == "secret" else None,
+        certificate_pem=secret if cred.method == "certificate" else None,
+        cache_store=(
+            DbTokenCacheStore(rt.database, rt.secret_box, cred.id)
+            if cred.kind == "delegated"
+            else None
+        ),
+    )
+
+
+def _fingerprint(tenant: Tenant, cred: TenantCredential) -> str:
+    # Not the row version: verification and token refreshes update the row without changing
+    # how to authenticate, and the warm credential (with its token cache) must survive them.
+    return "|".join(
+        (
+            cred.id,
+            cred.kind,
+            cred.method,
+            cred.client_id or "",
+            tenant.entra_tenant_id,
+            cred.secret_ciphertext or "",
+        )
+    )
+
+
+def tenant_credential(rt: Runtime, tenant_id: str) -> Any:
+    """The TokenCredential for a tenant (one per tenant, reused): for the Azure adapters."""
+    with rt.uow() as uow:
+        tenant = uow.session.get(Tenant, tenant_id)
+        if tenant is None:
+            raise NotFound("tenant not found")
+        cred = credential_of(uow, tenant)
+        if cred.kind == "delegated" and cred.token_cache_ciphertext is None:
+            raise LoginRequired("no user has signed in for this tenant yet")
+        spec = credential_spec(rt, tenant, cred)
+    return rt.identity.credential(spec)
+
+
+def verify_credential(
+    rt: Runtime, uow: UnitOfWork, ctx: CallContext, slug: str
+) -> VerificationView:
+    """Acquire a token now; record the outcome on the credential and in the audit trail."""
+    tenant = admin_tenant(uow, ctx, slug)
+    cred = credential_of(uow, tenant)
+    spec = credential_spec(rt, tenant, cred)
+    now = utcnow()
+    failure: ServiceError | None = None
+    try:
+        if cred.kind == "delegated" and cred.token_cache_ciphertext is None:
+            raise LoginRequired("no user has signed in for this tenant yet")
+        info = rt.identity.verify(spec)
+    except ServiceError as exc:
+        failure = exc
+    status = (
+        "ok"
+        if failure is None
+        else {
+            "login_required": "login_required",
+            "credential_rejected": "rejected",
+        }.get(failure.code, "unreachable")
+    )
+    # The token-cache column may have moved on under a concurrent refresh: update only these.
+    uow.session.execute(
+        update(TenantCredential)
+        .where(TenantCredential.id == cred.id)
+        .values(
+            status=status,
+            status_detail=None if failure is None else failure.detail[:500],
+            last_verified_at=now,
+            identity=(
+                (info.identity.get("username") or info.identity.get("app_id") or cred.identity)
+                if failure is None
+                else cred.identity
+            ),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    audit.record(
+        uow,
+        ctx,
+        action="credential.verify",
+        target_type="credential",
+        target_id=cred.id,
+        tenant_id=tenant.id,
+        after={"status": status, "error": None if failure is None else failure.code},
+    )
+    uow.commit()
+    if failure is not None:
+        raise failure
+    return VerificationView(
+        tenant=slug,
+        kind=cred.kind,
+        identity=info.identity,
+        token_expires_on=info.expires_on,
+        verified_at=now,
+    )
+
+
+# -- key rotation ------------------------------------------------------------------------------
+def reencrypt_all(rt: Runtime) -> int:
+    """Re-encrypt every stored secret with the newest key; returns how many were rewritten.
+
+    After this, keys other than the first can be removed from CREDENTIAL_KEYS.
+    """
+    box = rt.secret_box
+    count = 0
+    with rt.uow() as uow:
+        for cred in uow.session.scalars(select(TenantCredential)):
+            for column in ("secret_ciphertext", "token_cache_ciphertext"):
+                token = getattr(cred, column)
+                if token:
+                    uow.session.execute(
+                        update(TenantCredential)
+                        .where(TenantCredential.id == cred.id)
+                        .values({column: box.rotate(token)})
+                        .execution_options(synchronize_session=False)
+                    )
+                    count += 1
+        for login in uow.session.scalars(
+            select(DeviceLogin).where(DeviceLogin.flow_ciphertext.is_not(None))
+        ):
+            assert login.flow_ciphertext is not None
+            login.flow_ciphertext = box.rotate(login.flow_ciphertext)
+            count += 1
+        uow.commit()
+    return count
+
+
+def stored_secret_count(rt: Runtime) -> int:
+    """How many rows hold encrypted secrets (start-up refuses to run with some and no key)."""
+    with rt.uow() as uow:
+        creds = uow.session.scalars(
+            select(TenantCredential.id).where(
+                (TenantCredential.secret_ciphertext.is_not(None))
+                | (TenantCredential.token_cache_ciphertext.is_not(None))
+            )
+        ).all()
+        logins = uow.session.scalars(
+            select(DeviceLogin.id).where(DeviceLogin.flow_ciphertext.is_not(None))
+        ).all()
+    return len(creds) + len(logins)

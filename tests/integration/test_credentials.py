@@ -1,0 +1,562 @@
+"""Tenant credentials end to end: real azure-identity, msal, azureml-core and azure-monitor-query
+against the emulator, through the service's API and its identity adapter."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from azure.monitor.query import LogsQueryClient, LogsQueryStatus
+
+from emulator.telemetry import TelemetrySpec, generate
+from emulator.testing import EmulatorHandle, Sandbox
+from service.adapters.azureml_auth import token_credential_authentication
+from service.bootstrap import build_runtime
+from service.config import PROJECT_ROOT, Settings
+from service.db.session import Database
+from service.errors import LoginRequired
+from service.logs import RedactingFilter
+from service.services.credentials import tenant_credential
+from service.services.runtime import Runtime
+from tests.support.api import ApiClient, World, new_guid
+from tests.support.certs import self_signed_pem
+
+_SMALL_TELEMETRY = {
+    name: table
+    for name, table in generate(
+        TelemetrySpec(
+            roles=("scorer",),
+            start=datetime.now(UTC) - timedelta(hours=1),
+            end=datetime.now(UTC),
+            requests_per_hour=20,
+        )
+    ).items()
+    if name.startswith("App")
+}
+
+# Every secret the tests hand out or receive; the last test scans responses and logs for them.
+SECRETS: set[str] = set()
+RESPONSE_BODIES: list[str] = []
+LOG = io.StringIO()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def capture_all_logs() -> Iterator[None]:
+    """Every log line at every level, through the service's redacting filter."""
+    handler = logging.StreamHandler(LOG)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield
+    root.removeHandler(handler)
+    root.setLevel(previous)
+
+
+def call(api: ApiClient, method: str, path: str, key: str, **kw: object):  # type: ignore[no-untyped-def]
+    response = api.call(method, path, key, **kw)  # type: ignore[arg-type]
+    RESPONSE_BODIES.append(response.get_data(as_text=True))
+    RESPONSE_BODIES.append(str(dict(response.headers)))
+    return response
+
+
+def tenant_for(world: World, box: Sandbox) -> str:
+    return world.tenant(entra_tenant_id=box.tenant_id)
+
+
+def tenant_id_of(runtime: Runtime, slug: str) -> str:
+    from sqlalchemy import select
+
+    from service.db.models import Tenant
+
+    with runtime.uow() as uow:
+        tid = uow.session.scalar(select(Tenant.id).where(Tenant.slug == slug))
+    assert tid is not None
+    return tid
+
+
+def load_workspace(runtime: Runtime, credential: object, box: Sandbox, emulator: EmulatorHandle):  # type: ignore[no-untyped-def]
+    from azureml.core import Workspace
+
+    auth = token_credential_authentication(credential, resource_manager_url=emulator.arm_endpoint)  # type: ignore[arg-type]
+    return Workspace(box.subscription_id, box.resource_group, box.workspace_name, auth=auth)
+
+
+def query_logs(credential: object, box: Sandbox, emulator: EmulatorHandle) -> LogsQueryStatus:
+    assert box.log_analytics_workspace_id is not None
+    emulator.state.telemetry.add_workspace(box.log_analytics_workspace_id, _SMALL_TELEMETRY)
+    client = LogsQueryClient(
+        credential,  # type: ignore[arg-type]
+        endpoint=emulator.logs_endpoint,
+        audience="https://api.loganalytics.io",
+        connection_verify=str(emulator.ca_path),
+    )
+    assert box.log_analytics_workspace_id is not None
+    result = client.query_workspace(
+        box.log_analytics_workspace_id, "AppRequests | take 1", timespan=None
+    )
+    return result.status
+
+
+def test_a_service_principal_with_a_secret_is_stored_encrypted_verified_and_used(
+    api: ApiClient,
+    world: World,
+    admin_key: str,
+    runtime: Runtime,
+    sandbox: Sandbox,
+    emulator: EmulatorHandle,
+) -> None:
+    slug = tenant_for(world, sandbox)
+    SECRETS.add(sandbox.client_secret)
+    r = call(
+        api,
+        "PUT",
+        f"/v1/tenants/{slug}/credential",
+        admin_key,
+        json={
+            "kind": "service_principal",
+            "client_id": sandbox.client_id,
+            "client_secret": sandbox.client_secret,
+        },
+    )
+    assert r.status_code == 201, r.json
+    assert r.json["method"] == "secret"
+    assert r.json["status"] == "unverified"
+    from sqlalchemy import text
+
+    with runtime.uow() as uow:
+        stored = (
+            uow.session.execute(text("SELECT secret_ciphertext FROM tenant_credentials"))
+            .scalars()
+            .all()
+        )
+    assert stored
+    assert all(sandbox.client_secret not in (s or "") for s in stored)
+
+    v = call(api, "POST", f"/v1/tenants/{slug}/credential/verify", admin_key)
+    assert v.status_code == 200, v.json
+    assert v.json["identity"]["app_id"] == sandbox.client_id
+    assert v.json["identity"]["tenant_id"] == sandbox.tenant_id
+    assert call(api, "GET", f"/v1/tenants/{slug}/credential", admin_key).json["status"] == "ok"
+
+    credential = tenant_credential(runtime, tenant_id_of(runtime, slug))
+    ws = load_workspace(runtime, credential, sandbox, emulator)
+    assert ws.name == sandbox.workspace_name
+    assert query_logs(credential, sandbox, emulator) == LogsQueryStatus.SUCCESS
+
+
+def test_a_service_principal_with_a_certificate_signs_its_assertion(
+    api: ApiClient,
+    world: World,
+    admin_key: str,
+    runtime: Runtime,
+    emulator: EmulatorHandle,
+) -> None:
+    box = emulator.sandbox()
+    cert_pem, bundle = self_signed_pem()
+    SECRETS.update(
+        line
+        for line in bundle.splitlines()
+        if line and "-----" not in line and line not in cert_pem
+    )
+    sp = emulator.state.add_service_principal(box.tenant_id, certificate_pem=cert_pem)
+    slug = tenant_for(world, box)
+    r = call(
+        api,
+        "PUT",
+        f"/v1/tenants/{slug}/credential",
+        admin_key,
+        json={
+            "kind": "service_principal",
+            "client_id": sp.client_id,
+            "certificate_pem": bundle,
+        },
+    )
+    assert r.status_code == 201, r.json
+    assert r.json["method"] == "certificate"
+    assert len(r.json["certificate_thumbprint"]) == 40
+    v = call(api, "POST", f"/v1/tenants/{slug}/credential/verify", admin_key)
+    assert v.status_code == 200, v.json
+    assert v.json["identity"]["app_id"] == sp.client_id
+    credential = tenant_credential(runtime, tenant_id_of(runtime, slug))
+    assert query_logs(credential, box, emulator) == LogsQueryStatus.SUCCESS
+
+
+def test_a_certificate_without_its_private_key_is_refused_and_nothing_is_stored(
+    api: ApiClient,
+    world: World,
+    admin_key: str,
+) -> None:
+    slug = world.tenant()
+    cert_pem, _ = self_signed_pem()
+    r = call(
+        api,
+        "PUT",
+        f"/v1/tenants/{slug}/credential",
+        admin_key,
+        json={
+            "kind": "service_principal",
+            "client_id": new_guid(),
+            "certificate_pem": cert_pem,
+        },
+    )
+    assert r.status_code == 400
+    assert "private key" in r.json["detail"]
+    assert call(api, "GET", f"/v1/tenants/{slug}/credential", admin_key).status_code == 409
+
+
+def test_a_wrong_secret_is_reported_as_rejected_not_as_a_server_error(
+    api: ApiClient,
+    world: World,
+    admin_key: str,
+    sandbox: Sandbox,
+) -> None:
+    slug = tenant_for(world, sandbox)
+    call(
+        api,
+        "PUT",
+        f"/v1/tenants/{slug}/credential",
+        admin_key,
+        json={
+            "kind": "service_principal",
+            "client_id": sandbox.client_id,
+            "client_secret": "wrong-secret",
+        },
+    )
+    v = call(api, "POST", f"/v1/tenants/{slug}/credential/verify", admin_key)
+    assert v.status_code == 424
+    assert v.json["code"] == "credential_rejected"
+    assert "invalid client secret" in v.json["detail"]
+    assert (
+        call(api, "GET", f"/v1/tenants/{slug}/credential", admin_key).json["status"] == "rejected"
+    )
+
+
+def test_an_unknown_client_is_rejected_with_a_clear_reason(
+    api: ApiClient,
+    world: World,
+    admin_key: str,
+    sandbox: Sandbox,
+) -> None:
+    slug = tenant_for(world, sandbox)
+    call(
+        api,
+        "PUT",
+        f"/v1/tenants/{slug}/credential",
+        admin_key,
+        json={
+            "kind": "service_principal",
+            "client_id": new_guid(),
+            "client_secret": "x",
+        },
+    )
+    v = call(api, "POST", f"/v1/tenants/{slug}/credential/verify", admin_key)
+    assert v.status_code == 424
+    assert v.json["code"] == "credential_rejected"
+
+
+def test_an_unreachable_authority_is_a_retryable_503(
+    api: ApiClient,
+    world: World,
+    admin_key: str,
+    fresh_emulator: EmulatorHandle,
+    settings: Settings,
+    database: Database,
+) -> None:
+    from service.app import create_app
+    from tests.support.api import emulator_azure_settings
+
+    box = fresh_emulator.sandbox()
+    app = create_app(
+        settings.with_overrides(azure=emulator_azure_settings(fresh_emulator)), database=database
+    )
+    with app.test_client() as client:
+        local = ApiClient(client)
+        slug = tenant_for(world, box)
+        call(
+            local,
+            "PUT",
+            f"/v1/tenants/{slug}/credential",
+            admin_key,
+            json={
+                "kind": "service_principal",
+                "client_id": box.client_id,
+                "client_secret": box.client_secret,
+            },
+        )
+        fresh_emulator.server.stop()
+        v = call(local, "POST", f"/v1/tenants/{slug}/credential/verify", admin_key)
+    assert v.status_code == 503
+    assert v.json["code"] == "azure_unavailable"
+    assert v.headers["Retry-After"]
+
+
+def _delegated_tenant(
+    api: ApiClient, world: World, admin_key: str, emulator: EmulatorHandle, box: Sandbox
+) -> tuple[str, str]:
+    app = emulator.state.add_public_client(box.tenant_id)
+    username = f"ops-{new_guid()[:8]}@contoso.example"
+    emulator.state.add_user(box.tenant_id, username)
+    slug = tenant_for(world, box)
+    r = call(
+        api,
+        "PUT",
+        f"/v1/tenants/{slug}/credential",
+        admin_key,
+        json={"kind": "delegated", "client_id": app.client_id},
+    )
+    assert r.status_code == 201, r.json
+    assert r.json["status"] == "login_required"
+    assert r.json["signed_in"] is False
+    return slug, username
+
+
+def _sign_in(
+    api: ApiClient, admin_key: str, emulator: EmulatorHandle, slug: str, username: str
+) -> dict:  # type: ignore[type-arg]
+    start = call(api, "POST", f"/v1/tenants/{slug}/credential/device-logins", admin_key)
+    assert start.status_code == 202, start.json
+    login = start.json
+    assert login["state"] == "pending"
+    assert login["user_code"]
+    assert login["verification_uri"]
+    location = start.headers["Location"]
+    assert call(api, "GET", location, admin_key).json["state"] == "pending"
+    emulator.approve_device_code(login["user_code"], username)
+    deadline = time.monotonic() + 10
+    while True:
+        current = call(api, "GET", location, admin_key).json
+        if current["state"] != "pending" or time.monotonic() > deadline:
+            return current  # type: ignore[no-any-return]
+        time.sleep(0.2)
+
+
+def test_device_code_sign_in_end_to_end_then_a_second_process_refreshes_silently(
+    api: ApiClient,
+    world: World,
+    admin_key: str,
+    runtime: Runtime,
+    emulator: EmulatorHandle,
+    settings: Settings,
+    sandbox: Sandbox,
+) -> None:
+    slug, username = _delegated_tenant(api, world, admin_key, emulator, sandbox)
+    v = call(api, "POST", f"/v1/tenants/{slug}/credential/verify", admin_key)
+    assert v.status_code == 424
+    assert v.json["code"] == "login_required"
+
+    done = _sign_in(api, admin_key, emulator, slug, username)
+    assert done["state"] == "succeeded", done
+    assert done["username"] == username
+    cred = call(api, "GET", f"/v1/tenants/{slug}/credential", admin_key).json
+    assert cred["status"] == "ok"
+    assert cred["signed_in"]
+    assert cred["identity"] == username
+
+    v = call(api, "POST", f"/v1/tenants/{slug}/credential/verify", admin_key)
+    assert v.status_code == 200, v.json
+    assert v.json["identity"]["username"] == username
+    credential = tenant_credential(runtime, tenant_id_of(runtime, slug))
+    assert query_logs(credential, sandbox, emulator) == LogsQueryStatus.SUCCESS
+    SECRETS.update(emulator.state.refresh_tokens)
+
+    # Another process (another replica, or after a restart) starts from the stored cache.
+    mark = emulator.bookmark()
+    script = (
+        "import sys; from service.bootstrap import build_runtime;"
+        "from service.config import Settings, AzureSettings;"
+        "from service.services.credentials import tenant_credential;"
+        f"s = Settings(database_url={settings.database_url!r},"
+        f" credential_keys={settings.credential_keys!r},"
+        f" azure=AzureSettings(authority_host={settings.azure.authority_host!r},"
+        f" ca_bundle={settings.azure.ca_bundle!r}, instance_discovery=False));"
+        "rt = build_runtime(s);"
+        f"c = tenant_credential(rt, {tenant_id_of(runtime, slug)!r});"
+        # A resource not in the stored cache yet: only the stored refresh token can serve it.
+        "t = c.get_token('https://storage.azure.com/.default');"
+        "print('ok' if t.token and t.expires_on > 0 else 'no token')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ},
+    )
+    assert out.stdout.strip() == "ok", out.stderr[-3000:]
+    grants = [
+        e for e in emulator.requests("entra.token", since=mark) if sandbox.tenant_id in e.path
+    ]
+    assert len(grants) == 1  # one silent refresh, no interactive step
+
+
+def test_a_revoked_refresh_token_turns_into_login_required(
+    api: ApiClient,
+    world: World,
+    admin_key: str,
+    runtime: Runtime,
+    emulator: EmulatorHandle,
+    sandbox: Sandbox,
+) -> None:
+    slug, username = _delegated_tenant(api, world, admin_key, emulator, sandbox)
+    assert _sign_in(api, admin_key, emulator, slug, username)["state"] == "succeeded"
+    assert emulator.state.revoke_refresh_tokens(tenant_id=sandbox.tenant_id) >= 1
+    credential = tenant_credential(runtime, tenant_id_of(runtime, slug))
+    # The cached ARM token is still good; a new resource needs the (revoked) refresh token.
+    with pytest.raises(Exception) as caught:
+        credential.get_token("https://api.loganalytics.io/.default")
+    from service.adapters.identity import map_identity_error
+
+    mapped = map_identity_error(caught.value)
+    assert isinstance(mapped, LoginRequired)
+    assert "sign in again" in mapped.detail
+
+
+def test_the_host_identity_comes_from_the_environment(
+    api: ApiClient,
+    world: World,
+    admin_key: str,
+    sandbox: Sandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AZURE_TENANT_ID", sandbox.tenant_id)
+    monkeypatch.setenv("AZURE_CLIENT_ID", sandbox.client_id)
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", sandbox.client_secret)
+    slug = tenant_for(world, sandbox)
+    r = call(
+        api, "PUT", f"/v1/tenants/{slug}/credential", admin_key, json={"kind": "host_identity"}
+    )
+    assert r.status_code == 201
+    assert r.json["method"] == "ambient"
+    v = call(api, "POST", f"/v1/tenants/{slug}/credential/verify", admin_key)
+    assert v.status_code == 200, v.json
+    assert v.json["identity"]["app_id"] == sandbox.client_id
+
+
+def test_many_log_queries_for_one_tenant_cost_one_token_request(
+    api: ApiClient,
+    world: World,
+    admin_key: str,
+    runtime: Runtime,
+    emulator: EmulatorHandle,
+) -> None:
+    box = emulator.sandbox()
+    slug = tenant_for(world, box)
+    call(
+        api,
+        "PUT",
+        f"/v1/tenants/{slug}/credential",
+        admin_key,
+        json={
+            "kind": "service_principal",
+            "client_id": box.client_id,
+            "client_secret": box.client_secret,
+        },
+    )
+    mark = emulator.bookmark()
+    tid = tenant_id_of(runtime, slug)
+    for _ in range(25):
+        assert query_logs(tenant_credential(runtime, tid), box, emulator) == LogsQueryStatus.SUCCESS
+    assert (
+        len([e for e in emulator.requests("entra.token", since=mark) if box.tenant_id in e.path])
+        == 1
+    )
+    assert len(emulator.requests("la.", since=mark)) >= 25
+
+
+def test_key_rotation_re_encrypts_so_the_old_key_can_go(
+    settings: Settings,
+    database: Database,
+    api: ApiClient,
+    world: World,
+    admin_key: str,
+    sandbox: Sandbox,
+) -> None:
+    from cryptography.fernet import Fernet
+
+    from service.services.credentials import reencrypt_all
+
+    slug = tenant_for(world, sandbox)
+    call(
+        api,
+        "PUT",
+        f"/v1/tenants/{slug}/credential",
+        admin_key,
+        json={
+            "kind": "service_principal",
+            "client_id": sandbox.client_id,
+            "client_secret": sandbox.client_secret,
+        },
+    )
+    new_key = Fernet.generate_key().decode()
+    old_key = settings.credential_keys[0]
+    both = build_runtime(settings.with_overrides(credential_keys=(new_key, old_key)), database)
+    assert reencrypt_all(both) >= 1
+    only_new = build_runtime(settings.with_overrides(credential_keys=(new_key,)), database)
+    only_old = build_runtime(settings.with_overrides(credential_keys=(old_key,)), database)
+    tid = tenant_id_of(only_new, slug)
+    assert tenant_credential(only_new, tid).get_token("https://management.azure.com/.default").token
+    from service.errors import SecretsUnavailable
+
+    with pytest.raises(SecretsUnavailable):
+        tenant_credential(only_old, tid)
+    # Leave the shared database readable by the session's key again.
+    assert (
+        reencrypt_all(
+            build_runtime(settings.with_overrides(credential_keys=(old_key, new_key)), database)
+        )
+        >= 1
+    )
+
+
+def test_the_service_refuses_to_start_with_stored_secrets_and_no_key(
+    settings: Settings,
+    database: Database,
+    api: ApiClient,
+    world: World,
+    admin_key: str,
+    sandbox: Sandbox,
+) -> None:
+    from service.app import create_app
+    from service.bootstrap import SecretsKeyMissing
+
+    slug = tenant_for(world, sandbox)
+    call(
+        api,
+        "PUT",
+        f"/v1/tenants/{slug}/credential",
+        admin_key,
+        json={
+            "kind": "service_principal",
+            "client_id": sandbox.client_id,
+            "client_secret": "s3cret-value",
+        },
+    )
+    with pytest.raises(SecretsKeyMissing):
+        create_app(settings.with_overrides(credential_keys=()), database=database)
+
+
+def test_no_secret_or_token_appears_in_any_response_or_log_line(emulator: EmulatorHandle) -> None:
+    SECRETS.update(t for t in emulator.state.refresh_tokens)
+    SECRETS.discard("")
+    assert SECRETS, "the tests above should have produced secrets to look for"
+    logs = LOG.getvalue()
+    assert logs, "log capture saw nothing: the scan would prove nothing"
+    haystacks = {"responses": "\n".join(RESPONSE_BODIES), "logs": logs}
+    for where, text in haystacks.items():
+        for secret in SECRETS:
+            assert secret not in text, f"a secret leaked into {where}"
+        assert "eyJ" not in text or "[REDACTED-JWT]" in text, f"a JWT leaked into {where}"
+        import re
+
+        assert not re.search(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.", text), where

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, url_for
 
@@ -14,6 +14,7 @@ from service.api.responses import (
     page_request,
     page_response,
 )
+from service.errors import ValidationFailed
 from service.services import api_keys, audit
 
 bp = Blueprint("admin", __name__)
@@ -32,13 +33,27 @@ def list_api_keys() -> Response:
 def create_api_key() -> Response:
     data = dict(valid().body)
     if data.get("expires_at") is not None:
-        # The contract already checked RFC 3339; RFC 3339 always carries an offset.
-        data["expires_at"] = datetime.fromisoformat(data["expires_at"])
+        data["expires_at"] = _timestamp(data["expires_at"], "body.expires_at")
     rt = runtime()
     with rt.uow() as uow:
         created = api_keys.create_api_key(uow, call_context(), data, rt.settings.api_key_pepper)
     location = url_for("admin.get_api_key", key_id=created.api_key.id)
     return json_response(created, 201, location=location)
+
+
+def _timestamp(raw: str, field: str) -> datetime:
+    """An RFC 3339 timestamp (the contract checked its shape) as an aware UTC datetime.
+
+    RFC 3339 allows a lower-case 't'/'z' and leap seconds, which fromisoformat rejects, and a
+    value near year 1 or 9999 can overflow when converted to UTC: all are 400s, never 500s.
+    """
+    try:
+        return datetime.fromisoformat(raw.upper()).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValidationFailed(
+            f"{field}: must be a valid date-time",
+            [{"field": field, "message": "must be a valid date-time in years 1 to 9999"}],
+        ) from None
 
 
 @bp.get("/v1/api-keys/<key_id>")

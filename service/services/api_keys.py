@@ -86,15 +86,16 @@ def create_api_key(
     uow: UnitOfWork, ctx: CallContext, data: dict[str, Any], pepper: bytes
 ) -> CreatedApiKey:
     """Create a key. Admins only; a tenant-bound admin can only mint keys for its own tenant."""
-    ctx.require(Role.ADMIN)
     principal = ctx.principal
+    tenant: Tenant | None = None
+    if data.get("tenant") is not None:
+        # Looked up before the role check: a foreign tenant is a 404 whatever the caller's role.
+        tenant = visible_tenant(uow, principal, data["tenant"])
+    ctx.require(Role.ADMIN)
     role = Role.parse(data["role"])
     if not principal.has_role(role):
         raise Forbidden("cannot create a key with a higher role than your own")
-    tenant: Tenant | None = None
-    if data.get("tenant") is not None:
-        tenant = visible_tenant(uow, principal, data["tenant"])
-    elif principal.tenant_id is not None:
+    if tenant is None and principal.tenant_id is not None:
         raise Forbidden("a tenant-bound key can only create keys bound to its tenant")
     expires_at = data.get("expires_at")
     if expires_at is not None and expires_at <= utcnow():
@@ -140,19 +141,20 @@ def _visible_key(uow: UnitOfWork, principal: Principal, key_id: str) -> tuple[Ap
 
 
 def get_api_key(uow: UnitOfWork, ctx: CallContext, key_id: str) -> ApiKeyView:
+    found = _visible_key(uow, ctx.principal, key_id)
     ctx.require(Role.ADMIN)
-    return _view(*_visible_key(uow, ctx.principal, key_id))
+    return _view(*found)
 
 
 def list_api_keys(
     uow: UnitOfWork, ctx: CallContext, page: PageRequest, *, tenant: str | None = None
 ) -> Page[ApiKeyView]:
-    ctx.require(Role.ADMIN)
     stmt = select(ApiKey)
     if tenant is not None:
         stmt = stmt.where(ApiKey.tenant_id == visible_tenant(uow, ctx.principal, tenant).id)
     elif ctx.principal.tenant_id is not None:
         stmt = stmt.where(ApiKey.tenant_id == ctx.principal.tenant_id)
+    ctx.require(Role.ADMIN)
     rows, cursor = paginate(uow.session, stmt, ApiKey.id, page)
     slugs = _tenant_slugs(uow, {k.tenant_id for k in rows if k.tenant_id})
     return Page([_view(k, slugs.get(k.tenant_id or "")) for k in rows], cursor)
@@ -160,8 +162,8 @@ def list_api_keys(
 
 def revoke_api_key(uow: UnitOfWork, ctx: CallContext, key_id: str) -> None:
     """Revoke (idempotent): the key stops working at once; the record stays for the audit trail."""
-    ctx.require(Role.ADMIN)
     key, slug = _visible_key(uow, ctx.principal, key_id)
+    ctx.require(Role.ADMIN)
     if key.revoked_at is not None:
         return
     before = _view(key, slug)

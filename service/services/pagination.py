@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -14,6 +15,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.errors import ValidationFailed
 
+_STR_KEY = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -42,11 +44,18 @@ def decode_cursor(cursor: str, expected: type[str] | type[int]) -> Any:
         key = data["k"]
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
         key = None
-    if type(key) is not expected:
+    if type(key) is not expected or not _key_in_range(key):
         raise ValidationFailed(
             "invalid cursor", [{"field": "cursor", "message": "not a cursor this API issued"}]
         )
     return key
+
+
+def _key_in_range(key: Any) -> bool:
+    """Keys are BIGINT ids or short ASCII ids: anything else would break the query, not page it."""
+    if isinstance(key, int):
+        return -(2**63) <= key < 2**63
+    return isinstance(key, str) and _STR_KEY.fullmatch(key) is not None
 
 
 def paginate(

@@ -86,8 +86,8 @@ def list_tenants(uow: UnitOfWork, ctx: CallContext, page: PageRequest) -> Page[T
 def update_tenant(
     uow: UnitOfWork, ctx: CallContext, slug: str, changes: dict[str, Any], if_match: str | None
 ) -> TenantView:
-    ctx.require(Role.ADMIN)
     tenant = visible_tenant(uow, ctx.principal, slug)
+    ctx.require(Role.ADMIN)
     check_if_match(if_match, tenant.version)
     before = view(tenant)
     if "entra_tenant_id" in changes:
@@ -112,8 +112,8 @@ def update_tenant(
 
 def delete_tenant(uow: UnitOfWork, ctx: CallContext, slug: str, if_match: str | None) -> None:
     """Delete an empty tenant. Its workspaces must be deleted first; its API keys go with it."""
-    ctx.require(Role.ADMIN)
     tenant = visible_tenant(uow, ctx.principal, slug)
+    ctx.require(Role.ADMIN)
     if not ctx.principal.is_global:
         raise Forbidden("a tenant-bound key cannot delete its tenant")
     check_if_match(if_match, tenant.version)

@@ -71,8 +71,8 @@ def _normalise(data: dict[str, Any]) -> dict[str, Any]:
 def create_workspace(
     uow: UnitOfWork, ctx: CallContext, tenant: str, data: dict[str, Any]
 ) -> WorkspaceView:
-    ctx.require(Role.ADMIN)
     t = visible_tenant(uow, ctx.principal, tenant)
+    ctx.require(Role.ADMIN)
     data = _normalise(data)
     taken = uow.session.scalar(
         select(exists().where(Workspace.tenant_id == t.id, Workspace.slug == data["slug"]))
@@ -130,8 +130,8 @@ def update_workspace(
     changes: dict[str, Any],
     if_match: str | None,
 ) -> WorkspaceView:
-    ctx.require(Role.ADMIN)
     ws = visible_workspace(uow, ctx.principal, tenant, slug)
+    ctx.require(Role.ADMIN)
     check_if_match(if_match, ws.version)
     before = view(ws, tenant)
     if not apply_changes(ws, _normalise(changes), MUTABLE_FIELDS):
@@ -156,8 +156,8 @@ def delete_workspace(
     uow: UnitOfWork, ctx: CallContext, tenant: str, slug: str, if_match: str | None
 ) -> None:
     """Delete a workspace with its discovered endpoints and its policies (not its audit trail)."""
-    ctx.require(Role.ADMIN)
     ws = visible_workspace(uow, ctx.principal, tenant, slug)
+    ctx.require(Role.ADMIN)
     check_if_match(if_match, ws.version)
     busy = uow.session.scalar(
         select(

@@ -1,0 +1,122 @@
+"""Health, readiness, the served contract, and what a real server error looks like."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+import yaml
+from flask import Flask
+
+from service.app import SchemaNotAtHead, create_app
+from service.config import PROJECT_ROOT, Settings
+from service.db import migrate
+from service.db.session import Database
+from tests.api.helpers import assert_problem
+from tests.support.api import ApiClient
+
+
+def test_healthz_says_the_process_is_up(api: ApiClient) -> None:
+    response = api.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_readyz_is_200_on_a_migrated_database(api: ApiClient) -> None:
+    body = api.get("/readyz").get_json()
+    assert body == {
+        "ready": True,
+        "database": "ok",
+        "schema": "at_head",
+        "schema_revision": migrate.head_revision(),
+        "expected_revision": migrate.head_revision(),
+    }
+
+
+def test_the_served_contract_is_openapi_yaml(api: ApiClient) -> None:
+    response = api.get("/openapi.yaml")
+    assert response.mimetype == "application/yaml"
+    assert yaml.safe_load(response.get_data(as_text=True)) == yaml.safe_load(
+        (PROJECT_ROOT / "openapi.yaml").read_text(encoding="utf-8")
+    )
+
+
+@pytest.fixture
+def unmigrated(empty_database_url: str) -> Iterator[Database]:
+    db = Database(empty_database_url)
+    yield db
+    db.dispose()
+
+
+def test_the_app_refuses_to_start_on_a_schema_that_is_not_at_head(unmigrated: Database) -> None:
+    with pytest.raises(SchemaNotAtHead, match="db-upgrade"):
+        create_app(Settings(database_url=unmigrated.url), database=unmigrated)
+
+
+def test_readyz_is_503_while_the_schema_is_behind(unmigrated: Database) -> None:
+    settings = Settings(database_url=unmigrated.url, require_schema_at_head=False)
+    with create_app(settings, database=unmigrated).test_client() as client:
+        api = ApiClient(client)
+        response = api.get("/readyz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert (body["ready"], body["database"], body["schema"]) == (False, "ok", "behind")
+    assert body["schema_revision"] is None
+
+
+def test_readyz_is_503_when_the_database_is_unreachable() -> None:
+    url = "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1"
+    db = Database(url)
+    try:
+        app = create_app(Settings(database_url=url), database=db)
+        with app.test_client() as client:
+            response = ApiClient(client).get("/readyz")
+    finally:
+        db.dispose()
+    assert response.status_code == 503
+    assert response.get_json()["database"] == "unreachable"
+
+
+@pytest.fixture
+def broken_app(database: Database) -> Flask:
+    """The real app plus one route that fails the way a bug would."""
+    app = create_app(Settings(database_url=database.url), database=database)
+
+    @app.get("/boom")
+    def boom() -> str:
+        raise RuntimeError(
+            "SELECT secret_column FROM api_keys -- Traceback (most recent call last)"
+        )
+
+    return app
+
+
+def test_an_unexpected_error_is_a_500_problem_without_internals(
+    broken_app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR), broken_app.test_client() as client:
+        response = client.get("/boom", headers={"X-Request-ID": "boom-1"})
+    problem = assert_problem(response, 500, "internal_error")
+    assert problem["request_id"] == "boom-1"
+    assert "secret_column" not in response.get_data(as_text=True)
+    assert "RuntimeError" not in response.get_data(as_text=True)
+    # The traceback goes to the log instead.
+    assert any(r.exc_info and "secret_column" in str(r.exc_info[1]) for r in caplog.records)
+
+
+def test_a_database_failure_mid_request_is_a_problem_without_sql(unmigrated: Database) -> None:
+    # The app runs (schema check off) over a database whose tables do not exist.
+    settings = Settings(database_url=unmigrated.url, require_schema_at_head=False)
+    with create_app(settings, database=unmigrated).test_client() as client:
+        response = client.get(
+            "/v1/tenants",
+            headers={"Authorization": "Bearer amlcp_" + "a" * 43, "X-Request-ID": "db-down"},
+        )
+    problem = assert_problem(response, 503, "service_unavailable")
+    assert problem["request_id"] == "db-down"
+    text_ = response.get_data(as_text=True).lower()
+    for internal in ("api_keys", "no such table", "does not exist", "relation", "key_hash"):
+        assert internal not in text_

@@ -1,0 +1,66 @@
+"""Settings come from the environment only, and every error names its variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.config import DEFAULT_SQLITE_PATH, Settings, SettingsError
+
+
+def test_an_empty_environment_gives_the_defaults() -> None:
+    s = Settings.from_env({})
+    assert s.database_url == f"sqlite:///{DEFAULT_SQLITE_PATH}"
+    assert (s.bind, s.log_level, s.max_body_bytes, s.page_size_max) == (
+        "127.0.0.1:8080",
+        "INFO",
+        1024 * 1024,
+        200,
+    )
+    assert s.api_key_pepper == b""
+    assert s.is_sqlite
+
+
+def test_a_plain_postgresql_url_uses_psycopg_3() -> None:
+    s = Settings.from_env({"DATABASE_URL": "postgresql://u@h:5432/db"})
+    assert s.database_url == "postgresql+psycopg://u@h:5432/db"
+    assert Settings.from_env({"DATABASE_URL": "postgres://u@h/db"}).database_url.startswith(
+        "postgresql+psycopg://"
+    )
+
+
+def test_values_are_parsed() -> None:
+    s = Settings.from_env(
+        {
+            "BIND": "0.0.0.0:9000",
+            "LOG_LEVEL": "debug",
+            "MAX_BODY_BYTES": "2048",
+            "PAGE_SIZE_MAX": "10",
+            "API_KEY_PEPPER": "p" * 16,
+        }
+    )
+    assert (s.bind, s.log_level, s.max_body_bytes, s.page_size_max) == (
+        "0.0.0.0:9000",
+        "DEBUG",
+        2048,
+        10,
+    )
+    assert s.api_key_pepper == b"p" * 16
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATABASE_URL", "mysql://u@h/db"),
+        ("BIND", "8080"),
+        ("BIND", "example.com:80"),
+        ("BIND", "127.0.0.1:99999"),
+        ("LOG_LEVEL", "LOUD"),
+        ("MAX_BODY_BYTES", "lots"),
+        ("MAX_BODY_BYTES", "10"),
+        ("PAGE_SIZE_MAX", "0"),
+        ("API_KEY_PEPPER", "short"),
+    ],
+)
+def test_a_bad_value_is_an_error_naming_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({variable: value})

@@ -153,14 +153,50 @@ def limits_view(state: EmulatorState) -> dict[str, Any]:
             "validation_error": catalog.validation_error,
         },
         "entra": dataclasses.asdict(state.entra),
+        "log_analytics": _la_limits_view(state),
     }
+
+
+_LA_LIMIT_FIELDS = (
+    "max_concurrent_per_identity",
+    "queue_timeout_s",
+    "max_queue_per_identity",
+    "rate_limit",
+    "rate_window_s",
+    "max_rows",
+    "max_response_bytes",
+    "default_wait_s",
+    "max_wait_s",
+    "latency_s",
+)
+
+
+def _la_limits_view(state: EmulatorState) -> dict[str, Any] | None:
+    if state.log_analytics is None:
+        return None
+    limits = state.log_analytics.limits
+    return {name: getattr(limits, name) for name in _LA_LIMIT_FIELDS}
+
+
+def _apply_la_limits(state: EmulatorState, changes: dict[str, Any]) -> None:
+    if state.log_analytics is None:
+        raise ValueError("this emulator has no Log Analytics query API")
+    unknown = set(changes) - set(_LA_LIMIT_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown log_analytics limits {sorted(unknown)}")
+    current = state.log_analytics.limits
+    typed = {k: type(getattr(current, k))(v) for k, v in changes.items()}
+    # The service reads `limits` per query: replace the object rather than mutate it mid-query.
+    state.log_analytics.limits = dataclasses.replace(current, **typed)
 
 
 def apply_limits(state: EmulatorState, changes: dict[str, Any]) -> None:
     """Apply a (partial) limits document; unknown keys raise ValueError."""
-    unknown = set(changes) - {"arm_throttle", "mms", "entra"}
+    unknown = set(changes) - {"arm_throttle", "mms", "entra", "log_analytics"}
     if unknown:
         raise ValueError(f"unknown limit groups {sorted(unknown)}")
+    if "log_analytics" in changes:
+        _apply_la_limits(state, changes["log_analytics"])
     if "arm_throttle" in changes:
         state.throttle.configure(**changes["arm_throttle"])
     for key, value in changes.get("mms", {}).items():
@@ -180,6 +216,38 @@ def _limits(ctx: RequestContext) -> Response:
         except (TypeError, ValueError) as exc:
             return _bad_request(str(exc))
     return json_response(limits_view(ctx.state))
+
+
+def _canned_response(ctx: RequestContext) -> Response:
+    """POST {path, status, body, headers?, query?}: answer a Log Analytics route with a fixed
+    (e.g. recorded) response; DELETE removes them all."""
+    store = ctx.state.telemetry
+    if store is None:
+        return _bad_request("this emulator has no Log Analytics query API")
+    if ctx.request.method == "DELETE":
+        store.clear_canned_responses()
+        return Response(status=204)
+    try:
+        body = _body(ctx)
+        unknown = set(body) - {"path", "status", "body", "headers", "query"}
+        if unknown:
+            raise ValueError(f"unknown fields {sorted(unknown)}")
+        store.set_canned_response(
+            str(body["path"]),
+            status=int(body["status"]),
+            body=body.get("body", ""),
+            headers=body.get("headers"),
+            query=body.get("query"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        return _bad_request(f"invalid canned response: {exc}")
+    return Response(status=204)
+
+
+def _la_stats(ctx: RequestContext) -> Response:
+    if ctx.state.log_analytics is None:
+        return _bad_request("this emulator has no Log Analytics query API")
+    return json_response(ctx.state.log_analytics.stats())
 
 
 def _arm_write_stats(ctx: RequestContext) -> Response:
@@ -213,4 +281,11 @@ ROUTES = [
     ),
     Route("admin.limits", "/_admin/limits", ("GET", "PUT"), _limits),
     Route("admin.arm_write_stats", "/_admin/stats/arm-writes", ("GET",), _arm_write_stats),
+    Route("admin.la_stats", "/_admin/stats/log-analytics", ("GET",), _la_stats),
+    Route(
+        "admin.la_canned",
+        "/_admin/log-analytics/canned-responses",
+        ("POST", "DELETE"),
+        _canned_response,
+    ),
 ]

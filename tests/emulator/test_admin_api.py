@@ -154,3 +154,50 @@ def test_fail_next_operations_and_write_stats(fresh_emulator: EmulatorHandle) ->
     assert (op["state"], op["error"]["message"]) == ("Failed", "nope")
     stats = _admin(fresh_emulator, "GET", "/stats/arm-writes").json()
     assert stats["maxWritesPerSecond"] == {box.subscription_id.lower(): 1}
+
+
+def test_log_analytics_limits_are_read_and_changed_through_the_admin_api(
+    fresh_emulator: EmulatorHandle,
+) -> None:
+    before = _admin(fresh_emulator, "GET", "/limits").json()["log_analytics"]
+    assert before["max_concurrent_per_identity"] == 5
+    changed = _admin(
+        fresh_emulator, "PUT", "/limits", json={"log_analytics": {"rate_limit": 7, "latency_s": 0}}
+    )
+    assert changed.status_code == 200
+    assert changed.json()["log_analytics"]["rate_limit"] == 7
+    assert fresh_emulator.state.log_analytics.limits.rate_limit == 7
+    bad = _admin(fresh_emulator, "PUT", "/limits", json={"log_analytics": {"colour": 1}})
+    assert bad.status_code == 400
+    assert fresh_emulator.state.log_analytics.limits.rate_limit == 7
+
+
+def test_a_canned_log_analytics_response_is_served_then_cleared(
+    fresh_emulator: EmulatorHandle,
+) -> None:
+    box = fresh_emulator.sandbox()
+    path = f"/workspaces/{box.log_analytics_workspace_id}/query"
+    canned = {"tables": [{"name": "PrimaryResult", "columns": [], "rows": []}]}
+    assert (
+        _admin(
+            fresh_emulator,
+            "POST",
+            "/log-analytics/canned-responses",
+            json={"path": path, "status": 200, "body": canned},
+        ).status_code
+        == 204
+    )
+    token = box.credential().get_token("https://api.loganalytics.io/.default").token
+    query = {"query": "AppRequests | take 1"}
+    headers = {"Authorization": f"Bearer {token}"}
+    served = requests.post(f"{fresh_emulator.url}/v1{path}", json=query, headers=headers, timeout=5)
+    assert served.json() == canned
+    assert _admin(fresh_emulator, "DELETE", "/log-analytics/canned-responses").status_code == 204
+    live = requests.post(f"{fresh_emulator.url}/v1{path}", json=query, headers=headers, timeout=5)
+    assert live.json() != canned
+    stats = _admin(fresh_emulator, "GET", "/stats/log-analytics").json()
+    assert stats["queries"] >= 1
+    rejected = _admin(
+        fresh_emulator, "POST", "/log-analytics/canned-responses", json={"status": 200}
+    )
+    assert rejected.status_code == 400

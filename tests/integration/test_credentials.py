@@ -11,9 +11,11 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from azure.monitor.query import LogsQueryClient, LogsQueryStatus
+from werkzeug.test import TestResponse
 
 from emulator.telemetry import TelemetrySpec, generate
 from emulator.testing import EmulatorHandle, Sandbox
@@ -62,11 +64,25 @@ def capture_all_logs() -> Iterator[None]:
     root.setLevel(previous)
 
 
-def call(api: ApiClient, method: str, path: str, key: str, **kw: object):  # type: ignore[no-untyped-def]
-    response = api.call(method, path, key, **kw)  # type: ignore[arg-type]
+def call(api: ApiClient, method: str, path: str, key: str, **kw: Any) -> TestResponse:
+    """An API call whose response is kept for the final secret scan."""
+    response = api.call(method, path, key, **kw)
     RESPONSE_BODIES.append(response.get_data(as_text=True))
     RESPONSE_BODIES.append(str(dict(response.headers)))
     return response
+
+
+def put_secret_credential(
+    client: ApiClient, key: str, slug: str, client_id: str, secret: str
+) -> TestResponse:
+    """Configure a service principal with a client secret for the tenant."""
+    return call(
+        client,
+        "PUT",
+        f"/v1/tenants/{slug}/credential",
+        key,
+        json={"kind": "service_principal", "client_id": client_id, "client_secret": secret},
+    )
 
 
 def tenant_for(world: World, box: Sandbox) -> str:
@@ -117,17 +133,7 @@ def test_a_service_principal_with_a_secret_is_stored_encrypted_verified_and_used
 ) -> None:
     slug = tenant_for(world, sandbox)
     SECRETS.add(sandbox.client_secret)
-    r = call(
-        api,
-        "PUT",
-        f"/v1/tenants/{slug}/credential",
-        admin_key,
-        json={
-            "kind": "service_principal",
-            "client_id": sandbox.client_id,
-            "client_secret": sandbox.client_secret,
-        },
-    )
+    r = put_secret_credential(api, admin_key, slug, sandbox.client_id, sandbox.client_secret)
     assert r.status_code == 201, r.json
     assert r.json["method"] == "secret"
     assert r.json["status"] == "unverified"
@@ -221,17 +227,7 @@ def test_a_wrong_secret_is_reported_as_rejected_not_as_a_server_error(
     sandbox: Sandbox,
 ) -> None:
     slug = tenant_for(world, sandbox)
-    call(
-        api,
-        "PUT",
-        f"/v1/tenants/{slug}/credential",
-        admin_key,
-        json={
-            "kind": "service_principal",
-            "client_id": sandbox.client_id,
-            "client_secret": "wrong-secret",
-        },
-    )
+    put_secret_credential(api, admin_key, slug, sandbox.client_id, "wrong-secret")
     v = call(api, "POST", f"/v1/tenants/{slug}/credential/verify", admin_key)
     assert v.status_code == 424
     assert v.json["code"] == "credential_rejected"
@@ -248,17 +244,7 @@ def test_an_unknown_client_is_rejected_with_a_clear_reason(
     sandbox: Sandbox,
 ) -> None:
     slug = tenant_for(world, sandbox)
-    call(
-        api,
-        "PUT",
-        f"/v1/tenants/{slug}/credential",
-        admin_key,
-        json={
-            "kind": "service_principal",
-            "client_id": new_guid(),
-            "client_secret": "x",
-        },
-    )
+    put_secret_credential(api, admin_key, slug, new_guid(), "x")
     v = call(api, "POST", f"/v1/tenants/{slug}/credential/verify", admin_key)
     assert v.status_code == 424
     assert v.json["code"] == "credential_rejected"
@@ -282,17 +268,7 @@ def test_an_unreachable_authority_is_a_retryable_503(
     with app.test_client() as client:
         local = ApiClient(client)
         slug = tenant_for(world, box)
-        call(
-            local,
-            "PUT",
-            f"/v1/tenants/{slug}/credential",
-            admin_key,
-            json={
-                "kind": "service_principal",
-                "client_id": box.client_id,
-                "client_secret": box.client_secret,
-            },
-        )
+        put_secret_credential(local, admin_key, slug, box.client_id, box.client_secret)
         fresh_emulator.server.stop()
         v = call(local, "POST", f"/v1/tenants/{slug}/credential/verify", admin_key)
     assert v.status_code == 503
@@ -452,17 +428,7 @@ def test_many_log_queries_for_one_tenant_cost_one_token_request(
 ) -> None:
     box = emulator.sandbox()
     slug = tenant_for(world, box)
-    call(
-        api,
-        "PUT",
-        f"/v1/tenants/{slug}/credential",
-        admin_key,
-        json={
-            "kind": "service_principal",
-            "client_id": box.client_id,
-            "client_secret": box.client_secret,
-        },
-    )
+    put_secret_credential(api, admin_key, slug, box.client_id, box.client_secret)
     mark = emulator.bookmark()
     tid = tenant_id_of(runtime, slug)
     for _ in range(25):
@@ -487,17 +453,7 @@ def test_key_rotation_re_encrypts_so_the_old_key_can_go(
     from service.services.credentials import reencrypt_all
 
     slug = tenant_for(world, sandbox)
-    call(
-        api,
-        "PUT",
-        f"/v1/tenants/{slug}/credential",
-        admin_key,
-        json={
-            "kind": "service_principal",
-            "client_id": sandbox.client_id,
-            "client_secret": sandbox.client_secret,
-        },
-    )
+    put_secret_credential(api, admin_key, slug, sandbox.client_id, sandbox.client_secret)
     new_key = Fernet.generate_key().decode()
     old_key = settings.credential_keys[0]
     both = build_runtime(settings.with_overrides(credential_keys=(new_key, old_key)), database)
@@ -531,17 +487,7 @@ def test_the_service_refuses_to_start_with_stored_secrets_and_no_key(
     from service.bootstrap import SecretsKeyMissing
 
     slug = tenant_for(world, sandbox)
-    call(
-        api,
-        "PUT",
-        f"/v1/tenants/{slug}/credential",
-        admin_key,
-        json={
-            "kind": "service_principal",
-            "client_id": sandbox.client_id,
-            "client_secret": "s3cret-value",
-        },
-    )
+    put_secret_credential(api, admin_key, slug, sandbox.client_id, "s3cret-value")
     with pytest.raises(SecretsKeyMissing):
         create_app(settings.with_overrides(credential_keys=()), database=database)
 

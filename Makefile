@@ -22,23 +22,40 @@ venv: $(STAMP)
 run: venv
 	mkdir -p var
 	$(BIN)/python -m service.cli db-upgrade
-	$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
+	@# One reconciler beside the API (started by gunicorn's when_ready hook, not per worker).
+	RUN_RECONCILER=1 $(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 
 migrate: venv
 	$(BIN)/python -m service.cli db-upgrade
+
+## make worker: the reconciler alone (production: one or more per PostgreSQL database)
+worker: venv
+	$(BIN)/python -m service.worker
 
 ## make test: quality gates, then the whole suite (SQLite, and PostgreSQL when reachable)
 test: venv lint pytest
 
 lint: venv
-	$(BIN)/ruff check service emulator tests bench migrations wsgi.py
-	$(BIN)/ruff format --check service emulator tests bench migrations wsgi.py
+	$(BIN)/ruff check service emulator demo tests bench migrations wsgi.py
+	$(BIN)/ruff format --check service emulator demo tests bench migrations wsgi.py
 	$(BIN)/mypy service
 	$(BIN)/lint-imports
 	$(BIN)/pip check
+	@# alembic check: the models and the migrations describe the same schema.
+	mkdir -p var && rm -f var/alembic-check.db
+	DATABASE_URL=sqlite:///var/alembic-check.db $(BIN)/alembic upgrade head >/dev/null 2>&1
+	DATABASE_URL=sqlite:///var/alembic-check.db $(BIN)/alembic check
+	rm -f var/alembic-check.db
 
 pytest: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## make demo: the emulator with a seeded fleet + the service against it (HTTPS), and a walkthrough
+DEMO_PORT ?= 8443
+DEMO_EMULATOR_PORT ?= 9443
+DEMO_DIR ?= var/demo
+demo: venv
+	$(BIN)/python -m demo --port $(DEMO_PORT) --emulator-port $(DEMO_EMULATOR_PORT) --dir $(DEMO_DIR)
 
 bench: venv
 	$(BIN)/python -m bench

@@ -287,6 +287,11 @@ class ServiceCatalog:
         with self.lock:
             self._failures.extend([message] * count)
 
+    def remove(self, workspace: Workspace, name: str) -> bool:
+        """Delete a service (as if deleted in the portal); False if there was none."""
+        with self.lock:
+            return self._services.get(workspace.key, {}).pop(name, None) is not None
+
     def set_property(self, workspace: Workspace, name: str, path: str, value: Any) -> None:
         """Replace one value now, as if changed out of band (e.g. in the portal)."""
         pointer = path if path.startswith("/") else f"/{path}"

@@ -69,6 +69,10 @@ class Sandbox:
         """The service document as the emulator currently holds it."""
         return self.emulator.state.services.get(self.workspace, name)
 
+    def remove_service(self, name: str) -> bool:
+        """Delete a web service out of band (it vanishes from listings)."""
+        return self.emulator.state.services.remove(self.workspace, name)
+
     def set_service_property(self, name: str, path: str, value: Any) -> None:
         """Out-of-band change, as if someone flipped it in the portal."""
         self.emulator.state.set_service_property(self.workspace, name, path, value)

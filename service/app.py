@@ -7,8 +7,18 @@ import logging
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.api import admin, credentials, endpoints, health, tenants
+from service.api import (
+    admin,
+    credentials,
+    endpoints,
+    health,
+    loganalytics,
+    logs,
+    monitoring,
+    tenants,
+)
 from service.api.hooks import register_hooks
+from service.api.observability import register_observability
 from service.api.openapi import OpenApiContract
 from service.api.problems import register_error_handlers
 from service.bootstrap import build_runtime, refuse_secrets_without_key
@@ -27,7 +37,7 @@ class SchemaNotAtHead(RuntimeError):
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> Flask:
     """Build the API. Refuses to start on a reachable database whose schema is not at head."""
     settings = settings or Settings.from_env()
-    configure_logging(settings.log_level_number)
+    configure_logging(settings.log_level_number, json_lines=settings.log_json)
     runtime = build_runtime(settings, database)
     if settings.require_schema_at_head and _verify_schema(runtime.database):
         refuse_secrets_without_key(runtime)
@@ -36,10 +46,13 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["amlcp.runtime"] = runtime
     app.extensions["amlcp.contract"] = OpenApiContract(settings.openapi_path)
+    register_observability(app)
     register_hooks(app)
     register_error_handlers(app)
-    for blueprint in (health.bp, tenants.bp, endpoints.bp, credentials.bp, admin.bp):
+    for blueprint in (health.bp, tenants.bp, endpoints.bp, credentials.bp, admin.bp, monitoring.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(logs.bp)
+    app.register_blueprint(loganalytics.bp)
     return app
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from service.adapters.azureml import AzureMlControlPlane
 from service.adapters.identity import AzureIdentity
+from service.adapters.logs import AzureLogs
 from service.adapters.secretbox import FernetSecretBox
 from service.config import Settings
 from service.db.session import Database
+from service.services.log_gateway import LogGateway
 from service.services.runtime import Runtime
 
 
@@ -19,6 +22,8 @@ def build_runtime(settings: Settings, database: Database | None = None) -> Runti
         database=database or Database(settings.database_url),
         secret_box=FernetSecretBox(settings.credential_keys),
         identity=AzureIdentity(settings.azure),
+        ml=AzureMlControlPlane(settings.azure, call_timeout_s=settings.reconciler.call_timeout_s),
+        logs=LogGateway(AzureLogs(settings.azure), settings.log_query),
     )
 
 

@@ -7,6 +7,7 @@ import binascii
 import ipaddress
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -82,6 +83,21 @@ def _parse_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
+def _parse_origins(env: Mapping[str, str], name: str) -> frozenset[str]:
+    origins = [o.strip().rstrip("/") for o in env.get(name, "").split(",") if o.strip()]
+    for origin in origins:
+        if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
+            raise SettingsError(f"{name}: {origin!r} is not an origin like https://portal.example")
+    return frozenset(origins)
+
+
+def _parse_log_format(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "json").strip().lower()
+    if raw not in ("json", "text"):
+        raise SettingsError(f"{name} must be json or text, got {raw!r}")
+    return raw == "json"
+
+
 def _parse_url(env: Mapping[str, str], name: str, default: str) -> str:
     raw = (env.get(name) or default).strip().rstrip("/")
     if not raw.startswith("https://"):
@@ -144,6 +160,126 @@ class AzureSettings:
 
 
 @dataclass(frozen=True)
+class LogQuerySettings:
+    """The log query proxy: Azure's per-identity budget, guardrails, coalescing and caching.
+
+    The budget is per tenant identity for the whole deployment: each API process takes
+    ``1/processes`` of it (see README, "Log queries"), so N gunicorn workers never exceed it.
+    """
+
+    max_concurrent: int = 5  # Azure: 5 concurrent queries per identity
+    rate_limit: int = 200  # Azure: 200 queries ...
+    rate_window_s: float = 30.0  # ... per 30 s
+    processes: int = 1  # API processes sharing the budget (gunicorn workers)
+    queue_timeout_s: float = 10.0  # longest wait for a free slot before our 429
+    queue_per_key: int = 20  # waiters one API key may have; more are refused at once (fairness)
+    cache_ttl_s: float = 0.0  # identical queries answered from memory for this long; 0 = off
+    coalesce: bool = True  # identical concurrent queries share one Azure call
+    max_query_chars: int = 10_000
+    default_server_timeout_s: int = 180
+    max_server_timeout_s: int = 600
+    max_rows: int = 500_000
+    max_bytes: int = 64 * 1024 * 1024
+    audit_query_chars: int = 2_000  # query text kept in the audit trail
+    audit_queue: int = 1_000  # query audit events buffered for the background writer; 0 = inline
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> LogQuerySettings:
+        workers = _parse_int(env, "GUNICORN_WORKERS", 2, lo=1, hi=256)
+        return cls(
+            max_concurrent=_parse_int(env, "LOG_QUERY_MAX_CONCURRENT", 5, lo=1, hi=100),
+            rate_limit=_parse_int(env, "LOG_QUERY_RATE_LIMIT", 200, lo=1, hi=100_000),
+            rate_window_s=_parse_float(env, "LOG_QUERY_RATE_WINDOW_S", 30.0, lo=1.0, hi=3600.0),
+            processes=_parse_int(env, "LOG_QUERY_PROCESSES", workers, lo=1, hi=256),
+            queue_timeout_s=_parse_float(env, "LOG_QUERY_QUEUE_TIMEOUT_S", 10.0, lo=0.0, hi=170.0),
+            queue_per_key=_parse_int(env, "LOG_QUERY_QUEUE_PER_KEY", 20, lo=0, hi=10_000),
+            cache_ttl_s=_parse_float(env, "LOG_QUERY_CACHE_TTL_S", 0.0, lo=0.0, hi=3600.0),
+            coalesce=_parse_bool(env, "LOG_QUERY_COALESCE", True),
+            max_query_chars=_parse_int(env, "LOG_QUERY_MAX_CHARS", 10_000, lo=100, hi=1_000_000),
+            default_server_timeout_s=_parse_int(
+                env, "LOG_QUERY_DEFAULT_TIMEOUT_S", 180, lo=1, hi=600
+            ),
+            max_server_timeout_s=_parse_int(env, "LOG_QUERY_MAX_TIMEOUT_S", 600, lo=1, hi=600),
+            max_rows=_parse_int(env, "LOG_QUERY_MAX_ROWS", 500_000, lo=1, hi=500_000),
+            max_bytes=_parse_int(
+                env, "LOG_QUERY_MAX_BYTES", 64 * 1024 * 1024, lo=1024, hi=64 * 1024 * 1024
+            ),
+            audit_query_chars=_parse_int(env, "LOG_QUERY_AUDIT_CHARS", 2_000, lo=0, hi=100_000),
+            audit_queue=_parse_int(env, "LOG_QUERY_AUDIT_QUEUE", 1_000, lo=0, hi=100_000),
+        )
+
+
+def _parse_float(
+    env: Mapping[str, str], name: str, default: float, *, lo: float, hi: float
+) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{name} must be between {lo:g} and {hi:g}, got {value:g}")
+    return value
+
+
+@dataclass(frozen=True)
+class ReconcilerSettings:
+    """The reconciler (``python -m service.worker``): pacing, budgets, retries, timeouts."""
+
+    interval_s: float = 2.0  # pause between ticks when there is nothing to do
+    discovery_interval_s: float = 300.0  # how often each workspace is listed again
+    lease_s: float = 60.0  # a claimed operation is another worker's after this without renewal
+    subscription_writes_per_s: float = 10.0  # ARM's write budget per subscription
+    tenant_concurrency: int = 10  # operations running at once per tenant, all workers together
+    worker_threads: int = 32  # operations one worker process runs at once
+    max_attempts: int = 5
+    retry_base_s: float = 2.0
+    retry_max_s: float = 300.0
+    call_timeout_s: float = 30.0  # one Azure ML call
+    operation_timeout_s: float = 900.0  # one Azure operation, from PATCH to a final state
+    poll_interval_s: float = 2.0  # between polls of a running Azure operation
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ReconcilerSettings:
+        day = 86400.0
+        built = cls(
+            interval_s=_parse_float(env, "RECONCILER_INTERVAL_S", cls.interval_s, lo=0.01, hi=3600),
+            discovery_interval_s=_parse_float(
+                env, "DISCOVERY_INTERVAL_S", cls.discovery_interval_s, lo=1, hi=day
+            ),
+            lease_s=_parse_float(env, "OPERATION_LEASE_S", cls.lease_s, lo=1, hi=3600),
+            subscription_writes_per_s=_parse_float(
+                env, "SUBSCRIPTION_WRITES_PER_S", cls.subscription_writes_per_s, lo=0.01, hi=1000
+            ),
+            tenant_concurrency=_parse_int(
+                env, "TENANT_CONCURRENCY", cls.tenant_concurrency, lo=1, hi=1000
+            ),
+            worker_threads=_parse_int(env, "RECONCILER_THREADS", cls.worker_threads, lo=1, hi=1000),
+            max_attempts=_parse_int(env, "OPERATION_MAX_ATTEMPTS", cls.max_attempts, lo=1, hi=100),
+            retry_base_s=_parse_float(env, "RETRY_BASE_S", cls.retry_base_s, lo=0.001, hi=3600),
+            retry_max_s=_parse_float(env, "RETRY_MAX_S", cls.retry_max_s, lo=0.001, hi=day),
+            call_timeout_s=_parse_float(
+                env, "AZURE_CALL_TIMEOUT_S", cls.call_timeout_s, lo=0.1, hi=3600
+            ),
+            operation_timeout_s=_parse_float(
+                env, "AZURE_OPERATION_TIMEOUT_S", cls.operation_timeout_s, lo=1, hi=day
+            ),
+            poll_interval_s=_parse_float(
+                env, "OPERATION_POLL_INTERVAL_S", cls.poll_interval_s, lo=0.01, hi=600
+            ),
+        )
+        # A call that outlives the lease could overlap the next owner's attempt.
+        if built.call_timeout_s * 2 > built.lease_s:
+            raise SettingsError(
+                "AZURE_CALL_TIMEOUT_S must be at most half of OPERATION_LEASE_S "
+                f"({built.call_timeout_s:g} > {built.lease_s:g} / 2)"
+            )
+        return built
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the service can be configured with. Build it with :meth:`from_env`."""
 
@@ -154,11 +290,19 @@ class Settings:
     page_size_default: int = 50
     page_size_max: int = 200
     api_key_pepper: bytes = b""
+    # How long a process may reuse an API key lookup; another process may accept a key this long
+    # after it was revoked (the revoking process stops it at once). 0 = look up every request.
+    api_key_cache_ttl_s: float = 2.0
     require_schema_at_head: bool = True
     openapi_path: Path = field(default=PROJECT_ROOT / "openapi.yaml")
     # Fernet keys for secrets at rest; the first encrypts, any decrypts (rotation).
     credential_keys: tuple[str, ...] = ()
     azure: AzureSettings = field(default_factory=AzureSettings)
+    # Browser origins allowed to call the API (CORS); none by default.
+    cors_allowed_origins: frozenset[str] = frozenset()
+    log_json: bool = True
+    reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
+    log_query: LogQuerySettings = field(default_factory=LogQuerySettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -174,8 +318,13 @@ class Settings:
             max_body_bytes=_parse_int(env, "MAX_BODY_BYTES", 1024 * 1024, lo=1024, hi=64 * 2**20),
             page_size_max=_parse_int(env, "PAGE_SIZE_MAX", 200, lo=1, hi=1000),
             api_key_pepper=pepper.encode(),
+            api_key_cache_ttl_s=_parse_float(env, "API_KEY_CACHE_TTL_S", 2.0, lo=0.0, hi=2.0),
             credential_keys=_parse_credential_keys(env, "CREDENTIAL_KEYS"),
             azure=AzureSettings.from_env(env),
+            cors_allowed_origins=_parse_origins(env, "CORS_ALLOWED_ORIGINS"),
+            log_json=_parse_log_format(env, "LOG_FORMAT"),
+            reconciler=ReconcilerSettings.from_env(env),
+            log_query=LogQuerySettings.from_env(env),
         )
 
     def with_overrides(self, **changes: Any) -> Settings:

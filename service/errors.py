@@ -129,3 +129,73 @@ class SecretsUnavailable(ServiceError):
     """A stored secret cannot be decrypted: CREDENTIAL_KEYS lacks the key that encrypted it."""
 
     status, code, title = 503, "secrets_unavailable", "Stored secrets unavailable"
+
+
+class QueryRejected(BadRequest):
+    """Log Analytics refused the query (syntax, semantics, arguments); Azure's error attached."""
+
+    code, title = "query_rejected", "Query rejected by Log Analytics"
+
+
+class ResultTooLarge(BadRequest):
+    """The result is over the proxy's size cap: narrow the query."""
+
+    code, title = "result_too_large", "Query result too large"
+
+
+class QueryTimeout(ServiceError):
+    """Log Analytics gave up at the server timeout (its 504)."""
+
+    status, code, title = 504, "query_timeout", "Query timed out"
+
+
+class AzureQueryError(ServiceError):
+    """Log Analytics answered a query with an error: its status, error object and Retry-After.
+
+    The use case retries or maps it (``service.services.log_queries``); left unmapped it is a
+    502, never a 500.
+    """
+
+    status, code, title = 502, "azure_query_error", "Log Analytics error"
+
+    def __init__(
+        self,
+        azure_status: int,
+        azure_error: dict[str, Any],
+        *,
+        retry_after_s: float | None = None,
+    ) -> None:
+        message = str(azure_error.get("message") or f"Log Analytics answered {azure_status}")
+        super().__init__(message[:1000])
+        self.azure_status = azure_status
+        self.azure_error = azure_error
+        self.retry_after_s = retry_after_s
+
+
+class AzureCallFailed(AzureUnavailable):
+    """A temporary Azure failure (throttled, 5xx, timeout, connection): worth retrying.
+
+    ``retry_after_s`` is the server's own Retry-After when it sent one (the retry policy must not
+    come back earlier); the HTTP edge shows callers a whole number of seconds.
+    """
+
+    def __init__(self, detail: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(detail, retry_after_s=max(1, round(retry_after_s or 5)))
+        self.retry_after_s = retry_after_s
+
+
+class AzureRejected(FailedDependency):
+    """Azure refused the request for good (bad request, validation error, failed operation)."""
+
+    code, title = "azure_rejected", "Azure rejected the request"
+
+
+def is_temporary(exc: ServiceError) -> bool:
+    """Whether retrying the same call later may succeed."""
+    return isinstance(exc, ServiceUnavailable | TooManyRequests)
+
+
+def server_retry_after_s(exc: ServiceError) -> float | None:
+    """The Retry-After the remote server asked for, if the error carries one."""
+    value = getattr(exc, "retry_after_s", None)
+    return float(value) if isinstance(value, int | float) else None

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+
+request_id_var: ContextVar[str | None] = ContextVar("amlcp_request_id", default=None)
+"""The current request's id: on every log line, and sent to Azure as the client request id."""
 
 _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     # JWTs (access, id and assertion tokens) wherever they appear.
@@ -60,13 +66,41 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: int) -> None:
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        request_id = request_id_var.get()
+        if request_id:
+            entry["request_id"] = request_id
+        if record.exc_text or record.exc_info:
+            entry["exc"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: int, *, json_lines: bool = True) -> None:
     """Configure the root logger once (idempotent: gunicorn workers and tests call it again)."""
     root = logging.getLogger()
     if not any(getattr(h, "_amlcp", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(
+            JsonFormatter()
+            if json_lines
+            else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+        )
         handler.addFilter(RedactingFilter())
         handler._amlcp = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)
+    # The Azure SDK logs every HTTP request and response at INFO: two lines per log query.
+    # Keep them for DEBUG runs only.
+    if level > logging.DEBUG:
+        logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(
+            logging.WARNING
+        )

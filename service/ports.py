@@ -6,10 +6,12 @@ choose the implementations, and unit tests may pass fakes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
+
+from service.domain.kql import Timespan
 
 
 class SecretBox(Protocol):
@@ -129,4 +131,145 @@ class IdentityProvider(Protocol):
 
     def inspect_certificate(self, pem: bytes) -> CertificateInfo:
         """Parse a PEM holding a certificate and its private key; raise ValueError if unusable."""
+        ...
+
+
+# -- log queries ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LogTarget:
+    """What a query runs against: a Log Analytics workspace (App* tables) or an App Insights
+    resource (classic tables)."""
+
+    kind: str  # "workspace" (id = workspace GUID) | "resource" (id = ARM resource id)
+    id: str
+
+
+@dataclass(frozen=True)
+class LogQuerySpec:
+    """One query as the adapter sends it (no timespan: the query's own filters decide)."""
+
+    query: str
+    timespan: Timespan | None
+    server_timeout_s: int
+    include_statistics: bool = False
+
+
+@dataclass(frozen=True)
+class LogTable:
+    name: str
+    columns: tuple[tuple[str, str], ...]  # (name, Kusto type)
+    rows: list[list[Any]]  # JSON values; dynamic columns parsed, datetimes as RFC 3339 text
+
+
+@dataclass(frozen=True)
+class LogQueryResult:
+    """A complete or partial result. ``error`` is Azure's full error object of a partial one."""
+
+    tables: tuple[LogTable, ...]
+    error: dict[str, Any] | None
+    statistics: dict[str, Any] | None
+    response_bytes: int
+
+    @property
+    def partial(self) -> bool:
+        return self.error is not None
+
+    @property
+    def row_count(self) -> int:
+        return sum(len(t.rows) for t in self.tables)
+
+
+@dataclass
+class RawLogResponse:
+    """An Azure answer passed through unparsed: status, safe headers and a body stream."""
+
+    status: int
+    headers: dict[str, str]
+    chunks: Iterator[bytes]
+    close: Callable[[], None]
+
+
+class LogQuery(Protocol):
+    """The Log Analytics query API, called with a tenant's TokenCredential.
+
+    Failures raise ServiceErrors; Azure's own error answers raise ``AzureQueryError``
+    (``service.errors``) carrying Azure's status, error object and Retry-After, so that the
+    use case decides about retries.
+    """
+
+    def query(self, credential: Any, target: LogTarget, spec: LogQuerySpec) -> LogQueryResult:
+        """Run one query with the typed SDK and return its tables (or a partial result)."""
+        ...
+
+    def forward(
+        self, credential: Any, path: str, body: bytes, prefer: str | None
+    ) -> RawLogResponse:
+        """POST ``body`` to ``{endpoint}{path}`` and stream Azure's answer back unparsed."""
+        ...
+
+
+@dataclass(frozen=True)
+class MlTarget:
+    """One AML workspace, reached with one tenant's TokenCredential."""
+
+    tenant_key: str  # our tenant id: part of the adapter's workspace cache key
+    credential: Any
+    subscription_id: str
+    resource_group: str
+    workspace_name: str
+
+
+@dataclass(frozen=True)
+class ServiceSnapshot:
+    """A web service as Azure reports it."""
+
+    name: str
+    compute_type: str
+    state: str | None
+    app_insights_enabled: bool | None
+    data_collection_enabled: bool | None
+    scoring_uri: str | None
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AzureOperationStatus:
+    """An Azure async operation: ``running``, ``succeeded`` or ``failed`` (with ``error``)."""
+
+    state: str
+    error: str | None = None
+
+
+class MlControlPlane(Protocol):
+    """AML model management (azureml-core). Every method raises ServiceError subclasses only:
+    AzureCallFailed (temporary, with the server's Retry-After), AzureRejected (permanent),
+    NotFound, or a credential error (LoginRequired, CredentialRejected)."""
+
+    def list_services(self, target: MlTarget) -> list[ServiceSnapshot]:
+        """Every web service of the workspace (all pages)."""
+        ...
+
+    def get_service(self, target: MlTarget, name: str) -> ServiceSnapshot | None:
+        """One web service, or None when it does not exist."""
+        ...
+
+    def start_update(
+        self,
+        target: MlTarget,
+        name: str,
+        *,
+        app_insights: bool | None = None,
+        model_data_collection: bool | None = None,
+    ) -> str:
+        """Start an update of the given settings; returns the Azure operation id."""
+        ...
+
+    def operation_status(
+        self, target: MlTarget, name: str, operation_id: str
+    ) -> AzureOperationStatus:
+        """Poll an update started by :meth:`start_update` once (never sleeps)."""
+        ...
+
+    def get_logs(self, target: MlTarget, name: str, tail: int) -> str:
+        """The last ``tail`` lines of the service's container logs."""
         ...

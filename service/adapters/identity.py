@@ -49,6 +49,7 @@ from service.ports import (
 log = logging.getLogger(__name__)
 
 ARM_SCOPE = "https://management.azure.com/.default"
+_UNKNOWN_AUTHORITY = "Entra ID refused the sign-in authority: is the tenant id right?"
 # Device-code sign-ins ask for ARM; other resources (Log Analytics) come from the refresh token.
 DEVICE_FLOW_SCOPES = ["https://management.azure.com/user_impersonation"]
 
@@ -166,11 +167,15 @@ class AzureIdentity:
         )
 
     def start_device_flow(self, entra_tenant_id: str, client_id: str) -> DeviceFlow:
-        app = self._public_app(entra_tenant_id, client_id, msal.SerializableTokenCache())
         try:
+            # msal reads the authority's OIDC metadata when the app is built: that can fail too.
+            app = self._public_app(entra_tenant_id, client_id, msal.SerializableTokenCache())
             flow = app.initiate_device_flow(scopes=DEVICE_FLOW_SCOPES)
-        except (requests.RequestException, ValueError) as exc:
+        except requests.RequestException as exc:
             raise AzureUnavailable(f"Entra ID unreachable ({type(exc).__name__})") from None
+        except ValueError:
+            # msal's answer to an authority whose metadata Entra refuses (e.g. unknown tenant).
+            raise CredentialRejected(_UNKNOWN_AUTHORITY) from None
         if "user_code" not in flow:
             raise CredentialRejected(_entra_error(flow, "device-code sign-in refused"))
         return DeviceFlow(
@@ -191,11 +196,13 @@ class AzureIdentity:
         # (it needs interval >= 1, which start_device_flow guarantees).
         flow = dict(state, interval=max(1, int(state.get("interval", 5))))
         cache = msal.SerializableTokenCache()
-        app = self._public_app(entra_tenant_id, client_id, cache)
         try:
+            app = self._public_app(entra_tenant_id, client_id, cache)
             result = app.acquire_token_by_device_flow(flow, exit_condition=lambda _flow: True)
-        except (requests.RequestException, ValueError) as exc:
+        except requests.RequestException as exc:
             raise AzureUnavailable(f"Entra ID unreachable ({type(exc).__name__})") from None
+        except ValueError:
+            return DevicePoll("failed", error=_UNKNOWN_AUTHORITY)
         if "access_token" in result:
             claims = result.get("id_token_claims") or {}
             username = claims.get("preferred_username") or claims.get("upn") or claims.get("oid")

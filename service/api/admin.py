@@ -15,7 +15,7 @@ from service.api.responses import (
     page_response,
 )
 from service.errors import ValidationFailed
-from service.services import api_keys, audit
+from service.services import api_keys, audit, audit_queue
 
 bp = Blueprint("admin", __name__)
 
@@ -72,6 +72,8 @@ def revoke_api_key(key_id: str) -> Response:
 @bp.get("/v1/audit-events")
 def list_audit_events() -> Response:
     q = valid().query
+    # Query audit events are written by a background thread: this process's are written first.
+    audit_queue.flush(runtime())
     with runtime().uow() as uow:
         page = audit.list_events(
             uow,

@@ -1,9 +1,8 @@
-"""Per-request plumbing: request ids, authentication and contract validation."""
+"""Per-request plumbing: authentication and contract validation (request ids: observability)."""
 
 from __future__ import annotations
 
 import re
-import uuid
 
 from flask import Flask, Response, current_app, g, request
 
@@ -12,7 +11,6 @@ from service.errors import Unauthorized
 from service.services import api_keys
 from service.services.runtime import Runtime
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _RULE_PARAM = re.compile(r"<(?:[a-z_]+:)?([A-Za-z_][A-Za-z0-9_]*)>")
 
 
@@ -33,21 +31,23 @@ def openapi_template(rule: str) -> str:
 
 def register_hooks(app: Flask) -> None:
     @app.before_request
-    def _request_id() -> None:
-        supplied = request.headers.get("X-Request-ID", "")
-        g.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
-
-    @app.before_request
     def _authenticate() -> None:
-        if not request.path.startswith("/v1/") or request.method == "OPTIONS":
+        # /loganalytics/ is the Azure-compatible endpoint: the bearer token is the API key too.
+        if not request.path.startswith(("/v1/", "/loganalytics/")) or request.method == "OPTIONS":
             return
         header = request.headers.get("Authorization", "")
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise Unauthorized("send 'Authorization: Bearer <api key>'")
         rt = runtime()
-        with rt.uow() as uow:
-            g.principal = api_keys.authenticate(uow, secret.strip(), rt.settings.api_key_pepper)
+        settings = rt.settings
+        g.principal = api_keys.key_cache.authenticate(
+            rt.uow,
+            secret.strip(),
+            settings.api_key_pepper,
+            settings.api_key_cache_ttl_s,
+            scope=rt.database.url,
+        )
 
     @app.before_request
     def _validate() -> None:
@@ -67,7 +67,6 @@ def register_hooks(app: Flask) -> None:
 
     @app.after_request
     def _stamp(response: Response) -> Response:
-        response.headers["X-Request-ID"] = getattr(g, "request_id", "")
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response

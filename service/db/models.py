@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -271,3 +272,50 @@ class DeviceLogin(Base):
     created_by: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WorkspaceSync(Base):
+    """When each workspace was last listed (discovery), when it is due again, and how it went.
+
+    Claimed with an atomic conditional UPDATE of ``next_sync_at``, so several workers never
+    list the same workspace at once.
+    """
+
+    __tablename__ = "workspace_syncs"
+
+    workspace_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    next_sync_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The error code of the last failed listing (e.g. credential_rejected), None after success.
+    last_error_code: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+
+class WriteBudget(Base):
+    """Per-subscription pacing of Azure writes, shared by every worker.
+
+    ``next_write_at`` (epoch seconds) is the earliest time the next write may start. A worker
+    reserves a slot with one atomic ``UPDATE ... SET next_write_at = max(next_write_at, now) +
+    1/rate RETURNING``, so concurrent workers get distinct slots and the subscription never sees
+    more writes per second than its budget.
+    """
+
+    __tablename__ = "write_budgets"
+
+    subscription_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    next_write_at: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+
+
+# At most one active (queued or running) operation per endpoint, whoever enqueues it: the
+# database refuses a second one, so concurrent API calls and workers cannot double up.
+_ACTIVE = Operation.state.in_(("queued", "running"))
+Index(
+    "uq_operations_active_endpoint",
+    Operation.workspace_id,
+    Operation.endpoint_name,
+    unique=True,
+    postgresql_where=_ACTIVE,
+    sqlite_where=_ACTIVE,
+)

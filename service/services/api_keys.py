@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -71,15 +74,82 @@ def authenticate(uow: UnitOfWork, secret: str, pepper: bytes) -> Principal:
     """Resolve a bearer secret to its principal, or raise 401 (one message for every failure)."""
     if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
         raise Unauthorized("invalid API key")
-    key = uow.session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(secret, pepper)))
-    now = utcnow()
+    return _lookup(uow, hash_key(secret, pepper))[0]
+
+
+class KeyCache:
+    """Recent key look-ups of this process, by key hash (never the secret), for a short TTL.
+
+    Revocation and deletion in this process take effect at once (:meth:`forget_all` bumps a
+    generation, so a look-up that raced with the change is not stored); other processes may
+    accept a revoked key for at most the TTL (``API_KEY_CACHE_TTL_S``, at most 2 s). Expiry is
+    checked on every use. Unknown keys are never cached: a new key works at once everywhere.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str], tuple[float, Principal, datetime | None]] = {}
+        self._generation = 0
+
+    def authenticate(
+        self,
+        uow_factory: Callable[[], UnitOfWork],
+        secret: str,
+        pepper: bytes,
+        ttl_s: float,
+        *,
+        scope: str = "",
+    ) -> Principal:
+        """Like :func:`authenticate`, answering from memory while the entry is fresh."""
+        if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
+            raise Unauthorized("invalid API key")
+        digest = hash_key(secret, pepper)
+        key = (scope, digest)
+        now = self._clock()
+        with self._lock:
+            hit = self._entries.get(key)
+            generation = self._generation
+        if hit is not None and hit[0] > now:
+            _, principal, expires_at = hit
+            if expires_at is not None and expires_at <= utcnow():
+                raise Unauthorized("invalid, expired or revoked API key")
+            return principal
+        with uow_factory() as uow:
+            principal, expires_at = _lookup(uow, digest)
+        if ttl_s > 0:
+            with self._lock:
+                if generation == self._generation:
+                    if len(self._entries) >= _CACHE_MAX:
+                        self._entries.clear()
+                    self._entries[key] = (now + ttl_s, principal, expires_at)
+        return principal
+
+    def forget_all(self) -> None:
+        """Drop every entry (a key was revoked or deleted in this process)."""
+        with self._lock:
+            self._generation += 1
+            self._entries.clear()
+
+
+_CACHE_MAX = 10_000
+key_cache = KeyCache()
+
+
+def _lookup(uow: UnitOfWork, digest: str) -> tuple[Principal, datetime | None]:
+    row = uow.session.execute(
+        select(
+            ApiKey.id, ApiKey.role, ApiKey.tenant_id, ApiKey.revoked_at, ApiKey.expires_at
+        ).where(ApiKey.key_hash == digest)
+    ).first()
     if (
-        key is None
-        or key.revoked_at is not None
-        or (key.expires_at is not None and key.expires_at <= now)
+        row is None
+        or row.revoked_at is not None
+        or (row.expires_at is not None and row.expires_at <= utcnow())
     ):
         raise Unauthorized("invalid, expired or revoked API key")
-    return Principal(key_id=key.id, role=Role.parse(key.role), tenant_id=key.tenant_id)
+    principal = Principal(key_id=row.id, role=Role.parse(row.role), tenant_id=row.tenant_id)
+    return principal, row.expires_at
 
 
 def create_api_key(
@@ -180,6 +250,7 @@ def revoke_api_key(uow: UnitOfWork, ctx: CallContext, key_id: str) -> None:
         after=_view(key, slug),
     )
     uow.commit()
+    key_cache.forget_all()
 
 
 def _tenant_slugs(uow: UnitOfWork, ids: set[str]) -> dict[str, str]:

@@ -20,7 +20,12 @@ from service.domain.access import Principal, Role
 from service.errors import Conflict, NotFound, SecretsUnavailable, ServiceError
 from service.services import audit
 from service.services.context import CallContext
-from service.services.credentials import admin_tenant, credential_of, encrypt_secret
+from service.services.credentials import (
+    admin_tenant,
+    credential_of,
+    encrypt_secret,
+    forget_recent,
+)
 from service.services.runtime import Runtime
 
 
@@ -201,6 +206,7 @@ def _finish(
         )
         uow.commit()
         if state == "succeeded":
+            forget_recent(login.tenant_id)
             rt.identity.forget(login.tenant_id)
         return state
 

@@ -12,6 +12,7 @@ from service.db.session import UnitOfWork
 from service.db.types import utcnow
 from service.domain.access import Role
 from service.domain.etags import etag_for
+from service.services.compliance import Monitoring, monitoring_of
 from service.services.context import CallContext
 from service.services.lookup import visible_endpoint, visible_workspace
 from service.services.pagination import Page, PageRequest, paginate
@@ -45,9 +46,13 @@ class EndpointView:
     observed_at: datetime | None
     vanished_at: datetime | None
     etag: str
+    # Desired (effective policy, with where each field came from) against observed.
+    monitoring: Monitoring | None = None
 
 
-def view(ep: Endpoint, tenant: str, workspace: str) -> EndpointView:
+def view(
+    ep: Endpoint, tenant: str, workspace: str, monitoring: Monitoring | None = None
+) -> EndpointView:
     return EndpointView(
         id=ep.id,
         tenant=tenant,
@@ -62,6 +67,7 @@ def view(ep: Endpoint, tenant: str, workspace: str) -> EndpointView:
         observed_at=ep.observed_at,
         vanished_at=ep.vanished_at,
         etag=etag_for(ep.version),
+        monitoring=monitoring,
     )
 
 
@@ -80,14 +86,16 @@ def list_endpoints(
     if not include_vanished:
         stmt = stmt.where(Endpoint.vanished_at.is_(None))
     rows, cursor = paginate(uow.session, stmt, Endpoint.id, page)
-    return Page([view(ep, tenant, workspace) for ep in rows], cursor)
+    monitoring = monitoring_of(uow.session, ws.tenant_id, list(rows))
+    return Page([view(ep, tenant, workspace, monitoring[ep.id]) for ep in rows], cursor)
 
 
 def get_endpoint(
     uow: UnitOfWork, ctx: CallContext, tenant: str, workspace: str, name: str
 ) -> EndpointView:
     ctx.require(Role.READER)
-    return view(visible_endpoint(uow, ctx.principal, tenant, workspace, name), tenant, workspace)
+    ep = visible_endpoint(uow, ctx.principal, tenant, workspace, name)
+    return view(ep, tenant, workspace, monitoring_of(uow.session, ep.tenant_id, [ep])[ep.id])
 
 
 def record_observations(

@@ -23,6 +23,14 @@ def visible_tenant(uow: UnitOfWork, principal: Principal, slug: str) -> Tenant:
 
 
 def visible_workspace(uow: UnitOfWork, principal: Principal, tenant: str, slug: str) -> Workspace:
+    # One round trip in the common case; a miss takes the slow path for the precise 404.
+    found = uow.session.scalar(
+        select(Workspace)
+        .join(Tenant, Tenant.id == Workspace.tenant_id)
+        .where(Tenant.slug == tenant, Workspace.slug == slug)
+    )
+    if found is not None and principal.sees_tenant(found.tenant_id):
+        return found
     t = visible_tenant(uow, principal, tenant)
     ws = uow.session.scalar(
         select(Workspace).where(Workspace.tenant_id == t.id, Workspace.slug == slug)

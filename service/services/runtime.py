@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from service.config import Settings
 from service.db.session import Database, UnitOfWork
-from service.ports import IdentityProvider, SecretBox
+from service.ports import IdentityProvider, MlControlPlane, SecretBox
+from service.services.log_gateway import LogGateway
 
 
 @dataclass
@@ -15,6 +16,8 @@ class Runtime:
     database: Database
     secret_box: SecretBox
     identity: IdentityProvider
+    ml: MlControlPlane
+    logs: LogGateway
 
     def uow(self) -> UnitOfWork:
         return self.database.unit_of_work()

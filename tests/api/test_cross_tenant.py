@@ -20,6 +20,7 @@ from service.db.models import ApiKey, Endpoint, Tenant, Workspace
 from service.db.session import Database
 from tests.api.helpers import Fingerprint, contract_operations, mentions, without_request_id
 from tests.support.api import ApiClient, World, new_guid, unique
+from tests.support.reconcile import add_operation, add_policy
 
 ROLES = ("reader", "operator", "admin")
 
@@ -40,6 +41,7 @@ class Target:
     endpoint_id: str
     key_id: str
     login_id: str
+    operation_id: str
     tenant_etag: str = '"1"'
     workspace_etag: str = '"1"'
 
@@ -57,6 +59,7 @@ class Target:
             "endpoint_id": self.endpoint_id,
             "key_id": self.key_id,
             "login_id": self.login_id,
+            "operation_id": self.operation_id,
         }
 
 
@@ -88,6 +91,11 @@ def _only_keys_of_a(body: dict[str, Any], estate: Estate) -> None:
 def _only_events_of_a(body: dict[str, Any], estate: Estate) -> None:
     assert body["items"]
     assert {e["tenant_id"] for e in body["items"]} == {estate.a.tenant_id}
+
+
+def _only_operations_of_a(body: dict[str, Any], estate: Estate) -> None:
+    assert body["items"]
+    assert {o["tenant"] for o in body["items"]} == {estate.a.tenant}
 
 
 def _empty(body: dict[str, Any], estate: Estate) -> None:
@@ -190,6 +198,17 @@ def probes(t: Target) -> dict[tuple[str, str], list[Probe]]:
         ],
         ("get", "/v1/api-keys/{key_id}"): [Probe("GET", f"/v1/api-keys/{t.key_id}")],
         ("delete", "/v1/api-keys/{key_id}"): [Probe("DELETE", f"/v1/api-keys/{t.key_id}")],
+        ("post", "/v1/tenants/{tenant}/workspaces/{workspace}/logs/query"): [
+            Probe("POST", f"{ws}/logs/query", json={"query": "AppRequests | take 1"})
+        ],
+        **{
+            (
+                "get",
+                f"/v1/tenants/{{tenant}}/workspaces/{{workspace}}/endpoints/{{endpoint}}/telemetry/{v}",
+            ): [Probe("GET", f"{ws}/endpoints/{t.endpoint}/telemetry/{v}")]
+            for v in ("requests", "dependencies", "exceptions", "traces")
+        },
+        **_monitoring_probes(t, tenant, ws, stale),
         ("get", "/v1/audit-events"): [
             Probe("GET", "/v1/audit-events", expect=ALL_200, own_only=_only_events_of_a),
             Probe("GET", "/v1/audit-events", query={"tenant": t.tenant}),
@@ -202,6 +221,49 @@ def probes(t: Target) -> dict[tuple[str, str], list[Probe]]:
             ),
         ],
     }
+
+
+def _monitoring_probes(
+    t: Target, tenant: str, ws: str, stale: dict[str, str]
+) -> dict[tuple[str, str], list[Probe]]:
+    """Issue 5: policies at three scopes, discovery, apply, compliance, operations, logs."""
+    ws_t = "/v1/tenants/{tenant}/workspaces/{workspace}"
+    ep_t = ws_t + "/endpoints/{endpoint}"
+    ep = f"{ws}/endpoints/{t.endpoint}"
+    table: dict[tuple[str, str], list[Probe]] = {}
+    for template, path in (
+        ("/v1/tenants/{tenant}/policy", f"{tenant}/policy"),
+        (ws_t + "/policy", f"{ws}/policy"),
+        (ep_t + "/policy", f"{ep}/policy"),
+    ):
+        table[("get", template)] = [Probe("GET", path)]
+        table[("put", template)] = [
+            Probe("PUT", path, json={"app_insights": False}),
+            Probe("PUT", path, json={"mode": "audit"}, headers=stale),
+        ]
+        table[("delete", template)] = [
+            Probe("DELETE", path),
+            Probe("DELETE", path, headers={"If-Match": "*"}),
+        ]
+    table[("post", ws_t + "/sync")] = [Probe("POST", f"{ws}/sync")]
+    table[("post", ep_t + "/apply")] = [Probe("POST", f"{ep}/apply")]
+    table[("post", ws_t + "/apply")] = [Probe("POST", f"{ws}/apply")]
+    table[("post", "/v1/tenants/{tenant}/apply")] = [Probe("POST", f"{tenant}/apply")]
+    table[("get", "/v1/tenants/{tenant}/compliance")] = [Probe("GET", f"{tenant}/compliance")]
+    table[("get", ep_t + "/container-logs")] = [
+        Probe("GET", f"{ep}/container-logs", query={"tail": "5"})
+    ]
+    table[("get", "/v1/operations")] = [
+        Probe("GET", "/v1/operations", expect=ALL_200, own_only=_only_operations_of_a),
+        Probe("GET", "/v1/operations", query={"tenant": t.tenant}),
+    ]
+    table[("get", "/v1/operations/{operation_id}")] = [
+        Probe("GET", f"/v1/operations/{t.operation_id}")
+    ]
+    table[("post", "/v1/operations/{operation_id}/cancel")] = [
+        Probe("POST", f"/v1/operations/{t.operation_id}/cancel")
+    ]
+    return table
 
 
 @dataclass
@@ -221,6 +283,10 @@ def _populate(world: World, database: Database, label: str) -> Target:
     world.endpoints(slug, ws, [endpoint, unique(f"{label}-ep")])
     world.key("reader", slug)
     login_id = world.delegated_credential(slug)
+    add_policy(database, slug)
+    add_policy(database, slug, ws)
+    add_policy(database, slug, ws, endpoint)
+    operation_id = add_operation(database, slug, ws, unique(f"{label}-queued"))
     with database.session_factory() as s:
         t = s.scalars(select(Tenant).where(Tenant.slug == slug)).one()
         w = s.scalars(select(Workspace).where(Workspace.tenant_id == t.id)).one()
@@ -239,6 +305,7 @@ def _populate(world: World, database: Database, label: str) -> Target:
             endpoint_id=e.id,
             key_id=k.id,
             login_id=login_id,
+            operation_id=operation_id,
             tenant_etag=f'"{t.version}"',
             workspace_etag=f'"{w.version}"',
         )
@@ -258,6 +325,7 @@ def _ghost() -> Target:
         endpoint_id=str(uuid.uuid4()),
         key_id=str(uuid.uuid4()),
         login_id=str(uuid.uuid4()),
+        operation_id=str(uuid.uuid4()),
     )
 
 

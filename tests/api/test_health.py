@@ -81,9 +81,9 @@ def test_readyz_is_503_when_the_database_is_unreachable() -> None:
 
 
 @pytest.fixture
-def broken_app(database: Database) -> Flask:
+def broken_app(settings: Settings, database: Database) -> Flask:
     """The real app plus one route that fails the way a bug would."""
-    app = create_app(Settings(database_url=database.url), database=database)
+    app = create_app(settings, database=database)
 
     @app.get("/boom")
     def boom() -> str:

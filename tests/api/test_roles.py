@@ -23,6 +23,10 @@ from tests.api.helpers import (
     key_id_of,
 )
 from tests.support.api import ApiClient, World, new_guid, unique
+from tests.support.reconcile import add_operation, add_policy
+
+WS = "/v1/tenants/{tenant}/workspaces/{workspace}"
+EP = WS + "/endpoints/{endpoint}"
 
 KINDS = [
     ("reader", False),
@@ -67,6 +71,39 @@ RULES: dict[tuple[str, str], tuple[str, int, str | None]] = {
     ("get", "/v1/api-keys/{key_id}"): ("admin", 200, None),
     ("delete", "/v1/api-keys/{key_id}"): ("admin", 204, "api_key.revoke"),
     ("get", "/v1/audit-events"): ("reader", 200, None),
+    # Monitoring (issue 5). No credential in these scenes: Azure calls answer 409.
+    ("get", "/v1/tenants/{tenant}/policy"): ("reader", 200, None),
+    ("put", "/v1/tenants/{tenant}/policy"): ("operator", 202, "policy.put"),
+    ("delete", "/v1/tenants/{tenant}/policy"): ("operator", 202, "policy.delete"),
+    ("get", WS + "/policy"): ("reader", 200, None),
+    ("put", WS + "/policy"): ("operator", 202, "policy.put"),
+    ("delete", WS + "/policy"): ("operator", 202, "policy.delete"),
+    ("get", EP + "/policy"): ("reader", 200, None),
+    ("put", EP + "/policy"): ("operator", 202, "policy.put"),
+    ("delete", EP + "/policy"): ("operator", 202, "policy.delete"),
+    ("post", WS + "/sync"): ("operator", 409, None),
+    ("post", EP + "/apply"): ("operator", 202, "operation.apply"),
+    ("post", WS + "/apply"): ("operator", 202, "operation.apply"),
+    ("post", "/v1/tenants/{tenant}/apply"): ("operator", 202, "operation.apply"),
+    ("get", "/v1/tenants/{tenant}/compliance"): ("reader", 200, None),
+    ("get", EP + "/container-logs"): ("reader", 409, None),
+    ("get", "/v1/operations"): ("reader", 200, None),
+    ("get", "/v1/operations/{operation_id}"): ("reader", 200, None),
+    ("post", "/v1/operations/{operation_id}/cancel"): ("operator", 200, "operation.cancel"),
+    # Log queries: the scene's workspace registers no Log Analytics workspace or App Insights
+    # resource, so an allowed caller gets 409 before anything reaches Azure (nothing audited).
+    ("post", "/v1/tenants/{tenant}/workspaces/{workspace}/logs/query"): ("reader", 409, None),
+    **{
+        (
+            "get",
+            f"/v1/tenants/{{tenant}}/workspaces/{{workspace}}/endpoints/{{endpoint}}/telemetry/{v}",
+        ): (
+            "reader",
+            409,
+            None,
+        )
+        for v in ("requests", "dependencies", "exceptions", "traces")
+    },
 }
 
 
@@ -76,6 +113,7 @@ LISTS = {
     "/v1/tenants/{tenant}/workspaces/{workspace}/endpoints",
     "/v1/api-keys",
     "/v1/audit-events",
+    "/v1/operations",
 }
 
 
@@ -84,6 +122,8 @@ def allowed(who: str, role: str, bound: bool) -> bool:
         return True
     if who == "admin":
         return role == "admin"
+    if who == "operator":
+        return role in ("operator", "admin")
     return role == "admin" and not bound  # global admin
 
 
@@ -94,6 +134,7 @@ class Scene:
     endpoint: str | None
     key_id: str  # a reader key of the tenant, target of the key routes
     login_id: str = ""
+    operation_id: str = ""
 
 
 def _scene(
@@ -118,7 +159,13 @@ def _scene(
         endpoint = unique("ep")
         world.endpoints(tenant, workspace or "", [endpoint])
     key_id = key_id_of(database, world.key("reader", tenant)) if "{key_id}" in template else ""
-    return Scene(tenant, workspace, endpoint, key_id, login_id)
+    if template.endswith("/policy") and method in ("get", "delete"):
+        add_policy(database, tenant, workspace, endpoint)
+    operation_id = ""
+    if "{operation_id}" in template:
+        workspace = workspace or world.workspace(tenant)
+        operation_id = add_operation(database, tenant, workspace, unique("ep"))
+    return Scene(tenant, workspace, endpoint, key_id, login_id, operation_id)
 
 
 def _request(method: str, template: str, s: Scene) -> dict[str, Any]:
@@ -128,6 +175,7 @@ def _request(method: str, template: str, s: Scene) -> dict[str, Any]:
         .replace("{endpoint}", s.endpoint or "")
         .replace("{key_id}", s.key_id)
         .replace("{login_id}", s.login_id)
+        .replace("{operation_id}", s.operation_id)
     )
     bodies: dict[tuple[str, str], dict[str, Any]] = {
         ("post", "/v1/tenants"): {
@@ -147,6 +195,12 @@ def _request(method: str, template: str, s: Scene) -> dict[str, Any]:
         },
         ("post", "/v1/api-keys"): {"name": "k", "role": "reader", "tenant": s.tenant},
         ("put", "/v1/tenants/{tenant}/credential"): {"kind": "host_identity"},
+        ("put", "/v1/tenants/{tenant}/policy"): {"app_insights": True},
+        ("put", WS + "/policy"): {"mode": "audit"},
+        ("put", EP + "/policy"): {"app_insights": False},
+        ("post", "/v1/tenants/{tenant}/workspaces/{workspace}/logs/query"): {
+            "query": "AppRequests | take 1"
+        },
     }
     # Lists are asked for a short page: the point is the status, not validating 50 items.
     query = {"limit": "3"} if method == "get" and template in LISTS else {}

@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -100,10 +101,11 @@ def tenant_id_of(runtime: Runtime, slug: str) -> str:
     return tid
 
 
-def load_workspace(runtime: Runtime, credential: object, box: Sandbox, emulator: EmulatorHandle):  # type: ignore[no-untyped-def]
+def load_workspace(credential: Any, box: Sandbox, emulator: EmulatorHandle) -> Any:
+    """azureml-core's Workspace, authenticated by the tenant's credential."""
     from azureml.core import Workspace
 
-    auth = token_credential_authentication(credential, resource_manager_url=emulator.arm_endpoint)  # type: ignore[arg-type]
+    auth = token_credential_authentication(credential, resource_manager_url=emulator.arm_endpoint)
     return Workspace(box.subscription_id, box.resource_group, box.workspace_name, auth=auth)
 
 
@@ -155,8 +157,7 @@ def test_a_service_principal_with_a_secret_is_stored_encrypted_verified_and_used
     assert call(api, "GET", f"/v1/tenants/{slug}/credential", admin_key).json["status"] == "ok"
 
     credential = tenant_credential(runtime, tenant_id_of(runtime, slug))
-    ws = load_workspace(runtime, credential, sandbox, emulator)
-    assert ws.name == sandbox.workspace_name
+    assert load_workspace(credential, sandbox, emulator).name == sandbox.workspace_name
     assert query_logs(credential, sandbox, emulator) == LogsQueryStatus.SUCCESS
 
 
@@ -194,6 +195,7 @@ def test_a_service_principal_with_a_certificate_signs_its_assertion(
     assert v.status_code == 200, v.json
     assert v.json["identity"]["app_id"] == sp.client_id
     credential = tenant_credential(runtime, tenant_id_of(runtime, slug))
+    assert load_workspace(credential, box, emulator).name == box.workspace_name
     assert query_logs(credential, box, emulator) == LogsQueryStatus.SUCCESS
 
 
@@ -342,6 +344,7 @@ def test_device_code_sign_in_end_to_end_then_a_second_process_refreshes_silently
     assert v.status_code == 200, v.json
     assert v.json["identity"]["username"] == username
     credential = tenant_credential(runtime, tenant_id_of(runtime, slug))
+    assert load_workspace(credential, sandbox, emulator).name == sandbox.workspace_name
     assert query_logs(credential, sandbox, emulator) == LogsQueryStatus.SUCCESS
     SECRETS.update(emulator.state.refresh_tokens)
 
@@ -376,6 +379,54 @@ def test_device_code_sign_in_end_to_end_then_a_second_process_refreshes_silently
     assert len(grants) == 1  # one silent refresh, no interactive step
 
 
+def test_concurrent_refreshes_from_two_processes_never_lose_the_newest_refresh_token(
+    api: ApiClient,
+    world: World,
+    admin_key: str,
+    settings: Settings,
+    database: Database,
+    emulator: EmulatorHandle,
+    sandbox: Sandbox,
+) -> None:
+    """With rotation strict (a redeemed refresh token dies), two replicas refreshing at once
+    must queue on the row lock: if either stored an older token, the next refresh would fail."""
+    slug, username = _delegated_tenant(api, world, admin_key, emulator, sandbox)
+    assert _sign_in(api, admin_key, emulator, slug, username)["state"] == "succeeded"
+    emulator.state.entra.strict_refresh_token_rotation = True
+    engines = [Database(database.url) for _ in range(3)]
+    try:
+        replicas = [build_runtime(settings, engines[i]) for i in range(2)]
+        tid = tenant_id_of(replicas[0], slug)
+        credentials = [tenant_credential(rt, tid) for rt in replicas]
+        scopes = [f"https://resource-{i}.example/.default" for i in range(6)]
+        errors: list[BaseException] = []
+
+        def refresh(credential: Any, mine: list[str]) -> None:
+            try:
+                for scope in mine:
+                    assert credential.get_token(scope).token
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=refresh, args=(c, scopes[i::2]))
+            for i, c in enumerate(credentials)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert errors == []
+        # A third replica starts from what is stored now: the newest refresh token works.
+        third = build_runtime(settings, engines[2])
+        assert tenant_credential(third, tid).get_token("https://fresh.example/.default").token
+    finally:
+        emulator.state.entra.strict_refresh_token_rotation = False
+        for engine in engines:
+            engine.dispose()
+    SECRETS.update(emulator.state.refresh_tokens)
+
+
 def test_a_revoked_refresh_token_turns_into_login_required(
     api: ApiClient,
     world: World,
@@ -402,6 +453,8 @@ def test_the_host_identity_comes_from_the_environment(
     api: ApiClient,
     world: World,
     admin_key: str,
+    runtime: Runtime,
+    emulator: EmulatorHandle,
     sandbox: Sandbox,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -417,6 +470,9 @@ def test_the_host_identity_comes_from_the_environment(
     v = call(api, "POST", f"/v1/tenants/{slug}/credential/verify", admin_key)
     assert v.status_code == 200, v.json
     assert v.json["identity"]["app_id"] == sandbox.client_id
+    credential = tenant_credential(runtime, tenant_id_of(runtime, slug))
+    assert load_workspace(credential, sandbox, emulator).name == sandbox.workspace_name
+    assert query_logs(credential, sandbox, emulator) == LogsQueryStatus.SUCCESS
 
 
 def test_many_log_queries_for_one_tenant_cost_one_token_request(

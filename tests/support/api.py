@@ -83,6 +83,9 @@ class ApiClient:
     def post(self, path: str, key: str | None = None, **kw: Any) -> TestResponse:
         return self.call("POST", path, key, **kw)
 
+    def put(self, path: str, key: str | None = None, **kw: Any) -> TestResponse:
+        return self.call("PUT", path, key, **kw)
+
     def patch(self, path: str, key: str | None = None, **kw: Any) -> TestResponse:
         return self.call("PATCH", path, key, **kw)
 
@@ -224,6 +227,9 @@ def settings(database: Database, emulator: EmulatorHandle) -> Settings:
         database_url=database.url,
         credential_keys=(TEST_CREDENTIAL_KEY,),
         azure=emulator_azure_settings(emulator),
+        # Tests change keys straight in the database, as another process would: no key cache
+        # (tests/api/test_key_cache.py covers the cache and its bound for other processes).
+        api_key_cache_ttl_s=0.0,
     )
 
 

@@ -64,3 +64,22 @@ def test_values_are_parsed() -> None:
 def test_a_bad_value_is_an_error_naming_the_variable(variable: str, value: str) -> None:
     with pytest.raises(SettingsError, match=variable):
         Settings.from_env({variable: value})
+
+
+def test_reconciler_settings_have_defaults_and_name_the_bad_variable() -> None:
+    from service.config import ReconcilerSettings, Settings, SettingsError
+
+    assert Settings.from_env({}).reconciler == ReconcilerSettings()
+    assert Settings.from_env({}).reconciler.subscription_writes_per_s == 10.0
+    parsed = Settings.from_env({"TENANT_CONCURRENCY": "3", "SUBSCRIPTION_WRITES_PER_S": "2.5"})
+    assert (parsed.reconciler.tenant_concurrency, parsed.reconciler.subscription_writes_per_s) == (
+        3,
+        2.5,
+    )
+    for env, name in (
+        ({"SUBSCRIPTION_WRITES_PER_S": "fast"}, "SUBSCRIPTION_WRITES_PER_S"),
+        ({"TENANT_CONCURRENCY": "0"}, "TENANT_CONCURRENCY"),
+        ({"AZURE_CALL_TIMEOUT_S": "50", "OPERATION_LEASE_S": "60"}, "AZURE_CALL_TIMEOUT_S"),
+    ):
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env(env)

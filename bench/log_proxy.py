@@ -1,0 +1,432 @@
+"""Log query proxy benchmarks (issue 6), service under gunicorn (HTTPS) vs the emulator direct.
+
+Run: `.venv/bin/python -m bench.log_proxy [--n 200] [--large-mb 50]`.
+
+P1  latency with 50 ms emulator query latency: p50/p99 of the typed API and of the compat
+    endpoint (unmodified LogsQueryClient) vs LogsQueryClient straight to the emulator;
+    then throughput of small typed queries with no injected latency; token requests counted.
+P2  a ~50 MB result through the compat endpoint: wall time vs direct, and the peak RSS growth of
+    the gunicorn worker that served it (one worker, so the figure is that process's).
+
+The emulator runs in its own process by default (``--emulator process``), so it does not share
+the benchmark client's GIL; ``--emulator inprocess`` keeps the old set-up for comparison. Either
+way the machine's cores are shared by the client, the emulator and gunicorn (see bench/README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+from azure.core.credentials import AccessToken
+from azure.monitor.query import LogsQueryClient
+from cryptography.fernet import Fernet
+
+from emulator.telemetry import TelemetrySpec, generate, large_table
+from emulator.testing import EmulatorHandle, run_emulator, trust_ca
+from emulator.tls import CertificateAuthority
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+AUDIENCE = "https://api.loganalytics.io"
+SMALL = "AppRequests | take 5"
+
+
+class KeyCredential:
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self.key, int(time.time()) + 3600)
+
+
+# -- the emulator in its own process ------------------------------------------------------------
+def _emulator_child(conn: Any, directory: str) -> None:
+    """Run the emulator and answer the benchmark's set-up calls over a pipe until told to stop."""
+    ca = CertificateAuthority.create(Path(directory) / "ca")
+    with run_emulator(ca=ca, tls_dir=Path(directory) / "emu") as emu:
+        conn.send((emu.url, str(emu.ca_path)))
+        while True:
+            command, args = conn.recv()
+            if command == "stop":
+                return
+            conn.send(_emulator_command(emu, ca, command, args))
+
+
+def _emulator_command(
+    emu: EmulatorHandle, ca: CertificateAuthority, command: str, args: Any
+) -> Any:
+    state = emu.state
+    if command == "sandbox":
+        box = emu.sandbox()
+        return (box.tenant_id, box.client_id, box.client_secret, box.subscription_id,
+                box.resource_group, box.workspace_name, box.log_analytics_workspace_id)  # fmt: skip
+    if command == "small_telemetry":
+        now = datetime.now(UTC)
+        tables = generate(TelemetrySpec(roles=("svc",), start=now - timedelta(hours=1), end=now))
+        state.telemetry.add_workspace(
+            args, {k: v for k, v in tables.items() if k.startswith("App")}
+        )
+        return None
+    if command == "large_telemetry":
+        workspace, size = args
+        state.telemetry.add_workspace(workspace, {"AppTraces": large_table(size)})
+        return None
+    if command == "limits":
+        for name, value in args.items():
+            setattr(state.log_analytics.limits, name, value)
+        return None
+    if command == "bookmark":
+        return emu.bookmark()
+    if command == "token_requests":
+        return len(emu.requests("entra.token", since=args))
+    if command == "server_cert":
+        cert, key = ca.issue_server_cert(Path(args))
+        return str(cert), str(key)
+    raise ValueError(command)
+
+
+@dataclass
+class Box:
+    emu: Any
+    tenant_id: str
+    client_id: str
+    client_secret: str
+    subscription_id: str
+    resource_group: str
+    workspace_name: str
+    log_analytics_workspace_id: str
+
+    def credential(self) -> Any:
+        from azure.identity import ClientSecretCredential
+
+        return ClientSecretCredential(
+            self.tenant_id,
+            self.client_id,
+            self.client_secret,
+            authority=self.emu.authority,
+            disable_instance_discovery=True,
+            connection_verify=str(self.emu.ca_path),
+        )
+
+
+class Emulator:
+    """What the benchmark needs of an emulator, in this process or another one."""
+
+    def __init__(self, url: str, ca_path: Path, call: Callable[[str, Any], Any]) -> None:
+        self.url, self.ca_path, self._call = url, ca_path, call
+        self.authority = self.arm_endpoint = url
+        self.logs_endpoint = f"{url}/v1"
+
+    def sandbox(self) -> Box:
+        return Box(self, *self._call("sandbox", None))
+
+    def small_telemetry(self, workspace: str) -> None:
+        self._call("small_telemetry", workspace)
+
+    def large_telemetry(self, workspace: str, size: int) -> None:
+        self._call("large_telemetry", (workspace, size))
+
+    def limits(self, **values: Any) -> None:
+        self._call("limits", values)
+
+    def bookmark(self) -> int:
+        return int(self._call("bookmark", None))
+
+    def token_requests(self, since: int) -> int:
+        return int(self._call("token_requests", since))
+
+    def server_cert(self, directory: Path) -> tuple[Path, Path]:
+        cert, key = self._call("server_cert", str(directory))
+        return Path(cert), Path(key)
+
+
+@contextmanager
+def emulator(tmp: Path, mode: str) -> Iterator[Emulator]:
+    if mode == "inprocess":
+        ca = CertificateAuthority.create(tmp / "ca")
+        with trust_ca(ca.ca_path), run_emulator(ca=ca, tls_dir=tmp / "emu") as emu:
+            yield Emulator(emu.url, emu.ca_path, lambda c, a: _emulator_command(emu, ca, c, a))
+        return
+    parent, child = multiprocessing.get_context("spawn").Pipe()
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_emulator_child, args=(child, str(tmp)), daemon=True
+    )
+    proc.start()
+    url, ca_path = parent.recv()
+    lock = threading.Lock()
+
+    def call(command: str, args: Any) -> Any:
+        with lock:
+            parent.send((command, args))
+            return parent.recv()
+
+    try:
+        with trust_ca(ca_path):
+            yield Emulator(url, Path(ca_path), call)
+    finally:
+        parent.send(("stop", None))
+        proc.join(30)
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def timed(call: Callable[[], object], n: int) -> list[float]:
+    for _ in range(10):
+        call()
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+@contextmanager
+def service(
+    tmp: Path,
+    emu: Emulator,
+    workers: int,
+    env_extra: dict[str, str],
+) -> Iterator[tuple[str, dict[str, str], subprocess.Popen[bytes]]]:
+    port = 18000 + os.getpid() % 1000
+    cert, key = emu.server_cert(tmp / "tls")
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp / 'svc.db'}",
+        "BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": str(workers),
+        "AZURE_AUTHORITY_HOST": emu.authority,
+        "AZURE_RESOURCE_MANAGER": emu.arm_endpoint,
+        "AZURE_LOG_ANALYTICS_ENDPOINT": emu.logs_endpoint,
+        "AZURE_CA_BUNDLE": str(emu.ca_path),
+        "AZURE_MANAGED_IDENTITY": "false",
+        "CREDENTIAL_KEYS": Fernet.generate_key().decode(),
+        "LOG_LEVEL": "WARNING",
+        **env_extra,
+    }
+    subprocess.run(
+        [sys.executable, "-m", "service.cli", "db-upgrade"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    admin = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "keys",
+            "create",
+            "--name",
+            "bench",
+            "--role",
+            "admin",
+        ],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    proc = subprocess.Popen(
+        [
+            str(BIN / "gunicorn"),
+            "--config",
+            "gunicorn.conf.py",
+            "--certfile",
+            str(cert),
+            "--keyfile",
+            str(key),
+            "--access-logfile",
+            "/dev/null",
+            "wsgi:app",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"https://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if requests.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.1)
+        yield url, {"Authorization": f"Bearer {admin}"}, proc
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def register(url: str, auth: dict[str, str], box: Any) -> str:
+    s = requests.Session()
+    s.headers.update(auth)
+    slug = f"t{box.tenant_id[:8]}"
+    s.post(
+        f"{url}/v1/tenants",
+        json={"slug": slug, "display_name": "bench", "entra_tenant_id": box.tenant_id},
+    ).raise_for_status()
+    s.put(
+        f"{url}/v1/tenants/{slug}/credential",
+        json={
+            "kind": "service_principal",
+            "client_id": box.client_id,
+            "client_secret": box.client_secret,
+        },
+    ).raise_for_status()
+    s.post(
+        f"{url}/v1/tenants/{slug}/workspaces",
+        json={
+            "slug": "ws",
+            "subscription_id": box.subscription_id,
+            "resource_group": box.resource_group,
+            "workspace_name": box.workspace_name,
+            "log_analytics_workspace_id": box.log_analytics_workspace_id,
+        },
+    ).raise_for_status()
+    return f"{url}/v1/tenants/{slug}/workspaces/ws/logs/query"
+
+
+def worker_pids(master: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().split(") ")[1].split()[1]) == master:
+                    pids.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return pids
+
+
+def rss_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def p1(emu: Emulator, tmp: Path, n: int) -> None:
+    box = emu.sandbox()
+    emu.small_telemetry(box.log_analytics_workspace_id)
+    emu.limits(rate_limit=10**9, latency_s=0.05)
+    budget = {"LOG_QUERY_RATE_LIMIT": "100000", "LOG_QUERY_COALESCE": "false"}
+    with service(tmp, emu, 2, budget) as (url, auth, _):
+        typed_url = register(url, auth, box)
+        key = requests.post(
+            f"{url}/v1/api-keys", headers=auth, json={"name": "r", "role": "reader"}
+        ).json()["secret"]
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {key}"
+        ws = box.log_analytics_workspace_id
+        direct = LogsQueryClient(box.credential(), endpoint=emu.logs_endpoint, audience=AUDIENCE)
+        compat = LogsQueryClient(
+            KeyCredential(key), endpoint=f"{url}/loganalytics", audience=AUDIENCE
+        )
+        mark = emu.bookmark()
+        runs = {
+            "direct": timed(lambda: direct.query_workspace(ws, SMALL, timespan=None), n),
+            "typed": timed(
+                lambda: session.post(typed_url, json={"query": SMALL}).raise_for_status(), n
+            ),
+            "compat": timed(lambda: compat.query_workspace(ws, SMALL, timespan=None), n),
+        }
+        base = statistics.median(runs["direct"])
+        print(f"P1 latency (emulator latency 50 ms, n={n}, gunicorn 2 workers, HTTPS)")
+        for name, samples in runs.items():
+            print(
+                f"  {name:7s} p50={pct(samples, 0.5):7.2f} ms  p99={pct(samples, 0.99):7.2f} ms"
+                f"  p50 ratio={statistics.median(samples) / base:.3f} (target <= 1.10)"
+            )
+        emu.limits(latency_s=0.0)
+        count, stop = [0], time.monotonic() + 5
+
+        def hammer() -> None:
+            s = requests.Session()
+            s.headers["Authorization"] = f"Bearer {key}"
+            while time.monotonic() < stop:
+                if s.post(typed_url, json={"query": SMALL}).status_code == 200:
+                    count[0] += 1
+
+        threads = [threading.Thread(target=hammer) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        tokens = emu.token_requests(mark)
+        print(f"  throughput={count[0] / 5:.0f} small typed queries/s (target >= 200, no latency)")
+        print(f"  token requests for the tenant during P1: {tokens}")
+
+
+def p2(emu: Emulator, tmp: Path, megabytes: int) -> None:
+    box = emu.sandbox()
+    emu.large_telemetry(box.log_analytics_workspace_id, megabytes * 1_000_000)
+    emu.limits(latency_s=0.0)
+    query = {"query": "AppTraces", "timespan": None}
+    ws = box.log_analytics_workspace_id
+    with service(tmp, emu, 1, {}) as (url, auth, proc):
+        register(url, auth, box)
+        key = requests.post(
+            f"{url}/v1/api-keys", headers=auth, json={"name": "r", "role": "reader"}
+        ).json()["secret"]
+        token = box.credential().get_token(AUDIENCE + "/.default").token
+
+        def fetch(target: str, bearer: str) -> tuple[float, int]:
+            t = time.perf_counter()
+            r = requests.post(
+                target, json=query, headers={"Authorization": f"Bearer {bearer}"}, stream=True
+            )
+            size = sum(len(c) for c in r.iter_content(1 << 20))
+            assert r.status_code == 200, r.status_code
+            return time.perf_counter() - t, size
+
+        (worker,) = worker_pids(proc.pid)
+        before = rss_kb(worker, "VmRSS")  # a worker that has served only small requests
+        direct_s, size = fetch(f"{emu.logs_endpoint}/workspaces/{ws}/query", token)
+        ours_s, size2 = fetch(f"{url}/loganalytics/v1/workspaces/{ws}/query", key)
+        growth = (rss_kb(worker, "VmHWM") - before) * 1024
+        print(f"P2 large result: {size / 1e6:.1f} MB (through the service: {size2 / 1e6:.1f} MB)")
+        print(f"  direct={direct_s:.2f} s  compat={ours_s:.2f} s  ratio={ours_s / direct_s:.2f}")
+        print(
+            f"  worker peak RSS growth={growth / 1e6:.1f} MB = {growth / size:.2f}x payload"
+            " (target <= 1.5x)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--large-mb", type=int, default=50)
+    parser.add_argument("--emulator", choices=("process", "inprocess"), default="process")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, emulator(Path(tmp), args.emulator) as emu:
+        print(f"emulator: {args.emulator}; cores: {os.cpu_count()}", flush=True)
+        (Path(tmp) / "p1").mkdir()
+        (Path(tmp) / "p2").mkdir()
+        p1(emu, Path(tmp) / "p1", args.n)
+        p2(emu, Path(tmp) / "p2", args.large_mb)
+
+
+if __name__ == "__main__":
+    main()

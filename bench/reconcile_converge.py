@@ -1,0 +1,316 @@
+"""Reconciler convergence: 1,000 drifted endpoints vs the sequential loop the source implies.
+
+    .venv/bin/python -m bench.reconcile_converge [--endpoints 1000] [--baseline-sample 20]
+
+An emulator subprocess holds 10 tenants x 2 subscriptions x 1 workspace (``--endpoints`` web
+services, App Insights off); every MMS call takes 100 ms, every Azure operation 2 s, and
+``--fault-rate`` of MMS calls answer 429 (Retry-After 1 s) or 500. The service's database
+(SQLite) gets a tenant policy "App Insights on" for every tenant; one reconciler then discovers
+the workspaces and applies the policy. Measured: time until every operation ended, failed
+operations, and the highest accepted writes per second of any subscription (the emulator's
+count). Baseline: ``Webservice(ws, n).update(enable_app_insights=True)`` + ``wait_for_deployment``
+one after another on a sample of ``--baseline-sample`` services (same latency, no injected
+errors, which only favours the baseline), extrapolated to ``--endpoints``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+TENANTS, SUBS_PER_TENANT = 10, 2
+
+
+def _fleet(path: Path, endpoints: int, baseline: int) -> list[dict[str, str]]:
+    """Write the fleet file; returns the tenants' ids and secrets."""
+    per_ws = endpoints // (TENANTS * SUBS_PER_TENANT)
+    tenants, out = [], []
+    for t in range(TENANTS):
+        tid, cid, secret = str(uuid.uuid4()), str(uuid.uuid4()), f"bench-secret-{t}"
+        subs = []
+        for s in range(SUBS_PER_TENANT + (1 if t == 0 else 0)):
+            is_baseline = s == SUBS_PER_TENANT
+            count = baseline if is_baseline else per_ws
+            prefix = "base" if is_baseline else f"svc{t}{s}"
+            sid = str(uuid.uuid4())
+            services = [
+                {
+                    "name": f"{prefix}-{i:03d}",
+                    "compute_type": "AKS" if i % 2 else "ACI",
+                    "app_insights_enabled": False,
+                }
+                for i in range(count)
+            ]
+            ws = {
+                "name": f"ws-{t}-{s}",
+                "resource_group": "rg-bench",
+                "location": "westeurope",
+                "app_insights": True,
+                "log_analytics_workspace_id": False,
+                "services": services,
+            }
+            subs.append({"id": sid, "name": f"sub-{t}-{s}", "workspaces": [ws]})
+            out.append(
+                {
+                    "tenant": tid,
+                    "client_id": cid,
+                    "secret": secret,
+                    "subscription": sid,
+                    "workspace": ws["name"],
+                    "baseline": str(is_baseline),
+                }
+            )
+        tenants.append(
+            {
+                "id": tid,
+                "name": f"tenant-{t}",
+                "subscriptions": subs,
+                "service_principals": [{"client_id": cid, "secret": secret}],
+            }
+        )
+    path.write_text(yaml.safe_dump({"tenants": tenants}))
+    return out
+
+
+def _start_emulator(fleet: Path, tls: Path) -> tuple[subprocess.Popen[str], str, str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "emulator",
+            "--port",
+            "0",
+            "--fleet",
+            str(fleet),
+            "--tls-dir",
+            str(tls),
+            "--operation-duration",
+            "2",
+            "--seed",
+            "7",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip().split("=", 1)[1]
+    ca = proc.stdout.readline().strip().split("=", 1)[1]
+    return proc, url, ca
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--endpoints", type=int, default=1000)
+    parser.add_argument("--baseline-sample", type=int, default=20)
+    parser.add_argument("--fault-rate", type=float, default=0.10)
+    parser.add_argument("--threads", type=int, default=100)
+    parser.add_argument("--progress", action="store_true", help="print operation states")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-reconcile-"))
+    os.environ.setdefault("HOME", str(work))
+    os.environ["AZURE_CONFIG_DIR"] = str(work / ".azure")
+    os.environ["AZUREML_CURRENT_CLOUD"] = "AzureCloud"
+    rows = _fleet(work / "fleet.yaml", args.endpoints, args.baseline_sample)
+    proc, url, ca = _start_emulator(work / "fleet.yaml", work / "tls")
+    os.environ["REQUESTS_CA_BUNDLE"] = ca
+    admin = requests.Session()
+    admin.verify = ca
+    try:
+        return _run(args, work, rows, url, ca, admin)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _run(
+    args: argparse.Namespace,
+    work: Path,
+    rows: list[dict[str, str]],
+    url: str,
+    ca: str,
+    admin: requests.Session,
+) -> int:
+    from cryptography.fernet import Fernet
+
+    from bench.reconcile_baseline import sequential_sample
+    from service.bootstrap import build_runtime
+    from service.config import AzureSettings, ReconcilerSettings, Settings
+    from service.db import migrate
+    from service.domain.access import CLI_PRINCIPAL
+    from service.services import credentials, policies, tenants, workspaces
+    from service.services.context import CallContext
+    from service.services.reconciler import Reconciler
+
+    db_url = f"sqlite:///{work / 'service.db'}"
+    migrate.upgrade(db_url)
+    settings = Settings(
+        database_url=db_url,
+        credential_keys=(Fernet.generate_key().decode(),),
+        azure=AzureSettings(
+            authority_host=url,
+            resource_manager=url,
+            ca_bundle=ca,
+            instance_discovery=False,
+            managed_identity=False,
+        ),
+        reconciler=ReconcilerSettings(
+            interval_s=0.1,
+            worker_threads=args.threads,
+            tenant_concurrency=10,
+            subscription_writes_per_s=10,
+            poll_interval_s=1.0,
+            retry_base_s=0.5,
+            retry_max_s=10,
+            call_timeout_s=15,
+            lease_s=60,
+            max_attempts=5,
+        ),
+    )
+    rt = build_runtime(settings)
+    ctx = CallContext(CLI_PRINCIPAL)
+    slugs: dict[str, str] = {}
+    for row in rows:
+        if row["baseline"] == "True":
+            continue
+        with rt.uow() as uow:
+            if row["tenant"] not in slugs:
+                slug = f"t-{len(slugs)}"
+                tenants.create_tenant(
+                    uow, ctx, {"slug": slug, "display_name": slug, "entra_tenant_id": row["tenant"]}
+                )
+                slugs[row["tenant"]] = slug
+        slug = slugs[row["tenant"]]
+        with rt.uow() as uow:
+            credentials.put_credential(
+                rt,
+                uow,
+                ctx,
+                slug,
+                {
+                    "kind": "service_principal",
+                    "client_id": row["client_id"],
+                    "client_secret": row["secret"],
+                },
+                None,
+            )
+        with rt.uow() as uow:
+            workspaces.create_workspace(
+                uow,
+                ctx,
+                slug,
+                {
+                    "slug": row["workspace"],
+                    "subscription_id": row["subscription"],
+                    "resource_group": "rg-bench",
+                    "workspace_name": row["workspace"],
+                },
+            )
+    for slug in slugs.values():
+        with rt.uow() as uow:
+            policies.put_policy(
+                uow, ctx, slug, None, None, {"app_insights": True}, None, max_attempts=5
+            )
+
+    admin.put(f"{url}/_admin/limits", json={"arm_throttle": {"enabled": True}}).raise_for_status()
+    admin.post(
+        f"{url}/_admin/faults", json={"kind": "latency", "route": "mms.", "latency_s": 0.1}
+    ).raise_for_status()
+    fault_ids = []
+    for kind, extra in (("throttle", {"retry_after_s": 1}), ("status", {"status": 500})):
+        r = admin.post(
+            f"{url}/_admin/faults",
+            json={"kind": kind, "route": "mms.", "probability": args.fault_rate / 2, **extra},
+        )
+        fault_ids.append(r.json()["id"])
+
+    reconciler = Reconciler(rt, "bench")
+    started = last_print = time.monotonic()
+    total = args.endpoints
+    while time.monotonic() - started < 1800:
+        report = reconciler.reconcile_once()
+        if time.monotonic() - last_print > 1:
+            last_print = time.monotonic()
+            states = _states(rt)
+            if args.progress:
+                print(f"  t={last_print - started:5.1f}s {states} in_flight={report.in_flight}")
+            finished = sum(states.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
+            if finished >= total:
+                break
+        time.sleep(0.2)
+    elapsed = time.monotonic() - started
+    reconciler.close()
+    states = _states(rt)
+    done, failed = states.get("succeeded", 0), total - states.get("succeeded", 0)
+    for error in _errors(rt):
+        print(f"  failed: {error}")
+    for fault_id in fault_ids:
+        admin.delete(f"{url}/_admin/faults/{fault_id}")
+    writes = admin.get(f"{url}/_admin/stats/arm-writes").json()["maxWritesPerSecond"]
+    served = admin.get(f"{url}/_admin/requests", params={"route": "mms."}).json()
+    entries = served.get("value", served if isinstance(served, list) else [])
+    injected = sum(1 for e in entries if e.get("status") in (429, 500))
+
+    base = next(r for r in rows if r["baseline"] == "True")
+    per_endpoint = sequential_sample(url, ca, base, args.baseline_sample)
+    baseline_total = per_endpoint * total
+    print(
+        f"endpoints={total} tenants={TENANTS} subscriptions={TENANTS * SUBS_PER_TENANT} "
+        f"mms_latency_ms=100 operation_s=2 fault_rate={args.fault_rate:.0%}"
+    )
+    print(
+        f"reconciler: converged_s={elapsed:.1f} succeeded={done} failed={failed} "
+        f"injected_errors_answered={injected} threads={args.threads} tenant_cap=10"
+    )
+    max_rate = max(writes.values()) if writes else 0
+    print(
+        f"write_rate: max_per_subscription_per_s={max_rate} budget=10 "
+        f"within_budget={max_rate <= 10}"
+    )
+    print(
+        f"baseline: sequential_per_endpoint_s={per_endpoint:.2f} (sample of "
+        f"{args.baseline_sample}) extrapolated_total_s={baseline_total:.0f}"
+    )
+    ratio = baseline_total / elapsed
+    print(
+        f"ratio: {ratio:.0f}x faster  target>=50x met={ratio >= 50}  failed_ops={failed} "
+        f"target=0 met={failed == 0}"
+    )
+    return 0
+
+
+def _errors(rt: Any) -> list[str]:
+    from sqlalchemy import select
+
+    from service.db.models import Operation
+
+    with rt.uow() as uow:
+        rows = uow.session.scalars(
+            select(Operation.last_error).where(Operation.state != "succeeded").limit(10)
+        )
+        return [str(e) for e in rows]
+
+
+def _states(rt: Any) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from service.db.models import Operation
+
+    with rt.uow() as uow:
+        rows = uow.session.execute(select(Operation.state, func.count()).group_by(Operation.state))
+        return {state: int(n) for state, n in rows}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""AML model management through azureml-core: the one adapter that imports it.
+
+The SDK gets several things wrong for a server (AZURE_EMULATION.md), so this adapter owns them:
+- its own retries are switched off (``DEFAULT_RETRIES = 0`` at call time): it would ignore
+  Retry-After and sleep 32/64/128 s; the reconciler's retry policy decides instead;
+- every call runs in a short-lived thread with a deadline, because discovery, service reads,
+  ``get_logs`` and the AKS PATCH have no client timeout (a hung call is abandoned, its thread
+  ends when the socket does);
+- operations are polled once per call (``_get_operation_state``), never ``wait_for_deployment``
+  (which sleeps 5 s between polls);
+- every failure (requests errors, ProjectSystemException, WebserviceException, credential
+  errors) becomes one error model: AzureCallFailed (temporary, with the server's Retry-After),
+  AzureRejected (permanent), NotFound, or a credential error.
+
+``Workspace(...)`` costs ARM calls, so loaded workspaces are cached per tenant credential and
+workspace. azureml-core imports in ~0.5 s: it is imported on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import requests
+from azure.core.exceptions import ClientAuthenticationError
+
+from service.adapters.azureml_auth import token_credential_authentication
+from service.adapters.delegated import LoginRequiredError, TokenRefreshFailed
+from service.adapters.identity import map_identity_error
+from service.config import AzureSettings
+from service.errors import (
+    AzureCallFailed,
+    AzureRejected,
+    CredentialRejected,
+    NotFound,
+    ServiceError,
+)
+from service.ports import AzureOperationStatus, MlTarget, ServiceSnapshot
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_STATUS = re.compile(r"(?:Response Code|status code)\D{0,4}(\d{3})", re.IGNORECASE)
+_RETRY_AFTER = re.compile(r"""['"]Retry-After['"]\s*:\s*['"]?(\d+(?:\.\d+)?)""", re.IGNORECASE)
+_TEMPORARY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+_FINAL_STATES = {"Succeeded": "succeeded", "Failed": "failed", "Cancelled": "failed"}
+
+
+class AzureMlControlPlane:
+    """Implements ``service.ports.MlControlPlane`` with azureml-core."""
+
+    def __init__(
+        self,
+        settings: AzureSettings,
+        *,
+        call_timeout_s: float = 30.0,
+        workspace_cache_size: int = 512,
+    ) -> None:
+        self._settings = settings
+        self._timeout = call_timeout_s
+        self._cache_size = workspace_cache_size
+        self._workspaces: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        # The service object of each update started here, to poll without re-reading it.
+        self._updating: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- the port --------------------------------------------------------------------------
+    def list_services(self, target: MlTarget) -> list[ServiceSnapshot]:
+        from azureml.core.webservice import Webservice
+
+        ws = self._workspace(target)
+        services = self._call("list web services", lambda: Webservice.list(ws))
+        return [_snapshot(s) for s in services]
+
+    def get_service(self, target: MlTarget, name: str) -> ServiceSnapshot | None:
+        service = self._webservice(target, name)
+        return None if service is None else _snapshot(service)
+
+    def start_update(
+        self,
+        target: MlTarget,
+        name: str,
+        *,
+        app_insights: bool | None = None,
+        model_data_collection: bool | None = None,
+    ) -> str:
+        service = self._require(target, name)
+        options: dict[str, Any] = {}
+        if app_insights is not None:
+            options["enable_app_insights"] = app_insights
+        if model_data_collection is not None:
+            options["collect_model_data"] = model_data_collection
+        try:
+            self._call("update web service", lambda: service.update(**options))
+        except ServiceError:
+            # update() = validate + PATCH + re-read: when only the re-read failed, the PATCH
+            # was accepted and its operation runs; report it rather than a failure.
+            operation_id = _operation_id(service)
+            if operation_id is None:
+                raise
+            return operation_id
+        operation_id = _operation_id(service)
+        if operation_id is None:
+            raise AzureRejected("Azure accepted the update without an operation to follow")
+        with self._lock:
+            self._updating[operation_id] = service
+            while len(self._updating) > self._cache_size:
+                self._updating.popitem(last=False)
+        return operation_id
+
+    def operation_status(
+        self, target: MlTarget, name: str, operation_id: str
+    ) -> AzureOperationStatus:
+        with self._lock:
+            service = self._updating.get(operation_id)
+        if service is None:  # e.g. resuming another worker's update: read the service once
+            service = self._require(target, name)
+            base = "/".join(service._mms_endpoint.split("/")[:-2])
+            service._operation_endpoint = f"{base}/operations/{operation_id}"
+        state, error, _ = self._call("poll operation", service._get_operation_state)
+        final = _FINAL_STATES.get(state)
+        if final is None:
+            return AzureOperationStatus("running")
+        with self._lock:
+            self._updating.pop(operation_id, None)
+        message = error.get("message") if isinstance(error, dict) else None
+        return AzureOperationStatus(final, None if final == "succeeded" else (message or state))
+
+    def get_logs(self, target: MlTarget, name: str, tail: int) -> str:
+        service = self._require(target, name)
+        text = self._call("read container logs", lambda: service.get_logs(num_lines=tail))
+        return str(text or "")
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _workspace(self, target: MlTarget) -> Any:
+        key = (
+            target.tenant_key,
+            id(target.credential),
+            target.subscription_id.lower(),
+            target.resource_group.lower(),
+            target.workspace_name.lower(),
+        )
+        with self._lock:
+            cached = self._workspaces.get(key)
+            if cached is not None and cached[0] is target.credential:
+                self._workspaces.move_to_end(key)
+                return cached[1]
+
+        def load() -> Any:
+            from azureml.core import Workspace
+
+            auth = token_credential_authentication(
+                target.credential, resource_manager_url=self._settings.resource_manager
+            )
+            return Workspace(
+                target.subscription_id, target.resource_group, target.workspace_name, auth=auth
+            )
+
+        ws = self._call("load workspace", load)
+        with self._lock:
+            # Keep the credential referenced so its id() cannot be reused by another object.
+            self._workspaces[key] = (target.credential, ws)
+            while len(self._workspaces) > self._cache_size:
+                self._workspaces.popitem(last=False)
+        return ws
+
+    def _webservice(self, target: MlTarget, name: str) -> Any | None:
+        from azureml.core.webservice import Webservice
+
+        ws = self._workspace(target)
+        try:
+            return self._call("read web service", lambda: Webservice(ws, name))
+        except NotFound:
+            return None
+
+    def _require(self, target: MlTarget, name: str) -> Any:
+        service = self._webservice(target, name)
+        if service is None:
+            raise NotFound(f"web service '{name}' not found in workspace '{target.workspace_name}'")
+        return service
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one SDK call with the SDK's retries off, under this adapter's deadline."""
+        import azureml._restclient.clientbase as clientbase
+
+        clientbase.DEFAULT_RETRIES = 0  # read by every call: our retry policy decides
+        outcome: dict[str, Any] = {}
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome["value"] = fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name=f"azureml: {what}", daemon=True).start()
+        if not done.wait(self._timeout):
+            raise AzureCallFailed(f"Azure ML: {what} got no answer within {self._timeout:g} s")
+        if "error" in outcome:
+            error = outcome["error"]
+            raise map_azureml_error(error, what) from error
+        return outcome["value"]  # type: ignore[no-any-return]
+
+
+def map_azureml_error(exc: BaseException, what: str) -> ServiceError:
+    """One error model for everything azureml-core (and the credential under it) can raise."""
+    if isinstance(exc, ServiceError):
+        return exc
+    for cause in _chain(exc):
+        if isinstance(cause, ClientAuthenticationError | LoginRequiredError | TokenRefreshFailed):
+            return map_identity_error(cause)
+    if any(isinstance(c, requests.Timeout | requests.ConnectionError) for c in _chain(exc)):
+        return AzureCallFailed(f"Azure ML: {what} failed: Azure unreachable")
+    text = str(exc)
+    if "WebserviceNotFound" in text:
+        return NotFound(f"Azure ML: {what}: web service not found")
+    status, retry_after = _status_of(exc)
+    if status in (401, 403):
+        return CredentialRejected(f"Azure refused the tenant's credential ({what}: HTTP {status})")
+    if status == 404:
+        return AzureRejected(f"Azure ML: {what}: not found in Azure")
+    if status in _TEMPORARY_STATUS:
+        return AzureCallFailed(f"Azure ML: {what}: HTTP {status}", retry_after_s=retry_after)
+    if status is not None:
+        return AzureRejected(f"Azure ML: {what}: HTTP {status}: {_first_line(text)}")
+    log.warning("unexpected azureml-core failure (%s) in %s", type(exc).__name__, what)
+    return AzureRejected(f"Azure ML: {what} failed ({type(exc).__name__}): {_first_line(text)}")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not s for s in seen) and len(seen) < 10:
+        seen.append(current)
+        inner = getattr(current, "inner_exception", None)
+        current = (
+            inner
+            if isinstance(inner, BaseException)
+            else (current.__cause__ or current.__context__)
+        )
+    return seen
+
+
+def _status_of(exc: BaseException) -> tuple[int | None, float | None]:
+    """HTTP status and Retry-After, from a response object in the chain or the SDK's message."""
+    for cause in _chain(exc):
+        response = getattr(cause, "response", None)
+        status = getattr(response, "status_code", None)
+        if isinstance(status, int):
+            header = (getattr(response, "headers", None) or {}).get("Retry-After")
+            return status, _seconds(header)
+    text = str(exc)
+    match = _STATUS.search(text)
+    if match is None:
+        return None, None
+    after = _RETRY_AFTER.search(text)
+    return int(match.group(1)), _seconds(after.group(1) if after else None)
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:300] if text.strip() else ""
+
+
+def _operation_id(service: Any) -> str | None:
+    endpoint = getattr(service, "_operation_endpoint", None)
+    return str(endpoint).rsplit("/", 1)[-1] if endpoint else None
+
+
+def _snapshot(service: Any) -> ServiceSnapshot:
+    collection = getattr(service, "data_collection", None)
+    updated = getattr(service, "updated_time", None)
+    return ServiceSnapshot(
+        name=service.name,
+        compute_type=str(service.compute_type or "unknown"),
+        state=service.state,
+        app_insights_enabled=getattr(service, "enable_app_insights", None),
+        data_collection_enabled=(
+            getattr(collection, "storage_enabled", None) if collection is not None else None
+        ),
+        scoring_uri=service.scoring_uri,
+        updated_at=updated if isinstance(updated, datetime) else None,
+    )

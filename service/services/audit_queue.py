@@ -1,0 +1,157 @@
+"""Query audit events written off the request path: a bounded queue and one writer thread.
+
+A log query changes nothing, so its audit event need not share a transaction with anything; it
+is queued and a background thread writes whatever has accumulated in one transaction (batches
+form by themselves under load). Guarantees:
+
+- never dropped silently: when the queue is full (or the writer is failing) the caller writes
+  synchronously, queued events first, and a failure of that write reaches the caller;
+- order: events are written in the order they were queued, whoever writes them;
+- flushed on shutdown (``close``, registered with ``atexit``) and on demand (``flush``), which
+  ``/v1/audit-events`` does first so that a process reads its own writes.
+
+What a hard kill (SIGKILL, power cut) can lose: the events queued in that process, at most
+``LOG_QUERY_AUDIT_QUEUE`` of them and normally only the last few milliseconds' worth.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import insert
+
+from service.db.models import AuditEvent
+from service.services.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+BATCH_MAX = 500
+RETRY_MIN_S = 0.2
+RETRY_MAX_S = 5.0
+
+
+class AuditQueue:
+    """Bounded FIFO of audit rows with a background writer (thread-safe).
+
+    ``capacity`` 0 writes every row synchronously (no thread).
+    """
+
+    def __init__(self, write: Callable[[Sequence[Row]], None], capacity: int) -> None:
+        self._write = write
+        self.capacity = capacity
+        self._items: deque[Row] = deque()
+        self._cond = threading.Condition()
+        self._write_lock = threading.Lock()  # held while rows are taken off the queue and written
+        self._closed = False
+        self._failing = False
+        self._thread: threading.Thread | None = None
+        self.sync_writes = 0  # rows the callers wrote themselves (full queue, failing writer)
+
+    def put(self, row: Row) -> None:
+        """Queue one row; write synchronously (queued rows first) when the queue cannot take it."""
+        with self._cond:
+            if not self._closed and not self._failing and len(self._items) < self.capacity:
+                self._items.append(row)
+                self._cond.notify()
+                self._start()
+                return
+            self.sync_writes += 1
+        self.flush(also=(row,))
+
+    def flush(self, also: Sequence[Row] = ()) -> None:
+        """Write every queued row (and ``also`` after them) now, in this thread.
+
+        On failure the queued rows go back to the front of the queue and the error propagates.
+        """
+        with self._write_lock:
+            with self._cond:
+                batch = list(self._items)
+                self._items.clear()
+            if not batch and not also:
+                return
+            try:
+                for start in range(0, len(batch) + len(also), BATCH_MAX):
+                    self._write([*batch, *also][start : start + BATCH_MAX])
+            except BaseException:
+                with self._cond:
+                    self._items.extendleft(reversed(batch))
+                raise
+            with self._cond:
+                self._failing = False
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the writer and write what is left (shutdown)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
+        self.flush()
+
+    def _start(self) -> None:
+        # Called with self._cond held.
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        backoff = RETRY_MIN_S
+        while True:
+            with self._cond:
+                while not self._items and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+            try:
+                self.flush()
+            except Exception:  # kept and retried; callers write inline meanwhile
+                log.exception("audit writer failed; %d events kept for a retry", self.pending())
+                with self._cond:
+                    self._failing = True
+                    self._cond.wait(backoff)
+                backoff = min(backoff * 2, RETRY_MAX_S)
+            else:
+                backoff = RETRY_MIN_S
+
+
+_queues: dict[int, tuple[Runtime, AuditQueue]] = {}
+_queues_lock = threading.Lock()
+
+
+def queue_for(rt: Runtime) -> AuditQueue:
+    """The runtime's audit queue (one per runtime, made on first use, closed at exit)."""
+    with _queues_lock:
+        entry = _queues.get(id(rt))
+        if entry is None or entry[0] is not rt:
+            queue = AuditQueue(lambda rows: write_rows(rt, rows), rt.settings.log_query.audit_queue)
+            _queues[id(rt)] = (rt, queue)
+            atexit.register(queue.close)
+            return queue
+        return entry[1]
+
+
+def flush(rt: Runtime) -> None:
+    """Write this process's queued audit events now (read-your-writes, tests, shutdown)."""
+    with _queues_lock:
+        entry = _queues.get(id(rt))
+    if entry is not None and entry[0] is rt:
+        entry[1].flush()
+
+
+def write_rows(rt: Runtime, rows: Sequence[Row]) -> None:
+    """Insert audit rows in one transaction, in order."""
+    with rt.uow() as uow:
+        # Core executemany without RETURNING: one statement per row, in order (ids ascend).
+        uow.session.connection().execute(insert(AuditEvent), list(rows))
+        uow.commit()

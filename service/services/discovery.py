@@ -1,0 +1,216 @@
+"""Discovery: list a workspace's web services, record what exists, and queue drift corrections.
+
+Used by ``POST .../sync`` (now) and by the reconciler's periodic sweep. Also the other read-only
+Azure ML call of the API: a service's container logs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.db.models import Endpoint, Workspace, WorkspaceSync
+from service.db.types import utcnow
+from service.domain.access import Role
+from service.domain.retry import RetryPolicy
+from service.errors import ServiceError, is_temporary, server_retry_after_s
+from service.ports import MlTarget
+from service.services import audit
+from service.services.compliance import failed_endpoints
+from service.services.context import CallContext
+from service.services.credentials import tenant_credential
+from service.services.endpoints import ObservedEndpoint, record_observations
+from service.services.lookup import visible_endpoint, visible_workspace
+from service.services.operations import live_endpoints, plan
+from service.services.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    tenant: str
+    workspace: str
+    endpoints: int
+    appeared: list[str]
+    vanished: list[str]
+    operations: list[str]
+    synced_at: datetime
+
+
+@dataclass(frozen=True)
+class ContainerLogs:
+    endpoint: str
+    tail: int
+    content: str
+
+
+def target_of(rt: Runtime, ws: Workspace) -> MlTarget:
+    """How to reach a workspace in Azure (raises credential errors)."""
+    return MlTarget(
+        tenant_key=ws.tenant_id,
+        credential=tenant_credential(rt, ws.tenant_id),
+        subscription_id=ws.subscription_id,
+        resource_group=ws.resource_group,
+        workspace_name=ws.workspace_name,
+    )
+
+
+def discover(rt: Runtime, workspace_id: str, *, created_by: str = "reconciler") -> SyncResult:
+    """List the workspace in Azure, record it, and queue corrections for drifted endpoints.
+
+    A failure is recorded on the workspace's sync state (a credential failure makes its
+    endpoints' compliance ``unknown``) and raised.
+    """
+    with rt.uow() as uow:
+        ws = uow.session.get(Workspace, workspace_id)
+        if ws is None:
+            raise ServiceError("workspace deleted during discovery")
+        tenant_slug = ws.tenant.slug
+        uow.session.expunge(ws)
+    try:
+        services = rt.ml.list_services(target_of(rt, ws))
+    except ServiceError as exc:
+        _record_sync(rt, workspace_id, error=exc)
+        raise
+    interval = timedelta(seconds=rt.settings.reconciler.discovery_interval_s)
+    with rt.uow() as uow:
+        ws = uow.session.get(Workspace, workspace_id)
+        if ws is None:
+            raise ServiceError("workspace deleted during discovery")
+        before = {ep.name for ep in live_endpoints(uow.session, ws.tenant_id, ws.id)}
+        record_observations(
+            uow,
+            ws,
+            [
+                ObservedEndpoint(
+                    name=s.name,
+                    compute_type=s.compute_type,
+                    state=s.state,
+                    app_insights_enabled=s.app_insights_enabled,
+                    data_collection_enabled=s.data_collection_enabled,
+                    scoring_uri=s.scoring_uri,
+                    azure_updated_at=s.updated_at,
+                )
+                for s in services
+            ],
+            complete=True,
+        )
+        now = _save_sync(uow.session, workspace_id, next_at=utcnow() + interval)
+        live = live_endpoints(uow.session, ws.tenant_id, ws.id)
+        ops = plan(
+            uow.session,
+            ws.tenant_id,
+            _not_failed(uow.session, live),
+            cause="drift",
+            created_by=created_by,
+            max_attempts=rt.settings.reconciler.max_attempts,
+        )
+        uow.commit()
+        names = {ep.name for ep in live}
+        return SyncResult(
+            tenant=tenant_slug,
+            workspace=ws.slug,
+            endpoints=len(live),
+            appeared=sorted(names - before),
+            vanished=sorted(before - names),
+            operations=[op.id for op in ops],
+            synced_at=now,
+        )
+
+
+def _not_failed(session: Session, endpoints: list[Endpoint]) -> list[Endpoint]:
+    """Drift found by a sweep does not re-queue an endpoint whose last operation failed: that
+    stays ``failed`` until an operator applies again or changes the policy."""
+    if not endpoints:
+        return endpoints
+    failed = failed_endpoints(session, endpoints[0].tenant_id, endpoints)
+    return [ep for ep in endpoints if (ep.workspace_id, ep.name) not in failed]
+
+
+def _save_sync(
+    session: Session, workspace_id: str, *, next_at: datetime, error: ServiceError | None = None
+) -> datetime:
+    now = utcnow()
+    row = session.get(WorkspaceSync, workspace_id)
+    if row is None:
+        row = WorkspaceSync(workspace_id=workspace_id, next_sync_at=next_at)
+        session.add(row)
+    row.next_sync_at = next_at
+    if error is None:
+        row.last_synced_at = now
+        row.last_error_code = row.last_error = None
+    else:
+        row.last_error_code = error.code[:64]
+        row.last_error = error.detail[:500]
+    return now
+
+
+def _record_sync(rt: Runtime, workspace_id: str, *, error: ServiceError) -> None:
+    cfg = rt.settings.reconciler
+    # A temporary failure (throttled, 5xx, timeout) is retried soon, not a whole interval later.
+    delay_s = cfg.discovery_interval_s
+    if is_temporary(error):
+        retry = RetryPolicy(cfg.retry_base_s, cfg.retry_max_s)
+        delay_s = min(delay_s, retry.delay_s(1, server_retry_after_s(error)))
+    interval = timedelta(seconds=delay_s)
+    with rt.uow() as uow:
+        if uow.session.get(Workspace, workspace_id) is None:
+            return
+        _save_sync(uow.session, workspace_id, next_at=utcnow() + interval, error=error)
+        uow.commit()
+
+
+def sync_workspace(rt: Runtime, ctx: CallContext, tenant: str, workspace: str) -> SyncResult:
+    """``POST .../sync``: discover now (operator)."""
+    with rt.uow() as uow:
+        ws_id = visible_workspace(uow, ctx.principal, tenant, workspace).id
+        ctx.require(Role.OPERATOR)
+    result = discover(rt, ws_id, created_by=ctx.principal.key_id)
+    with rt.uow() as uow:
+        ws = uow.session.get(Workspace, ws_id)
+        audit.record(
+            uow,
+            ctx,
+            action="workspace.sync",
+            target_type="workspace",
+            target_id=ws_id,
+            tenant_id=ws.tenant_id if ws else None,
+            after={
+                "endpoints": result.endpoints,
+                "appeared": result.appeared,
+                "vanished": result.vanished,
+                "operations": result.operations,
+            },
+        )
+        uow.commit()
+    return result
+
+
+def due_workspaces(rt: Runtime, limit: int) -> list[str]:
+    """Workspaces whose periodic discovery is due (never listed, or listed too long ago)."""
+    now = utcnow()
+    with rt.uow() as uow:
+        rows = uow.session.scalars(
+            select(Workspace.id)
+            .outerjoin(WorkspaceSync, WorkspaceSync.workspace_id == Workspace.id)
+            .where(WorkspaceSync.workspace_id.is_(None) | (WorkspaceSync.next_sync_at <= now))
+            .order_by(WorkspaceSync.next_sync_at.is_(None).desc(), WorkspaceSync.next_sync_at)
+            .limit(limit)
+        )
+        return list(rows)
+
+
+def container_logs(
+    rt: Runtime, ctx: CallContext, tenant: str, workspace: str, endpoint: str, tail: int
+) -> ContainerLogs:
+    """The last ``tail`` lines of an endpoint's container logs (reader)."""
+    with rt.uow() as uow:
+        ep = visible_endpoint(uow, ctx.principal, tenant, workspace, endpoint)
+        ctx.require(Role.READER)
+        ws = uow.session.get(Workspace, ep.workspace_id)
+        assert ws is not None
+        uow.session.expunge(ws)
+    content = rt.ml.get_logs(target_of(rt, ws), endpoint, tail)
+    return ContainerLogs(endpoint=endpoint, tail=tail, content=content)

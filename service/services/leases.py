@@ -1,0 +1,221 @@
+"""The reconciler's shared state in the database: operation leases, tenant caps, write budgets.
+
+Everything several workers must agree on lives here, so that any number of worker processes
+(PostgreSQL) never double-claim an operation, never run more than the tenant's cap at once, and
+never exceed a subscription's write budget:
+- claims lock the tenant row (``SELECT ... FOR UPDATE``) while counting its running operations,
+  and take operations with ``FOR UPDATE SKIP LOCKED``;
+- a write slot is reserved by one atomic ``UPDATE ... RETURNING`` per subscription;
+- every result is written only while the writer still holds the lease.
+SQLite has no row locks: there, one worker process runs (its threads serialise through
+``write_transaction``, which takes the database write lock first).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from service.db.models import Operation, Tenant, WriteBudget
+from service.db.session import UnitOfWork
+from service.db.types import utcnow
+from service.services.runtime import Runtime
+
+_SQLITE_WRITERS = threading.Lock()
+
+
+@contextmanager
+def write_transaction(rt: Runtime) -> Iterator[UnitOfWork]:
+    """A unit of work that is a writer from its first statement.
+
+    On SQLite a transaction that reads first and writes later fails at once ("database is
+    locked") if another connection committed in between; taking the write lock first makes it
+    wait (busy_timeout) instead. This process's threads also queue on a lock, not on SQLite.
+    """
+    if not rt.settings.is_sqlite:
+        with rt.uow() as uow:
+            yield uow
+        return
+    with _SQLITE_WRITERS, rt.uow() as uow:
+        uow.session.execute(
+            text("UPDATE write_budgets SET next_write_at = next_write_at WHERE 0 = 1")
+        )
+        yield uow
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An operation this worker holds the lease of."""
+
+    id: str
+    tenant_id: str
+    workspace_id: str
+    endpoint_name: str
+    attempts: int
+    max_attempts: int
+    azure_operation_id: str | None
+    desired: dict[str, Any]
+    cause: str
+
+
+def _claimable(now: datetime) -> Any:
+    queued = (Operation.state == "queued") & (
+        Operation.not_before.is_(None) | (Operation.not_before <= now)
+    )
+    # A running operation whose lease expired lost its worker (crash, kill, partition).
+    orphaned = (Operation.state == "running") & (Operation.lease_expires_at < now)
+    return or_(queued, orphaned)
+
+
+def claim(rt: Runtime, owner: str, capacity: int) -> list[Claim]:
+    """Lease up to ``capacity`` due operations, within every tenant's concurrency cap."""
+    cfg = rt.settings.reconciler
+    if capacity <= 0:
+        return []
+    with rt.uow() as uow:
+        now = utcnow()
+        tenants = list(
+            uow.session.scalars(
+                select(Operation.tenant_id).where(_claimable(now)).distinct().limit(200)
+            )
+        )
+        # A cheap first look (re-checked under the lock): skip tenants already at their cap
+        # without opening a write transaction for each of them.
+        busy = dict(
+            uow.session.execute(
+                select(Operation.tenant_id, func.count())
+                .where(Operation.state == "running", Operation.lease_expires_at >= now)
+                .group_by(Operation.tenant_id)
+            ).all()
+        )
+    tenants = [t for t in tenants if busy.get(t, 0) < cfg.tenant_concurrency]
+    claims: list[Claim] = []
+    # Oldest work first across tenants would starve small tenants behind a big one: rotate.
+    offset = int(time.monotonic() * 10) % max(1, len(tenants))
+    for tenant_id in tenants[offset:] + tenants[:offset]:
+        if len(claims) >= capacity:
+            break
+        claims += _claim_for_tenant(rt, owner, tenant_id, capacity - len(claims), cfg.lease_s)
+    return claims
+
+
+def _claim_for_tenant(
+    rt: Runtime, owner: str, tenant_id: str, capacity: int, lease_s: float
+) -> list[Claim]:
+    with write_transaction(rt) as uow:
+        session = uow.session
+        # Serialises the count-then-claim below with other workers' claims for this tenant.
+        session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+        now = utcnow()
+        running = session.scalar(
+            select(func.count())
+            .select_from(Operation)
+            .where(
+                Operation.tenant_id == tenant_id,
+                Operation.state == "running",
+                Operation.lease_expires_at >= now,
+            )
+        )
+        free = min(capacity, rt.settings.reconciler.tenant_concurrency - int(running or 0))
+        if free <= 0:
+            return []
+        ops = list(
+            session.scalars(
+                select(Operation)
+                .where(Operation.tenant_id == tenant_id, _claimable(now))
+                .order_by(Operation.created_at)
+                .limit(free)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        claims = []
+        for op in ops:
+            op.state = "running"
+            op.lease_owner = owner
+            op.lease_expires_at = now + timedelta(seconds=lease_s)
+            op.attempts += 1
+            claims.append(
+                Claim(
+                    op.id,
+                    op.tenant_id,
+                    op.workspace_id,
+                    op.endpoint_name,
+                    op.attempts,
+                    op.max_attempts,
+                    op.azure_operation_id,
+                    dict(op.desired),
+                    op.cause,
+                )
+            )
+        uow.commit()
+        return claims
+
+
+def renew(rt: Runtime, claim: Claim, owner: str, **changes: Any) -> bool:
+    """Extend the lease (and set ``changes``); False when the lease was lost or cancelled."""
+    expires = utcnow() + timedelta(seconds=rt.settings.reconciler.lease_s)
+    with write_transaction(rt) as uow:
+        result = uow.session.execute(
+            _guarded(claim, owner).values(
+                lease_expires_at=expires, version=Operation.version + 1, **changes
+            )
+        )
+        uow.commit()
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def _guarded(claim: Claim, owner: str) -> Any:
+    return (
+        update(Operation)
+        .where(
+            Operation.id == claim.id,
+            Operation.state == "running",
+            Operation.lease_owner == owner,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def finish(rt: Runtime, claim: Claim, owner: str, uow: UnitOfWork, **values: Any) -> bool:
+    """Write the attempt's outcome if the lease is still ours (in the caller's transaction)."""
+    result = uow.session.execute(
+        _guarded(claim, owner).values(version=Operation.version + 1, **values)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def reserve_write(rt: Runtime, subscription_id: str) -> float:
+    """Reserve the subscription's next write slot; returns the seconds to wait before writing.
+
+    Slots are ``1 / rate`` apart, for all workers together: the atomic UPDATE hands each caller
+    a distinct slot, so the subscription never sees more than ``rate`` writes per second.
+    """
+    interval = 1.0 / rt.settings.reconciler.subscription_writes_per_s
+    key = subscription_id.lower()
+    with write_transaction(rt) as uow:
+        session = uow.session
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        session.execute(
+            dialect.insert(WriteBudget)
+            .values(subscription_id=key, next_write_at=0.0)
+            .on_conflict_do_nothing()
+        )
+        now = time.time()
+        latest = func.greatest if dialect is postgresql else func.max
+        slot_end = session.execute(
+            update(WriteBudget)
+            .where(WriteBudget.subscription_id == key)
+            .values(next_write_at=latest(WriteBudget.next_write_at, now) + interval)
+            .returning(WriteBudget.next_write_at)
+            .execution_options(synchronize_session=False)
+        ).scalar_one()
+        uow.commit()
+    return max(0.0, float(slot_end) - interval - now)

@@ -1,0 +1,321 @@
+"""Operations: every change the service applies to an endpoint, from queued to a final state.
+
+Also the policy index (the policies of one tenant, to resolve endpoints' effective policies) and
+the planner that turns drift into operations, shared by policy changes, discovery and apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.db.models import Endpoint, Operation, Policy, Tenant, Workspace
+from service.db.session import UnitOfWork
+from service.db.types import utcnow
+from service.domain.access import Role
+from service.domain.etags import etag_for
+from service.domain.policy import (
+    EffectivePolicy,
+    Observed,
+    PolicySpec,
+    changes_needed,
+    resolve,
+    unsupported_reason,
+)
+from service.errors import Conflict, NotFound
+from service.services import audit
+from service.services.context import CallContext
+from service.services.lookup import visible_endpoint, visible_tenant, visible_workspace
+from service.services.pagination import Page, PageRequest, paginate
+
+ACTIVE_STATES = ("queued", "running")
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+KIND = "apply_policy"
+
+
+@dataclass(frozen=True)
+class OperationView:
+    id: str
+    tenant: str
+    workspace: str
+    endpoint: str
+    kind: str
+    cause: str
+    state: str
+    desired: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    azure_operation_id: str | None
+    not_before: datetime | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    etag: str
+
+
+def operation_views(session: Session, ops: Iterable[Operation]) -> list[OperationView]:
+    """Views of several operations, with the tenant and workspace slugs looked up once."""
+    ops = list(ops)
+    ws_ids = {op.workspace_id for op in ops}
+    slugs: dict[str, tuple[str, str]] = {}
+    if ws_ids:
+        rows = session.execute(
+            select(Workspace.id, Tenant.slug, Workspace.slug)
+            .join(Tenant, Tenant.id == Workspace.tenant_id)
+            .where(Workspace.id.in_(ws_ids))
+        )
+        slugs = {wid: (t, w) for wid, t, w in rows}
+    return [_view(op, *slugs.get(op.workspace_id, ("?", "?"))) for op in ops]
+
+
+def _view(op: Operation, tenant: str, workspace: str) -> OperationView:
+    return OperationView(
+        id=op.id,
+        tenant=tenant,
+        workspace=workspace,
+        endpoint=op.endpoint_name,
+        kind=op.kind,
+        cause=op.cause,
+        state=op.state,
+        desired=dict(op.desired),
+        attempts=op.attempts,
+        max_attempts=op.max_attempts,
+        last_error=op.last_error,
+        azure_operation_id=op.azure_operation_id,
+        not_before=op.not_before,
+        created_by=op.created_by,
+        created_at=op.created_at,
+        updated_at=op.updated_at,
+        finished_at=op.finished_at,
+        etag=etag_for(op.version),
+    )
+
+
+# -- effective policy --------------------------------------------------------------------------
+def spec_of(policy: Policy | None) -> PolicySpec | None:
+    if policy is None:
+        return None
+    return PolicySpec(policy.app_insights, policy.model_data_collection, policy.mode)
+
+
+@dataclass(frozen=True)
+class PolicyIndex:
+    """Every policy of one tenant, by scope."""
+
+    tenant: PolicySpec | None
+    workspaces: dict[str, PolicySpec]
+    endpoints: dict[tuple[str, str], PolicySpec]
+
+    @classmethod
+    def load(cls, session: Session, tenant_id: str) -> PolicyIndex:
+        tenant: PolicySpec | None = None
+        workspaces: dict[str, PolicySpec] = {}
+        endpoints: dict[tuple[str, str], PolicySpec] = {}
+        for p in session.scalars(select(Policy).where(Policy.tenant_id == tenant_id)):
+            spec = spec_of(p)
+            assert spec is not None
+            if p.scope == "tenant":
+                tenant = spec
+            elif p.scope == "workspace" and p.workspace_id:
+                workspaces[p.workspace_id] = spec
+            elif p.workspace_id and p.endpoint_name:
+                endpoints[(p.workspace_id, p.endpoint_name)] = spec
+        return cls(tenant, workspaces, endpoints)
+
+    def effective(self, workspace_id: str, endpoint_name: str) -> EffectivePolicy:
+        return resolve(
+            self.tenant,
+            self.workspaces.get(workspace_id),
+            self.endpoints.get((workspace_id, endpoint_name)),
+        )
+
+
+def observed_of(ep: Endpoint) -> Observed:
+    return Observed(ep.compute_type, ep.app_insights_enabled, ep.data_collection_enabled)
+
+
+# -- planning ----------------------------------------------------------------------------------
+def active_endpoints(session: Session, workspace_ids: Iterable[str]) -> set[tuple[str, str]]:
+    ids = list(set(workspace_ids))
+    if not ids:
+        return set()
+    rows = session.execute(
+        select(Operation.workspace_id, Operation.endpoint_name).where(
+            Operation.workspace_id.in_(ids), Operation.state.in_(ACTIVE_STATES)
+        )
+    )
+    return {(w, n) for w, n in rows}
+
+
+def plan(
+    session: Session,
+    tenant_id: str,
+    endpoints: list[Endpoint],
+    *,
+    cause: str,
+    created_by: str,
+    max_attempts: int,
+    manual: bool = False,
+) -> list[Operation]:
+    """Queue an operation for each endpoint that drifted from its effective policy.
+
+    Automatic causes respect ``audit`` mode; a manual apply does not (an operator asked for it).
+    Endpoints that already have an active operation are skipped: it re-resolves the policy when
+    it runs. Adds to the session without committing.
+    """
+    index = PolicyIndex.load(session, tenant_id)
+    busy = active_endpoints(session, (ep.workspace_id for ep in endpoints))
+    created = []
+    for ep in endpoints:
+        if ep.vanished_at is not None or (ep.workspace_id, ep.name) in busy:
+            continue
+        policy = index.effective(ep.workspace_id, ep.name)
+        if unsupported_reason(policy, ep.compute_type) is not None:
+            continue
+        changes = changes_needed(policy, observed_of(ep))
+        if not changes or not (manual or policy.enforced):
+            continue
+        op = Operation(
+            tenant_id=tenant_id,
+            workspace_id=ep.workspace_id,
+            endpoint_name=ep.name,
+            kind=KIND,
+            desired=changes,
+            cause=cause,
+            state="queued",
+            max_attempts=max_attempts,
+            created_by=created_by,
+        )
+        session.add(op)
+        busy.add((ep.workspace_id, ep.name))
+        created.append(op)
+    session.flush()
+    return created
+
+
+def live_endpoints(
+    session: Session, tenant_id: str, workspace_id: str | None = None, name: str | None = None
+) -> list[Endpoint]:
+    stmt = select(Endpoint).where(Endpoint.tenant_id == tenant_id, Endpoint.vanished_at.is_(None))
+    if workspace_id is not None:
+        stmt = stmt.where(Endpoint.workspace_id == workspace_id)
+    if name is not None:
+        stmt = stmt.where(Endpoint.name == name)
+    return list(session.scalars(stmt.order_by(Endpoint.workspace_id, Endpoint.name)))
+
+
+# -- use cases ---------------------------------------------------------------------------------
+def apply(
+    uow: UnitOfWork,
+    ctx: CallContext,
+    tenant: str,
+    *,
+    workspace: str | None = None,
+    endpoint: str | None = None,
+    max_attempts: int,
+) -> list[OperationView]:
+    """Apply the effective policy now (``manual`` cause, audit mode included): to one endpoint,
+    or to every drifted endpoint of a workspace or tenant. Returns the operations queued."""
+    if endpoint is not None and workspace is not None:
+        ep = visible_endpoint(uow, ctx.principal, tenant, workspace, endpoint)
+        if ep.vanished_at is not None:
+            raise NotFound(f"endpoint '{endpoint}' not found in workspace '{workspace}'")
+        tenant_id, workspace_id = ep.tenant_id, ep.workspace_id
+    elif workspace is not None:
+        ws = visible_workspace(uow, ctx.principal, tenant, workspace)
+        tenant_id, workspace_id = ws.tenant_id, ws.id
+    else:
+        tenant_id, workspace_id = visible_tenant(uow, ctx.principal, tenant).id, None
+    ctx.require(Role.OPERATOR)
+    targets = live_endpoints(uow.session, tenant_id, workspace_id, endpoint)
+    created = plan(
+        uow.session,
+        tenant_id,
+        targets,
+        cause="manual",
+        created_by=ctx.principal.key_id,
+        max_attempts=max_attempts,
+        manual=True,
+    )
+    views = operation_views(uow.session, created)
+    audit.record(
+        uow,
+        ctx,
+        action="operation.apply",
+        target_type="endpoint" if endpoint else ("workspace" if workspace else "tenant"),
+        target_id=endpoint or workspace_id or tenant_id,
+        tenant_id=tenant_id,
+        after={"operations": [v.id for v in views]},
+    )
+    uow.commit()
+    return views
+
+
+def _visible_operation(uow: UnitOfWork, ctx: CallContext, operation_id: str) -> Operation:
+    op = uow.session.get(Operation, operation_id)
+    if op is None or not ctx.principal.sees_tenant(op.tenant_id):
+        raise NotFound(f"operation '{operation_id}' not found")
+    return op
+
+
+def get_operation(uow: UnitOfWork, ctx: CallContext, operation_id: str) -> OperationView:
+    op = _visible_operation(uow, ctx, operation_id)
+    ctx.require(Role.READER)
+    return operation_views(uow.session, [op])[0]
+
+
+def list_operations(
+    uow: UnitOfWork,
+    ctx: CallContext,
+    page: PageRequest,
+    *,
+    tenant: str | None = None,
+    state: str | None = None,
+) -> Page[OperationView]:
+    """Newest first (ids are random, so pages follow creation order only roughly: by id)."""
+    ctx.require(Role.READER)
+    stmt = select(Operation)
+    if tenant is not None:
+        stmt = stmt.where(Operation.tenant_id == visible_tenant(uow, ctx.principal, tenant).id)
+    elif ctx.principal.tenant_id is not None:
+        stmt = stmt.where(Operation.tenant_id == ctx.principal.tenant_id)
+    if state is not None:
+        stmt = stmt.where(Operation.state == state)
+    rows, cursor = paginate(uow.session, stmt, Operation.id, page)
+    return Page(operation_views(uow.session, rows), cursor)
+
+
+def cancel_operation(uow: UnitOfWork, ctx: CallContext, operation_id: str) -> OperationView:
+    """Cancel a queued or running operation. An Azure update already started still completes;
+    the reconciler drops this attempt's result and retries nothing."""
+    op = _visible_operation(uow, ctx, operation_id)
+    ctx.require(Role.OPERATOR)
+    if op.state not in ACTIVE_STATES:
+        raise Conflict(f"operation '{operation_id}' is already {op.state}")
+    before = op.state
+    op.state = "cancelled"
+    op.finished_at = utcnow()
+    op.lease_owner = None
+    op.lease_expires_at = None
+    op.last_error = f"cancelled by {ctx.principal.key_id}"
+    uow.flush()
+    view = operation_views(uow.session, [op])[0]
+    audit.record(
+        uow,
+        ctx,
+        action="operation.cancel",
+        target_type="operation",
+        target_id=op.id,
+        tenant_id=op.tenant_id,
+        before={"state": before},
+        after={"state": op.state},
+    )
+    uow.commit()
+    return view

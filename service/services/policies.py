@@ -1,0 +1,239 @@
+"""Monitoring policies at tenant, workspace and endpoint scope.
+
+Changing a policy re-plans the endpoints under it: drifted ones in ``enforce`` mode get an
+operation in the same transaction, and the change answers with them. An endpoint policy may
+name an endpoint discovery has not seen yet; it applies when the endpoint appears.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from service.db.models import Endpoint, Policy, Tenant, Workspace
+from service.db.session import UnitOfWork
+from service.domain.access import Role
+from service.domain.etags import etag_for
+from service.domain.policy import supports_data_collection
+from service.errors import NotFound, PreconditionFailed, ValidationFailed
+from service.services import audit
+from service.services.context import CallContext
+from service.services.lookup import check_if_match, visible_tenant, visible_workspace
+from service.services.operations import OperationView, live_endpoints, operation_views, plan
+
+POLICY_FIELDS = ("app_insights", "model_data_collection", "mode")
+
+
+@dataclass(frozen=True)
+class PolicyView:
+    scope: str
+    tenant: str
+    workspace: str | None
+    endpoint: str | None
+    app_insights: bool | None
+    model_data_collection: bool | None
+    mode: str | None
+    created_at: datetime
+    updated_at: datetime
+    etag: str
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    """What a PUT or DELETE did: the policy now (None once deleted) and the operations queued."""
+
+    policy: PolicyView | None
+    operations: list[OperationView]
+
+
+@dataclass(frozen=True)
+class _Scope:
+    tenant: Tenant
+    workspace: Workspace | None
+    endpoint: str | None
+
+    @property
+    def name(self) -> str:
+        return "endpoint" if self.endpoint else ("workspace" if self.workspace else "tenant")
+
+    @property
+    def key(self) -> str:
+        if self.workspace is None:
+            return "tenant"
+        if self.endpoint is None:
+            return f"workspace:{self.workspace.id}"
+        return f"endpoint:{self.workspace.id}:{self.endpoint}"
+
+
+def _scope(
+    uow: UnitOfWork, ctx: CallContext, tenant: str, workspace: str | None, endpoint: str | None
+) -> _Scope:
+    if workspace is None:
+        return _Scope(visible_tenant(uow, ctx.principal, tenant), None, None)
+    ws = visible_workspace(uow, ctx.principal, tenant, workspace)
+    return _Scope(ws.tenant, ws, endpoint)
+
+
+def _find(uow: UnitOfWork, scope: _Scope) -> Policy | None:
+    return uow.session.scalar(
+        select(Policy).where(Policy.tenant_id == scope.tenant.id, Policy.scope_key == scope.key)
+    )
+
+
+def _view(p: Policy, scope: _Scope) -> PolicyView:
+    return PolicyView(
+        scope=p.scope,
+        tenant=scope.tenant.slug,
+        workspace=scope.workspace.slug if scope.workspace else None,
+        endpoint=p.endpoint_name,
+        app_insights=p.app_insights,
+        model_data_collection=p.model_data_collection,
+        mode=p.mode,
+        created_at=p.created_at,
+        updated_at=p.updated_at,
+        etag=etag_for(p.version),
+    )
+
+
+def get_policy(
+    uow: UnitOfWork,
+    ctx: CallContext,
+    tenant: str,
+    workspace: str | None = None,
+    endpoint: str | None = None,
+) -> PolicyView:
+    scope = _scope(uow, ctx, tenant, workspace, endpoint)
+    ctx.require(Role.READER)
+    policy = _find(uow, scope)
+    if policy is None:
+        raise NotFound(f"no policy is set at this {scope.name} scope")
+    return _view(policy, scope)
+
+
+def put_policy(
+    uow: UnitOfWork,
+    ctx: CallContext,
+    tenant: str,
+    workspace: str | None,
+    endpoint: str | None,
+    data: dict[str, Any],
+    if_match: str | None,
+    *,
+    max_attempts: int,
+) -> tuple[PolicyChange, bool]:
+    """Create or replace a scope's policy (omitted fields inherit); returns (change, created)."""
+    scope = _scope(uow, ctx, tenant, workspace, endpoint)
+    ctx.require(Role.OPERATOR)
+    policy = _find(uow, scope)
+    if policy is None and if_match is not None and if_match.strip() != "*":
+        raise PreconditionFailed("If-Match names a version, but no policy is set at this scope")
+    if policy is not None:
+        check_if_match(if_match, policy.version)
+    _refuse_unsupported(uow, scope, data)
+    before = _view(policy, scope) if policy is not None else None
+    created = policy is None
+    if policy is None:
+        policy = Policy(
+            tenant_id=scope.tenant.id,
+            workspace_id=scope.workspace.id if scope.workspace else None,
+            endpoint_name=scope.endpoint,
+            scope=scope.name,
+            scope_key=scope.key,
+        )
+        uow.session.add(policy)
+    for field in POLICY_FIELDS:
+        if getattr(policy, field) != data.get(field):
+            setattr(policy, field, data.get(field))
+    uow.flush()
+    after = _view(policy, scope)
+    operations = _replan(uow, ctx, scope, max_attempts)
+    audit.record(
+        uow,
+        ctx,
+        action="policy.put",
+        target_type="policy",
+        target_id=policy.id,
+        tenant_id=scope.tenant.id,
+        before=before,
+        after={"policy": after, "operations": [o.id for o in operations]},
+    )
+    uow.commit()
+    return PolicyChange(after, operations), created
+
+
+def delete_policy(
+    uow: UnitOfWork,
+    ctx: CallContext,
+    tenant: str,
+    workspace: str | None,
+    endpoint: str | None,
+    if_match: str | None,
+    *,
+    max_attempts: int,
+) -> PolicyChange:
+    """Remove a scope's policy: its endpoints fall back to the wider scopes."""
+    scope = _scope(uow, ctx, tenant, workspace, endpoint)
+    ctx.require(Role.OPERATOR)
+    policy = _find(uow, scope)
+    if policy is None:
+        raise NotFound(f"no policy is set at this {scope.name} scope")
+    check_if_match(if_match, policy.version)
+    before = _view(policy, scope)
+    uow.session.delete(policy)
+    uow.flush()
+    operations = _replan(uow, ctx, scope, max_attempts)
+    audit.record(
+        uow,
+        ctx,
+        action="policy.delete",
+        target_type="policy",
+        target_id=policy.id,
+        tenant_id=scope.tenant.id,
+        before=before,
+        after={"operations": [o.id for o in operations]},
+    )
+    uow.commit()
+    return PolicyChange(None, operations)
+
+
+def _refuse_unsupported(uow: UnitOfWork, scope: _Scope, data: dict[str, Any]) -> None:
+    """Data collection demanded of a known endpoint that cannot have it is a bad request."""
+    if (
+        scope.endpoint is None
+        or scope.workspace is None
+        or data.get("model_data_collection") is not True
+    ):
+        return
+    compute = uow.session.scalar(
+        select(Endpoint.compute_type).where(
+            Endpoint.workspace_id == scope.workspace.id, Endpoint.name == scope.endpoint
+        )
+    )
+    if compute is not None and not supports_data_collection(compute):
+        raise ValidationFailed(
+            f"model data collection is not available on {compute} web services",
+            [{"field": "model_data_collection", "message": f"not supported on {compute}"}],
+        )
+
+
+def _replan(
+    uow: UnitOfWork, ctx: CallContext, scope: _Scope, max_attempts: int
+) -> list[OperationView]:
+    targets = live_endpoints(
+        uow.session,
+        scope.tenant.id,
+        scope.workspace.id if scope.workspace else None,
+        scope.endpoint,
+    )
+    created = plan(
+        uow.session,
+        scope.tenant.id,
+        targets,
+        cause="policy_change",
+        created_by=ctx.principal.key_id,
+        max_attempts=max_attempts,
+    )
+    return operation_views(uow.session, created)

@@ -1,0 +1,359 @@
+"""The reconciler: level-triggered, idempotent ``reconcile_once()``.
+
+Each tick: poll due device sign-ins, start discovery of due workspaces (which queues drift
+corrections), then lease due operations up to the free threads and the tenants' caps, and run
+them in a thread pool. One attempt of an operation:
+
+1. if a previous attempt (maybe another worker's, before a crash) started an Azure operation,
+   follow that one instead of writing again;
+2. read the service; if it is mid-operation, wait; if it already matches the effective policy,
+   succeed without writing (re-applying is idempotent anyway: PATCH replaces a value);
+3. reserve a slot of the subscription's write budget, ``update(...)``, store the Azure
+   operation id (lease-guarded), poll it ourselves, then re-read the service to confirm.
+
+Temporary failures are retried with backoff and jitter honouring Retry-After; reads are retried
+in place when the wait is short; permanent failures end the operation ``failed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+
+from service.db.models import Endpoint, Workspace
+from service.db.types import utcnow
+from service.domain.policy import Observed, changes_needed
+from service.domain.retry import RetryPolicy
+from service.errors import (
+    AzureCallFailed,
+    AzureRejected,
+    NotFound,
+    ServiceError,
+    is_temporary,
+    server_retry_after_s,
+)
+from service.ports import MlTarget, ServiceSnapshot
+from service.services import leases
+from service.services.device_logins import poll_due_device_logins
+from service.services.discovery import discover, due_workspaces, target_of
+from service.services.leases import Claim
+from service.services.operations import PolicyIndex
+from service.services.runtime import Runtime
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+IN_PLACE_RETRY_MAX_S = 5.0  # a read is retried in the same attempt when the wait is this short
+READ_TRIES = 4
+
+
+@dataclass
+class Outcome:
+    """How an attempt ended: ``succeeded``, ``retry``, ``failed``, ``cancelled`` or ``released``
+    (stopping: the lease is handed back for another worker)."""
+
+    state: str
+    error: str | None = None
+    delay_s: float = 0.0
+    refund: bool = False  # a wait, not a failure: the attempt does not count
+    keep_azure_operation: bool = False
+    snapshot: ServiceSnapshot | None = None
+
+
+@dataclass
+class TickReport:
+    discoveries: int = 0
+    claimed: int = 0
+    in_flight: int = 0
+    finished: dict[str, int] = field(default_factory=dict)
+
+
+class _Stopping(Exception):
+    """The worker is stopping: hand the lease back."""
+
+
+class Reconciler:
+    """One worker's reconcile loop state (its id, thread pool and in-flight work)."""
+
+    def __init__(self, rt: Runtime, worker_id: str | None = None) -> None:
+        self.rt = rt
+        self.cfg = rt.settings.reconciler
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.retry = RetryPolicy(self.cfg.retry_base_s, self.cfg.retry_max_s, self.cfg.max_attempts)
+        self.stopping = threading.Event()
+        self._pool = ThreadPoolExecutor(self.cfg.worker_threads, thread_name_prefix="reconcile")
+        self._in_flight: dict[str, Future[str]] = {}
+        self._discovering: dict[str, Future[None]] = {}
+        self._finished: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._next_sign_in_poll = 0.0
+
+    # -- the loop --------------------------------------------------------------------------
+    def reconcile_once(self) -> TickReport:
+        """One tick; returns at once (operations keep running in the pool)."""
+        report = TickReport()
+        self._reap()
+        if self.stopping.is_set():
+            return report
+        if time.monotonic() >= self._next_sign_in_poll:
+            # Device-code polls are due every few seconds at most: not on every busy tick.
+            self._next_sign_in_poll = time.monotonic() + max(1.0, self.cfg.interval_s)
+            try:
+                poll_due_device_logins(self.rt)
+            except Exception:  # a sign-in poll must never stop reconciliation
+                log.warning("polling device sign-ins failed", exc_info=True)
+        slots = max(0, self.cfg.worker_threads - len(self._in_flight))
+        for ws_id in due_workspaces(self.rt, limit=max(1, slots)):
+            if ws_id not in self._discovering:
+                self._discovering[ws_id] = self._pool.submit(self._discover, ws_id)
+                report.discoveries += 1
+        capacity = self.cfg.worker_threads - len(self._in_flight) - len(self._discovering)
+        for claim in leases.claim(self.rt, self.worker_id, capacity):
+            self._in_flight[claim.id] = self._pool.submit(self._run, claim)
+            report.claimed += 1
+        report.in_flight = len(self._in_flight)
+        with self._lock:
+            report.finished, self._finished = self._finished, {}
+        return report
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick until ``stop`` is set; then hand back what is in flight and return."""
+        while not stop.is_set():
+            try:
+                report = self.reconcile_once()
+                busy = report.claimed or report.discoveries
+            except ServiceError as exc:  # e.g. the database is briefly unavailable
+                log.warning("reconcile tick failed: %s", exc.detail)
+                busy = False
+            stop.wait(0.05 if busy else self.cfg.interval_s)
+        self.close()
+
+    def drain(self, timeout_s: float | None = None) -> None:
+        """Wait for everything in flight (tests and benchmarks)."""
+        pending: list[Future[Any]] = [*self._in_flight.values(), *self._discovering.values()]
+        wait(pending, timeout=timeout_s)
+        self._reap()
+
+    def close(self) -> None:
+        """Graceful stop: attempts hand their leases back at their next wait, then return."""
+        self.stopping.set()
+        self._pool.shutdown(wait=True)
+        self._reap()
+
+    def _reap(self) -> None:
+        for key, future in list(self._in_flight.items()):
+            if future.done():
+                del self._in_flight[key]
+        for key, done in list(self._discovering.items()):
+            if done.done():
+                del self._discovering[key]
+
+    def _discover(self, workspace_id: str) -> None:
+        try:
+            discover(self.rt, workspace_id)
+        except ServiceError as exc:
+            log.info("discovery of workspace %s failed: %s", workspace_id, exc.code)
+        except Exception:
+            log.exception("discovery of workspace %s crashed", workspace_id)
+
+    # -- one attempt -----------------------------------------------------------------------
+    def _run(self, claim: Claim) -> str:
+        try:
+            outcome = self._attempt(claim)
+        except _Stopping:
+            outcome = Outcome("released", keep_azure_operation=True)
+        except ServiceError as exc:
+            temporary = is_temporary(exc)
+            delay = self.retry.delay_s(claim.attempts, server_retry_after_s(exc))
+            # Keep any Azure operation id: the next attempt follows it instead of writing again.
+            outcome = Outcome(
+                "retry" if temporary else "failed",
+                exc.detail[:1000],
+                delay,
+                keep_azure_operation=True,
+            )
+        except Exception as exc:
+            log.exception("operation %s crashed", claim.id)
+            outcome = Outcome("failed", f"internal error ({type(exc).__name__})")
+        recorded = self._finish(claim, outcome)
+        with self._lock:
+            self._finished[recorded] = self._finished.get(recorded, 0) + 1
+        return recorded
+
+    def _attempt(self, claim: Claim) -> Outcome:
+        ws, target = self._target(claim)
+        name = claim.endpoint_name
+        if claim.azure_operation_id:
+            followed = self._follow(claim, target, claim.azure_operation_id)
+            if followed is not None:
+                return followed
+        snapshot = self._read(lambda: self.rt.ml.get_service(target, name))
+        if snapshot is None:
+            return Outcome("cancelled", "the endpoint no longer exists in Azure")
+        if snapshot.state == "Transitioning":
+            # Someone's update (maybe ours, from an attempt that died before saving its id)
+            # is running: writing now would collide. Look again shortly.
+            return Outcome(
+                "retry",
+                "an update is in progress on the service",
+                self.cfg.poll_interval_s,
+                refund=True,
+                snapshot=snapshot,
+            )
+        changes = self._changes(claim, snapshot)
+        if not changes:
+            return Outcome("succeeded", snapshot=snapshot)
+        wait_s = leases.reserve_write(self.rt, ws.subscription_id)
+        if self.stopping.wait(wait_s):
+            raise _Stopping
+        operation_id = self.rt.ml.start_update(
+            target,
+            name,
+            app_insights=changes.get("app_insights"),
+            model_data_collection=changes.get("model_data_collection"),
+        )
+        if not leases.renew(
+            self.rt, claim, self.worker_id, azure_operation_id=operation_id, desired=changes
+        ):
+            return Outcome("lost")
+        followed = self._follow(claim, target, operation_id)
+        assert followed is not None
+        return followed
+
+    def _follow(self, claim: Claim, target: MlTarget, operation_id: str) -> Outcome | None:
+        """Poll an Azure operation to its end, then confirm by re-reading the service.
+
+        None when the operation is unknown to Azure (then the attempt starts over).
+        """
+        deadline = time.monotonic() + self.cfg.operation_timeout_s
+        renew_at = time.monotonic() + self.cfg.lease_s / 3
+        name = claim.endpoint_name
+        while True:
+            try:
+                status = self._read(lambda: self.rt.ml.operation_status(target, name, operation_id))
+            except NotFound:
+                return None
+            if status.state == "failed":
+                return Outcome("failed", f"the Azure operation failed: {status.error}")
+            if status.state == "succeeded":
+                break
+            if time.monotonic() > deadline:
+                return Outcome(
+                    "failed",
+                    f"the Azure operation did not finish within {self.cfg.operation_timeout_s:g} s",
+                )
+            if self.stopping.wait(self.cfg.poll_interval_s):
+                raise _Stopping
+            if time.monotonic() > renew_at:
+                if not leases.renew(self.rt, claim, self.worker_id):
+                    return Outcome("lost")
+                renew_at = time.monotonic() + self.cfg.lease_s / 3
+        snapshot = self._read(lambda: self.rt.ml.get_service(target, name))
+        if snapshot is None:
+            return Outcome("cancelled", "the endpoint no longer exists in Azure")
+        remaining = self._changes(claim, snapshot)
+        if remaining:
+            # Changed again out of band while we worked: level-triggered, so go round again.
+            return Outcome(
+                "retry",
+                "the service still differs after the update",
+                self.retry.delay_s(claim.attempts),
+                snapshot=snapshot,
+            )
+        return Outcome("succeeded", snapshot=snapshot)
+
+    def _read(self, call: Any) -> Any:
+        """A read, retried in place on temporary errors whose wait is short."""
+        for attempt in range(1, READ_TRIES + 1):
+            try:
+                return call()
+            except ServiceError as exc:
+                if not is_temporary(exc) or attempt == READ_TRIES:
+                    raise
+                delay = self.retry.delay_s(attempt, server_retry_after_s(exc))
+                if delay > IN_PLACE_RETRY_MAX_S:
+                    raise
+                if self.stopping.wait(delay):
+                    raise _Stopping from exc
+        raise AzureCallFailed("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _target(self, claim: Claim) -> tuple[Workspace, MlTarget]:
+        with self.rt.uow() as uow:
+            ws = uow.session.get(Workspace, claim.workspace_id)
+            if ws is None:
+                raise AzureRejected("the workspace was deleted")
+            uow.session.expunge(ws)
+        return ws, target_of(self.rt, ws)
+
+    def _changes(self, claim: Claim, snapshot: ServiceSnapshot) -> dict[str, bool]:
+        """What still differs from the endpoint's effective policy *now* (level-triggered)."""
+        with self.rt.uow() as uow:
+            policy = PolicyIndex.load(uow.session, claim.tenant_id).effective(
+                claim.workspace_id, claim.endpoint_name
+            )
+        observed = Observed(
+            snapshot.compute_type, snapshot.app_insights_enabled, snapshot.data_collection_enabled
+        )
+        return changes_needed(policy, observed)
+
+    # -- results ---------------------------------------------------------------------------
+    def _finish(self, claim: Claim, outcome: Outcome) -> str:
+        """Record the outcome (lease permitting); returns the state written."""
+        if outcome.state == "lost":
+            return "lost"  # cancelled or taken over: the new owner decides
+        now = utcnow()
+        values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+        if outcome.state == "released":
+            values.update(lease_owner=self.worker_id, lease_expires_at=now - timedelta(seconds=1))
+            values.update(attempts=claim.attempts - 1, state="running")
+        elif outcome.state == "retry" and (
+            outcome.refund or self.retry.should_retry(claim.attempts, temporary=True)
+        ):
+            values.update(
+                state="queued",
+                not_before=now + timedelta(seconds=outcome.delay_s),
+                last_error=outcome.error,
+            )
+            if outcome.refund:
+                values["attempts"] = claim.attempts - 1
+            if not outcome.keep_azure_operation:
+                values["azure_operation_id"] = None
+        else:
+            state = "failed" if outcome.state == "retry" else outcome.state
+            values.update(state=state, finished_at=now, last_error=outcome.error)
+        try:
+            with leases.write_transaction(self.rt) as uow:
+                finished = leases.finish(self.rt, claim, self.worker_id, uow, **values)
+                if finished and outcome.snapshot is not None:
+                    _observe(uow.session, claim, outcome.snapshot)
+                uow.commit()
+        except ServiceError as exc:
+            # The lease will expire and another attempt re-reads Azure: nothing is lost.
+            log.warning("could not record the outcome of operation %s: %s", claim.id, exc.detail)
+            return "unrecorded"
+        return str(values.get("state", "running")) if finished else "lost"
+
+
+def _observe(session: Any, claim: Claim, snapshot: ServiceSnapshot) -> None:
+    ep = session.scalar(
+        select(Endpoint).where(
+            Endpoint.workspace_id == claim.workspace_id, Endpoint.name == claim.endpoint_name
+        )
+    )
+    if ep is None:
+        return
+    ep.state = snapshot.state
+    ep.app_insights_enabled = snapshot.app_insights_enabled
+    ep.data_collection_enabled = snapshot.data_collection_enabled
+    ep.azure_updated_at = snapshot.updated_at or ep.azure_updated_at
+    ep.observed_at = utcnow()
+    ep.vanished_at = None

@@ -1,0 +1,58 @@
+"""``python -m service.worker``: run the reconciler until SIGTERM or SIGINT.
+
+The composition root of the worker: settings -> runtime -> Reconciler. It refuses a schema that
+is not at head, like the API. Several workers may share a PostgreSQL database; on SQLite run one.
+Stopping is graceful: no new work is claimed, running attempts hand their leases back at their
+next wait (another worker resumes them), then the process exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+from service.bootstrap import build_runtime, refuse_secrets_without_key
+from service.config import Settings, SettingsError
+from service.db.migrate import current_revision, head_revision
+from service.logs import configure_logging
+from service.services.reconciler import Reconciler
+
+log = logging.getLogger("service.worker")
+
+
+def main() -> int:
+    """Entry point; returns the exit code."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        sys.stderr.write(f"configuration error: {exc}\n")
+        return 2
+    configure_logging(settings.log_level_number)
+    runtime = build_runtime(settings)
+    revision = current_revision(runtime.database.engine)
+    if revision != head_revision():
+        log.error(
+            "database schema is at %s, expected %s: run db-upgrade", revision, head_revision()
+        )
+        return 3
+    refuse_secrets_without_key(runtime)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %s: stopping after the current step", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    reconciler = Reconciler(runtime)
+    log.info("reconciler %s started", reconciler.worker_id)
+    reconciler.run(stop)
+    log.info("reconciler %s stopped", reconciler.worker_id)
+    runtime.database.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

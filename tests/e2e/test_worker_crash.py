@@ -1,0 +1,111 @@
+"""Crash safety with real processes: a worker SIGKILLed mid-operation loses nothing.
+
+Its leases expire, a second worker resumes (following the Azure operation the first one started
+instead of writing again), and the emulator's request log shows no duplicate PATCH.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from emulator.testing import EmulatorHandle
+from service.config import PROJECT_ROOT, Settings
+from service.db.session import Database
+from service.services import discovery, policies
+from tests.support.api import TEST_CREDENTIAL_KEY, World
+from tests.support.reconcile import CLI, fast_runtime, operations_of, settled, wire
+
+FAST_ENV = {
+    "RECONCILER_INTERVAL_S": "0.05",
+    "OPERATION_LEASE_S": "2",
+    "AZURE_CALL_TIMEOUT_S": "1",
+    "OPERATION_POLL_INTERVAL_S": "0.05",
+    "RETRY_BASE_S": "0.1",
+    "DISCOVERY_INTERVAL_S": "3600",
+}
+
+
+def _worker(database: Database, emulator: EmulatorHandle, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database.url,
+        "AZURE_AUTHORITY_HOST": emulator.authority,
+        "AZURE_RESOURCE_MANAGER": emulator.arm_endpoint,
+        "AZURE_LOG_ANALYTICS_ENDPOINT": emulator.logs_endpoint,
+        "AZURE_CA_BUNDLE": str(emulator.ca_path),
+        "AZURE_MANAGED_IDENTITY": "false",
+        "CREDENTIAL_KEYS": TEST_CREDENTIAL_KEY,
+        **FAST_ENV,
+    }
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "service.worker"],
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_worker_killed_mid_operation_is_resumed_without_a_duplicate_patch(
+    world: World,
+    settings: Settings,
+    database: Database,
+    fresh_emulator: EmulatorHandle,
+    tmp_path: Path,
+) -> None:
+    fresh_emulator.set_limits(mms={"operation_duration_s": 1.5})
+    box = fresh_emulator.sandbox()
+    names = [f"svc-{i}" for i in range(3)]
+    for name in names:
+        box.add_service(name, compute_type="AKS", app_insights_enabled=False)
+    rt = fast_runtime(settings, database, fresh_emulator)
+    w = wire(world, rt, box)
+    discovery.discover(rt, w.workspace_id)
+    with rt.uow() as uow:
+        policies.put_policy(
+            uow, CLI, w.tenant, None, None, {"app_insights": True}, None, max_attempts=5
+        )
+    log = tmp_path / "workers.log"
+
+    first = _worker(database, fresh_emulator, log)
+    try:
+        _until(
+            lambda: any(e.status == 202 for e in fresh_emulator.requests("mms.service_patch")),
+            30,
+            "the first worker's PATCH",
+        )
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    orphaned = [op for op in operations_of(rt, w.tenant_id) if op.state == "running"]
+    assert orphaned, log.read_text()  # killed while holding leases
+
+    second = _worker(database, fresh_emulator, log)
+    try:
+        _until(lambda: settled(rt, w.tenant_id), 30, "convergence after the crash")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(20) == 0, log.read_text()
+
+    assert {op.state for op in operations_of(rt, w.tenant_id)} == {"succeeded"}
+    assert all(box.service(n)["appInsightsEnabled"] is True for n in names)
+    patches = fresh_emulator.requests("mms.service_patch")
+    assert {e.status for e in patches} == {202}  # no 409: never a second PATCH while one ran
+    assert set(Counter(e.path.rsplit("/", 1)[-1] for e in patches).values()) == {1}

@@ -1,0 +1,180 @@
+"""The Log Analytics-compatible endpoint: an unmodified LogsQueryClient, pointed at the service
+(over HTTPS) with an API key as its token, gets what it gets from the emulator directly."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import HttpResponseError
+from azure.monitor.query import LogsBatchQuery, LogsQueryClient, LogsQueryStatus
+from flask import Flask
+
+from emulator.testing import EmulatorHandle, Sandbox
+from emulator.tls import CertificateAuthority
+from service.config import LogQuerySettings
+from service.db.session import Database
+from service.services import audit_queue
+from service.services.runtime import Runtime
+from tests.integration.log_support import serve_https, wire
+from tests.support.api import ApiClient, World, emulator_azure_settings
+
+QUERY = "AppRequests | summarize n = count(), avg_ms = avg(DurationMs) by AppRoleName"
+
+
+class ApiKeyCredential:
+    """A TokenCredential whose token is an API key of this service."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self.key, int(time.time()) + 3600)
+
+
+@pytest.fixture(autouse=True)
+def _no_pending_query_audit(runtime: Runtime) -> Iterator[None]:
+    """Query audit events are written by a background thread: none is left over for later tests."""
+    yield
+    audit_queue.flush(runtime)
+
+
+@pytest.fixture(scope="module")
+def service_url(
+    app: Flask, emulator_ca: CertificateAuthority, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    with serve_https(app, emulator_ca, tmp_path_factory.mktemp("svc-tls")) as url:
+        yield url
+
+
+def client(url: str, credential: Any) -> LogsQueryClient:
+    return LogsQueryClient(credential, endpoint=url, audience="https://api.loganalytics.io",
+                           retry_total=0)  # fmt: skip
+
+
+def rows(result: Any) -> list[list[Any]]:
+    return [list(r) for table in result.tables for r in table.rows]
+
+
+def test_an_unmodified_logs_query_client_gets_the_same_result_through_the_service(
+    api: ApiClient, world: World, admin_key: str, sandbox: Sandbox, emulator: EmulatorHandle,
+    service_url: str, database: Database,
+) -> None:  # fmt: skip
+    w = wire(api, world, admin_key, sandbox)
+    ws_id, ai_id = sandbox.log_analytics_workspace_id, sandbox.app_insights_resource_id
+    assert ws_id is not None
+    assert ai_id is not None
+    ours = client(f"{service_url}/loganalytics", ApiKeyCredential(w.reader))
+    direct = client(emulator.logs_endpoint, sandbox.credential())
+
+    got = ours.query_workspace(ws_id, QUERY, timespan=None, include_statistics=True)
+    want = direct.query_workspace(ws_id, QUERY, timespan=None)
+    assert got.status == want.status == LogsQueryStatus.SUCCESS
+    assert rows(got) == rows(want)
+    assert got.tables[0].columns == want.tables[0].columns
+
+    classic = "requests | summarize n = count() by cloud_RoleName"
+    got = ours.query_resource(ai_id, classic, timespan=None)
+    assert rows(got) == rows(direct.query_resource(ai_id, classic, timespan=None))
+
+    batch = [LogsBatchQuery(ws_id, QUERY, timespan=None),
+             LogsBatchQuery(ws_id, "AppRequests | where", timespan=None)]  # fmt: skip
+    first, second = ours.query_batch(batch)
+    assert rows(first) == rows(want)
+    assert second.__class__.__name__ == "LogsQueryError"
+    assert second.code == "BadArgumentError"
+
+    events = api.get("/v1/audit-events", w.reader, query_string={"action": "logs.compat"})
+    actions = events.get_json()["items"]
+    assert sorted(e["after"]["status"] for e in actions) == [
+        "error",
+        "success",
+        "success",
+        "success",
+    ]
+
+
+def test_a_foreign_or_unknown_workspace_is_a_404_in_azures_shape_and_not_audited(
+    api: ApiClient, world: World, admin_key: str, sandbox: Sandbox, emulator: EmulatorHandle,
+    service_url: str,
+) -> None:  # fmt: skip
+    victim = wire(api, world, admin_key, sandbox)
+    other = wire(api, world, admin_key, emulator.sandbox())
+    ours = client(f"{service_url}/loganalytics", ApiKeyCredential(other.reader))
+    assert sandbox.log_analytics_workspace_id
+    assert sandbox.app_insights_resource_id
+    for call in (
+        lambda: ours.query_workspace(sandbox.log_analytics_workspace_id, QUERY, timespan=None),
+        lambda: ours.query_resource(sandbox.app_insights_resource_id, QUERY, timespan=None),
+        lambda: ours.query_workspace("00000000-0000-0000-0000-000000000000", QUERY, timespan=None),
+    ):
+        with pytest.raises(HttpResponseError) as caught:
+            call()
+        assert caught.value.status_code == 404
+        assert caught.value.error.code in ("WorkspaceNotFoundError", "ResourceNotFoundError")
+    (entry,) = ours.query_batch(
+        [LogsBatchQuery(sandbox.log_analytics_workspace_id, QUERY, timespan=None)]
+    )
+    assert entry.code == "WorkspaceNotFoundError"
+    for key in (other.reader, victim.reader):
+        events = api.get("/v1/audit-events", key, query_string={"action": "logs.compat"})
+        assert events.get_json()["items"] == []
+
+
+def test_a_bad_key_and_a_control_command_get_azures_error_shape(
+    api: ApiClient, world: World, admin_key: str, sandbox: Sandbox, service_url: str
+) -> None:
+    w = wire(api, world, admin_key, sandbox, seed=False)
+    ws_id = sandbox.log_analytics_workspace_id
+    assert ws_id is not None
+    with pytest.raises(HttpResponseError) as caught:
+        client(f"{service_url}/loganalytics", ApiKeyCredential("nope")).query_workspace(
+            ws_id, QUERY, timespan=None
+        )
+    assert caught.value.status_code == 401
+    with pytest.raises(HttpResponseError) as caught:
+        client(f"{service_url}/loganalytics", ApiKeyCredential(w.reader)).query_workspace(
+            ws_id, ".show tables", timespan=None
+        )
+    assert (caught.value.status_code, caught.value.error.code) == (400, "BadArgumentError")
+
+
+def test_fifty_concurrent_callers_never_put_more_than_five_queries_in_flight_at_azure(
+    app: Flask, database: Database, world: World, admin_key: str, fresh_emulator: EmulatorHandle,
+) -> None:  # fmt: skip
+    from service.app import create_app
+    from tests.support.api import ApiClient as Client
+
+    settings = app.extensions["amlcp.runtime"].settings.with_overrides(
+        azure=emulator_azure_settings(fresh_emulator),
+        log_query=LogQuerySettings(queue_timeout_s=0.5, coalesce=False),
+    )
+    own = create_app(settings, database=database)
+    box = fresh_emulator.sandbox()
+    fresh_emulator.state.log_analytics.limits.latency_s = 0.05
+    with own.test_client() as http:
+        w = wire(Client(http), world, admin_key, box)
+    keys = [world.key("reader", w.tenant) for _ in range(5)]
+
+    def one(i: int) -> int:
+        with own.test_client() as http:
+            r = http.post(f"{w.base}/logs/query", json={"query": f"AppRequests | take {i}"},
+                          headers={"Authorization": f"Bearer {keys[i % 5]}"})  # fmt: skip
+            assert r.status_code in (200, 429), r.get_data(as_text=True)
+            if r.status_code == 429:
+                assert int(r.headers["Retry-After"]) >= 1
+            return r.status_code
+
+    with ThreadPoolExecutor(50) as pool:
+        statuses = list(pool.map(one, range(50)))
+    stats = fresh_emulator.state.log_analytics.stats()
+    assert stats["max_in_flight_per_identity"] <= 5
+    assert stats["throttled"] == 0  # Azure never had to queue or refuse: we shaped first
+    assert statuses.count(200) >= 5
+    assert threading.active_count() < 200
+    audit_queue.flush(own.extensions["amlcp.runtime"])  # this app's queued audit events

@@ -1,0 +1,157 @@
+"""Faults: 429 with Retry-After, 5xx, hangs, failed Azure operations, broken credentials. Each ends
+in the right operation state and compliance status (real azureml-core, a private emulator)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from emulator.testing import EmulatorHandle, Sandbox
+from service.config import Settings
+from service.db.session import Database
+from service.services import compliance, credentials, discovery, operations, policies
+from service.services.reconciler import Reconciler
+from service.services.runtime import Runtime
+from tests.support.api import World
+from tests.support.reconcile import (
+    CLI,
+    Wired,
+    fast_runtime,
+    operations_of,
+    run_until,
+    settled,
+    wire,
+)
+
+
+@pytest.fixture
+def rt(settings: Settings, database: Database, fresh_emulator: EmulatorHandle) -> Runtime:
+    return fast_runtime(settings, database, fresh_emulator)
+
+
+@pytest.fixture
+def box(fresh_emulator: EmulatorHandle) -> Sandbox:
+    return fresh_emulator.sandbox()
+
+
+@pytest.fixture
+def reconciler(rt: Runtime) -> Iterator[Reconciler]:
+    rec = Reconciler(rt, "fault-worker")
+    yield rec
+    rec.close()
+
+
+def _drifted(world: World, rt: Runtime, box: Sandbox, name: str = "svc") -> Wired:
+    """One AKS service without App Insights, discovered, under a tenant policy that wants it."""
+    box.add_service(name, compute_type="AKS", app_insights_enabled=False)
+    w = wire(world, rt, box)
+    discovery.discover(rt, w.workspace_id)
+    with rt.uow() as uow:
+        policies.put_policy(
+            uow, CLI, w.tenant, None, None, {"app_insights": True}, None, max_attempts=4
+        )
+    return w
+
+
+def _compliance_of(rt: Runtime, w: Wired, name: str = "svc") -> str:
+    with rt.uow() as uow:
+        report = compliance.tenant_compliance(uow, CLI, w.tenant)
+    states = {o.endpoint: o.compliance.value for ws in report.workspaces for o in ws.offenders}
+    return states.get(name, "compliant")
+
+
+def test_a_throttled_write_is_retried_no_earlier_than_retry_after(
+    world: World, rt: Runtime, box: Sandbox, fresh_emulator: EmulatorHandle, reconciler: Reconciler
+) -> None:
+    w = _drifted(world, rt, box)
+    fresh_emulator.add_fault("throttle", "mms.service_patch", retry_after_s=1, count=1)
+    run_until(reconciler, lambda: settled(rt, w.tenant_id))
+    (op,) = operations_of(rt, w.tenant_id)
+    assert (op.state, op.attempts) == ("succeeded", 2)
+    first, second = fresh_emulator.requests("mms.service_patch")
+    assert (first.status, second.status) == (429, 202)
+    assert second.time - first.time >= 1.0  # the SDK alone would have waited 32 s, or not at all
+    assert box.service("svc")["appInsightsEnabled"] is True
+
+
+def test_server_errors_on_reads_are_retried_in_place(
+    world: World, rt: Runtime, box: Sandbox, fresh_emulator: EmulatorHandle, reconciler: Reconciler
+) -> None:
+    w = _drifted(world, rt, box)
+    fresh_emulator.add_fault("status", "mms.service_get", status=503, count=2)
+    fresh_emulator.add_fault("status", "mms.operation", status=500, count=1)
+    run_until(reconciler, lambda: settled(rt, w.tenant_id))
+    (op,) = operations_of(rt, w.tenant_id)
+    assert (op.state, op.attempts) == ("succeeded", 1)
+    assert len(fresh_emulator.requests("mms.service_patch")) == 1
+
+
+def test_a_hung_call_times_out_and_the_operation_still_converges(
+    world: World, rt: Runtime, box: Sandbox, fresh_emulator: EmulatorHandle, reconciler: Reconciler
+) -> None:
+    w = _drifted(world, rt, box)
+    fresh_emulator.add_fault("hang", "mms.services_validate", count=1)  # until released
+    try:
+        run_until(reconciler, lambda: settled(rt, w.tenant_id))
+    finally:
+        fresh_emulator.clear_faults()
+    (op,) = operations_of(rt, w.tenant_id)
+    assert (op.state, op.attempts) == ("succeeded", 2)
+    assert "no answer within" in (op.last_error or "") or op.last_error is None
+    assert box.service("svc")["appInsightsEnabled"] is True
+
+
+def test_a_failed_azure_operation_fails_the_operation_until_an_operator_applies_again(
+    world: World, rt: Runtime, box: Sandbox, fresh_emulator: EmulatorHandle, reconciler: Reconciler
+) -> None:
+    w = _drifted(world, rt, box)
+    fresh_emulator.state.services.fail_next_operations(1, "Quota exceeded for App Insights")
+    run_until(reconciler, lambda: settled(rt, w.tenant_id))
+    (op,) = operations_of(rt, w.tenant_id)
+    assert op.state == "failed"
+    assert "Quota exceeded" in (op.last_error or "")
+    assert _compliance_of(rt, w) == "failed"
+    # A sweep does not hammer a failing endpoint; an operator's apply does try again.
+    discovery.discover(rt, w.workspace_id)
+    assert len(operations_of(rt, w.tenant_id)) == 1
+    with rt.uow() as uow:
+        operations.apply(uow, CLI, w.tenant, max_attempts=4)
+    run_until(reconciler, lambda: settled(rt, w.tenant_id))
+    assert [o.state for o in operations_of(rt, w.tenant_id)] == ["failed", "succeeded"]
+    assert _compliance_of(rt, w) == "compliant"
+
+
+def test_a_rejected_credential_fails_the_operation_and_makes_compliance_unknown(
+    world: World, rt: Runtime, box: Sandbox, reconciler: Reconciler
+) -> None:
+    w = _drifted(world, rt, box)
+    with rt.uow() as uow:  # someone rotates the secret in Entra and pastes a wrong one here
+        credentials.put_credential(
+            rt,
+            uow,
+            CLI,
+            w.tenant,
+            {"kind": "service_principal", "client_id": box.client_id, "client_secret": "wrong"},
+            None,
+        )
+    run_until(reconciler, lambda: settled(rt, w.tenant_id))
+    (op,) = operations_of(rt, w.tenant_id)
+    assert op.state == "failed"
+    assert "rejected" in (op.last_error or "")
+    with pytest.raises(Exception, match="rejected"):
+        discovery.discover(rt, w.workspace_id)
+    assert _compliance_of(rt, w) == "unknown"
+    assert box.service("svc")["appInsightsEnabled"] is False
+
+
+def test_persistent_throttling_ends_failed_after_the_maximum_attempts(
+    world: World, rt: Runtime, box: Sandbox, fresh_emulator: EmulatorHandle, reconciler: Reconciler
+) -> None:
+    w = _drifted(world, rt, box)
+    fresh_emulator.add_fault("status", "mms.service_patch", status=502)
+    run_until(reconciler, lambda: settled(rt, w.tenant_id))
+    (op,) = operations_of(rt, w.tenant_id)
+    assert (op.state, op.attempts) == ("failed", 4)
+    assert "HTTP 502" in (op.last_error or "")
+    assert len(fresh_emulator.requests("mms.service_patch")) == 4

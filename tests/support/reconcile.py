@@ -1,0 +1,153 @@
+"""Helpers for reconciler tests: a fast runtime, a tenant wired to an emulator sandbox, and
+running the reconciler until a condition holds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from emulator.testing import EmulatorHandle, Sandbox
+from service.bootstrap import build_runtime
+from service.config import ReconcilerSettings, Settings
+from service.db.models import Operation, Tenant, Workspace
+from service.db.session import Database
+from service.domain.access import CLI_PRINCIPAL
+from service.services import credentials
+from service.services.context import CallContext
+from service.services.reconciler import Reconciler
+from service.services.runtime import Runtime
+from tests.support.api import World, emulator_azure_settings
+
+CLI = CallContext(CLI_PRINCIPAL)
+
+# Everything short: the emulator answers in milliseconds and tests must stay fast.
+FAST = ReconcilerSettings(
+    interval_s=0.02,
+    discovery_interval_s=3600,
+    lease_s=4.0,
+    subscription_writes_per_s=50,
+    tenant_concurrency=10,
+    worker_threads=8,
+    max_attempts=4,
+    retry_base_s=0.05,
+    retry_max_s=2.0,
+    call_timeout_s=1.0,
+    operation_timeout_s=10,
+    poll_interval_s=0.02,
+)
+
+
+def fast_runtime(
+    settings: Settings, database: Database, emulator: EmulatorHandle, **overrides: float
+) -> Runtime:
+    """A runtime on the test database, aimed at ``emulator``, with fast reconciler settings."""
+    from dataclasses import replace
+
+    return build_runtime(
+        settings.with_overrides(
+            azure=emulator_azure_settings(emulator), reconciler=replace(FAST, **overrides)
+        ),
+        database,
+    )
+
+
+@dataclass(frozen=True)
+class Wired:
+    tenant: str
+    workspace: str
+    tenant_id: str
+    workspace_id: str
+
+
+def wire(world: World, rt: Runtime, box: Sandbox, *, secret: str | None = None) -> Wired:
+    """A service tenant + credential + workspace for the sandbox's AML workspace."""
+    tenant = world.tenant(entra_tenant_id=box.tenant_id)
+    with rt.uow() as uow:
+        credentials.put_credential(
+            rt,
+            uow,
+            CLI,
+            tenant,
+            {
+                "kind": "service_principal",
+                "client_id": box.client_id,
+                "client_secret": secret or box.client_secret,
+            },
+            None,
+        )
+    workspace = world.workspace(
+        tenant,
+        subscription_id=box.subscription_id,
+        resource_group=box.resource_group,
+        workspace_name=box.workspace_name,
+    )
+    with rt.uow() as uow:
+        t = uow.session.scalars(select(Tenant).where(Tenant.slug == tenant)).one()
+        w = uow.session.scalars(select(Workspace).where(Workspace.tenant_id == t.id)).one()
+        return Wired(tenant, workspace, t.id, w.id)
+
+
+def operations_of(rt: Runtime, tenant_id: str) -> list[Operation]:
+    with rt.uow() as uow:
+        rows = uow.session.scalars(
+            select(Operation).where(Operation.tenant_id == tenant_id).order_by(Operation.created_at)
+        )
+        ops = list(rows)
+        uow.session.expunge_all()  # readable after the unit of work rolls back
+        return ops
+
+
+def settled(rt: Runtime, tenant_id: str) -> bool:
+    return all(op.state not in ("queued", "running") for op in operations_of(rt, tenant_id))
+
+
+def run_until(
+    reconciler: Reconciler, condition: Callable[[], bool], *, timeout_s: float = 15.0
+) -> None:
+    """Tick until ``condition()`` holds (then wait for in-flight work), or fail."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        reconciler.reconcile_once()
+        reconciler.drain(0.05)
+        if condition():
+            reconciler.drain(timeout_s)
+            return
+        time.sleep(0.02)
+    raise AssertionError("the reconciler did not reach the expected state in time")
+
+
+def add_policy(
+    db: Database, tenant: str, workspace: str | None = None, endpoint: str | None = None
+) -> None:
+    """A policy at the scope named (through the use case, as an operator would)."""
+    from service.services import policies
+
+    with db.unit_of_work() as uow:
+        policies.put_policy(
+            uow, CLI, tenant, workspace, endpoint, {"app_insights": True}, None, max_attempts=3
+        )
+
+
+def add_operation(db: Database, tenant: str, workspace: str, endpoint: str) -> str:
+    """A queued operation for an endpoint; its id."""
+    with db.unit_of_work() as uow:
+        t = uow.session.scalars(select(Tenant).where(Tenant.slug == tenant)).one()
+        w = uow.session.scalars(
+            select(Workspace).where(Workspace.tenant_id == t.id, Workspace.slug == workspace)
+        ).one()
+        op = Operation(
+            tenant_id=t.id,
+            workspace_id=w.id,
+            endpoint_name=endpoint,
+            kind="apply_policy",
+            desired={"app_insights": True},
+            cause="manual",
+            state="queued",
+            created_by="cli",
+        )
+        uow.session.add(op)
+        uow.commit()
+        return op.id

@@ -1,0 +1,123 @@
+"""The demo walkthrough as data: printed as curl commands, executed as-is by the e2e test."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+CONTOSO = "contoso"
+FABRIKAM = "fabrikam"
+PROD = "prod"
+DEMO_ENDPOINT = "churn-01"
+DELEGATED_USER = "carol@fabrikam.example"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One call of the walkthrough."""
+
+    title: str
+    method: str
+    path: str
+    body: dict[str, Any] | None = None
+    expect: tuple[int, ...] = (200,)
+    note: str = ""
+    # Set when the step's path needs a value an earlier step returned, e.g. "{login_id}".
+    needs: tuple[str, ...] = field(default_factory=tuple)
+
+
+ENDPOINT = f"/v1/tenants/{CONTOSO}/workspaces/{PROD}/endpoints/{DEMO_ENDPOINT}"
+
+STEPS: tuple[Step, ...] = (
+    Step(
+        "Endpoints discovered in Contoso's production workspace",
+        "GET",
+        f"/v1/tenants/{CONTOSO}/workspaces/{PROD}/endpoints?limit=5",
+    ),
+    Step(
+        "Compliance of every Contoso endpoint, by workspace",
+        "GET",
+        f"/v1/tenants/{CONTOSO}/compliance",
+    ),
+    Step(
+        "Policy: App Insights on for every Contoso endpoint, enforced",
+        "PUT",
+        f"/v1/tenants/{CONTOSO}/policy",
+        body={"app_insights": True, "mode": "enforce"},
+        expect=(200, 201, 202),
+        note="answers 202 with the operations it queued; the reconciler applies them",
+    ),
+    Step(
+        "Watch the operations converge (repeat until nothing is queued or running)",
+        "GET",
+        f"/v1/operations?tenant={CONTOSO}&limit=10",
+    ),
+    Step(
+        f"Request rate, average/p95 duration and failure rate of {DEMO_ENDPOINT} per hour",
+        "GET",
+        f"{ENDPOINT}/telemetry/requests?timespan=P1D&interval=PT1H",
+    ),
+    Step(
+        "What score.py printed: the latest traces containing 'input'",
+        "GET",
+        f"{ENDPOINT}/telemetry/traces?contains=input&limit=5",
+    ),
+    Step("Container logs of the endpoint", "GET", f"{ENDPOINT}/container-logs?tail=20"),
+    Step(
+        "Delegated sign-in for Fabrikam: start a device login",
+        "POST",
+        f"/v1/tenants/{FABRIKAM}/credential/device-logins",
+        expect=(202,),
+        note=(
+            "open the verification_uri it returns (the emulator's sign-in page), enter the "
+            f"user_code and approve as {DELEGATED_USER}"
+        ),
+    ),
+    Step(
+        "... then read the sign-in until it is 'succeeded'",
+        "GET",
+        f"/v1/tenants/{FABRIKAM}/credential/device-logins/{{login_id}}",
+        needs=("login_id",),
+    ),
+    Step(
+        "Fabrikam's credential now holds the signed-in user",
+        "POST",
+        f"/v1/tenants/{FABRIKAM}/credential/verify",
+    ),
+)
+
+
+def curl(step: Step, base_url: str, ca_path: str, values: dict[str, str] | None = None) -> str:
+    """The step as a copy-pasteable curl command (the key comes from $AMLCP_KEY)."""
+    path = step.path.format(**(values or {})) if step.needs else step.path
+    command = f'curl -s --cacert {shlex.quote(ca_path)} -H "Authorization: Bearer $AMLCP_KEY"'
+    if step.method != "GET":
+        command += f" -X {step.method}"
+    if step.body is not None:
+        command += " -H 'Content-Type: application/json' -d " + shlex.quote(json.dumps(step.body))
+    return f"{command} {shlex.quote(base_url + path)}"
+
+
+def compat_snippet(base_url: str, ca_path: str, la_workspace_id: str) -> str:
+    """The unmodified azure-monitor-query client pointed at the service's compat endpoint."""
+    return f"""\
+REQUESTS_CA_BUNDLE={ca_path} .venv/bin/python - <<'PY'
+import os, time
+from azure.core.credentials import AccessToken
+from azure.monitor.query import LogsQueryClient
+
+class ApiKey:  # the service takes its API key as the bearer token
+    def get_token(self, *scopes, **kwargs):
+        return AccessToken(os.environ["AMLCP_KEY"], int(time.time()) + 3600)
+
+client = LogsQueryClient(ApiKey(), endpoint="{base_url}/loganalytics")
+result = client.query_workspace(
+    "{la_workspace_id}",
+    "AppRequests | summarize count() by AppRoleName | top 5 by count_",
+    timespan=None,
+)
+for row in result.tables[0].rows:
+    print(list(row))
+PY"""

@@ -1,0 +1,153 @@
+"""`make demo` end to end: the printed walkthrough, run as printed, against the demo's processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from azure.core.credentials import AccessToken
+from azure.monitor.query import LogsQueryClient, LogsQueryStatus
+
+from demo.walkthrough import DELEGATED_USER, STEPS, Step
+from service.config import PROJECT_ROOT
+from tests.e2e.conftest import free_port
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    workdir = tmp_path_factory.mktemp("demo") / "state"
+    port = free_port()
+    command = [
+        "make",
+        "-s",
+        "demo",
+        f"DEMO_DIR={workdir}",
+        f"DEMO_PORT={port}",
+        f"DEMO_EMULATOR_PORT={free_port()}",
+    ]
+    log = (workdir.parent / "demo.out").open("wb")
+    process = subprocess.Popen(
+        command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    info_path = workdir / "demo.json"
+    try:
+        deadline = time.monotonic() + 120
+        while not info_path.exists():
+            assert process.poll() is None, (workdir.parent / "demo.out").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the demo did not start in 2 minutes"
+            time.sleep(0.5)
+        info = json.loads(info_path.read_text())
+        info["printed"] = (workdir.parent / "demo.out").read_text()
+        yield info
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+        finally:
+            log.close()
+        # Ctrl-C (here SIGTERM) stops everything: nothing listens on the service port any more.
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _session(info: dict[str, Any]) -> requests.Session:
+    s = requests.Session()
+    s.trust_env = False
+    s.verify = info["ca_path"]
+    s.headers["Authorization"] = f"Bearer {info['admin_key']}"
+    return s
+
+
+def _call(s: requests.Session, info: dict[str, Any], step: Step, values: dict[str, str]) -> Any:
+    path = step.path.format(**values) if step.needs else step.path
+    r = s.request(step.method, info["service_url"] + path, json=step.body, timeout=60)
+    assert r.status_code in step.expect, (step.title, r.status_code, r.text[:1000])
+    return r.json()
+
+
+def _until(check: Any, what: str, timeout: float = 90) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(1)
+
+
+def test_the_demo_prints_a_key_and_every_walkthrough_step(demo: dict[str, Any]) -> None:
+    printed = demo["printed"]
+    assert f"export AMLCP_KEY={demo['admin_key']}" in printed
+    for step in STEPS:
+        assert step.title in printed
+    assert "LogsQueryClient" in printed
+
+
+def test_the_walkthrough_works_as_printed(demo: dict[str, Any]) -> None:
+    s = _session(demo)
+    values: dict[str, str] = {}
+    by_title = {step.title: step for step in STEPS}
+    listed = _call(s, demo, STEPS[0], values)
+    assert listed["items"], "discovery found the fleet's endpoints"
+    assert _call(s, demo, STEPS[1], values)["totals"]
+
+    change = _call(s, demo, STEPS[2], values)
+    assert change["operations"], "the fleet has endpoints with App Insights off"
+
+    def converged() -> bool:
+        ops = _call(s, demo, STEPS[3], values)["items"]
+        return bool(ops) and all(op["state"] == "succeeded" for op in ops)
+
+    _until(converged, "the policy's operations to succeed")
+    compliance = _call(s, demo, by_title[STEPS[1].title], values)
+    assert compliance["totals"]["drifted"] == 0
+
+    requests_view = _call(s, demo, STEPS[4], values)
+    assert sum(item["requests"] for item in requests_view["items"]) > 0
+    assert _call(s, demo, STEPS[5], values)["items"]
+    assert _call(s, demo, STEPS[6], values)["content"]
+
+    login = _call(s, demo, STEPS[7], values)
+    values["login_id"] = login["id"]
+    approved = requests.post(
+        f"{demo['emulator_url']}/_admin/device-codes/approve",
+        json={"user_code": login["user_code"], "username": DELEGATED_USER},
+        verify=demo["ca_path"],
+        timeout=10,
+    )
+    assert approved.status_code in (200, 204), approved.text
+    done = _until(
+        lambda: (r := _call(s, demo, STEPS[8], values))["state"] != "pending" and r,
+        "the device login to finish",
+    )
+    assert done["state"] == "succeeded"
+    assert done["username"] == DELEGATED_USER
+    assert _call(s, demo, STEPS[9], values)["identity"]["username"] == DELEGATED_USER
+
+
+def test_the_real_logs_client_queries_through_the_service(demo: dict[str, Any]) -> None:
+    class ApiKey:
+        def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+            return AccessToken(demo["admin_key"], int(time.time()) + 3600)
+
+    client = LogsQueryClient(
+        ApiKey(), endpoint=f"{demo['service_url']}/loganalytics", connection_verify=demo["ca_path"]
+    )
+    result = client.query_workspace(
+        demo["la_workspace_id"],
+        "AppRequests | summarize count() by AppRoleName | top 5 by count_",
+        timespan=None,
+    )
+    assert result.status == LogsQueryStatus.SUCCESS
+    assert len(result.tables[0].rows) == 5

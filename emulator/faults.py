@@ -154,6 +154,8 @@ class RequestLogEntry:
     tenant_id: str | None
     subscription_id: str | None
     fault: str | None
+    # x-ms-client-request-id as the client sent it (None when absent): correlation checks.
+    client_request_id: str | None = None
 
 
 class RequestLog:

@@ -271,6 +271,7 @@ class EmulatorApp:
             tenant_id=trace.tenant,
             subscription_id=trace.subscription.lower() if trace.subscription else None,
             fault=trace.fault,
+            client_request_id=request.headers.get("x-ms-client-request-id"),
         )
 
 

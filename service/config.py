@@ -83,6 +83,16 @@ def _parse_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
+def _parse_tenant_ids(env: Mapping[str, str], name: str) -> frozenset[str]:
+    ids = frozenset(t.strip().lower() for t in env.get(name, "").split(",") if t.strip())
+    for tenant_id in ids:
+        if not re.fullmatch(
+            r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", tenant_id
+        ):
+            raise SettingsError(f"{name}: {tenant_id!r} is not a tenant id (a UUID)")
+    return ids
+
+
 def _parse_origins(env: Mapping[str, str], name: str) -> frozenset[str]:
     origins = [o.strip().rstrip("/") for o in env.get(name, "").split(",") if o.strip()]
     for origin in origins:
@@ -240,11 +250,14 @@ class ReconcilerSettings:
     call_timeout_s: float = 30.0  # one Azure ML call
     operation_timeout_s: float = 900.0  # one Azure operation, from PATCH to a final state
     poll_interval_s: float = 2.0  # between polls of a running Azure operation
+    # Our tenant ids this worker serves (sharding); empty = every tenant.
+    only_tenants: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ReconcilerSettings:
         day = 86400.0
         built = cls(
+            only_tenants=_parse_tenant_ids(env, "RECONCILER_TENANTS"),
             interval_s=_parse_float(env, "RECONCILER_INTERVAL_S", cls.interval_s, lo=0.01, hi=3600),
             discovery_interval_s=_parse_float(
                 env, "DISCOVERY_INTERVAL_S", cls.discovery_interval_s, lo=1, hi=day
@@ -300,6 +313,8 @@ class Settings:
     azure: AzureSettings = field(default_factory=AzureSettings)
     # Browser origins allowed to call the API (CORS); none by default.
     cors_allowed_origins: frozenset[str] = frozenset()
+    # The worker's own /metrics listener (0 = none; under gunicorn it shares the API's).
+    worker_metrics_port: int = 0
     log_json: bool = True
     reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
     log_query: LogQuerySettings = field(default_factory=LogQuerySettings)
@@ -322,6 +337,7 @@ class Settings:
             credential_keys=_parse_credential_keys(env, "CREDENTIAL_KEYS"),
             azure=AzureSettings.from_env(env),
             cors_allowed_origins=_parse_origins(env, "CORS_ALLOWED_ORIGINS"),
+            worker_metrics_port=_parse_int(env, "WORKER_METRICS_PORT", 0, lo=0, hi=65535),
             log_json=_parse_log_format(env, "LOG_FORMAT"),
             reconciler=ReconcilerSettings.from_env(env),
             log_query=LogQuerySettings.from_env(env),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
@@ -40,6 +41,7 @@ from service.errors import (
     NotFound,
     ServiceError,
 )
+from service.metrics import AZURE_CALLS, AZURE_LATENCY
 from service.ports import AzureOperationStatus, MlTarget, ServiceSnapshot
 
 log = logging.getLogger(__name__)
@@ -200,12 +202,19 @@ class AzureMlControlPlane:
             finally:
                 done.set()
 
+        started = time.perf_counter()
         threading.Thread(target=run, name=f"azureml: {what}", daemon=True).start()
-        if not done.wait(self._timeout):
+        finished = done.wait(self._timeout)
+        AZURE_LATENCY.labels("azureml").observe(time.perf_counter() - started)
+        if not finished:
+            AZURE_CALLS.labels("azureml", "timeout").inc()
             raise AzureCallFailed(f"Azure ML: {what} got no answer within {self._timeout:g} s")
         if "error" in outcome:
             error = outcome["error"]
-            raise map_azureml_error(error, what) from error
+            mapped = map_azureml_error(error, what)
+            AZURE_CALLS.labels("azureml", mapped.code).inc()
+            raise mapped from error
+        AZURE_CALLS.labels("azureml", "ok").inc()
         return outcome["value"]  # type: ignore[no-any-return]
 
 

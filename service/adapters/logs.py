@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import weakref
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,6 +37,8 @@ from service.adapters.identity import map_identity_error
 from service.config import AzureSettings
 from service.domain.kql import Timespan
 from service.errors import AzureQueryError, AzureUnavailable, ServiceError
+from service.logs import request_id_var
+from service.metrics import AZURE_CALLS, AZURE_LATENCY
 from service.ports import LogQueryResult, LogQuerySpec, LogTable, LogTarget, RawLogResponse
 
 log = logging.getLogger(__name__)
@@ -112,15 +115,24 @@ class AzureLogs:
             "raw_response_hook": keep_response,
             "read_timeout": spec.server_timeout_s + READ_MARGIN_S,
         }
+        request_id = request_id_var.get()
+        if request_id:
+            options["request_id"] = request_id  # Azure's x-ms-client-request-id: correlation
+        started = time.perf_counter()
         try:
             if target.kind == "workspace":
                 result = client.query_workspace(target.id, spec.query, **options)
             else:
                 result = client.query_resource(target.id, spec.query, **options)
         except HttpResponseError as exc:
+            AZURE_CALLS.labels("log_analytics", f"http_{exc.status_code}").inc()
             raise _azure_error(exc) from None
         except Exception as exc:  # noqa: BLE001 - every failure is mapped to the error model
+            AZURE_CALLS.labels("log_analytics", "transport_error").inc()
             raise _transport_error(exc) from None
+        finally:
+            AZURE_LATENCY.labels("log_analytics").observe(time.perf_counter() - started)
+        AZURE_CALLS.labels("log_analytics", "ok").inc()
         response = seen.get("response")
         size = len(response.body()) if response is not None else 0
         if result.status == LogsQueryStatus.PARTIAL:
@@ -143,6 +155,9 @@ class AzureLogs:
         headers = {"Content-Type": "application/json"}
         if prefer:
             headers["Prefer"] = prefer
+        request_id = request_id_var.get()
+        if request_id:
+            headers["x-ms-client-request-id"] = request_id
         url = self._settings.log_analytics_endpoint + path
         request = HttpRequest("POST", url, content=body, headers=headers)
         try:

@@ -6,6 +6,7 @@ Azure ML call of the API: a service's container logs.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -188,16 +189,25 @@ def sync_workspace(rt: Runtime, ctx: CallContext, tenant: str, workspace: str) -
     return result
 
 
-def due_workspaces(rt: Runtime, limit: int) -> list[str]:
+def due_workspaces(
+    rt: Runtime, limit: int, *, only_tenants: Collection[str] | None = None
+) -> list[str]:
     """Workspaces whose periodic discovery is due (never listed, or listed too long ago)."""
+    if only_tenants is not None and not only_tenants:
+        return []
     now = utcnow()
+    stmt = (
+        select(Workspace.id)
+        .outerjoin(WorkspaceSync, WorkspaceSync.workspace_id == Workspace.id)
+        .where(WorkspaceSync.workspace_id.is_(None) | (WorkspaceSync.next_sync_at <= now))
+    )
+    if only_tenants is not None:
+        stmt = stmt.where(Workspace.tenant_id.in_(list(only_tenants)))
     with rt.uow() as uow:
         rows = uow.session.scalars(
-            select(Workspace.id)
-            .outerjoin(WorkspaceSync, WorkspaceSync.workspace_id == Workspace.id)
-            .where(WorkspaceSync.workspace_id.is_(None) | (WorkspaceSync.next_sync_at <= now))
-            .order_by(WorkspaceSync.next_sync_at.is_(None).desc(), WorkspaceSync.next_sync_at)
-            .limit(limit)
+            stmt.order_by(
+                WorkspaceSync.next_sync_at.is_(None).desc(), WorkspaceSync.next_sync_at
+            ).limit(limit)
         )
         return list(rows)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -75,18 +75,22 @@ def _claimable(now: datetime) -> Any:
     return or_(queued, orphaned)
 
 
-def claim(rt: Runtime, owner: str, capacity: int) -> list[Claim]:
-    """Lease up to ``capacity`` due operations, within every tenant's concurrency cap."""
+def claim(
+    rt: Runtime, owner: str, capacity: int, *, only_tenants: Collection[str] | None = None
+) -> list[Claim]:
+    """Lease up to ``capacity`` due operations, within every tenant's concurrency cap.
+
+    ``only_tenants`` restricts the worker to some tenants (sharding, or tests sharing a database).
+    """
     cfg = rt.settings.reconciler
-    if capacity <= 0:
+    if capacity <= 0 or (only_tenants is not None and not only_tenants):
         return []
     with rt.uow() as uow:
         now = utcnow()
-        tenants = list(
-            uow.session.scalars(
-                select(Operation.tenant_id).where(_claimable(now)).distinct().limit(200)
-            )
-        )
+        due = select(Operation.tenant_id).where(_claimable(now))
+        if only_tenants is not None:
+            due = due.where(Operation.tenant_id.in_(list(only_tenants)))
+        tenants = list(uow.session.scalars(due.distinct().limit(200)))
         # A cheap first look (re-checked under the lock): skip tenants already at their cap
         # without opening a write transaction for each of them.
         busy = dict(

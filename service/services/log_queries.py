@@ -27,6 +27,7 @@ from service.domain.telemetry_views import (
     traces_view,
 )
 from service.errors import Conflict, ResultTooLarge, ServiceError, ValidationFailed
+from service.metrics import LOG_QUERIES, LOG_QUERY_CACHE
 from service.ports import LogQueryResult, LogQuerySpec, LogTable, LogTarget
 from service.services import audit_queue
 from service.services.context import CallContext
@@ -182,11 +183,13 @@ def execute(
             "bytes": result.response_bytes,
             "served_from": source,
         }
+        LOG_QUERY_CACHE.labels(source).inc()
         return result, source
     except ServiceError as exc:
         outcome = {"status": "error", "error": exc.code}
         raise
     finally:
+        LOG_QUERIES.labels(where.tenant_id, str(outcome.get("error", outcome["status"]))).inc()
         record_query(
             rt,
             ctx,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from service.db.models import Operation
+from service.db.types import utcnow
 from service.services.runtime import Runtime
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -19,3 +20,16 @@ def operation_counts(rt: Runtime) -> dict[str, int]:
     counts = dict.fromkeys(STATES, 0)
     counts.update({str(state): int(n) for state, n in rows})
     return counts
+
+
+def oldest_due_age_s(rt: Runtime) -> float:
+    """How long the oldest queued, due operation has been waiting (0 when none): the lag."""
+    now = utcnow()
+    with rt.uow() as uow:
+        oldest = uow.session.scalar(
+            select(func.min(Operation.created_at)).where(
+                Operation.state == "queued",
+                (Operation.not_before.is_(None)) | (Operation.not_before <= now),
+            )
+        )
+    return max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0

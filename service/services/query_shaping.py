@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from service.config import LogQuerySettings
 from service.errors import TooManyRequests
+from service.metrics import THROTTLE_WAITS, THROTTLED_RESPONSES
 
 T = TypeVar("T")
 
@@ -98,6 +99,7 @@ class TrafficShaper:
             s.sent.popleft()
         if len(s.sent) >= self.rate_limit:
             s.refused += 1
+            THROTTLED_RESPONSES.labels("log_query_rate").inc()
             wait = s.sent[0] + self.window_s - now
             raise TooManyRequests(
                 f"this tenant's identity used its {self.rate_limit} queries per "
@@ -124,6 +126,7 @@ class TrafficShaper:
             if len(mine) >= self.queue_per_key:
                 self._refund(s, stamp)
                 s.refused += 1
+                THROTTLED_RESPONSES.labels("log_query_key_queue").inc()
                 raise TooManyRequests(
                     "this API key already has the most queries waiting for this tenant; "
                     "retry when some finish",
@@ -131,6 +134,7 @@ class TrafficShaper:
                 )
             ticket = threading.Event()
             mine.append(ticket)
+            THROTTLE_WAITS.labels("log_query_slot").inc()
             if caller not in s.turn:
                 s.turn.append(caller)
         if ticket.wait(self.queue_timeout_s):
@@ -144,6 +148,7 @@ class TrafficShaper:
                 s.turn.remove(caller)
             self._refund(s, stamp)
             s.refused += 1
+        THROTTLED_RESPONSES.labels("log_query_queue_timeout").inc()
         raise TooManyRequests(
             f"all {self.concurrency} query slots of this tenant's identity stayed busy for "
             f"{self.queue_timeout_s:g} s",

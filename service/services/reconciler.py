@@ -17,6 +17,7 @@ in place when the wait is short; permanent failures end the operation ``failed``
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -42,12 +43,14 @@ from service.errors import (
     is_temporary,
     server_retry_after_s,
 )
+from service.metrics import RECONCILE_LAG, RECONCILE_SWEEP, THROTTLE_WAITS
 from service.ports import MlTarget, ServiceSnapshot
 from service.services import leases
 from service.services.device_logins import poll_due_device_logins
 from service.services.discovery import discover, due_workspaces, target_of
 from service.services.leases import Claim
 from service.services.operations import PolicyIndex
+from service.services.operations_stats import oldest_due_age_s
 from service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -84,8 +87,16 @@ class _Stopping(Exception):
 class Reconciler:
     """One worker's reconcile loop state (its id, thread pool and in-flight work)."""
 
-    def __init__(self, rt: Runtime, worker_id: str | None = None) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        worker_id: str | None = None,
+        *,
+        only_tenants: set[str] | None = None,
+    ) -> None:
         self.rt = rt
+        # None: every tenant. A set limits this worker to those tenants (sharding, tests).
+        self.only_tenants = only_tenants
         self.cfg = rt.settings.reconciler
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.retry = RetryPolicy(self.cfg.retry_base_s, self.cfg.retry_max_s, self.cfg.max_attempts)
@@ -100,6 +111,15 @@ class Reconciler:
     # -- the loop --------------------------------------------------------------------------
     def reconcile_once(self) -> TickReport:
         """One tick; returns at once (operations keep running in the pool)."""
+        started = time.perf_counter()
+        try:
+            return self._tick()
+        finally:
+            RECONCILE_SWEEP.observe(time.perf_counter() - started)
+            with contextlib.suppress(ServiceError):
+                RECONCILE_LAG.set(oldest_due_age_s(self.rt))
+
+    def _tick(self) -> TickReport:
         report = TickReport()
         self._reap()
         if self.stopping.is_set():
@@ -112,12 +132,14 @@ class Reconciler:
             except Exception:  # a sign-in poll must never stop reconciliation
                 log.warning("polling device sign-ins failed", exc_info=True)
         slots = max(0, self.cfg.worker_threads - len(self._in_flight))
-        for ws_id in due_workspaces(self.rt, limit=max(1, slots)):
+        for ws_id in due_workspaces(self.rt, limit=max(1, slots), only_tenants=self.only_tenants):
             if ws_id not in self._discovering:
                 self._discovering[ws_id] = self._pool.submit(self._discover, ws_id)
                 report.discoveries += 1
         capacity = self.cfg.worker_threads - len(self._in_flight) - len(self._discovering)
-        for claim in leases.claim(self.rt, self.worker_id, capacity):
+        for claim in leases.claim(
+            self.rt, self.worker_id, capacity, only_tenants=self.only_tenants
+        ):
             self._in_flight[claim.id] = self._pool.submit(self._run, claim)
             report.claimed += 1
         report.in_flight = len(self._in_flight)
@@ -213,6 +235,8 @@ class Reconciler:
         if not changes:
             return Outcome("succeeded", snapshot=snapshot)
         wait_s = leases.reserve_write(self.rt, ws.subscription_id)
+        if wait_s > 0:
+            THROTTLE_WAITS.labels("subscription_writes").inc()
         if self.stopping.wait(wait_s):
             raise _Stopping
         operation_id = self.rt.ml.start_update(

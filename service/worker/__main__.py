@@ -13,6 +13,8 @@ import signal
 import sys
 import threading
 
+from prometheus_client import start_http_server
+
 from service.bootstrap import build_runtime, refuse_secrets_without_key
 from service.config import Settings, SettingsError
 from service.db.migrate import current_revision, head_revision
@@ -46,7 +48,12 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    reconciler = Reconciler(runtime)
+    if settings.worker_metrics_port:
+        host = settings.bind.rpartition(":")[0].strip("[]") or "127.0.0.1"
+        start_http_server(settings.worker_metrics_port, addr=host)
+        log.info("worker metrics on %s:%s/metrics", host, settings.worker_metrics_port)
+    shard = settings.reconciler.only_tenants
+    reconciler = Reconciler(runtime, only_tenants=set(shard) if shard else None)
     log.info("reconciler %s started", reconciler.worker_id)
     reconciler.run(stop)
     log.info("reconciler %s stopped", reconciler.worker_id)

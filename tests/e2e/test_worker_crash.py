@@ -32,9 +32,13 @@ FAST_ENV = {
 }
 
 
-def _worker(database: Database, emulator: EmulatorHandle, log: Path) -> subprocess.Popen[bytes]:
+def _worker(
+    database: Database, emulator: EmulatorHandle, log: Path, tenant_id: str
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        # Only this test's tenant: other tests' operations share the session database.
+        "RECONCILER_TENANTS": tenant_id,
         "DATABASE_URL": database.url,
         "AZURE_AUTHORITY_HOST": emulator.authority,
         "AZURE_RESOURCE_MANAGER": emulator.arm_endpoint,
@@ -84,7 +88,7 @@ def test_a_worker_killed_mid_operation_is_resumed_without_a_duplicate_patch(
         )
     log = tmp_path / "workers.log"
 
-    first = _worker(database, fresh_emulator, log)
+    first = _worker(database, fresh_emulator, log, w.tenant_id)
     try:
         _until(
             lambda: any(e.status == 202 for e in fresh_emulator.requests("mms.service_patch")),
@@ -97,7 +101,7 @@ def test_a_worker_killed_mid_operation_is_resumed_without_a_duplicate_patch(
     orphaned = [op for op in operations_of(rt, w.tenant_id) if op.state == "running"]
     assert orphaned, log.read_text()  # killed while holding leases
 
-    second = _worker(database, fresh_emulator, log)
+    second = _worker(database, fresh_emulator, log, w.tenant_id)
     try:
         _until(lambda: settled(rt, w.tenant_id), 30, "convergence after the crash")
     finally:

@@ -26,8 +26,9 @@ def rt(settings: Settings, database: Database, emulator: EmulatorHandle) -> Runt
 
 
 @pytest.fixture
-def reconciler(rt: Runtime) -> Iterator[Reconciler]:
-    rec = Reconciler(rt, "test-worker")
+def reconciler(rt: Runtime, wired: Wired) -> Iterator[Reconciler]:
+    # Only this test's tenant: other tests' operations share the session database.
+    rec = Reconciler(rt, "test-worker", only_tenants={wired.tenant_id})
     yield rec
     rec.close()
 

@@ -37,15 +37,21 @@ def box(fresh_emulator: EmulatorHandle) -> Sandbox:
 
 @pytest.fixture
 def reconciler(rt: Runtime) -> Iterator[Reconciler]:
-    rec = Reconciler(rt, "fault-worker")
+    # Claims nothing until a test scopes it to its own tenant (see _drifted): other tests'
+    # operations share the session database.
+    rec = Reconciler(rt, "fault-worker", only_tenants=set())
     yield rec
     rec.close()
 
 
-def _drifted(world: World, rt: Runtime, box: Sandbox, name: str = "svc") -> Wired:
+def _drifted(
+    world: World, rt: Runtime, box: Sandbox, reconciler: Reconciler, name: str = "svc"
+) -> Wired:
     """One AKS service without App Insights, discovered, under a tenant policy that wants it."""
     box.add_service(name, compute_type="AKS", app_insights_enabled=False)
     w = wire(world, rt, box)
+    assert reconciler.only_tenants is not None
+    reconciler.only_tenants.add(w.tenant_id)
     discovery.discover(rt, w.workspace_id)
     with rt.uow() as uow:
         policies.put_policy(
@@ -64,7 +70,7 @@ def _compliance_of(rt: Runtime, w: Wired, name: str = "svc") -> str:
 def test_a_throttled_write_is_retried_no_earlier_than_retry_after(
     world: World, rt: Runtime, box: Sandbox, fresh_emulator: EmulatorHandle, reconciler: Reconciler
 ) -> None:
-    w = _drifted(world, rt, box)
+    w = _drifted(world, rt, box, reconciler)
     fresh_emulator.add_fault("throttle", "mms.service_patch", retry_after_s=1, count=1)
     run_until(reconciler, lambda: settled(rt, w.tenant_id))
     (op,) = operations_of(rt, w.tenant_id)
@@ -78,7 +84,7 @@ def test_a_throttled_write_is_retried_no_earlier_than_retry_after(
 def test_server_errors_on_reads_are_retried_in_place(
     world: World, rt: Runtime, box: Sandbox, fresh_emulator: EmulatorHandle, reconciler: Reconciler
 ) -> None:
-    w = _drifted(world, rt, box)
+    w = _drifted(world, rt, box, reconciler)
     fresh_emulator.add_fault("status", "mms.service_get", status=503, count=2)
     fresh_emulator.add_fault("status", "mms.operation", status=500, count=1)
     run_until(reconciler, lambda: settled(rt, w.tenant_id))
@@ -90,7 +96,7 @@ def test_server_errors_on_reads_are_retried_in_place(
 def test_a_hung_call_times_out_and_the_operation_still_converges(
     world: World, rt: Runtime, box: Sandbox, fresh_emulator: EmulatorHandle, reconciler: Reconciler
 ) -> None:
-    w = _drifted(world, rt, box)
+    w = _drifted(world, rt, box, reconciler)
     fresh_emulator.add_fault("hang", "mms.services_validate", count=1)  # until released
     try:
         run_until(reconciler, lambda: settled(rt, w.tenant_id))
@@ -105,7 +111,7 @@ def test_a_hung_call_times_out_and_the_operation_still_converges(
 def test_a_failed_azure_operation_fails_the_operation_until_an_operator_applies_again(
     world: World, rt: Runtime, box: Sandbox, fresh_emulator: EmulatorHandle, reconciler: Reconciler
 ) -> None:
-    w = _drifted(world, rt, box)
+    w = _drifted(world, rt, box, reconciler)
     fresh_emulator.state.services.fail_next_operations(1, "Quota exceeded for App Insights")
     run_until(reconciler, lambda: settled(rt, w.tenant_id))
     (op,) = operations_of(rt, w.tenant_id)
@@ -125,7 +131,7 @@ def test_a_failed_azure_operation_fails_the_operation_until_an_operator_applies_
 def test_a_rejected_credential_fails_the_operation_and_makes_compliance_unknown(
     world: World, rt: Runtime, box: Sandbox, reconciler: Reconciler
 ) -> None:
-    w = _drifted(world, rt, box)
+    w = _drifted(world, rt, box, reconciler)
     with rt.uow() as uow:  # someone rotates the secret in Entra and pastes a wrong one here
         credentials.put_credential(
             rt,
@@ -148,7 +154,7 @@ def test_a_rejected_credential_fails_the_operation_and_makes_compliance_unknown(
 def test_persistent_throttling_ends_failed_after_the_maximum_attempts(
     world: World, rt: Runtime, box: Sandbox, fresh_emulator: EmulatorHandle, reconciler: Reconciler
 ) -> None:
-    w = _drifted(world, rt, box)
+    w = _drifted(world, rt, box, reconciler)
     fresh_emulator.add_fault("status", "mms.service_patch", status=502)
     run_until(reconciler, lambda: settled(rt, w.tenant_id))
     (op,) = operations_of(rt, w.tenant_id)

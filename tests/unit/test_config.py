@@ -59,6 +59,14 @@ def test_values_are_parsed() -> None:
         ("MAX_BODY_BYTES", "10"),
         ("PAGE_SIZE_MAX", "0"),
         ("API_KEY_PEPPER", "short"),
+        ("CREDENTIAL_KEYS", "not-a-fernet-key"),
+        ("AZURE_AUTHORITY_HOST", "http://login.example"),
+        ("AZURE_CA_BUNDLE", "/nonexistent/ca.pem"),
+        ("AZURE_MANAGED_IDENTITY", "perhaps"),
+        ("CORS_ALLOWED_ORIGINS", "portal.example"),
+        ("LOG_FORMAT", "xml"),
+        ("WORKER_METRICS_PORT", "70000"),
+        ("RECONCILER_TENANTS", "contoso"),
     ],
 )
 def test_a_bad_value_is_an_error_naming_the_variable(variable: str, value: str) -> None:
@@ -83,3 +91,19 @@ def test_reconciler_settings_have_defaults_and_name_the_bad_variable() -> None:
     ):
         with pytest.raises(SettingsError, match=name):
             Settings.from_env(env)
+
+
+def test_the_observability_and_sharding_settings_are_parsed() -> None:
+    tenant = "01a216f3-0356-7855-932e-414c40c61f6f"
+    s = Settings.from_env(
+        {
+            "CORS_ALLOWED_ORIGINS": "https://portal.example, http://localhost:3000/",
+            "LOG_FORMAT": "text",
+            "WORKER_METRICS_PORT": "9100",
+            "RECONCILER_TENANTS": tenant.upper(),
+        }
+    )
+    assert s.cors_allowed_origins == {"https://portal.example", "http://localhost:3000"}
+    assert s.log_json is False
+    assert s.worker_metrics_port == 9100
+    assert s.reconciler.only_tenants == {tenant}

@@ -47,7 +47,8 @@ def test_two_claimers_never_take_the_same_operation(
 
     def claimer(name: str, index: int) -> None:
         start.wait()
-        while claims := leases.claim(rts[index], f"worker-{name}", 3):
+        # Scoped to this test's tenant: other tests' operations share the session database.
+        while claims := leases.claim(rts[index], f"worker-{name}", 3, only_tenants={w.tenant_id}):
             taken[name] += [c.id for c in claims]
 
     threads = [threading.Thread(target=claimer, args=(n, i)) for i, n in enumerate("ab")]
@@ -96,7 +97,10 @@ def test_two_workers_share_the_queue_within_the_tenant_cap_and_the_write_budget(
             peak = max(peak, running)
             time.sleep(0.005)
 
-    workers = [Reconciler(rt, f"worker-{n}") for rt, n in zip(rts, "ab", strict=True)]
+    workers = [
+        Reconciler(rt, f"worker-{n}", only_tenants={w.tenant_id})
+        for rt, n in zip(rts, "ab", strict=True)
+    ]
     claimed: Counter[str] = Counter()
 
     def run(rec: Reconciler) -> None:

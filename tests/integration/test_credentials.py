@@ -109,6 +109,15 @@ def load_workspace(credential: Any, box: Sandbox, emulator: EmulatorHandle) -> A
     return Workspace(box.subscription_id, box.resource_group, box.workspace_name, auth=auth)
 
 
+def assert_the_sdks_work(
+    runtime: Runtime, slug: str, box: Sandbox, emulator: EmulatorHandle
+) -> None:
+    """The tenant's credential loads its AML Workspace (azureml-core) and runs a log query."""
+    credential = tenant_credential(runtime, tenant_id_of(runtime, slug))
+    assert load_workspace(credential, box, emulator).name == box.workspace_name
+    assert query_logs(credential, box, emulator) == LogsQueryStatus.SUCCESS
+
+
 def query_logs(credential: object, box: Sandbox, emulator: EmulatorHandle) -> LogsQueryStatus:
     assert box.log_analytics_workspace_id is not None
     emulator.state.telemetry.add_workspace(box.log_analytics_workspace_id, _SMALL_TELEMETRY)
@@ -156,9 +165,7 @@ def test_a_service_principal_with_a_secret_is_stored_encrypted_verified_and_used
     assert v.json["identity"]["tenant_id"] == sandbox.tenant_id
     assert call(api, "GET", f"/v1/tenants/{slug}/credential", admin_key).json["status"] == "ok"
 
-    credential = tenant_credential(runtime, tenant_id_of(runtime, slug))
-    assert load_workspace(credential, sandbox, emulator).name == sandbox.workspace_name
-    assert query_logs(credential, sandbox, emulator) == LogsQueryStatus.SUCCESS
+    assert_the_sdks_work(runtime, slug, sandbox, emulator)
 
 
 def test_a_service_principal_with_a_certificate_signs_its_assertion(
@@ -194,9 +201,7 @@ def test_a_service_principal_with_a_certificate_signs_its_assertion(
     v = call(api, "POST", f"/v1/tenants/{slug}/credential/verify", admin_key)
     assert v.status_code == 200, v.json
     assert v.json["identity"]["app_id"] == sp.client_id
-    credential = tenant_credential(runtime, tenant_id_of(runtime, slug))
-    assert load_workspace(credential, box, emulator).name == box.workspace_name
-    assert query_logs(credential, box, emulator) == LogsQueryStatus.SUCCESS
+    assert_the_sdks_work(runtime, slug, box, emulator)
 
 
 def test_a_certificate_without_its_private_key_is_refused_and_nothing_is_stored(
@@ -343,9 +348,7 @@ def test_device_code_sign_in_end_to_end_then_a_second_process_refreshes_silently
     v = call(api, "POST", f"/v1/tenants/{slug}/credential/verify", admin_key)
     assert v.status_code == 200, v.json
     assert v.json["identity"]["username"] == username
-    credential = tenant_credential(runtime, tenant_id_of(runtime, slug))
-    assert load_workspace(credential, sandbox, emulator).name == sandbox.workspace_name
-    assert query_logs(credential, sandbox, emulator) == LogsQueryStatus.SUCCESS
+    assert_the_sdks_work(runtime, slug, sandbox, emulator)
     SECRETS.update(emulator.state.refresh_tokens)
 
     # Another process (another replica, or after a restart) starts from the stored cache.
@@ -470,9 +473,7 @@ def test_the_host_identity_comes_from_the_environment(
     v = call(api, "POST", f"/v1/tenants/{slug}/credential/verify", admin_key)
     assert v.status_code == 200, v.json
     assert v.json["identity"]["app_id"] == sandbox.client_id
-    credential = tenant_credential(runtime, tenant_id_of(runtime, slug))
-    assert load_workspace(credential, sandbox, emulator).name == sandbox.workspace_name
-    assert query_logs(credential, sandbox, emulator) == LogsQueryStatus.SUCCESS
+    assert_the_sdks_work(runtime, slug, sandbox, emulator)
 
 
 def test_many_log_queries_for_one_tenant_cost_one_token_request(

@@ -199,10 +199,12 @@ def finish(rt: Runtime, claim: Claim, owner: str, uow: UnitOfWork, **values: Any
 def reserve_write(rt: Runtime, subscription_id: str) -> float:
     """Reserve the subscription's next write slot; returns the seconds to wait before writing.
 
-    Slots are ``1 / rate`` apart, for all workers together: the atomic UPDATE hands each caller
-    a distinct slot, so the subscription never sees more than ``rate`` writes per second.
+    Slots are a little more than ``1 / rate`` apart, for all workers together: the atomic UPDATE
+    hands each caller a distinct slot. Slots spaced exactly ``1 / rate`` would let network
+    jitter squeeze ``rate + 1`` writes into one second at Azure (two writes, the first one
+    delayed); the margin absorbs jitter up to a tenth of the spacing.
     """
-    interval = 1.0 / rt.settings.reconciler.subscription_writes_per_s
+    interval = 1.1 / rt.settings.reconciler.subscription_writes_per_s
     key = subscription_id.lower()
     with write_transaction(rt) as uow:
         session = uow.session

@@ -18,6 +18,7 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+control_socket_disable = True  # no gunicornc socket in $HOME (or $XDG_RUNTIME_DIR), shared per user
 
 
 def child_exit(server, worker):

@@ -21,7 +21,7 @@ from service.api.hooks import register_hooks
 from service.api.observability import register_observability
 from service.api.openapi import OpenApiContract
 from service.api.problems import register_error_handlers
-from service.bootstrap import build_runtime, refuse_secrets_without_key
+from service.bootstrap import build_runtime, refuse_secrets_without_key, with_credential_keys
 from service.config import Settings
 from service.db.migrate import current_revision, head_revision
 from service.db.session import Database
@@ -35,9 +35,11 @@ class SchemaNotAtHead(RuntimeError):
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> Flask:
-    """Build the API. Refuses to start on a reachable database whose schema is not at head."""
+    """Build the API. Refuses to start on a reachable database whose schema is not at head,
+    or without the keys for secrets at rest (see ``with_credential_keys``)."""
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level_number, json_lines=settings.log_json)
+    settings = with_credential_keys(settings)
     runtime = build_runtime(settings, database)
     if settings.require_schema_at_head and _verify_schema(runtime.database):
         refuse_secrets_without_key(runtime)

@@ -2,18 +2,59 @@
 
 from __future__ import annotations
 
+import logging
+
 from service.adapters.azureml import AzureMlControlPlane
 from service.adapters.identity import AzureIdentity
 from service.adapters.logs import AzureLogs
-from service.adapters.secretbox import FernetSecretBox
-from service.config import Settings
+from service.adapters.secretbox import FernetSecretBox, load_or_create_key_file
+from service.config import PROJECT_ROOT, Settings, SettingsError, parse_credential_keys
 from service.db.session import Database
 from service.services.log_gateway import LogGateway
 from service.services.runtime import Runtime
 
+log = logging.getLogger(__name__)
+
 
 class SecretsKeyMissing(RuntimeError):
     """Encrypted secrets are stored but CREDENTIAL_KEYS is empty: refuse to start."""
+
+
+def with_credential_keys(settings: Settings) -> Settings:
+    """The settings with the keys for secrets at rest in place, or a configuration error.
+
+    ``CREDENTIAL_KEYS`` wins. On the embedded default (no ``DATABASE_URL``) without it, the key
+    file under ``var/`` is used, made on the first start and announced once (its path, never its
+    content). With an explicit ``DATABASE_URL`` a missing ``CREDENTIAL_KEYS`` stops the process
+    at start (SettingsError), instead of failing the first request that stores a secret.
+    """
+    if settings.credential_keys:
+        return settings
+    path = settings.credential_keys_file
+    if path is not None:
+        try:
+            text, created = load_or_create_key_file(path)
+        except OSError as exc:
+            raise SettingsError(
+                f"CREDENTIAL_KEYS is not set and {path} cannot be used: {exc}"
+            ) from None
+        keys = parse_credential_keys(text, str(path))
+        if not keys:
+            raise SettingsError(f"{path} holds no key: delete it or set CREDENTIAL_KEYS")
+        if created:
+            shown = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
+            log.info(
+                "created %s (mode 0600): the key that encrypts stored credentials; "
+                "keep it with the database, or set CREDENTIAL_KEYS to use your own",
+                shown,
+            )
+        return settings.with_overrides(credential_keys=keys)
+    if settings.credential_keys_required:
+        raise SettingsError(
+            "CREDENTIAL_KEYS must be set when DATABASE_URL is set: it encrypts stored "
+            "credentials (make one with: python -m service.cli credentials new-key)"
+        )
+    return settings
 
 
 def build_runtime(settings: Settings, database: Database | None = None) -> Runtime:

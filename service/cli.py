@@ -14,7 +14,7 @@ from datetime import timedelta
 import click
 
 from service.adapters.secretbox import FernetSecretBox
-from service.bootstrap import build_runtime
+from service.bootstrap import build_runtime, with_credential_keys
 from service.config import Settings, SettingsError
 from service.db import migrate
 from service.db.session import Database
@@ -112,7 +112,10 @@ def credentials_rotate_keys() -> None:
     Rotation: put the new key first in CREDENTIAL_KEYS (keep the old ones after it), run this,
     then remove the old keys.
     """
-    settings = _settings()
+    try:
+        settings = with_credential_keys(_settings())
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
     if not settings.credential_keys:
         raise click.ClickException("CREDENTIAL_KEYS is not set")
     runtime = build_runtime(settings)

@@ -15,6 +15,8 @@ from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE_PATH = PROJECT_ROOT / "var" / "service.db"
+# The embedded default's key for secrets at rest, made on first start (see README, "First run").
+DEFAULT_CREDENTIAL_KEYS_FILE = PROJECT_ROOT / "var" / "credential-keys"
 
 
 class SettingsError(ValueError):
@@ -116,10 +118,12 @@ def _parse_url(env: Mapping[str, str], name: str, default: str) -> str:
 
 
 def _parse_credential_keys(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return ()
-    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
+    return parse_credential_keys(env.get(name, ""), name)
+
+
+def parse_credential_keys(raw: str, source: str) -> tuple[str, ...]:
+    """Fernet keys separated by commas or newlines (``CREDENTIAL_KEYS`` or the key file)."""
+    keys = tuple(k.strip() for k in re.split(r"[,\n]", raw) if k.strip())
     for index, key in enumerate(keys):
         padded = key + "=" * (-len(key) % 4)
         try:
@@ -128,7 +132,7 @@ def _parse_credential_keys(env: Mapping[str, str], name: str) -> tuple[str, ...]
             decoded = b""
         if len(decoded) != 32:
             raise SettingsError(
-                f"{name}: key #{index + 1} is not a url-safe base64 32-byte key "
+                f"{source}: key #{index + 1} is not a url-safe base64 32-byte key "
                 "(make one with: python -m service.cli credentials new-key)"
             )
     return keys
@@ -310,6 +314,12 @@ class Settings:
     openapi_path: Path = field(default=PROJECT_ROOT / "openapi.yaml")
     # Fernet keys for secrets at rest; the first encrypts, any decrypts (rotation).
     credential_keys: tuple[str, ...] = ()
+    # The embedded default (neither DATABASE_URL nor CREDENTIAL_KEYS set): the file under var/
+    # that holds a key made on first start. None: keys come from CREDENTIAL_KEYS only.
+    credential_keys_file: Path | None = None
+    # The API and the worker refuse to start without a key (``bootstrap.with_credential_keys``).
+    # Settings read from the environment require one; settings built in code (tests) may not.
+    credential_keys_required: bool = False
     azure: AzureSettings = field(default_factory=AzureSettings)
     # Browser origins allowed to call the API (CORS); none by default.
     cors_allowed_origins: frozenset[str] = frozenset()
@@ -326,6 +336,8 @@ class Settings:
         pepper = env.get("API_KEY_PEPPER", "")
         if pepper and len(pepper) < 16:
             raise SettingsError("API_KEY_PEPPER must be at least 16 characters when set")
+        keys = _parse_credential_keys(env, "CREDENTIAL_KEYS")
+        embedded = not (env.get("DATABASE_URL") or "").strip()
         return cls(
             database_url=_parse_database_url(env, "DATABASE_URL"),
             bind=_parse_bind(env, "BIND", "127.0.0.1:8080"),
@@ -334,7 +346,9 @@ class Settings:
             page_size_max=_parse_int(env, "PAGE_SIZE_MAX", 200, lo=1, hi=1000),
             api_key_pepper=pepper.encode(),
             api_key_cache_ttl_s=_parse_float(env, "API_KEY_CACHE_TTL_S", 2.0, lo=0.0, hi=2.0),
-            credential_keys=_parse_credential_keys(env, "CREDENTIAL_KEYS"),
+            credential_keys=keys,
+            credential_keys_file=DEFAULT_CREDENTIAL_KEYS_FILE if embedded and not keys else None,
+            credential_keys_required=True,
             azure=AzureSettings.from_env(env),
             cors_allowed_origins=_parse_origins(env, "CORS_ALLOWED_ORIGINS"),
             worker_metrics_port=_parse_int(env, "WORKER_METRICS_PORT", 0, lo=0, hi=65535),

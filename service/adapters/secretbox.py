@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from service.errors import SecretsUnavailable
@@ -40,3 +44,31 @@ class FernetSecretBox:
             return self._require().rotate(token.encode()).decode()
         except InvalidToken:
             raise SecretsUnavailable("no key in CREDENTIAL_KEYS decrypts a stored secret") from None
+
+
+def load_or_create_key_file(path: Path) -> tuple[str, bool]:
+    """The key file's text, made first (one new key, mode 0600) when it does not exist.
+
+    Returns ``(text, created)``. Several processes may start at once (gunicorn workers, the
+    reconciler): the file appears complete or not at all (written aside, then hard-linked into
+    place), so exactly one process creates it and every process reads the same key.
+    """
+    try:
+        return path.read_text(encoding="ascii"), False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, draft = tempfile.mkstemp(prefix=".credential-keys-", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(FernetSecretBox.new_key() + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(draft, path)
+            created = True
+        except FileExistsError:
+            created = False  # another process won the race: use its key
+    finally:
+        os.unlink(draft)
+    return path.read_text(encoding="ascii"), created

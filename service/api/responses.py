@@ -45,4 +45,7 @@ def page_response(page: Page[Any]) -> Response:
 
 
 def no_content() -> Response:
-    return Response(status=204)
+    """204 with no body and so no Content-Type (Flask would say text/html)."""
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    return response

@@ -15,7 +15,7 @@ import threading
 
 from prometheus_client import start_http_server
 
-from service.bootstrap import build_runtime, refuse_secrets_without_key
+from service.bootstrap import build_runtime, refuse_secrets_without_key, with_credential_keys
 from service.config import Settings, SettingsError
 from service.db.migrate import current_revision, head_revision
 from service.logs import configure_logging
@@ -28,10 +28,11 @@ def main() -> int:
     """Entry point; returns the exit code."""
     try:
         settings = Settings.from_env()
+        configure_logging(settings.log_level_number)
+        settings = with_credential_keys(settings)
     except SettingsError as exc:
         sys.stderr.write(f"configuration error: {exc}\n")
         return 2
-    configure_logging(settings.log_level_number)
     runtime = build_runtime(settings)
     revision = current_revision(runtime.database.engine)
     if revision != head_revision():

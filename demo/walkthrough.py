@@ -50,9 +50,18 @@ STEPS: tuple[Step, ...] = (
         note="answers 202 with the operations it queued; the reconciler applies them",
     ),
     Step(
-        "Watch the operations converge (repeat until nothing is queued or running)",
+        "Watch the policy converge: compliance totals (repeat until 'pending' is 0)",
         "GET",
-        f"/v1/operations?tenant={CONTOSO}&limit=10",
+        f"/v1/tenants/{CONTOSO}/compliance",
+        note=(
+            "'pending' counts endpoints whose operations are queued or running, across every "
+            "page; then 'compliant' holds them all and 'drifted' and 'failed' are 0"
+        ),
+    ),
+    Step(
+        "Operations that failed, with their errors (an empty list: none did)",
+        "GET",
+        f"/v1/operations?tenant={CONTOSO}&state=failed",
     ),
     Step(
         f"Request rate, average/p95 duration and failure rate of {DEMO_ENDPOINT} per hour",

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from service.domain.capabilities import SETTINGS, has_setting
+from service.domain.capabilities import unsupported_reason as _unsupported_setting
+
 FIELDS = ("app_insights", "model_data_collection", "mode")
 SCOPES = ("endpoint", "workspace", "tenant")  # most specific first
 MODES = ("enforce", "audit")
 DEFAULT_MODE = "enforce"
-# Model data collection (`collect_model_data`) exists on AKS web services only.
-DATA_COLLECTION_COMPUTE = frozenset({"AKS"})
 
 
 class Compliance(StrEnum):
@@ -88,39 +89,43 @@ def resolve(
     return EffectivePolicy(**picked)
 
 
-def supports_data_collection(compute_type: str) -> bool:
-    return compute_type.upper() in DATA_COLLECTION_COMPUTE
+def unsupported_settings(policy: EffectivePolicy, compute_type: str) -> dict[str, str]:
+    """The settings the policy asks of an endpoint whose kind lacks them, with the reasons.
+
+    Whatever scope the demand comes from counts: a tenant default of "data collection on" is
+    not met by an ACI web service, and compliance says so instead of calling it compliant.
+    """
+    out = {}
+    for name in SETTINGS:
+        reason = _unsupported_setting(compute_type, name, getattr(policy, name).value)
+        if reason is not None:
+            out[name] = reason
+    return out
 
 
 def unsupported_reason(policy: EffectivePolicy, compute_type: str) -> str | None:
-    """Why the endpoint cannot meet its policy, or None.
-
-    Only an endpoint-scoped demand counts: a tenant or workspace default for data collection
-    simply does not apply to compute types without it.
-    """
-    mdc = policy.model_data_collection
-    if (
-        mdc.source == "endpoint"
-        and mdc.value is True
-        and not supports_data_collection(compute_type)
-    ):
-        return f"model data collection is not available on {compute_type} web services"
-    return None
+    """Why the endpoint cannot meet (part of) its policy, or None."""
+    reasons = unsupported_settings(policy, compute_type)
+    return "; ".join(reasons[name] for name in sorted(reasons)) or None
 
 
 def changes_needed(policy: EffectivePolicy, observed: Observed) -> dict[str, bool]:
-    """The settings to change so that ``observed`` meets ``policy`` (empty = no drift)."""
+    """The settings to change so that ``observed`` meets ``policy`` (empty = no drift).
+
+    Settings the endpoint's kind does not have are never changes: they are unsupported (on) or
+    met by nature (off).
+    """
     changes: dict[str, bool] = {}
-    wanted = policy.app_insights.value
-    if wanted is not None and observed.app_insights_enabled is not wanted:
-        changes["app_insights"] = bool(wanted)
-    wanted = policy.model_data_collection.value
-    if (
-        wanted is not None
-        and supports_data_collection(observed.compute_type)
-        and observed.data_collection_enabled is not wanted
-    ):
-        changes["model_data_collection"] = bool(wanted)
+    current = {
+        "app_insights": observed.app_insights_enabled,
+        "model_data_collection": observed.data_collection_enabled,
+    }
+    for name in SETTINGS:
+        wanted = getattr(policy, name).value
+        if wanted is None or not has_setting(observed.compute_type, name):
+            continue
+        if current[name] is not wanted:
+            changes[name] = bool(wanted)
     return changes
 
 
@@ -136,19 +141,24 @@ class ComplianceFacts:
 
 
 def compliance(facts: ComplianceFacts) -> tuple[Compliance, str | None]:
-    """The endpoint's compliance state and a short reason."""
+    """The endpoint's compliance state and a short reason.
+
+    What can still be done comes first (pending, failed, drifted); ``unsupported`` means the
+    rest of the policy is met but part of it cannot be on this kind of endpoint.
+    """
     if facts.observed is None:
         return Compliance.UNKNOWN, "the endpoint has not been observed yet"
     if facts.access_broken:
         return Compliance.UNKNOWN, "the tenant's Azure credential failed at the last discovery"
-    reason = unsupported_reason(facts.policy, facts.observed.compute_type)
-    if reason is not None:
-        return Compliance.UNSUPPORTED, reason
+    unsupported = unsupported_reason(facts.policy, facts.observed.compute_type)
     drift = changes_needed(facts.policy, facts.observed)
     if facts.operation_active:
         return Compliance.PENDING, "an operation is applying the policy"
-    if not drift:
-        return Compliance.COMPLIANT, None
-    if facts.last_operation_failed:
-        return Compliance.FAILED, "the last operation failed"
-    return Compliance.DRIFTED, "differs from the policy: " + ", ".join(sorted(drift))
+    if drift:
+        if facts.last_operation_failed:
+            return Compliance.FAILED, "the last operation failed"
+        reason = "differs from the policy: " + ", ".join(sorted(drift))
+        return Compliance.DRIFTED, f"{reason}; {unsupported}" if unsupported else reason
+    if unsupported is not None:
+        return Compliance.UNSUPPORTED, unsupported
+    return Compliance.COMPLIANT, None

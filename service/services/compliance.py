@@ -148,6 +148,24 @@ def failed_endpoints(
     return {key for key, failed in facts.last_failed.items() if failed}
 
 
+def not_discovered_reason(vanished_at: datetime | None, last_synced_at: datetime | None) -> str:
+    """Why an endpoint policy names no live endpoint: the warning and the compliance reason."""
+    if vanished_at is not None:
+        return (
+            f"the endpoint vanished from Azure at {vanished_at.isoformat()}; "
+            "the policy applies if it appears again"
+        )
+    if last_synced_at is None:
+        return (
+            "the workspace has not been discovered yet; "
+            "the policy applies when discovery finds this endpoint"
+        )
+    return (
+        f"discovery did not find this endpoint (last listed {last_synced_at.isoformat()}); "
+        "the policy applies when it appears"
+    )
+
+
 def tenant_compliance(uow: UnitOfWork, ctx: CallContext, tenant: str) -> ComplianceReport:
     """Counts per state for each workspace, with the endpoints that are not compliant."""
     t = visible_tenant(uow, ctx.principal, tenant)
@@ -165,7 +183,8 @@ def tenant_compliance(uow: UnitOfWork, ctx: CallContext, tenant: str) -> Complia
     )
     views = monitoring_of(session, t.id, endpoints)
     seen = {(ep.workspace_id, ep.name) for ep in endpoints}
-    # Endpoint policies written before discovery found the endpoint: unknown until it appears.
+    # Endpoint policies that name no live endpoint (not discovered yet, or vanished): unknown,
+    # with the reason, until the endpoint appears.
     pending_discovery = [
         (p.workspace_id, p.endpoint_name)
         for p in session.scalars(
@@ -173,6 +192,15 @@ def tenant_compliance(uow: UnitOfWork, ctx: CallContext, tenant: str) -> Complia
         )
         if p.workspace_id and p.endpoint_name and (p.workspace_id, p.endpoint_name) not in seen
     ]
+    vanished = _vanished_at(session, t.id, pending_discovery)
+    listed_at = {
+        workspace_id: at
+        for workspace_id, at in session.execute(
+            select(WorkspaceSync.workspace_id, WorkspaceSync.last_synced_at).where(
+                WorkspaceSync.workspace_id.in_([ws.id for ws in workspaces])
+            )
+        )
+    }
     totals: Counter[str] = Counter({state.value: 0 for state in Compliance})
     report = []
     for ws in workspaces:
@@ -185,7 +213,25 @@ def tenant_compliance(uow: UnitOfWork, ctx: CallContext, tenant: str) -> Complia
                 offenders.append(Offender(ep.name, view.compliance, view.reason))
         for _, name in sorted(k for k in pending_discovery if k[0] == ws.id):
             counts[Compliance.UNKNOWN.value] += 1
-            offenders.append(Offender(name, Compliance.UNKNOWN, "not discovered yet"))
+            reason = not_discovered_reason(vanished.get((ws.id, name)), listed_at.get(ws.id))
+            offenders.append(Offender(name, Compliance.UNKNOWN, reason))
         totals.update(counts)
         report.append(WorkspaceCompliance(ws.slug, dict(counts), offenders[:MAX_OFFENDERS]))
     return ComplianceReport(t.slug, utcnow(), dict(totals), report)
+
+
+def _vanished_at(
+    session: Session, tenant_id: str, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], datetime]:
+    """When each of these (workspace id, name) endpoints vanished, for those that did."""
+    if not keys:
+        return {}
+    rows = session.execute(
+        select(Endpoint.workspace_id, Endpoint.name, Endpoint.vanished_at).where(
+            Endpoint.tenant_id == tenant_id,
+            Endpoint.vanished_at.is_not(None),
+            Endpoint.name.in_({name for _, name in keys}),
+        )
+    )
+    wanted = set(keys)
+    return {(w, n): at for w, n, at in rows if (w, n) in wanted and at is not None}

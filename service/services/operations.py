@@ -25,7 +25,6 @@ from service.domain.policy import (
     PolicySpec,
     changes_needed,
     resolve,
-    unsupported_reason,
 )
 from service.errors import Conflict, NotFound
 from service.services import audit
@@ -177,8 +176,7 @@ def plan(
         if ep.vanished_at is not None or (ep.workspace_id, ep.name) in busy:
             continue
         policy = index.effective(ep.workspace_id, ep.name)
-        if unsupported_reason(policy, ep.compute_type) is not None:
-            continue
+        # Only the settings this kind of endpoint has: unsupported ones are never queued.
         changes = changes_needed(policy, observed_of(ep))
         if not changes or not (manual or policy.enforced):
             continue

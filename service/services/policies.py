@@ -7,19 +7,20 @@ name an endpoint discovery has not seen yet; it applies when the endpoint appear
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
-from service.db.models import Endpoint, Policy, Tenant, Workspace
+from service.db.models import Endpoint, Policy, Tenant, Workspace, WorkspaceSync
 from service.db.session import UnitOfWork
 from service.domain.access import Role
+from service.domain.capabilities import unsupported_reason
 from service.domain.etags import etag_for
-from service.domain.policy import supports_data_collection
 from service.errors import NotFound, PreconditionFailed, ValidationFailed
 from service.services import audit
+from service.services.compliance import not_discovered_reason
 from service.services.context import CallContext
 from service.services.lookup import check_if_match, visible_tenant, visible_workspace
 from service.services.operations import OperationView, live_endpoints, operation_views, plan
@@ -42,11 +43,21 @@ class PolicyView:
 
 
 @dataclass(frozen=True)
+class PolicyWarning:
+    """Something the caller should know about a change that was nevertheless made."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
 class PolicyChange:
-    """What a PUT or DELETE did: the policy now (None once deleted) and the operations queued."""
+    """What a PUT or DELETE did: the policy now (None once deleted), the operations queued and
+    warnings (an endpoint policy naming an endpoint discovery has not found)."""
 
     policy: PolicyView | None
     operations: list[OperationView]
+    warnings: list[PolicyWarning] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -144,12 +155,13 @@ def put_policy(
             scope_key=scope.key,
         )
         uow.session.add(policy)
-    for field in POLICY_FIELDS:
-        if getattr(policy, field) != data.get(field):
-            setattr(policy, field, data.get(field))
+    for name in POLICY_FIELDS:
+        if getattr(policy, name) != data.get(name):
+            setattr(policy, name, data.get(name))
     uow.flush()
     after = _view(policy, scope)
     operations = _replan(uow, ctx, scope, max_attempts)
+    warnings = _undiscovered(uow, scope)
     audit.record(
         uow,
         ctx,
@@ -161,7 +173,7 @@ def put_policy(
         after={"policy": after, "operations": [o.id for o in operations]},
     )
     uow.commit()
-    return PolicyChange(after, operations), created
+    return PolicyChange(after, operations, warnings), created
 
 
 def delete_policy(
@@ -212,11 +224,37 @@ def _refuse_unsupported(uow: UnitOfWork, scope: _Scope, data: dict[str, Any]) ->
             Endpoint.workspace_id == scope.workspace.id, Endpoint.name == scope.endpoint
         )
     )
-    if compute is not None and not supports_data_collection(compute):
+    reason = unsupported_reason(compute, "model_data_collection", True) if compute else None
+    if reason is not None:
         raise ValidationFailed(
-            f"model data collection is not available on {compute} web services",
-            [{"field": "model_data_collection", "message": f"not supported on {compute}"}],
+            reason,
+            [{"field": "body.model_data_collection", "message": f"not supported on {compute}"}],
         )
+
+
+def _undiscovered(uow: UnitOfWork, scope: _Scope) -> list[PolicyWarning]:
+    """An endpoint policy naming no live endpoint is stored (it applies when the endpoint
+    appears) but the caller is told: a typo would otherwise pass silently."""
+    if scope.endpoint is None or scope.workspace is None:
+        return []
+    endpoint = uow.session.scalar(
+        select(Endpoint).where(
+            Endpoint.workspace_id == scope.workspace.id, Endpoint.name == scope.endpoint
+        )
+    )
+    if endpoint is not None and endpoint.vanished_at is None:
+        return []
+    listed_at = uow.session.scalar(
+        select(WorkspaceSync.last_synced_at).where(WorkspaceSync.workspace_id == scope.workspace.id)
+    )
+    vanished_at = endpoint.vanished_at if endpoint is not None else None
+    return [
+        PolicyWarning(
+            "endpoint_not_discovered",
+            f"no endpoint '{scope.endpoint}' in workspace '{scope.workspace.slug}': "
+            + not_discovered_reason(vanished_at, listed_at),
+        )
+    ]
 
 
 def _replan(

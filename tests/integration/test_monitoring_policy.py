@@ -103,8 +103,11 @@ def test_policy_scopes_resolve_field_by_field_and_enforce_mode_applies_them(
     assert sandbox.service("aks-keep")["dataCollection"]["storageEnabled"] is True
     assert {op.state for op in operations_of(rt, wired.tenant_id)} == {"succeeded"}
     report = _compliance(api, wired, operator)
-    assert report["totals"]["compliant"] == 3
-    assert report["workspaces"][0]["offenders"] == []
+    # The workspace asks for data collection, which ACI web services do not have.
+    assert (report["totals"]["compliant"], report["totals"]["unsupported"]) == (2, 1)
+    assert [(o["endpoint"], o["compliance"]) for o in report["workspaces"][0]["offenders"]] == [
+        ("aci-off", "unsupported")
+    ]
 
 
 def test_audit_mode_reports_drift_and_changes_nothing_until_an_operator_applies(
@@ -201,6 +204,77 @@ def test_a_policy_for_an_endpoint_not_yet_discovered_applies_when_it_appears(
     assert len(_sync(api, wired, operator)["operations"]) == 1
     run_until(reconciler, lambda: settled(rt, wired.tenant_id))
     assert sandbox.service("later")["appInsightsEnabled"] is True
+
+
+def test_a_policy_for_an_undiscovered_endpoint_is_stored_with_a_warning_and_shown_unknown(
+    api: ApiClient, sandbox: Sandbox, wired: Wired, operator: str
+) -> None:
+    sandbox.add_service("known", compute_type="AKS", app_insights_enabled=True)
+    _, ws = _paths(wired)
+    _sync(api, wired, operator)
+    r = api.put(f"{ws}/endpoints/knwon/policy", operator, json={"app_insights": True})
+    assert r.status_code == 202, r.get_data(as_text=True)
+    assert r.json["operations"] == []
+    (warning,) = r.json["warnings"]
+    assert warning["code"] == "endpoint_not_discovered"
+    assert "'knwon'" in warning["message"]
+    assert "did not find" in warning["message"]
+    # Stored all the same: it applies if discovery finds the endpoint later.
+    assert api.get(f"{ws}/endpoints/knwon/policy", operator).json["app_insights"] is True
+    offenders = _compliance(api, wired, operator)["workspaces"][0]["offenders"]
+    assert [(o["endpoint"], o["compliance"]) for o in offenders] == [("knwon", "unknown")]
+    assert "did not find this endpoint" in offenders[0]["reason"]
+    # A discovered endpoint gets no warning.
+    r = api.put(f"{ws}/endpoints/known/policy", operator, json={"app_insights": True})
+    assert (r.status_code, r.json["warnings"]) == (202, [])
+
+
+def test_a_policy_for_a_vanished_endpoint_warns_that_it_vanished(
+    api: ApiClient, sandbox: Sandbox, wired: Wired, operator: str
+) -> None:
+    sandbox.add_service("gone", compute_type="AKS")
+    _, ws = _paths(wired)
+    _sync(api, wired, operator)
+    assert sandbox.remove_service("gone")
+    _sync(api, wired, operator)
+    r = api.put(f"{ws}/endpoints/gone/policy", operator, json={"app_insights": True})
+    assert r.status_code == 202
+    assert "vanished" in r.json["warnings"][0]["message"]
+    (offender,) = _compliance(api, wired, operator)["workspaces"][0]["offenders"]
+    assert (offender["endpoint"], offender["compliance"]) == ("gone", "unknown")
+    assert "vanished" in offender["reason"]
+
+
+def test_data_collection_asked_of_aci_is_unsupported_and_only_supported_settings_are_queued(
+    api: ApiClient,
+    sandbox: Sandbox,
+    wired: Wired,
+    operator: str,
+    rt: Runtime,
+    reconciler: Reconciler,
+) -> None:
+    sandbox.add_service("aci", compute_type="ACI", app_insights_enabled=False)
+    sandbox.add_service("aks", compute_type="AKS", app_insights_enabled=True)
+    tenant, ws = _paths(wired)
+    _sync(api, wired, operator)
+    r = api.put(
+        f"{tenant}/policy", operator, json={"app_insights": True, "model_data_collection": True}
+    )
+    assert r.status_code == 202
+    queued = {op["endpoint"]: op["desired"] for op in r.json["operations"]}
+    assert queued == {"aci": {"app_insights": True}, "aks": {"model_data_collection": True}}
+
+    run_until(reconciler, lambda: settled(rt, wired.tenant_id))
+    assert sandbox.service("aci")["appInsightsEnabled"] is True
+    report = _compliance(api, wired, operator)
+    assert (report["totals"]["compliant"], report["totals"]["unsupported"]) == (1, 1)
+    (offender,) = report["workspaces"][0]["offenders"]
+    assert (offender["endpoint"], offender["compliance"]) == ("aci", "unsupported")
+    assert "not available on ACI" in offender["reason"]
+    view = api.get(f"{ws}/endpoints/aci", operator).json["monitoring"]
+    assert (view["compliance"], view["reason"]) == ("unsupported", offender["reason"])
+    # Nothing more is ever queued for it: an apply finds nothing to do.
+    assert api.post(f"{ws}/endpoints/aci/apply", operator).json["operations"] == []
 
 
 def test_data_collection_demanded_of_an_aci_endpoint_is_refused_and_nothing_changes(

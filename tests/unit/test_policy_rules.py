@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from service.domain.capabilities import has_setting
+from service.domain.capabilities import unsupported_reason as setting_unsupported
 from service.domain.policy import (
     Compliance,
     ComplianceFacts,
@@ -14,10 +16,12 @@ from service.domain.policy import (
     compliance,
     resolve,
     unsupported_reason,
+    unsupported_settings,
 )
 from service.domain.retry import RetryPolicy
 
 AKS_OFF = Observed("AKS", app_insights_enabled=False, data_collection_enabled=False)
+NO_ACI_MDC = "model data collection is not available on ACI web services (only on AKS)"
 ACI_OFF = Observed("ACI", app_insights_enabled=False, data_collection_enabled=None)
 
 
@@ -44,10 +48,14 @@ def test_drift_lists_only_the_settings_that_differ() -> None:
     assert changes_needed(policy, AKS_OFF) == {"app_insights": True}
 
 
-def test_a_data_collection_default_does_not_apply_to_aci() -> None:
+def test_a_data_collection_default_is_unsupported_on_aci_not_compliant() -> None:
     policy = resolve(PolicySpec(model_data_collection=True), None, None)
     assert changes_needed(policy, ACI_OFF) == {}
-    assert unsupported_reason(policy, "ACI") is None
+    assert unsupported_settings(policy, "ACI") == {"model_data_collection": NO_ACI_MDC}
+    assert compliance(ComplianceFacts(policy, ACI_OFF)) == (
+        Compliance.UNSUPPORTED,
+        NO_ACI_MDC,
+    )
 
 
 def test_data_collection_demanded_of_an_aci_endpoint_is_unsupported() -> None:
@@ -55,6 +63,39 @@ def test_data_collection_demanded_of_an_aci_endpoint_is_unsupported() -> None:
     assert unsupported_reason(policy, "ACI") is not None
     state, _ = compliance(ComplianceFacts(policy, ACI_OFF))
     assert state is Compliance.UNSUPPORTED
+
+
+def test_data_collection_off_is_met_by_an_aci_endpoint_and_on_is_supported_by_aks() -> None:
+    off = resolve(PolicySpec(model_data_collection=False), None, None)
+    assert compliance(ComplianceFacts(off, ACI_OFF)) == (Compliance.COMPLIANT, None)
+    on = resolve(PolicySpec(model_data_collection=True), None, None)
+    assert unsupported_settings(on, "AKS") == {}
+    assert changes_needed(on, AKS_OFF) == {"model_data_collection": True}
+
+
+def test_the_supported_settings_of_an_aci_endpoint_are_still_changed_and_come_first() -> None:
+    policy = resolve(PolicySpec(app_insights=True, model_data_collection=True), None, None)
+    # Only App Insights is ever queued: data collection does not exist on ACI.
+    assert changes_needed(policy, ACI_OFF) == {"app_insights": True}
+    state, reason = compliance(ComplianceFacts(policy, ACI_OFF))
+    assert state is Compliance.DRIFTED
+    assert reason is not None
+    assert NO_ACI_MDC in reason
+    assert compliance(ComplianceFacts(policy, ACI_OFF, operation_active=True))[0] is (
+        Compliance.PENDING
+    )
+    met = Observed("ACI", app_insights_enabled=True, data_collection_enabled=None)
+    assert compliance(ComplianceFacts(policy, met))[0] is Compliance.UNSUPPORTED
+
+
+def test_capabilities_name_the_settings_each_kind_has() -> None:
+    assert has_setting("AKS", "model_data_collection")
+    assert has_setting("aks", "model_data_collection")
+    assert not has_setting("ACI", "model_data_collection")
+    assert has_setting("ACI", "app_insights")
+    assert setting_unsupported("ACI", "model_data_collection", False) is None
+    assert setting_unsupported("ACI", "model_data_collection", None) is None
+    assert setting_unsupported("ACI", "app_insights", True) is None
 
 
 @pytest.mark.parametrize(

@@ -204,10 +204,7 @@ class OpenApiContract:
         except (UnicodeError, ValueError, RecursionError) as exc:
             errors.append({"field": "body", "message": f"malformed JSON: {_json_reason(exc)}"})
             return None
-        errors.extend(
-            {"field": _field("body", e), "message": _describe(e)}
-            for e in sorted(validator.iter_errors(document), key=lambda e: list(e.path))
-        )
+        errors.extend(_body_errors(validator, document))
         return document
 
 
@@ -247,6 +244,53 @@ def _first_error(validator: Draft202012Validator, value: Any) -> str | None:
 
 def _field(prefix: str, error: ValidationError) -> str:
     return ".".join([prefix, *(str(p) for p in error.absolute_path)])
+
+
+_NOT_ACCEPTED = "is not a field this request accepts"
+
+
+def _body_errors(validator: Draft202012Validator, document: Any) -> list[dict[str, str]]:
+    """One error per field (the first rule it breaks), each naming the field itself: a missing
+    or unknown property is ``body.<name>``, not the object that holds it."""
+    found: dict[str, str] = {}
+    ordered = sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.path])
+    for error in ordered:
+        leaf = _leaf(error)
+        where = _field("body", leaf)
+        names = _named_properties(leaf)
+        if names is None:
+            found.setdefault(where, _describe(leaf))
+            continue
+        message = "is required" if leaf.validator == "required" else _NOT_ACCEPTED
+        for name in names[:20]:
+            found.setdefault(f"{where}.{name[:100]}", message)
+    return [{"field": field, "message": message} for field, message in found.items()]
+
+
+def _leaf(error: ValidationError) -> ValidationError:
+    """For oneOf/anyOf, the alternative's error that ``_describe`` reports."""
+    while error.validator in ("oneOf", "anyOf") and error.context:
+        error = min(error.context, key=lambda e: len(list(e.path)))
+    return error
+
+
+def _named_properties(error: ValidationError) -> list[str] | None:
+    """The properties a ``required`` or ``additionalProperties: false`` error is about."""
+    instance: Any = error.instance
+    schema: Any = error.schema
+    if not isinstance(instance, dict) or not isinstance(schema, dict):
+        return None
+    if error.validator == "required" and isinstance(error.validator_value, list):
+        return [str(p) for p in error.validator_value if p not in instance]
+    if error.validator == "additionalProperties" and error.validator_value is False:
+        known = schema.get("properties", {})
+        patterns = list(schema.get("patternProperties", {}))
+        return [
+            str(k)
+            for k in instance
+            if k not in known and not any(re.search(p, str(k)) for p in patterns)
+        ]
+    return None
 
 
 def _describe(error: ValidationError) -> str:

@@ -145,4 +145,24 @@ def _iso_instant(value: datetime) -> str:
 
 
 def _iso_duration(span: timedelta) -> str:
-    return f"PT{span.total_seconds()}S"  # the SDK's own form: PT3600.0S
+    """The canonical ISO 8601 form: ``P1D``, ``PT1H``, ``P1DT12H``, ``PT1M30.5S``.
+
+    A timespan sent as ``P1D`` comes back as ``P1D`` (and ``PT24H`` as ``P1D``), never as the
+    azure-monitor-query SDK's ``PT86400.0S``; Log Analytics takes either form.
+    """
+    micros = span // timedelta(microseconds=1)
+    days, micros = divmod(micros, 86_400_000_000)
+    hours, micros = divmod(micros, 3_600_000_000)
+    minutes, micros = divmod(micros, 60_000_000)
+    seconds, micros = divmod(micros, 1_000_000)
+    time = ""
+    if hours:
+        time += f"{hours}H"
+    if minutes:
+        time += f"{minutes}M"
+    if seconds or micros:
+        time += f"{seconds}.{micros:06d}".rstrip("0").rstrip(".") + "S"
+    if not days and not time:
+        time = "0S"
+    date = f"P{days}D" if days else "P"
+    return date + (f"T{time}" if time else "")

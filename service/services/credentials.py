@@ -199,16 +199,25 @@ def put_credential(
     return after, existing is None
 
 
+def _set_credential(uow: UnitOfWork, tenant: Tenant) -> TenantCredential:
+    """The credential resource itself: 404 when none is set, like a policy scope that is not
+    set. Using a tenant without one stays 409 ``credential_missing`` (``credential_of``)."""
+    try:
+        return credential_of(uow, tenant)
+    except CredentialMissing as exc:
+        raise NotFound(exc.detail) from None
+
+
 def get_credential(uow: UnitOfWork, ctx: CallContext, slug: str) -> CredentialView:
     tenant = admin_tenant(uow, ctx, slug)
-    return _view(credential_of(uow, tenant), slug)
+    return _view(_set_credential(uow, tenant), slug)
 
 
 def delete_credential(
     rt: Runtime, uow: UnitOfWork, ctx: CallContext, slug: str, if_match: str | None
 ) -> None:
     tenant = admin_tenant(uow, ctx, slug)
-    cred = credential_of(uow, tenant)
+    cred = _set_credential(uow, tenant)
     check_if_match(if_match, cred.version)
     before = _view(cred, slug)
     uow.session.execute(delete(DeviceLogin).where(DeviceLogin.tenant_id == tenant.id))

@@ -224,7 +224,7 @@ def test_a_certificate_without_its_private_key_is_refused_and_nothing_is_stored(
     )
     assert r.status_code == 400
     assert "private key" in r.json["detail"]
-    assert call(api, "GET", f"/v1/tenants/{slug}/credential", admin_key).status_code == 409
+    assert call(api, "GET", f"/v1/tenants/{slug}/credential", admin_key).status_code == 404
 
 
 def test_a_wrong_secret_is_reported_as_rejected_not_as_a_server_error(

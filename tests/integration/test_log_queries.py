@@ -151,7 +151,7 @@ def test_a_kql_query_returns_typed_tables_and_is_audited_with_its_figures(
     assert after["status"] == "success"
     assert after["rows"] == 2
     assert after["bytes"] > 0
-    assert after["timespan"] == "PT86400.0S"
+    assert after["timespan"] == "P1D"  # as sent (canonical ISO 8601), not PT86400.0S
     assert len(after["query_sha256"]) == 64
     assert after["duration_ms"] >= 0
 

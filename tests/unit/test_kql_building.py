@@ -89,14 +89,32 @@ def test_over_long_and_empty_queries_are_refused() -> None:
 
 
 def test_timespans_in_every_form_azure_takes() -> None:
-    assert parse_timespan("PT1H").iso() == "PT3600.0S"
+    assert parse_timespan("PT1H").iso() == "PT1H"
     assert parse_timespan("P1DT12H").length() == timedelta(hours=36)
     span = parse_timespan("2024-01-01T00:00:00Z/2024-01-01T06:00:00Z")
     assert span.start == datetime(2024, 1, 1, tzinfo=UTC)
     assert span.iso() == "2024-01-01T00:00:00Z/2024-01-01T06:00:00Z"
-    assert parse_timespan("2024-01-01T00:00:00+02:00/PT2H").iso() == (
-        "2023-12-31T22:00:00Z/PT7200.0S"
-    )
+    assert parse_timespan("2024-01-01T00:00:00+02:00/PT2H").iso() == ("2023-12-31T22:00:00Z/PT2H")
+
+
+@pytest.mark.parametrize(
+    ("sent", "canonical"),
+    [
+        ("P1D", "P1D"),
+        ("PT24H", "P1D"),
+        ("PT86400S", "P1D"),
+        ("P1DT12H", "P1DT12H"),
+        ("PT90M", "PT1H30M"),
+        ("PT1M30.5S", "PT1M30.5S"),
+        ("PT0.25S", "PT0.25S"),
+        ("P3650D", "P3650D"),
+    ],
+)
+def test_a_timespan_comes_back_in_canonical_iso_form_not_in_seconds(
+    sent: str, canonical: str
+) -> None:
+    assert parse_timespan(sent).iso() == canonical
+    assert parse_timespan(canonical).length() == parse_timespan(sent).length()
 
 
 @pytest.mark.parametrize(

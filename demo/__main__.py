@@ -24,9 +24,10 @@ def banner(info: DemoInfo) -> str:
     lines = [
         "",
         "AML monitoring control plane: demo is up",
+        f"  console   {info.console_url}   (sign in with the admin key below)",
         f"  service   {info.service_url}   (Swagger UI: {info.service_url}/docs/)",
         f"  emulator  {info.emulator_url}   (Azure: Entra ID, ARM, AML, Log Analytics)",
-        f"  CA        {info.ca_path}",
+        f"  CA        {info.ca_path}   (the demo's own CA: your browser will warn once)",
         f"  logs      {info.workdir}/service.log, {info.workdir}/worker.log",
         "",
         "Admin API key (shown once):",

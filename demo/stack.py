@@ -39,6 +39,7 @@ class DemoInfo:
     """What a user (or the e2e test) needs to talk to the running demo; saved as demo.json."""
 
     service_url: str
+    console_url: str
     emulator_url: str
     ca_path: str
     admin_key: str
@@ -134,6 +135,7 @@ class DemoStack:
         self._spawn([sys.executable, "-m", "service.worker"], env, "worker.log")
         info = DemoInfo(
             service_url=f"https://127.0.0.1:{self.port}",
+            console_url=f"https://127.0.0.1:{self.port}/console/",
             emulator_url=self.emulator.url,
             ca_path=str(ca.ca_path),
             admin_key=admin_key,
@@ -261,3 +263,6 @@ class DemoStack:
             call("POST", f"/v1/tenants/{tenant}/workspaces", workspace)
         for workspace in ("prod", "dev"):
             call("POST", f"/v1/tenants/contoso/workspaces/{workspace}/sync")
+        # Contoso starts in audit mode: drift is reported (the console's compliance page shows
+        # it), nothing is changed until someone enforces a policy.
+        call("PUT", "/v1/tenants/contoso/policy", {"app_insights": True, "mode": "audit"})

@@ -47,7 +47,10 @@ STEPS: tuple[Step, ...] = (
         f"/v1/tenants/{CONTOSO}/policy",
         body={"app_insights": True, "mode": "enforce"},
         expect=(200, 201, 202),
-        note="answers 202 with the operations it queued; the reconciler applies them",
+        note=(
+            "the demo starts Contoso in audit mode (drift reported, nothing changed); enforcing "
+            "answers 202 with the operations it queued, and the reconciler applies them"
+        ),
     ),
     Step(
         "Watch the policy converge: compliance totals (repeat until 'pending' is 0)",
@@ -64,7 +67,7 @@ STEPS: tuple[Step, ...] = (
         f"/v1/operations?tenant={CONTOSO}&state=failed",
     ),
     Step(
-        f"Request rate, average/p95 duration and failure rate of {DEMO_ENDPOINT} per hour",
+        f"Request rate, p50/p95 duration and failure rate of {DEMO_ENDPOINT} per hour",
         "GET",
         f"{ENDPOINT}/telemetry/requests?timespan=P1D&interval=PT1H",
     ),

@@ -9,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.api import (
     admin,
+    console,
     credentials,
     endpoints,
     health,
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         app.register_blueprint(blueprint)
     app.register_blueprint(logs.bp)
     app.register_blueprint(loganalytics.bp)
+    app.register_blueprint(console.bp)
     return app
 
 

@@ -56,6 +56,12 @@ def _timestamp(raw: str, field: str) -> datetime:
         ) from None
 
 
+@bp.get("/v1/whoami")
+def whoami() -> Response:
+    with runtime().uow() as uow:
+        return json_response(api_keys.whoami(uow, call_context()))
+
+
 @bp.get("/v1/api-keys/<key_id>")
 def get_api_key(key_id: str) -> Response:
     with runtime().uow() as uow:

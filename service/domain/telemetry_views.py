@@ -84,19 +84,20 @@ WORKSPACE = Schema(
 
 
 def requests_view(schema: Schema, endpoint: str, interval: timedelta) -> str:
-    """Per bin: request count and rate, average and p95 duration (ms), failures and their rate."""
+    """Per bin: request count and rate, average, p50 and p95 duration (ms), failures and rate."""
     s = schema
     seconds = int(interval.total_seconds())
     return (
         f"{s.requests}\n"
         f"| where {s.role} == {string_literal(endpoint)}\n"
         f"| summarize requests = count(), avg_duration_ms = avg({s.duration}),"
+        f" p50_duration_ms = percentile({s.duration}, 50),"
         f" p95_duration_ms = percentile({s.duration}, 95), failures = countif({s.failed})"
         f" by bin({s.time}, {timespan_literal(interval)})\n"
         f"| extend requests_per_second = todouble(requests) / {seconds},"
         " failure_rate = todouble(failures) / requests\n"
         f"| project bin_start = {s.time}, requests, requests_per_second, avg_duration_ms,"
-        " p95_duration_ms, failures, failure_rate\n"
+        " p50_duration_ms, p95_duration_ms, failures, failure_rate\n"
         "| order by bin_start asc"
     )
 

@@ -216,6 +216,12 @@ def get_api_key(uow: UnitOfWork, ctx: CallContext, key_id: str) -> ApiKeyView:
     return _view(*found)
 
 
+def whoami(uow: UnitOfWork, ctx: CallContext) -> ApiKeyView:
+    """The caller's own key (any role): what a console or portal needs to show only what works."""
+    ctx.require(Role.READER)
+    return _view(*_visible_key(uow, ctx.principal, ctx.principal.key_id))
+
+
 def list_api_keys(
     uow: UnitOfWork, ctx: CallContext, page: PageRequest, *, tenant: str | None = None
 ) -> Page[ApiKeyView]:

@@ -167,3 +167,23 @@ def test_a_key_name_is_free_text_and_need_not_be_unique(api: ApiClient, admin_ke
         response = api.post("/v1/api-keys", admin_key, json={"name": name, "role": "reader"})
         assert response.status_code == 201
         assert response.get_json()["api_key"]["name"] == name
+
+
+def test_whoami_tells_every_key_its_own_role_and_tenant_and_never_a_secret(
+    api: ApiClient, world: World, database: Database
+) -> None:
+    tenant = world.tenant()
+    for role, bound in (("reader", True), ("operator", False), ("admin", True)):
+        secret = world.key(role, tenant if bound else None)
+        response = api.get("/v1/whoami", secret)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        me = response.get_json()
+        assert me["id"] == key_id_of(database, secret)
+        assert (me["role"], me["tenant"]) == (role, tenant if bound else None)
+        assert secret.startswith(me["prefix"])
+        assert secret[len(me["prefix"]) :] not in response.get_data(as_text=True)
+
+
+def test_whoami_without_a_key_is_401(api: ApiClient) -> None:
+    response = api.get("/v1/whoami", "amlcp_not-a-key")
+    assert_problem(response, 401, "unauthorized")

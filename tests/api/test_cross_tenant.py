@@ -98,6 +98,10 @@ def _only_operations_of_a(body: dict[str, Any], estate: Estate) -> None:
     assert {o["tenant"] for o in body["items"]} == {estate.a.tenant}
 
 
+def _own_key_of_a(body: dict[str, Any], estate: Estate) -> None:
+    assert body["tenant"] == estate.a.tenant
+
+
 def _empty(body: dict[str, Any], estate: Estate) -> None:
     assert body == {"items": [], "next_cursor": None}
 
@@ -198,6 +202,8 @@ def probes(t: Target) -> dict[tuple[str, str], list[Probe]]:
         ],
         ("get", "/v1/api-keys/{key_id}"): [Probe("GET", f"/v1/api-keys/{t.key_id}")],
         ("delete", "/v1/api-keys/{key_id}"): [Probe("DELETE", f"/v1/api-keys/{t.key_id}")],
+        # The caller's own key, whatever the target: nothing of B to learn.
+        ("get", "/v1/whoami"): [Probe("GET", "/v1/whoami", expect=ALL_200, own_only=_own_key_of_a)],
         ("post", "/v1/tenants/{tenant}/workspaces/{workspace}/logs/query"): [
             Probe("POST", f"{ws}/logs/query", json={"query": "AppRequests | take 1"})
         ],

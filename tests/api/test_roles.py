@@ -70,6 +70,7 @@ RULES: dict[tuple[str, str], tuple[str, int, str | None]] = {
     ("post", "/v1/api-keys"): ("admin", 201, "api_key.create"),
     ("get", "/v1/api-keys/{key_id}"): ("admin", 200, None),
     ("delete", "/v1/api-keys/{key_id}"): ("admin", 204, "api_key.revoke"),
+    ("get", "/v1/whoami"): ("reader", 200, None),
     ("get", "/v1/audit-events"): ("reader", 200, None),
     # Monitoring (issue 5). No credential in these scenes: Azure calls answer 409.
     ("get", "/v1/tenants/{tenant}/policy"): ("reader", 200, None),

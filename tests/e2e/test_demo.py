@@ -89,6 +89,7 @@ def _until(check: Any, what: str, timeout: float = 90) -> Any:
 def test_the_demo_prints_a_key_and_every_walkthrough_step(demo: dict[str, Any]) -> None:
     printed = demo["printed"]
     assert f"export AMLCP_KEY={demo['admin_key']}" in printed
+    assert f"console   {demo['service_url']}/console/" in printed
     for step in STEPS:
         assert step.title in printed
     assert "LogsQueryClient" in printed

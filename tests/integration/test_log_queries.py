@@ -85,6 +85,7 @@ def test_the_request_view_gives_rate_latency_and_failures_per_bin(
         assert item["requests"] == len(group)
         assert math.isclose(item["requests_per_second"], len(group) / 3600)
         assert math.isclose(item["avg_duration_ms"], math.fsum(durations) / len(group))
+        assert item["p50_duration_ms"] == durations[math.ceil(0.50 * len(durations)) - 1]
         assert item["p95_duration_ms"] == durations[math.ceil(0.95 * len(durations)) - 1]
         assert item["failures"] == sum(failed(r) for r in group)
         assert math.isclose(item["failure_rate"], item["failures"] / len(group))

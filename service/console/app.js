@@ -52,6 +52,8 @@ function stopTimers() {
 
 function signInPage(message) {
   document.title = "Sign in - AML monitoring console";
+  // A portal may link deep into the console: after signing in, go where the link pointed.
+  const wanted = location.hash.startsWith("#/") && location.hash !== "#/signin" ? location.hash : "#/tenants";
   const input = h("input", {
     id: "api-key",
     name: "api-key",
@@ -91,7 +93,7 @@ function signInPage(message) {
       storeKey(secret);
       session.me = me;
       showWho();
-      session.go("#/tenants");
+      session.go(wanted);
     } catch (err) {
       error.textContent =
         err instanceof ApiError && err.status === 401
@@ -195,8 +197,4 @@ async function route() {
 
 document.getElementById("sign-out").addEventListener("click", () => signOut("Signed out."));
 window.addEventListener("hashchange", route);
-document.addEventListener("visibilitychange", () => {
-  // Pages that refresh themselves pause while the tab is hidden (the timers check this).
-  session.hidden = document.hidden;
-});
 route();

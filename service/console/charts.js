@@ -48,7 +48,7 @@ export function formatNumber(v, unit = "") {
  * Returns a <figure> with the SVG (role=img, labelled) and the numbers as a table in <details>.
  */
 export function lineChart({ id, title, unit = "", series, description }) {
-  const W = 640, H = 240, L = 56, R = 16, T = 16, B = 36;
+  const W = 640, H = 240, L = 92, R = 30, T = 16, B = 36;
   const all = series.flatMap((x) => x.points);
   const fig = h("figure", { class: "chart", id });
   const caption = h("figcaption", {}, title);
@@ -80,8 +80,11 @@ export function lineChart({ id, title, unit = "", series, description }) {
     preserveAspectRatio: "xMidYMid meet",
   });
   svg.append(s("title", { id: titleId }, `${title}. ${description || ""} ${summary}`.trim()));
-  for (let i = 0; i <= 4; i += 1) {
-    const v = (yMax * i) / 4;
+  // Gridlines on round values: 0-50 in tens, 0-20% in fives.
+  const mantissa = Math.round(yMax / 10 ** Math.floor(Math.log10(yMax)));
+  const steps = mantissa === 2 ? 4 : 5;
+  for (let i = 0; i <= steps; i += 1) {
+    const v = (yMax * i) / steps;
     const y = Y(v);
     svg.append(s("line", { x1: L, x2: W - R, y1: y, y2: y, class: "grid" }));
     svg.append(s("text", { x: L - 6, y: y + 4, class: "tick", "text-anchor": "end" }, formatNumber(v, unit)));
@@ -139,7 +142,7 @@ export function barChart({ id, title, unit = "", items }) {
     fig.append(h("p", { class: "empty" }, "No data in this time range."));
     return fig;
   }
-  const W = 640, row = 26, L = 200, R = 70;
+  const W = 960, row = 26, L = 300, R = 80;
   const H = items.length * row + 8;
   const max = niceMax(Math.max(...items.map((i) => i.value)));
   const titleId = `${id}-title`;
@@ -150,7 +153,7 @@ export function barChart({ id, title, unit = "", items }) {
   items.forEach((item, idx) => {
     const y = 4 + idx * row;
     const w = Math.max(1, ((W - L - R) * item.value) / max);
-    const label = item.label.length > 28 ? `${item.label.slice(0, 27)}…` : item.label;
+    const label = item.label.length > 40 ? `${item.label.slice(0, 39)}…` : item.label;
     svg.append(s("text", { x: L - 8, y: y + 16, class: "tick", "text-anchor": "end" }, label));
     svg.append(s("rect", { x: L, y: y + 3, width: w.toFixed(1), height: row - 8, class: `bar ${item.cls || ""}` }));
     svg.append(s("text", { x: L + w + 6, y: y + 16, class: "tick" }, formatNumber(item.value, unit)));

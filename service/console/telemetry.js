@@ -4,13 +4,13 @@ import { barChart, formatNumber, lineChart } from "./charts.js";
 import { h, table, when } from "./dom.js";
 import { crumbs, eHash, tHash, wHash } from "./views.js";
 
-// Time range -> the bin size that gives a readable number of points.
+// Time range -> the bin size that gives a readable number of points (and how to say it).
 const RANGES = [
-  ["PT1H", "last hour", "PT5M"],
-  ["PT6H", "last 6 hours", "PT15M"],
-  ["P1D", "last 24 hours", "PT1H"],
-  ["P2D", "last 2 days", "PT1H"],
-  ["P7D", "last 7 days", "PT6H"],
+  ["PT1H", "last hour", "PT5M", "5 minutes"],
+  ["PT6H", "last 6 hours", "PT15M", "15 minutes"],
+  ["P1D", "last 24 hours", "PT1H", "hour"],
+  ["P2D", "last 2 days", "PT1H", "hour"],
+  ["P7D", "last 7 days", "PT6H", "6 hours"],
 ];
 
 const IO_CHARS = 240;
@@ -94,10 +94,10 @@ export async function telemetryPage(session, [tenant, workspace, name], params) 
       partial(requests) || "",
       lineChart({
         id: "chart-request-rate",
-        title: "Request rate",
-        unit: "req/s",
-        description: `Requests per second, per ${range[2]} bin.`,
-        series: [{ name: "requests/s", cls: "s0", points: items.map((i) => [t(i), i.requests_per_second]) }],
+        title: `Request rate (requests per ${range[3]})`,
+        unit: "",
+        description: `Requests per ${range[3]}.`,
+        series: [{ name: `requests per ${range[3]}`, cls: "s0", points: items.map((i) => [t(i), i.requests]) }],
       }),
       lineChart({
         id: "chart-response-time",
@@ -183,7 +183,9 @@ export async function telemetryPage(session, [tenant, workspace, name], params) 
     );
   }
 
-  const schemaNote = requests.ok ? `Schema: ${requests.ok.schema}; time span ${requests.ok.timespan}.` : "";
+  const schemaNote = requests.ok
+    ? `${range[1]}, one point per ${range[3]}, from the ${requests.ok.schema === "workspace" ? "Log Analytics (App*)" : "classic App Insights"} tables; times in UTC.`
+    : "";
   return h(
     "section",
     {},

@@ -121,20 +121,20 @@ class Console:
         if "Content Security Policy" in text or message.type == "error":
             self.problems.append(f"console {message.type}: {text}")
 
-    def sign_in(self, key: str) -> None:
+    def sign_in(self, key: str, at: str = "", lands_on: str = "Tenants") -> None:
         """With the keyboard only: the key field has focus, Enter submits."""
-        self.page.goto(self.demo.console_url)
+        self.page.goto(self.demo.console_url + at)
         field = self.page.get_by_label("API key")
         expect(field).to_be_focused()
         self.page.keyboard.type(key)
         self.page.keyboard.press("Enter")
-        expect(self.heading()).to_have_text("Tenants")
+        expect(self.heading()).to_have_text(lands_on)
 
     def heading(self) -> Any:
         return self.page.locator("main h1")
 
-    def shot(self, name: str) -> None:
-        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    def shot(self, name: str, *, full_page: bool = True) -> None:
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
     def main_buttons(self) -> list[str]:
         texts: list[str] = self.page.locator("main button").all_inner_texts()
@@ -269,6 +269,7 @@ def test_a_new_user_finds_drift_enforces_a_policy_watches_it_converge_and_sees_t
     expect(page.locator("#chart-dependencies svg rect").first).to_be_visible()
     expect(page.locator("#traces tbody tr").first).to_be_visible()
     c.shot("07-telemetry")
+    c.shot("07-telemetry-first-screen", full_page=False)  # the README's picture
     page.get_by_label("Time range").select_option("P2D")
     page.get_by_role("button", name="Show").click()
     expect(page).to_have_url(re.compile(r"range=P2D"))
@@ -296,7 +297,8 @@ def test_the_console_is_usable_at_phone_width(
 ) -> None:
     c = console_factory(PHONE)
     page = c.page
-    c.sign_in(demo.admin_key)
+    # A portal's deep link survives the sign-in.
+    c.sign_in(demo.admin_key, at="#/t/contoso/w/prod", lands_on="Workspace: Contoso ML production")
     for name, hash_, heading in (
         ("10-phone-compliance", "#/t/contoso", "Compliance: Contoso"),
         ("11-phone-endpoint", "#/t/contoso/w/prod/e/churn-01", "Endpoint: churn-01"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Blueprint, Response, redirect, send_from_directory
+from werkzeug.wrappers import Response as BaseResponse
 
 ASSETS = Path(__file__).resolve().parent.parent / "console"
 
@@ -40,8 +41,8 @@ bp = Blueprint("console", __name__)
 
 
 @bp.get("/console")
-def console_root() -> Response:
-    return redirect("/console/", code=308)  # type: ignore[return-value]
+def console_root() -> BaseResponse:
+    return redirect("/console/", code=308)
 
 
 @bp.get("/console/", defaults={"asset": "index.html"})

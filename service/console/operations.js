@@ -18,8 +18,10 @@ function change(op) {
 }
 
 function attempts(op) {
+  // A count, or (newer servers) the list of attempts; tolerate neither being there.
   const n = Array.isArray(op.attempts) ? op.attempts.length : op.attempts;
-  return `${n} of ${op.max_attempts}`;
+  if (n === undefined || n === null) return "-";
+  return op.max_attempts ? `${n} of ${op.max_attempts}` : String(n);
 }
 
 export function operationRows(session, ops, onChange) {

@@ -200,10 +200,6 @@ export async function workspacePage(session, [tenant, workspace], params) {
   );
 }
 
-function attemptsCell(op) {
-  return Array.isArray(op.attempts) ? `${op.attempts.length} / ${op.max_attempts}` : `${op.attempts} / ${op.max_attempts}`;
-}
-
 export async function endpointPage(session, [tenant, workspace, name]) {
   const path = endpointPath(tenant, workspace, name);
   const [endpoint, operations] = await Promise.all([
@@ -292,4 +288,3 @@ export async function endpointPage(session, [tenant, workspace, name]) {
   );
 }
 
-export { attemptsCell };

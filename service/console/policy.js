@@ -82,10 +82,13 @@ export async function policyPage(session, [tenant, workspace, endpoint]) {
     );
   };
   const form = h("form", { id: "policy-form", class: "card" }, fieldsets, error);
+  const warnings = h("ul", { class: "warn", id: "policy-warnings" });
   const afterChange = (r) => {
     policy = r.body.policy;
     etag = r.etag || (policy ? policy.etag : null);
     showState();
+    // Stored anyway, but worth knowing (e.g. the endpoint has not been discovered yet).
+    warnings.replaceChildren(...(r.body.warnings || []).map((w) => h("li", {}, `${w.message} (${w.code})`)));
     renderOps(r.body.operations);
     if (r.body.operations.length) watchOperations(session, r.body.operations, renderOps);
     session.say(`Policy saved; ${r.body.operations.length} operation(s) queued.`);
@@ -147,6 +150,7 @@ export async function policyPage(session, [tenant, workspace, endpoint]) {
     ),
     state,
     form,
+    warnings,
     queued,
   );
 }

@@ -95,6 +95,14 @@ def _parse_tenant_ids(env: Mapping[str, str], name: str) -> frozenset[str]:
     return ids
 
 
+def _parse_slugs(env: Mapping[str, str], name: str) -> frozenset[str]:
+    slugs = frozenset(t.strip() for t in env.get(name, "").split(",") if t.strip())
+    for slug in slugs:
+        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", slug):
+            raise SettingsError(f"{name}: {slug!r} is not a tenant slug")
+    return slugs
+
+
 def _parse_origins(env: Mapping[str, str], name: str) -> frozenset[str]:
     origins = [o.strip().rstrip("/") for o in env.get(name, "").split(",") if o.strip()]
     for origin in origins:
@@ -328,6 +336,9 @@ class Settings:
     log_json: bool = True
     reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
     log_query: LogQuerySettings = field(default_factory=LogQuerySettings)
+    # Tenant slugs whose credential may be `host_identity` (the service's own Azure identity);
+    # only a global admin may choose it, and none by default.
+    host_identity_tenants: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -355,6 +366,7 @@ class Settings:
             log_json=_parse_log_format(env, "LOG_FORMAT"),
             reconciler=ReconcilerSettings.from_env(env),
             log_query=LogQuerySettings.from_env(env),
+            host_identity_tenants=_parse_slugs(env, "HOST_IDENTITY_TENANTS"),
         )
 
     def with_overrides(self, **changes: Any) -> Settings:

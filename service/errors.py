@@ -89,6 +89,15 @@ class ServiceUnavailable(ServiceError):
     status, code, title = 503, "service_unavailable", "Service unavailable"
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database failed (outage, failover, restart): retry after a short pause."""
+
+    code = "service_unavailable"
+
+    def __init__(self, detail: str, *, retry_after_s: int = 2) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
+
+
 class Internal(ServiceError):
     """An unexpected failure: the detail shown to the caller never carries internals."""
 
@@ -113,6 +122,30 @@ class CredentialRejected(FailedDependency):
     """Entra refused the credential (unknown client, wrong secret, bad certificate...)."""
 
     code, title = "credential_rejected", "Azure rejected the credential"
+
+
+class NoHostIdentity(FailedDependency):
+    """``host_identity`` is configured but this host has no Azure identity (nothing was asked)."""
+
+    code, title = "no_host_identity", "No Azure identity on this host"
+
+
+class WrongTenantToken(FailedDependency):
+    """A token was issued for another Entra tenant than the tenant's registered one: unused."""
+
+    code, title = "wrong_tenant_token", "Token issued for another Entra tenant"
+
+
+class SubscriptionNotInTenant(FailedDependency):
+    """The subscription is not reachable with the tenant's credential, or belongs elsewhere."""
+
+    code, title = "subscription_not_in_tenant", "Subscription not in the tenant's Entra tenant"
+
+
+class HostIdentityNotAllowed(Forbidden):
+    """Only a global admin may choose ``host_identity``, and only for allow-listed tenants."""
+
+    code, title = "host_identity_not_allowed", "The host identity is not allowed for this tenant"
 
 
 class AzureUnavailable(ServiceUnavailable):

@@ -223,6 +223,8 @@ def map_azureml_error(exc: BaseException, what: str) -> ServiceError:
     if isinstance(exc, ServiceError):
         return exc
     for cause in _chain(exc):
+        if isinstance(cause, ServiceError):  # e.g. a wrong-tenant token, wrapped by the SDK
+            return cause
         if isinstance(cause, ClientAuthenticationError | LoginRequiredError | TokenRefreshFailed):
             return map_identity_error(cause)
     if any(isinstance(c, requests.Timeout | requests.ConnectionError) for c in _chain(exc)):

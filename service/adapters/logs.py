@@ -242,6 +242,10 @@ def _raw_error(response: Any) -> dict[str, Any] | None:
 
 
 def _azure_error(exc: HttpResponseError) -> ServiceError:
+    if isinstance(exc, ClientAuthenticationError):
+        # A subclass of HttpResponseError, but the credential's failure, not Azure's answer
+        # to the query: the caller must fix the credential, not retry.
+        return map_identity_error(exc)
     response = exc.response
     status = exc.status_code or 502
     error: dict[str, Any] = {}
@@ -266,8 +270,6 @@ def _azure_error(exc: HttpResponseError) -> ServiceError:
 def _transport_error(exc: Exception) -> ServiceError:
     if isinstance(exc, ServiceError):
         return exc
-    if isinstance(exc, ClientAuthenticationError):
-        return map_identity_error(exc)
     if isinstance(exc, ServiceRequestError | ServiceResponseError | OSError):
         return AzureUnavailable(f"Log Analytics unreachable ({type(exc).__name__})")
     if isinstance(exc, HttpResponseError):

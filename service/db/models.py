@@ -237,6 +237,9 @@ class TenantCredential(Versioned, Base):
     # delegated: the msal token cache (refresh token inside), versioned for cross-process refresh.
     token_cache_ciphertext: Mapped[str | None] = mapped_column(Text)
     token_cache_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # One replica refreshes at a time: it holds this lease (epoch seconds) while it calls Entra,
+    # with no database lock held; the others wait for the version to move on.
+    token_refresh_lease_until: Mapped[float | None] = mapped_column(Float)
     # Display only, never a secret: signed-in user name, or the app / object id of a principal.
     identity: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(32), nullable=False)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 
+from emulator.testing import Sandbox
 from service.db.session import Database
 from tests.api.helpers import audit_count, key_id_of, tenant_id
-from tests.support.api import ApiClient, World, new_guid, unique
+from tests.support.api import ApiClient, World, unique
 
 
 def test_every_mutation_writes_exactly_one_event_with_actor_and_request_id(
-    api: ApiClient, database: Database, admin_key: str
+    api: ApiClient, database: Database, admin_key: str, sandbox: Sandbox
 ) -> None:
     actor = key_id_of(database, admin_key)
     slug, ws = unique("t"), unique("w")
@@ -18,16 +19,26 @@ def test_every_mutation_writes_exactly_one_event_with_actor_and_request_id(
         (
             "POST",
             "/v1/tenants",
-            {"slug": slug, "display_name": "A", "entra_tenant_id": new_guid()},
+            {"slug": slug, "display_name": "A", "entra_tenant_id": sandbox.tenant_id},
             "tenant.create",
         ),
         ("PATCH", f"/v1/tenants/{slug}", {"display_name": "B"}, "tenant.update"),
+        (
+            "PUT",
+            f"/v1/tenants/{slug}/credential",
+            {
+                "kind": "service_principal",
+                "client_id": sandbox.client_id,
+                "client_secret": sandbox.client_secret,
+            },
+            "credential.put",
+        ),
         (
             "POST",
             f"/v1/tenants/{slug}/workspaces",
             {
                 "slug": ws,
-                "subscription_id": new_guid(),
+                "subscription_id": sandbox.subscription_id,
                 "resource_group": "rg",
                 "workspace_name": unique("mlw"),
             },

@@ -86,6 +86,14 @@ def put_secret_credential(
     )
 
 
+def allow_host_identity(monkeypatch: pytest.MonkeyPatch, runtime: Runtime, *slugs: str) -> None:
+    """Name the tenants in HOST_IDENTITY_TENANTS for this test (the runtime reads it per call)."""
+    allowed = runtime.settings.host_identity_tenants | frozenset(slugs)
+    monkeypatch.setattr(
+        runtime, "settings", runtime.settings.with_overrides(host_identity_tenants=allowed)
+    )
+
+
 def tenant_for(world: World, box: Sandbox) -> str:
     return world.tenant(entra_tenant_id=box.tenant_id)
 
@@ -465,6 +473,7 @@ def test_the_host_identity_comes_from_the_environment(
     monkeypatch.setenv("AZURE_CLIENT_ID", sandbox.client_id)
     monkeypatch.setenv("AZURE_CLIENT_SECRET", sandbox.client_secret)
     slug = tenant_for(world, sandbox)
+    allow_host_identity(monkeypatch, runtime, slug)
     r = call(
         api, "PUT", f"/v1/tenants/{slug}/credential", admin_key, json={"kind": "host_identity"}
     )

@@ -75,20 +75,6 @@ def _workspaces() -> list[tuple[str, dict[str, Any]]]:
                 "log_analytics_workspace_id": "22c3d4e5-f6a7-4829-8b1c-d2e3f4a5b6c7",
             },
         ),
-        (
-            "fabrikam",
-            {
-                "slug": "analytics",
-                "display_name": "Fabrikam analytics",
-                "subscription_id": FABRIKAM_SUB,
-                "resource_group": "rg-analytics",
-                "workspace_name": "fabrikam-ml",
-                "app_insights_resource_id": ai.format(
-                    sub=FABRIKAM_SUB, rg="rg-analytics", name="fabrikam-ai"
-                ),
-                "log_analytics_workspace_id": "33d4e5f6-a7b8-4930-9c2d-e3f4a5b6c7d8",
-            },
-        ),
     ]
 
 
@@ -259,6 +245,8 @@ class DemoStack:
                 "client_id": FABRIKAM_PUBLIC_CLIENT,
             },
         )
+        # Fabrikam's workspace is registered in the walkthrough, once someone has signed in:
+        # registration asks Resource Manager with the tenant's credential.
         for tenant, workspace in _workspaces():
             call("POST", f"/v1/tenants/{tenant}/workspaces", workspace)
         for workspace in ("prod", "dev"):

@@ -87,12 +87,12 @@ class _DeadlineAdapter(requests.adapters.HTTPAdapter):
 
 
 def msal_http_client(
-    ca_bundle: str | None, timeout: tuple[float, float] = MSAL_TIMEOUT_S
+    ca_bundle: str | None, timeout: tuple[float, float] | None = None
 ) -> requests.Session:
     """msal's HTTP session: a deadline on every call; with an explicit CA bundle, ignore
     REQUESTS_CA_BUNDLE & co."""
     session = requests.Session()
-    adapter = _DeadlineAdapter(timeout)
+    adapter = _DeadlineAdapter(timeout or MSAL_TIMEOUT_S)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     if ca_bundle:

@@ -144,6 +144,8 @@ def test_the_walkthrough_works_as_printed(demo: dict[str, Any]) -> None:
     assert done["state"] == "succeeded"
     assert done["username"] == DELEGATED_USER
     assert _call(s, demo, STEPS[10], values)["identity"]["username"] == DELEGATED_USER
+    registered = _call(s, demo, STEPS[11], values)
+    assert registered["subscription_id"] == STEPS[11].body["subscription_id"]  # type: ignore[index]
 
 
 def test_the_real_logs_client_queries_through_the_service(demo: dict[str, Any]) -> None:

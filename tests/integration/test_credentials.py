@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from azure.monitor.query import LogsQueryClient, LogsQueryStatus
+from flask import Flask
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
@@ -52,8 +53,13 @@ LOG = io.StringIO()
 
 
 @pytest.fixture(scope="module", autouse=True)
-def capture_all_logs() -> Iterator[None]:
-    """Every log line at every level, through the service's redacting filter."""
+def capture_all_logs(app: Flask) -> Iterator[None]:
+    """Every log line at every level, through the service's redacting filter.
+
+    After the app exists: building it configures logging at the settings' level (INFO), which
+    would otherwise silently lift the capture above DEBUG (msal logs its token-cache events,
+    device codes included, at DEBUG only).
+    """
     handler = logging.StreamHandler(LOG)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
     handler.addFilter(RedactingFilter())
@@ -64,6 +70,12 @@ def capture_all_logs() -> Iterator[None]:
     yield
     root.removeHandler(handler)
     root.setLevel(previous)
+
+
+@pytest.fixture(autouse=True)
+def at_debug(capture_all_logs: None) -> None:
+    """Each test starts at DEBUG: a test that builds an app sets the settings' level again."""
+    logging.getLogger().setLevel(logging.DEBUG)
 
 
 def call(api: ApiClient, method: str, path: str, key: str, **kw: Any) -> TestResponse:
@@ -507,7 +519,7 @@ def test_every_msal_call_has_a_network_deadline(
     from service.errors import AzureUnavailable
 
     app = emulator.state.add_public_client(sandbox.tenant_id)
-    monkeypatch.setattr(identity, "MSAL_TIMEOUT_S", (2.0, 1.0))
+    monkeypatch.setattr(identity, "MSAL_TIMEOUT_S", (2.0, 1.0), raising=False)
     hang = emulator.add_fault("hang", "entra.devicecode", tenant_id=sandbox.tenant_id)
     outcome: dict[str, Any] = {}
 

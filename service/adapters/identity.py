@@ -199,6 +199,10 @@ class AzureIdentity:
         options: dict[str, Any] = {
             "authority": self._settings.authority_host,
             "disable_instance_discovery": not self._settings.instance_discovery,
+            # azure-identity's transport waits 300 s per read by default: Entra gets the same
+            # deadline as every msal call.
+            "connection_timeout": MSAL_TIMEOUT_S[0],
+            "read_timeout": MSAL_TIMEOUT_S[1],
         }
         if self._settings.ca_bundle:
             options["connection_verify"] = self._settings.ca_bundle

@@ -544,6 +544,38 @@ def test_every_msal_call_has_a_network_deadline(
     assert isinstance(outcome.get("error"), AzureUnavailable), outcome
     assert time.monotonic() - started < 15
 
+    # azure-identity's credentials (service principals, host identity) too: their transport
+    # would wait 300 s per read.
+    from service.ports import CredentialSpec
+
+    spec = CredentialSpec(
+        tenant_key=new_guid(),
+        fingerprint="f",
+        entra_tenant_id=sandbox.tenant_id,
+        kind="service_principal",
+        client_id=sandbox.client_id,
+        client_secret=sandbox.client_secret,
+    )
+    hang = emulator.add_fault("hang", "entra.token", tenant_id=sandbox.tenant_id)
+    outcome.clear()
+
+    def verify() -> None:
+        try:
+            identity.AzureIdentity(settings.azure).verify(spec)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertions below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=verify, daemon=True)
+    try:
+        thread.start()
+        thread.join(timeout=20)  # azure-identity retries a timed-out read three times
+        finished = not thread.is_alive()
+    finally:
+        emulator.clear_faults(hang.id)
+        thread.join(timeout=30)
+    assert finished, "azure-identity waited on a silent Entra with no deadline"
+    assert isinstance(outcome.get("error"), AzureUnavailable), outcome
+
 
 def test_the_audit_trail_never_holds_a_user_code_or_device_code(
     api: ApiClient,

@@ -37,34 +37,69 @@ from emulator.la_store import CannedResponse, Scope, TelemetryStore
 if TYPE_CHECKING:
     from emulator.kql import Table
 
-__all__ = ["Engine", "LogAnalyticsLimits", "LogAnalyticsService", "TelemetryStore", "kql_engine"]
+__all__ = [
+    "Engine",
+    "EngineResult",
+    "LogAnalyticsLimits",
+    "LogAnalyticsService",
+    "TelemetryStore",
+    "kql_engine",
+]
 
 log = logging.getLogger(__name__)
 
 JsonObject = dict[str, Any]
 Window = tuple[datetime, datetime] | None
-# Runs one query over named tables and returns wire tables ({"name", "columns", "rows"}).
-# Raises LaError for a query the service rejects.
-Engine = Callable[[str, Mapping[str, "Table"], datetime, Window], list[JsonObject]]
+
+
+@dataclass
+class EngineResult:
+    """Wire tables ({"name", "columns", "rows"}) and the PartialError the engine reported."""
+
+    tables: list[JsonObject]
+    partial_error: JsonObject | None = None
+
+
+# Runs one query over named tables (under the current limits) and returns wire tables, or an
+# EngineResult when the engine reports a partial failure. Raises LaError for a query the service
+# rejects.
+Engine = Callable[
+    [str, Mapping[str, "Table"], datetime, Window, LogAnalyticsLimits],
+    list[JsonObject] | EngineResult,
+]
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 
 def kql_engine(
-    query: str, tables: Mapping[str, Table], now: datetime, window: Window
-) -> list[JsonObject]:
-    """The default engine: the emulator's KQL subset, errors mapped to Azure's 400 shapes."""
+    query: str,
+    tables: Mapping[str, Table],
+    now: datetime,
+    window: Window,
+    limits: LogAnalyticsLimits,
+) -> EngineResult:
+    """The default engine: the emulator's KQL subset, errors mapped to Azure's 400 shapes.
+
+    A summarize past `limits.max_summarize_groups` (0: no budget) keeps the first groups and
+    the answer carries a PartialError, as the service's aggregation memory budget does.
+    """
     # Imported here so that the service can be built (and tested with another engine) without
     # loading the KQL parser.
     from emulator import kql
     from emulator.kql.wire import table_to_wire
 
+    budget = limits.max_summarize_groups or None
     try:
-        result = kql.execute(query, tables, now=now, timespan=window)
+        outcome = kql.run(query, tables, now=now, timespan=window, max_groups=budget)
     except kql.KqlError as exc:
+        if exc.code == kql.UNSUPPORTED:
+            raise la_errors.not_supported_by_emulator(exc.to_innererror()) from exc
         raise la_errors.kql_error(exc.to_innererror()) from exc
-    return [table_to_wire(table) for table in result]
+    partial = None
+    if outcome.overflowed_groups is not None:
+        partial = la_errors.aggregation_overflow_error(outcome.overflowed_groups)
+    return EngineResult([table_to_wire(table) for table in outcome.tables], partial)
 
 
 @dataclass
@@ -156,17 +191,20 @@ class LogAnalyticsService:
         started = time.perf_counter()
         self._gate.acquire(identity, limits)
         try:
-            result = self._engine(query, tables, now, window)
+            result = self._engine(query, tables, now, window, limits)
             _simulate_service_time(limits.latency_s, wait_s, started)
         finally:
             self._gate.release(identity, limits)
         scanned = sum(len(t.rows) for t in tables.values()) if prefer.include_statistics else 0
+        if not isinstance(result, EngineResult):
+            result = EngineResult(result)
         encoded = query_body(
-            result,
+            result.tables,
             prefer,
             limits,
             execution_s=time.perf_counter() - started,
             scanned_rows=scanned,
+            engine_error=result.partial_error,
         )
         headers = [] if prefer.wait_s is None else [("Preference-Applied", f"wait={wait_s}")]
         return _Answer(200, encoded, headers)
@@ -185,7 +223,7 @@ class LogAnalyticsService:
         """The workspace or resource a query path names, checked for the caller's access."""
         if target.startswith("/workspaces/"):
             workspace_id = target[len("/workspaces/") :]
-            if not _GUID.match(workspace_id):
+            if not _GUID.fullmatch(workspace_id):
                 raise la_errors.path_not_found()
             scope = self.store.workspace(workspace_id)
             if scope is None:

@@ -49,6 +49,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 JsonObject = dict[str, Any]
+# The caller's tenant boundary: whether it may read a workspace (None: no boundary).
+Allowed = Callable[[str], bool] | None
 Window = tuple[datetime, datetime] | None
 
 
@@ -129,10 +131,20 @@ class LogAnalyticsService:
         self._engine = engine if engine is not None else kql_engine
         self._gate = IdentityGate()
 
-    def handle(self, request: Request, identity: str) -> Response:
-        """Answer one `/v1/...` request made by `identity` (a stable id of the principal)."""
+    def handle(
+        self,
+        request: Request,
+        identity: str,
+        *,
+        workspace_allowed: Callable[[str], bool] | None = None,
+    ) -> Response:
+        """Answer one `/v1/...` request made by `identity` (a stable id of the principal).
+
+        `workspace_allowed(workspace_id)`, when given, is the caller's tenant boundary: a batch
+        entry or an additional workspace it refuses is answered 403 (that entry only).
+        """
         try:
-            answer = self._route(request, identity)
+            answer = self._route(request, identity, workspace_allowed)
         except LaError as error:
             answer = _Answer.of_error(error)
         except Exception:  # a bug in the emulator must still answer in Azure's shape
@@ -150,14 +162,14 @@ class LogAnalyticsService:
 
     # -- routing -------------------------------------------------------------------------------
 
-    def _route(self, request: Request, identity: str) -> _Answer:
+    def _route(self, request: Request, identity: str, allowed: Allowed) -> _Answer:
         path = request.path
         if not path.startswith("/v1/"):
             raise la_errors.path_not_found()
         route = path[3:]
         method = request.method
         if route == "/$batch" and method == "POST":
-            return self._batch(identity, _json_body(request))
+            return self._batch(identity, _json_body(request), allowed)
         if not route.endswith("/query") or method not in ("POST", "GET"):
             raise la_errors.path_not_found()
         if method == "POST":
@@ -170,9 +182,17 @@ class LogAnalyticsService:
                 "timespan": args.get("timespan"),
                 "workspaces": workspaces.split(",") if workspaces else None,
             }
-        return self._query(identity, route, body, parse_prefer(request.headers.get("Prefer")))
+        prefer = parse_prefer(request.headers.get("Prefer"))
+        return self._query(identity, route, body, prefer, allowed)
 
-    def _query(self, identity: str, route: str, body: object, prefer: Preferences) -> _Answer:
+    def _query(
+        self,
+        identity: str,
+        route: str,
+        body: object,
+        prefer: Preferences,
+        allowed: Allowed = None,
+    ) -> _Answer:
         """One query: `route` is `/workspaces/<id>/query` or `/<resource id>/query`."""
         if not isinstance(body, dict):
             raise la_errors.bad_argument("The request body must be a JSON object", target="body")
@@ -186,7 +206,7 @@ class LogAnalyticsService:
         limits = self.limits  # one consistent snapshot even if the admin API swaps it
         now = limits.now() if limits.now is not None else datetime.now(UTC)
         window = parse_timespan(body.get("timespan"), now)
-        tables = self._tables(scope, body.get("workspaces"), identity)
+        tables = self._tables(scope, body.get("workspaces"), identity, allowed)
         wait_s = _applied_wait(prefer, limits)
         started = time.perf_counter()
         self._gate.acquire(identity, limits)
@@ -240,7 +260,9 @@ class LogAnalyticsService:
             raise la_errors.insufficient_access()
         return scope
 
-    def _tables(self, scope: Scope, extra: object, identity: str) -> Mapping[str, Table]:
+    def _tables(
+        self, scope: Scope, extra: object, identity: str, allowed: Allowed = None
+    ) -> Mapping[str, Table]:
         """The primary scope's tables, merged with those of any additional workspaces."""
         if extra is None or extra == []:
             return scope.tables
@@ -255,7 +277,7 @@ class LogAnalyticsService:
                 raise la_errors.bad_argument(
                     f"Failed to resolve workspace '{name}'", target="workspaces", value=name
                 )
-            if not other.readable_by(identity):
+            if not other.readable_by(identity) or (allowed is not None and not allowed(name)):
                 raise la_errors.insufficient_access()
             if other.id != scope.id and other not in scopes:
                 scopes.append(other)
@@ -263,7 +285,7 @@ class LogAnalyticsService:
 
     # -- batch ---------------------------------------------------------------------------------
 
-    def _batch(self, identity: str, payload: object) -> _Answer:
+    def _batch(self, identity: str, payload: object, allowed: Allowed = None) -> _Answer:
         requests = payload.get("requests") if isinstance(payload, dict) else None
         if not isinstance(requests, list) or not requests:
             raise la_errors.bad_argument("requests must be a non-empty list", target="requests")
@@ -274,7 +296,7 @@ class LogAnalyticsService:
         parts = []
         for request_id, item in zip(ids, requests, strict=True):
             try:
-                answer = self._batch_entry(identity, item)
+                answer = self._batch_entry(identity, item, allowed)
             except LaError as error:
                 answer = _Answer.of_error(error)
             head: JsonObject = {"id": request_id, "status": answer.status}
@@ -285,7 +307,7 @@ class LogAnalyticsService:
             parts.append(dumps(head)[:-1] + b',"body":' + body + b"}")
         return _Answer(200, b'{"responses":[' + b",".join(parts) + b"]}")
 
-    def _batch_entry(self, identity: str, item: JsonObject) -> _Answer:
+    def _batch_entry(self, identity: str, item: JsonObject, allowed: Allowed = None) -> _Answer:
         if item.get("path", "/query") != "/query" or item.get("method", "POST") != "POST":
             raise la_errors.bad_argument("Only POST /query is supported in a batch", target="path")
         workspace = item.get("workspace")
@@ -300,8 +322,10 @@ class LogAnalyticsService:
             if isinstance(headers, dict)
             else None
         )
+        if allowed is not None and not allowed(workspace):
+            raise la_errors.insufficient_access()
         route = f"/workspaces/{workspace}/query"
-        return self._query(identity, route, item.get("body"), parse_prefer(prefer))
+        return self._query(identity, route, item.get("body"), parse_prefer(prefer), allowed)
 
 
 def _json_body(request: Request) -> object:

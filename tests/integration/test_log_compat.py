@@ -267,3 +267,46 @@ def test_a_get_query_with_query_and_timespan_in_the_query_string_works(
     r = api.call("GET", f"/loganalytics/v1/workspaces/{ws}/query", w.reader, validate=False,
                  query_string={"timespan": "PT1H"})  # fmt: skip
     assert_azure_error(r, 400, "BadArgumentError")
+
+
+def test_a_batch_answers_each_entry_even_when_some_touch_another_tenants_workspace(
+    api: ApiClient, world: World, admin_key: str, sandbox: Sandbox, emulator: EmulatorHandle,
+    service_url: str,
+) -> None:  # fmt: skip
+    ours = wire(api, world, admin_key, sandbox)
+    theirs_box = emulator.sandbox()
+    wire(api, world, admin_key, theirs_box)
+    mine, theirs = sandbox.log_analytics_workspace_id, theirs_box.log_analytics_workspace_id
+    assert mine is not None
+    assert theirs is not None
+    batch = {
+        "requests": [
+            {"id": "own", "workspace": mine, "body": {"query": "AppRequests | count"}},
+            {"id": "foreign", "workspace": theirs, "body": {"query": "AppRequests | count"}},
+            {"id": "cross", "workspace": mine,
+             "body": {"query": "AppRequests | count", "workspaces": [theirs]}},
+            {"id": "kql", "workspace": mine, "body": {"query": "AppRequests | wher"}},
+            {"id": "nobody", "workspace": mine},
+            {"id": "after", "workspace": mine, "body": {"query": "AppRequests | take 1"}},
+        ]
+    }  # fmt: skip
+    r = api.call("POST", "/loganalytics/v1/$batch", ours.reader, json=batch, validate=False)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    answers = {a["id"]: a for a in r.get_json()["responses"]}
+    assert list(answers) == ["own", "foreign", "cross", "kql", "nobody", "after"]
+    assert answers["own"]["status"] == answers["after"]["status"] == 200
+    assert answers["own"]["body"]["tables"][0]["rows"][0][0] > 0
+    for entry, status, code in (
+        ("foreign", 404, "WorkspaceNotFoundError"),
+        ("cross", 404, "WorkspaceNotFoundError"),
+        ("kql", 400, "BadArgumentError"),
+        ("nobody", 400, "BadArgumentError"),
+    ):
+        assert answers[entry]["status"] == status, answers[entry]
+        assert answers[entry]["body"]["error"]["code"] == code
+    # The envelope itself must be a batch: anything else is refused whole, in Azure's shape.
+    for payload in ({"requests": "x"}, {"requests": [1]}, {"requests": []}, [1],
+                    {"requests": [{"id": "a"}, {"id": "a"}]}):  # fmt: skip
+        r = api.call("POST", "/loganalytics/v1/$batch", ours.reader, json=payload,
+                     validate=False)  # fmt: skip
+        assert_azure_error(r, 400, "BadArgumentError")

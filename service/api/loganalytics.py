@@ -34,10 +34,11 @@ from service.services import log_compat
 log = logging.getLogger(__name__)
 bp = Blueprint("loganalytics", __name__)
 PREFIX = "/loganalytics/v1/"
-# Every method a client may send reaches a view, so even a wrong one is answered in Azure's shape
-# (with Allow) by this blueprint's handlers; HEAD and OPTIONS are Flask's.
-_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+# Every common method reaches a view, so even a wrong one is answered in Azure's shape with the
+# resource's own Allow (other methods get werkzeug's routing 405, rendered the same way).
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _QUERY_METHODS = ("GET", "POST")
+_BATCH_METHODS = ("POST",)
 # JSON nesting deeper than any query body needs; deeper input is refused before parsing.
 _MAX_JSON_DEPTH = 64
 
@@ -55,13 +56,17 @@ def _register_converter(state: BlueprintSetupState) -> None:
     state.app.url_map.converters.setdefault("la_anypath", _AnyPath)
 
 
-@bp.route(PREFIX + "<la_anypath:rest>", methods=_METHODS)
+@bp.route(PREFIX + "<la_anypath:rest>", methods=_METHODS, provide_automatic_options=False)
 def query(rest: str) -> Response:
     if rest == "$batch":
-        _allow(("POST",))
+        _allow(_BATCH_METHODS)
         rt, ctx = runtime(), call_context()
         body = log_compat.batch(rt, ctx, _json_body())
         return Response(body, 200, content_type=CONTENT_TYPE)
+    if rest.startswith("workspaces/") and rest.endswith("/metadata"):
+        # Azure's metadata API (GET|POST) is not proxied by this service.
+        _allow(_QUERY_METHODS)
+        raise NotFound("The metadata API is not available through this endpoint")
     target = _target(rest)
     _allow(_QUERY_METHODS)
     rt, ctx = runtime(), call_context()
@@ -71,6 +76,18 @@ def query(rest: str) -> Response:
     prefer = log_compat.clean_prefer(rt, request.headers.get("Prefer"))
     answer = log_compat.forward(rt, ctx, resolved, clean, prefer)
     return Response(answer.chunks, answer.status, headers=answer.headers)
+
+
+class _Options(Exception):
+    """Carries the answer to an OPTIONS request out of the checks."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+@bp.errorhandler(_Options)
+def _options(exc: _Options) -> Response:
+    return exc.response
 
 
 @bp.route("/loganalytics", methods=_METHODS)
@@ -86,6 +103,10 @@ def not_found(rest: str) -> Response:
 
 
 def _allow(methods: tuple[str, ...]) -> None:
+    """Pass for the resource's methods; answer OPTIONS with its Allow; refuse others with 405."""
+    if request.method == "OPTIONS":
+        allow = ", ".join([*methods, "OPTIONS"])
+        raise _Options(Response(status=204, headers={"Allow": allow}))
     if request.method not in methods:
         error = MethodNotAllowed(
             f"The requested resource does not support http method '{request.method}'."
@@ -111,14 +132,11 @@ def _target(rest: str) -> LogTarget:
 def _query_string_body() -> dict[str, Any]:
     """GET .../query?query=&timespan=&workspaces=a,b as the body a POST would carry."""
     args = request.args
+    body: dict[str, Any] = {"query": args.get("query"), "timespan": args.get("timespan") or None}
     workspaces = args.get("workspaces")
-    return {
-        "query": args.get("query"),
-        "timespan": args.get("timespan") or None,
-        "workspaces": [w.strip() for w in workspaces.split(",") if w.strip()]
-        if workspaces
-        else None,
-    }
+    if workspaces:
+        body["workspaces"] = [w.strip() for w in workspaces.split(",") if w.strip()]
+    return body
 
 
 def _json_body() -> object:

@@ -84,9 +84,12 @@ def clean_body(rt: Runtime, principal: Principal, resolved: Resolved, raw: Any) 
         raise BadRequest(str(exc)) from None
     body: dict[str, Any] = {"query": query, "timespan": timespan or None}
     extra = raw.get("workspaces")
+    # null is "not given": azure-monitor-query sends "workspaces": null, and Azure accepts it.
+    if extra is not None and (
+        not isinstance(extra, list) or not all(isinstance(w, str) for w in extra)
+    ):
+        raise BadRequest("workspaces must be a list of workspace ids")
     if extra:
-        if not isinstance(extra, list) or not all(isinstance(w, str) for w in extra):
-            raise BadRequest("workspaces must be a list of workspace ids")
         for other in extra:
             _check_unicode(other, "workspaces")
             # Additional workspaces must be registered under the same tenant: the query runs

@@ -310,3 +310,14 @@ def test_a_batch_answers_each_entry_even_when_some_touch_another_tenants_workspa
         r = api.call("POST", "/loganalytics/v1/$batch", ours.reader, json=payload,
                      validate=False)  # fmt: skip
         assert_azure_error(r, 400, "BadArgumentError")
+
+
+def test_a_workspaces_property_that_is_not_a_list_is_refused(
+    api: ApiClient, world: World, admin_key: str, sandbox: Sandbox
+) -> None:
+    w = wire(api, world, admin_key, sandbox, seed=False)
+    query = f"/loganalytics/v1/workspaces/{sandbox.log_analytics_workspace_id}/query"
+    for workspaces in ({}, "", 0, False, [1]):
+        r = api.call("POST", query, w.reader, json={"query": "AppRequests", "workspaces": workspaces},
+                     validate=False)  # fmt: skip
+        assert_azure_error(r, 400, "BadArgumentError")

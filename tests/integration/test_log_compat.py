@@ -318,6 +318,6 @@ def test_a_workspaces_property_that_is_not_a_list_is_refused(
     w = wire(api, world, admin_key, sandbox, seed=False)
     query = f"/loganalytics/v1/workspaces/{sandbox.log_analytics_workspace_id}/query"
     for workspaces in ({}, "", 0, False, [1]):
-        r = api.call("POST", query, w.reader, json={"query": "AppRequests", "workspaces": workspaces},
-                     validate=False)  # fmt: skip
+        body = {"query": "AppRequests", "workspaces": workspaces}
+        r = api.call("POST", query, w.reader, json=body, validate=False)
         assert_azure_error(r, 400, "BadArgumentError")

@@ -8,7 +8,10 @@ Routes, below `/v1` (the server hands over every `/v1/...` request after checkin
 - `POST /$batch`  `{"requests": [{"id", "workspace", "body", "headers"?, "path"?, "method"?}]}`
 
 `Prefer: wait=N, include-statistics=true, include-render=true` is honoured; per-identity limits
-(see `la_limits`) apply to each query, including each entry of a batch. Answers follow the real
+(see `la_limits`) apply to each query, including each entry of a batch. A batch answers per
+entry: access (`workspace_allowed`, the server's tenant boundary), KQL and limit errors are
+that entry's status; only a body that is no batch (no `requests` list, entries without distinct
+ids) is refused whole with 400. Answers follow the real
 service: 200 `{"tables": [...]}` (+ statistics/render), 200 with `error` beside `tables` for a
 result cut at the row or size limit, and `{"error": {...}}` with 400/403/404/429/504.
 """

@@ -32,9 +32,10 @@ _M = (
     "/providers/Microsoft.MachineLearningServices/workspaces/<workspace>"
 )
 # A service's `properties` (ServiceResponseBase.properties in modelManagement.json): "The
-# service property dictionary. Properties are immutable." So a patch may add a new string
-# property (azureml-core's update() adds its tracking info this way, the same values each time),
-# but may not replace or remove one, nor add one with another value.
+# service property dictionary. Properties are immutable." - a string map a patch may not
+# `replace` or `remove` in. `add` is how azureml-core's update() sends its tracking info (git
+# branch, commit, dirty flag), whose values change between releases of the caller; the spec is
+# silent on adding an existing key, so RFC 6902 applies: `add` sets the member.
 _PROPERTIES_PREFIX = "/properties/"
 _SUB_OPERATIONS = {"Service_Update": "ServiceUpdate", "Service_RegenerateKeys": "RegenerateKeys"}
 _KEY_TYPES = ("Primary", "Secondary")
@@ -417,16 +418,12 @@ def _validate_patch(document: dict[str, Any], ops: Any) -> list[dict[str, Any]]:
 
 
 def _check_property_op(document: dict[str, Any], op: dict[str, Any]) -> None:
-    """Properties are immutable: only adding a new string one (or the same value again)."""
+    """Properties take only `add` of a string value (see _PROPERTIES_PREFIX)."""
     key = op["path"][len(_PROPERTIES_PREFIX) :]
-    value = op.get("value")
-    current = document.get("properties", {})
     if op.get("op") != "add" or not key or "/" in key:
         raise PatchError(400, "BadRequest", f"Service properties are immutable: {op['path']}")
-    if not isinstance(value, str):
+    if not isinstance(op.get("value"), str):
         raise PatchError(400, "BadRequest", f"{op['path']} must be a string")
-    if key in current and current[key] != value:
-        raise PatchError(400, "BadRequest", f"Service property '{key}' is immutable")
 
 
 def _apply(document: dict[str, Any], ops: list[dict[str, Any]]) -> None:

@@ -75,7 +75,7 @@ def test_an_empty_patch_is_refused_and_starts_no_operation(
     assert sandbox.service("steady")["state"] == "Healthy"
 
 
-def test_properties_can_be_added_but_never_changed(
+def test_added_properties_are_kept_and_others_cannot_be_replaced_or_removed(
     emulator: EmulatorHandle, sandbox: Sandbox
 ) -> None:
     sandbox.add_service("props", compute_type="AKS")
@@ -83,13 +83,15 @@ def test_properties_can_be_added_but_never_changed(
     r = _patch(emulator, sandbox, "props", add)
     assert r.status_code == 202, r.text
     assert sandbox.service("props")["properties"]["azureml.git.commit"] == "abc123"
-    assert _patch(emulator, sandbox, "props", add).status_code == 202  # the same value again
+    # A later release of the caller sends its new commit: RFC 6902 add sets the member.
+    again = [{"op": "add", "path": "/properties/azureml.git.commit", "value": "def456"}]
+    assert _patch(emulator, sandbox, "props", again).status_code == 202
+    assert sandbox.service("props")["properties"]["azureml.git.commit"] == "def456"
     for ops in (
-        [{"op": "add", "path": "/properties/azureml.git.commit", "value": "def456"}],
         [{"op": "replace", "path": "/properties/hasHttps", "value": "True"}],
         [{"op": "remove", "path": "/properties/hasHttps"}],
         [{"op": "add", "path": "/properties/n", "value": 5}],
     ):
         r = _patch(emulator, sandbox, "props", ops)
         assert r.status_code == 400, (ops, r.text)
-    assert sandbox.service("props")["properties"]["azureml.git.commit"] == "abc123"
+    assert sandbox.service("props")["properties"]["hasHttps"] == "False"

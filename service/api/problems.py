@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from service.domain.azure_errors import is_loganalytics_path
 from service.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,14 @@ def problem_response(
     extra: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    if is_loganalytics_path(request.path):
+        # The Azure-compatible endpoint answers every error in Azure's shape, even the ones
+        # raised before its blueprint is reached (authentication, routing, body limits).
+        from service.api.loganalytics import azure_response
+
+        return azure_response(
+            status, detail, headers=headers, service_code=code, service_title=title
+        )
     body: dict[str, Any] = {
         "type": f"urn:amlcp:problem:{code}",
         "title": title,

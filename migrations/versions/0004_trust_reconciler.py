@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("azure_status", sa.Integer(), nullable=True),
         sa.Column("azure_code", sa.String(length=64), nullable=True),
         sa.Column("retry_after_s", sa.Float(), nullable=True),
+        sa.Column("retry_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("azure_operation_id", sa.String(length=128), nullable=True),
         sa.ForeignKeyConstraint(
             ["operation_id"],

@@ -201,7 +201,8 @@ class OperationAttempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
     azure_status: Mapped[int | None] = mapped_column(Integer)  # HTTP status of Azure's answer
     azure_code: Mapped[str | None] = mapped_column(String(64))
-    retry_after_s: Mapped[float | None] = mapped_column(Float)  # the server's, honoured
+    retry_after_s: Mapped[float | None] = mapped_column(Float)  # the server's Retry-After
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # no next attempt before
     azure_operation_id: Mapped[str | None] = mapped_column(String(128))
 
 

@@ -276,6 +276,7 @@ class AttemptRecord:
     azure_status: int | None = None
     azure_code: str | None = None
     retry_after_s: float | None = None
+    retry_at: datetime | None = None
     azure_operation_id: str | None = None
 
 

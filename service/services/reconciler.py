@@ -471,6 +471,7 @@ class Reconciler:
             azure_status=outcome.azure_status,
             azure_code=outcome.azure_code,
             retry_after_s=outcome.retry_after_s,
+            retry_at=values.get("not_before"),
             azure_operation_id=azure_operation_id,
         )
         try:

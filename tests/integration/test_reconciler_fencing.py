@@ -300,3 +300,21 @@ def test_racing_claimers_never_share_a_fencing_token(
     assert op.attempts <= op.max_attempts
     assert op.state == "failed"  # every attempt was abandoned: a crash loop ends
     assert not any(leases.renew(rt, c, owner) for owner, c in taken)
+
+
+def test_cancelling_a_running_operation_closes_its_attempt_and_fences_it_off(
+    world: World, rt: Runtime, database: Database, fake: FakeMl
+) -> None:
+    from service.services import operations
+
+    q = _queued(world, rt, fake)
+    (claim,) = leases.claim(rt, "worker", 1, only_tenants={q.tenant_id})
+    with rt.uow() as uow:
+        view = operations.cancel_operation(uow, CLI, q.operation_id)
+    assert view.state == "cancelled"
+    assert not leases.renew(rt, claim, "worker")
+    with rt.uow() as uow:
+        detail = operations.get_operation(uow, CLI, q.operation_id)
+    assert [(a.fencing_token, a.outcome, a.charged) for a in detail.history] == [
+        (1, "cancelled", False)
+    ]

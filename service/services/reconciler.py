@@ -60,7 +60,7 @@ from service.metrics import RECONCILE_LAG, RECONCILE_SWEEP, THROTTLE_WAITS
 from service.ports import MlTarget, ServiceSnapshot
 from service.services import leases
 from service.services.device_logins import poll_due_device_logins
-from service.services.discovery import discover, due_workspaces, target_of
+from service.services.discovery import discover, due_workspaces, lock_workspace, target_of
 from service.services.leases import AttemptRecord, Claim
 from service.services.operations import PolicyIndex
 from service.services.operations_stats import oldest_due_age_s
@@ -476,6 +476,9 @@ class Reconciler:
         )
         try:
             with leases.write_transaction(self.rt) as uow:
+                if outcome.snapshot is not None:
+                    # Discovery may be recording this workspace: take turns (same lock order).
+                    lock_workspace(uow.session, claim.workspace_id)
                 finished = leases.finish(self.rt, claim, self.worker_id, uow, record, **values)
                 if finished and outcome.snapshot is not None:
                     _observe(uow.session, claim, outcome.snapshot)

@@ -70,6 +70,7 @@ def discover(rt: Runtime, workspace_id: str, *, created_by: str = "reconciler") 
     A failure is recorded on the workspace's sync state (a credential failure makes its
     endpoints' compliance ``unknown``) and raised.
     """
+    started = utcnow()
     with rt.uow() as uow:
         ws = uow.session.get(Workspace, workspace_id)
         if ws is None:
@@ -79,7 +80,7 @@ def discover(rt: Runtime, workspace_id: str, *, created_by: str = "reconciler") 
     try:
         services = rt.ml.list_services(target_of(rt, ws))
     except ServiceError as exc:
-        _record_sync(rt, workspace_id, error=exc)
+        _record_sync(rt, workspace_id, error=exc, started=started)
         raise
     interval = timedelta(seconds=rt.settings.reconciler.discovery_interval_s)
     with leases.write_transaction(rt) as uow:
@@ -166,7 +167,7 @@ def _save_sync(
     return now
 
 
-def _record_sync(rt: Runtime, workspace_id: str, *, error: ServiceError) -> None:
+def _record_sync(rt: Runtime, workspace_id: str, *, error: ServiceError, started: datetime) -> None:
     cfg = rt.settings.reconciler
     # A temporary failure (throttled, 5xx, timeout) is retried soon, not a whole interval later.
     delay_s = cfg.discovery_interval_s
@@ -177,7 +178,14 @@ def _record_sync(rt: Runtime, workspace_id: str, *, error: ServiceError) -> None
     with leases.write_transaction(rt) as uow:
         if lock_workspace(uow.session, workspace_id) is None:
             return
-        _save_sync(uow.session, workspace_id, next_at=utcnow() + interval, error=error)
+        now = utcnow()
+        row = uow.session.get(WorkspaceSync, workspace_id)
+        next_at = now + interval
+        if row is not None and started < row.next_sync_at <= now:
+            # Made due while this listing ran (e.g. the credential became usable): the failure
+            # may be the old credential's, so keep it due instead of pushing it back.
+            next_at = row.next_sync_at
+        _save_sync(uow.session, workspace_id, next_at=next_at, error=error)
         uow.commit()
 
 

@@ -182,6 +182,34 @@ def test_an_attempt_whose_lease_was_taken_over_never_writes(
     assert outcomes == [("slow-worker", "abandoned", False), ("other-worker", "succeeded", True)]
 
 
+def test_slow_reads_before_the_write_keep_the_lease_so_nobody_else_starts_an_attempt(
+    world: World, rt: Runtime, database: Database, fake: FakeMl
+) -> None:
+    """Three failing reads and a good one, each slow: together longer than the lease. The
+    attempt renews as it goes, so a second worker ticking all along never takes over."""
+    q = _queued(world, rt, fake)
+    fake.read_delay_s = 0.4
+    fake.read_errors = [AzureCallFailed("Azure ML: read web service: HTTP 500")] * 3
+    first = Reconciler(rt, "first", only_tenants={q.tenant_id})
+    second = Reconciler(rt, "second", only_tenants={q.tenant_id})
+    claimed_by_second = 0
+    try:
+        first.reconcile_once()
+        deadline = time.monotonic() + 15
+        while not settled(rt, q.tenant_id) and time.monotonic() < deadline:
+            claimed_by_second += second.reconcile_once().claimed
+            time.sleep(0.05)
+        first.drain(10)
+        second.drain(10)
+    finally:
+        first.close()
+        second.close()
+    assert claimed_by_second == 0
+    assert fake.writes == [("svc", {"app_insights": True})]
+    (op,) = operations_of(rt, q.tenant_id)
+    assert (op.state, op.attempts) == ("succeeded", 1)
+
+
 def test_a_write_without_an_answer_keeps_its_lease_until_it_lands_then_is_followed(
     world: World, rt: Runtime, database: Database, fake: FakeMl
 ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,7 @@ class FakeMl:
     gate: threading.Event = field(default_factory=threading.Event)
     reads_held: int = 0
     hold_reads: int = 0  # how many of the next reads wait on the gate
+    read_delay_s: float = 0.0  # every read takes this long (a slow network)
     # The next write gets no answer in time: it lands when ``write_lands`` is set.
     unanswered_writes: int = 0
     write_lands: threading.Event = field(default_factory=threading.Event)
@@ -56,6 +58,8 @@ class FakeMl:
                 self.reads_held += 1
         if hold:
             self.gate.wait(30)
+        if self.read_delay_s:
+            time.sleep(self.read_delay_s)
         if self.always_fail_reads is not None:
             raise self.always_fail_reads
         if self.read_errors:

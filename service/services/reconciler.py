@@ -133,6 +133,16 @@ class _Lease:
             raise _LeaseLost
         self._renewed = asked
 
+    def keep_for_write(self) -> None:
+        """Renew right before a write, so that the lease outlasts the write's call deadline even
+        if the renewal itself was slow (a loaded database); else do not write now."""
+        cfg = self._rec.cfg
+        for _ in range(3):
+            self.keep(now=True)
+            if time.monotonic() - self._renewed < cfg.lease_s - cfg.call_timeout_s:
+                return
+        raise AzureCallFailed("the database is too slow to hold the lease through a write")
+
     def wait(self, seconds: float) -> None:
         """Sleep ``seconds`` keeping the lease; ``_Stopping`` when the worker stops."""
         deadline = time.monotonic() + seconds
@@ -314,7 +324,7 @@ class Reconciler:
         if wait_s > 0:
             THROTTLE_WAITS.labels("subscription_writes").inc()
         lease.wait(wait_s)
-        lease.keep(now=True)  # fenced, right before the write: a stale attempt never sends one
+        lease.keep_for_write()  # fenced: an attempt that lost its lease never sends a write
         try:
             operation_id = self.rt.ml.start_update(
                 target,

@@ -39,7 +39,7 @@ def fake() -> Iterator[FakeMl]:
 
 @pytest.fixture
 def rt(settings: Settings, database: Database, fake: FakeMl) -> Runtime:
-    fast = dataclasses.replace(FAST, lease_s=LEASE_S, max_attempts=4)
+    fast = dataclasses.replace(FAST, lease_s=LEASE_S, call_timeout_s=LEASE_S / 3, max_attempts=4)
     base = build_runtime(settings.with_overrides(reconciler=fast), database)
     return dataclasses.replace(base, ml=fake, identity=FakeIdentity())
 

@@ -2,7 +2,7 @@
 enforced by the database
 
 Revision ID: 0004_trust_reconciler
-Revises: 0003
+Revises: 0004_trust_identity
 Create Date: 2026-11-30
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_trust_reconciler"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004_trust_identity"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

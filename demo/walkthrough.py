@@ -121,6 +121,15 @@ STEPS: tuple[Step, ...] = (
             "Resource Manager puts this one in Fabrikam's Entra tenant"
         ),
     ),
+    Step(
+        "Fabrikam's endpoints, discovered by the reconciler at once (no sync needed)",
+        "GET",
+        f"/v1/tenants/{FABRIKAM}/workspaces/analytics/endpoints?limit=5",
+        note=(
+            "a workspace is listed as soon as it is registered, and again whenever its "
+            "tenant's credential becomes usable"
+        ),
+    ),
 )
 
 

@@ -31,6 +31,7 @@ from service.errors import (
 from service.ports import CredentialSpec
 from service.services import audit
 from service.services.context import CallContext
+from service.services.discovery_due import discover_soon
 from service.services.lookup import check_if_match, visible_tenant
 from service.services.runtime import Runtime
 from service.services.token_cache import DbTokenCacheStore
@@ -207,6 +208,7 @@ def put_credential(
         )
     )
     uow.flush()
+    discover_soon(uow.session, tenant.id)  # list its workspaces with the new credential now
     after = _view(cred, slug)
     audit.record(
         uow,
@@ -386,6 +388,8 @@ def verify_credential(
         )
         .execution_options(synchronize_session=False)
     )
+    if failure is None and cred.status != "ok":
+        discover_soon(uow.session, tenant.id)  # usable again: list its workspaces at once
     audit.record(
         uow,
         ctx,

@@ -26,6 +26,7 @@ from service.services.credentials import (
     encrypt_secret,
     forget_recent,
 )
+from service.services.discovery_due import discover_soon
 from service.services.runtime import Runtime
 
 
@@ -196,6 +197,7 @@ def _finish(
             cred.identity = username
             cred.status = "ok"
             cred.status_detail = None
+            discover_soon(uow.session, login.tenant_id)  # its endpoints appear without a sync
         system = CallContext(Principal(key_id=login.created_by, role=Role.ADMIN))
         audit.record(
             uow,

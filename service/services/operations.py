@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service.db.models import Endpoint, Operation, Policy, Tenant, Workspace
+from service.db.models import Endpoint, Operation, OperationAttempt, Policy, Tenant, Workspace
 from service.db.session import UnitOfWork
 from service.db.types import utcnow
 from service.domain.access import Role
@@ -57,6 +57,48 @@ class OperationView:
     updated_at: datetime
     finished_at: datetime | None
     etag: str
+
+
+@dataclass(frozen=True)
+class AttemptView:
+    """One attempt of an operation (see ``OperationAttempt``)."""
+
+    fencing_token: int
+    worker: str
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+    charged: bool
+    error: str | None
+    azure_status: int | None
+    azure_code: str | None
+    retry_after_s: float | None
+    retry_at: datetime | None
+    azure_operation_id: str | None
+
+
+@dataclass(frozen=True)
+class OperationDetailView(OperationView):
+    """An operation with every attempt, oldest first."""
+
+    history: list[AttemptView]
+
+
+def _attempt_view(a: OperationAttempt) -> AttemptView:
+    return AttemptView(
+        fencing_token=a.number,
+        worker=a.worker,
+        started_at=a.started_at,
+        finished_at=a.finished_at,
+        outcome=a.outcome,
+        charged=a.charged,
+        error=a.error,
+        azure_status=a.azure_status,
+        azure_code=a.azure_code,
+        retry_after_s=a.retry_after_s,
+        retry_at=a.retry_at,
+        azure_operation_id=a.azure_operation_id,
+    )
 
 
 def operation_views(session: Session, ops: Iterable[Operation]) -> list[OperationView]:
@@ -263,10 +305,18 @@ def _visible_operation(uow: UnitOfWork, ctx: CallContext, operation_id: str) -> 
     return op
 
 
-def get_operation(uow: UnitOfWork, ctx: CallContext, operation_id: str) -> OperationView:
+def get_operation(uow: UnitOfWork, ctx: CallContext, operation_id: str) -> OperationDetailView:
+    """One operation with its attempts (who ran each, how it ended, what Azure answered)."""
     op = _visible_operation(uow, ctx, operation_id)
     ctx.require(Role.READER)
-    return operation_views(uow.session, [op])[0]
+    view = operation_views(uow.session, [op])[0]
+    attempts = uow.session.scalars(
+        select(OperationAttempt)
+        .where(OperationAttempt.operation_id == op.id)
+        .order_by(OperationAttempt.number)
+    )
+    history = [_attempt_view(a) for a in attempts]
+    return OperationDetailView(**{**view.__dict__, "history": history})
 
 
 def list_operations(
@@ -303,6 +353,13 @@ def cancel_operation(uow: UnitOfWork, ctx: CallContext, operation_id: str) -> Op
     op.lease_owner = None
     op.lease_expires_at = None
     op.last_error = f"cancelled by {ctx.principal.key_id}"
+    # A running attempt can no longer record anything (it is not running any more): close it.
+    uow.session.execute(
+        update(OperationAttempt)
+        .where(OperationAttempt.operation_id == op.id, OperationAttempt.outcome.is_(None))
+        .values(outcome="cancelled", charged=False, finished_at=op.finished_at)
+        .execution_options(synchronize_session=False)
+    )
     uow.flush()
     view = operation_views(uow.session, [op])[0]
     audit.record(

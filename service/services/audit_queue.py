@@ -26,6 +26,8 @@ from typing import Any
 from sqlalchemy import insert
 
 from service.db.models import AuditEvent
+from service.domain.text import document_problems
+from service.errors import ValidationFailed
 from service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,17 @@ class AuditQueue:
         self.sync_writes = 0  # rows the callers wrote themselves (full queue, failing writer)
 
     def put(self, row: Row) -> None:
-        """Queue one row; write synchronously (queued rows first) when the queue cannot take it."""
+        """Queue one row; write synchronously (queued rows first) when the queue cannot take it.
+
+        A row no database can store is refused here, loudly, rather than queued: queued, it
+        would fail every write of the batch it is in, for ever (callers check their input
+        before acting, see ``require_storable``; this is the last line).
+        """
+        try:
+            require_storable(row, "audit")
+        except ValidationFailed:
+            log.error("audit event %s refused: it holds text no database can store", row["action"])
+            raise
         with self._cond:
             if not self._closed and not self._failing and len(self._items) < self.capacity:
                 self._items.append(row)
@@ -123,6 +135,13 @@ class AuditQueue:
                 backoff = min(backoff * 2, RETRY_MAX_S)
             else:
                 backoff = RETRY_MIN_S
+
+
+def require_storable(value: Any, root: str) -> None:
+    """Raise ValidationFailed (400) when ``value`` holds text no database can store."""
+    problems = [{"field": f, "message": m} for f, m in document_problems(value, root)]
+    if problems:
+        raise ValidationFailed(f"{problems[0]['field']}: {problems[0]['message']}", problems)
 
 
 _queues: dict[int, tuple[Runtime, AuditQueue]] = {}

@@ -8,10 +8,12 @@ import tempfile
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="amlcp-metrics-"))
 
 bind = os.environ.get("BIND", "127.0.0.1:8080")
-# Requests are mostly I/O (database, Azure): a few processes with threads each.
+# Requests are mostly I/O (database, Azure): a few processes, each serving many connections as
+# greenlets. gevent, not threads: a slow client holds a greenlet, never a thread the others need
+# (service/serving.py says why and what it changes; README "Slow clients").
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
-worker_class = "gthread"
+worker_class = "service.serving.Worker"
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = 5
@@ -43,11 +45,16 @@ def when_ready(server):  # type: ignore[no-untyped-def]
 
 
 def on_exit(server):  # type: ignore[no-untyped-def]
-    """Stop the reconciler gracefully with the server (it hands its leases back)."""
+    """Stop the reconciler with the server: it finishes its step and hands its leases back.
+
+    Bounded, so that Ctrl-C leaves nothing running within 10 s: a step still running after
+    RECONCILER_STOP_S is killed (its lease expires and another attempt takes over).
+    """
     proc = getattr(server, "amlcp_reconciler", None)
     if proc is not None and proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=float(os.environ.get("RECONCILER_STOP_S", "5")))
         except Exception:  # noqa: BLE001 - still stopping: make sure it goes
             proc.kill()
+            proc.wait()

@@ -155,7 +155,7 @@ class Worker(GeventWorker):  # type: ignore[misc]
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
         try:
-            req.body = self._buffered_body(req)
+            req.body = self._buffered_body(req, sock)
         except RequestRefused as refused:
             self.log.warning(
                 "refused %s %s from %s: %s", req.method, req.path, addr[0], refused.status
@@ -176,11 +176,16 @@ class Worker(GeventWorker):  # type: ignore[misc]
         finally:
             _current.path = None
 
-    def _buffered_body(self, req: Any) -> io.BytesIO:
+    def _buffered_body(self, req: Any, sock: Any) -> io.BytesIO:
         """Read the whole body now, within the body deadline and the size limit."""
         declared = _header(req, "CONTENT-LENGTH")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise RequestRefused(413)
+        if getattr(req, "_expected_100_continue", False):
+            # gunicorn sends "100 Continue" when the application starts; the body is read
+            # before that now, so send it here (once) or the client waits for it in vain.
+            req._expected_100_continue = False
+            gunicorn_util.write(sock, b"HTTP/1.1 100 Continue\r\n\r\n")
         chunks: list[bytes] = []
         size = 0
         try:

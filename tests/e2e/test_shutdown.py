@@ -58,7 +58,9 @@ def interrupt_and_wait(process: subprocess.Popen[bytes], port: int) -> tuple[flo
     while time.monotonic() - started < STOP_WITHIN_S:
         process.poll()  # reap the session leader
         if not group_members(pgid) and not listening(port):
-            return time.monotonic() - started, {}
+            took = time.monotonic() - started
+            process.wait(5)  # gone: collect its status
+            return took, {}
         time.sleep(0.1)
     left = group_members(pgid)
     if listening(port):
@@ -122,6 +124,7 @@ def _rounds(start: Callable[[int], tuple[subprocess.Popen[bytes], int, list[obje
     assert slow == []
 
 
+@pytest.mark.timeout(120 * ROUNDS)
 def test_ctrl_c_on_make_run_leaves_nothing(tmp_path: Path) -> None:
     def start(n: int) -> tuple[subprocess.Popen[bytes], int, list[object]]:
         port = free_port()
@@ -156,6 +159,7 @@ def test_ctrl_c_on_make_run_leaves_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300 * ROUNDS)
 def test_ctrl_c_on_make_demo_leaves_nothing(tmp_path: Path) -> None:
     def start(n: int) -> tuple[subprocess.Popen[bytes], int, list[object]]:
         port = free_port()

@@ -140,6 +140,24 @@ def test_a_chunked_body_over_max_body_bytes_is_413_not_cut(server: Server) -> No
     assert all(t["slug"] != "chunky" for t in listed["items"])
 
 
+def test_expect_100_continue_gets_its_100_before_the_body_is_read(server: Server) -> None:
+    body = b'{"slug": "expects-continue", "display_name": "E", "entra_tenant_id": "x"}'
+    head = (
+        "POST /v1/tenants HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {server.key}\r\nExpect: 100-continue\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(head.encode())
+        sock.settimeout(10)  # without the 100, the 3 s body deadline answers 408 instead
+        interim = sock.recv(25)
+        assert interim.startswith(b"HTTP/1.1 100 Continue"), interim
+        sock.sendall(body)
+        data, _ = _read_all(sock, within_s=10)
+    final = (interim + data).split(b"\r\n\r\n", 1)[1]
+    assert final.startswith(b"HTTP/1.1 400"), final[:200]  # reached the app: the id is no GUID
+
+
 _MALFORMED = {
     400: b"GET /v1/tenants HTTP/1.1\r\nHost: t\r\nNo colon here\r\n\r\n",
     414: b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: t\r\n\r\n",

@@ -26,6 +26,9 @@ from tests.e2e.conftest import free_port
 
 STOP_WITHIN_S = 10.0
 ROUNDS = int(os.environ.get("SHUTDOWN_ROUNDS", "20"))
+# A demo takes ~30 s to start (emulator, fleet, seeding): 3 rounds in the suite; the issue's
+# 20 with SHUTDOWN_DEMO_ROUNDS=20.
+DEMO_ROUNDS = int(os.environ.get("SHUTDOWN_DEMO_ROUNDS", "3"))
 
 
 def group_members(pgid: int) -> dict[int, str]:
@@ -111,9 +114,11 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, verify: s
         time.sleep(0.3)
 
 
-def _rounds(start: Callable[[int], tuple[subprocess.Popen[bytes], int, list[object]]]) -> None:
+def _rounds(
+    start: Callable[[int], tuple[subprocess.Popen[bytes], int, list[object]]], rounds: int
+) -> None:
     slow: list[str] = []
-    for n in range(ROUNDS):
+    for n in range(rounds):
         process, port, kept = start(n)
         try:
             took, left = interrupt_and_wait(process, port)
@@ -155,11 +160,10 @@ def test_ctrl_c_on_make_run_leaves_nothing(tmp_path: Path) -> None:
         ).stdout.strip()  # fmt: skip
         return process, port, traffic(url, key)
 
-    _rounds(start)
+    _rounds(start, ROUNDS)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300 * ROUNDS)
+@pytest.mark.timeout(300 * DEMO_ROUNDS)
 def test_ctrl_c_on_make_demo_leaves_nothing(tmp_path: Path) -> None:
     def start(n: int) -> tuple[subprocess.Popen[bytes], int, list[object]]:
         port = free_port()
@@ -180,4 +184,4 @@ def test_ctrl_c_on_make_demo_leaves_nothing(tmp_path: Path) -> None:
         info = json.loads((workdir / "demo.json").read_text())
         return process, port, traffic(info["service_url"], info["admin_key"], info["ca_path"])
 
-    _rounds(start)
+    _rounds(start, DEMO_ROUNDS)

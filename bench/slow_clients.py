@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -183,6 +184,7 @@ def service(deployment: str, workdir: Path) -> Iterator[Service]:
         "BIND": bind,
         "HOME": str(workdir),
         "LOG_LEVEL": "warning",
+        "CREDENTIAL_KEYS": Fernet.generate_key().decode(),
     }
     env.pop("RUN_RECONCILER", None)
     if deployment == "docker":

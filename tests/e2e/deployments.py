@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+from cryptography.fernet import Fernet
 
 from service.config import PROJECT_ROOT
 from tests.e2e.conftest import VENV_BIN, free_port
@@ -49,6 +50,7 @@ def start(tmp: Path, deployment: str, extra: dict[str, str] | None = None) -> Se
         **os.environ,
         "DATABASE_URL": f"sqlite:///{tmp / 'service.db'}",
         "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+        "CREDENTIAL_KEYS": Fernet.generate_key().decode(),
         **(extra or {}),
     }
     env.pop("RUN_RECONCILER", None)

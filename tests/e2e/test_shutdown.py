@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from cryptography.fernet import Fernet
 
 from service.config import PROJECT_ROOT
 from tests.e2e.conftest import free_port
@@ -140,6 +141,7 @@ def test_ctrl_c_on_make_run_leaves_nothing(tmp_path: Path) -> None:
             "DATABASE_URL": f"sqlite:///{workdir / 'service.db'}",
             "BIND": f"127.0.0.1:{port}",
             "HOME": str(workdir),
+            "CREDENTIAL_KEYS": Fernet.generate_key().decode(),
         }
         log = workdir / "run.log"
         with log.open("wb") as out:

@@ -30,6 +30,32 @@ def child_exit(server, worker):
     multiprocess.mark_process_dead(worker.pid)
 
 
+def worker_exit(server, worker):  # type: ignore[no-untyped-def]
+    """A worker's last step: write its queued audit events, then leave without joining threads.
+
+    Interpreter exit joins every non-daemon thread, and the SDKs start their own (azureml-core's
+    request pool, concurrent.futures executors): one blocked in a call kept a stopping worker
+    alive for ever (threads in futex wait, SIGTERM ignored, the port still held), and when the
+    master was killed meanwhile the worker was orphaned. Nothing is lost by not joining them:
+    a request still in flight has already been given up by the master's stop.
+    """
+    if not worker.booted:
+        return  # a worker that failed to boot exits as gunicorn expects (its code stops the master)
+    import sys
+
+    from service.services import audit_queue
+
+    error = sys.exc_info()[1]
+    code = error.code if isinstance(error, SystemExit) and isinstance(error.code, int) else 0
+    try:
+        audit_queue.close_all()
+    finally:
+        server.log.info("worker %s exiting", worker.pid)
+        for handler in server.log.error_log.handlers:
+            handler.flush()
+        os._exit(code)
+
+
 def when_ready(server):  # type: ignore[no-untyped-def]
     """`make run` (RUN_RECONCILER=1): start one reconciler process beside the API.
 

@@ -176,6 +176,11 @@ class DemoStack:
                     _kill(pid)
                 process.wait()
         if self.emulator is not None:
+            # cheroot waits up to 5 s for each busy connection thread, then 5 s for its own:
+            # the services that held connections to it are gone, so a second is plenty.
+            server = getattr(self.emulator, "_server", None)
+            if server is not None:
+                server.shutdown_timeout = 1
             self.emulator.stop()
 
     def _environment(self, ca_path: Path) -> dict[str, str]:

@@ -160,6 +160,17 @@ def queue_for(rt: Runtime) -> AuditQueue:
         return entry[1]
 
 
+def close_all() -> None:
+    """Close every queue of this process (write what is left): for exits that skip atexit."""
+    with _queues_lock:
+        queues = [queue for _, queue in _queues.values()]
+    for queue in queues:
+        try:
+            queue.close()
+        except Exception:  # the others must still be written; this one is logged
+            log.exception("audit events could not be written at exit")
+
+
 def flush(rt: Runtime) -> None:
     """Write this process's queued audit events now (read-your-writes, tests, shutdown)."""
     with _queues_lock:

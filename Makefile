@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test venv lint pytest migrate worker demo bench clean jsdeps
+.PHONY: run test venv lint pytest migrate worker demo bench clean jsdeps lock
 
 # The official JavaScript Log Analytics client, pinned by tests/js_client/package-lock.json, for
 # tests/integration/test_js_client.py (needs node and npm; `npm ci` reads only the lockfile).
@@ -47,8 +47,8 @@ worker: venv
 test: venv lint pytest
 
 lint: venv
-	$(BIN)/ruff check service emulator demo tests bench migrations wsgi.py
-	$(BIN)/ruff format --check service emulator demo tests bench migrations wsgi.py
+	$(BIN)/ruff check service emulator demo tests bench migrations scripts wsgi.py gunicorn.conf.py
+	$(BIN)/ruff format --check service emulator demo tests bench migrations scripts wsgi.py gunicorn.conf.py
 	$(BIN)/mypy service
 	$(BIN)/lint-imports
 	$(BIN)/pip check
@@ -67,6 +67,10 @@ DEMO_EMULATOR_PORT ?= 9443
 DEMO_DIR ?= var/demo
 demo: venv
 	$(BIN)/python -m demo --port $(DEMO_PORT) --emulator-port $(DEMO_EMULATOR_PORT) --dir $(DEMO_DIR)
+
+## make lock: regenerate requirements.lock (pins + hashes) from requirements.in in one resolution
+lock: venv
+	$(BIN)/python scripts/lock.py $(if $(UPGRADE),--upgrade)
 
 bench: venv
 	$(BIN)/python -m bench

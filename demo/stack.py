@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -78,6 +79,29 @@ def _workspaces() -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (Linux /proc; none found elsewhere), deepest first."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = entry.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.parent.name))
+    found: list[int] = []
+    stack = list(children.get(pid, []))
+    while stack:
+        child = stack.pop()
+        found.append(child)
+        stack.extend(children.get(child, []))
+    return found[::-1]
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
 class DemoStack:
     """Owns the demo's processes; `start()` then `stop()` (also on SIGINT/SIGTERM)."""
 
@@ -133,16 +157,30 @@ class DemoStack:
         (self.workdir / "demo.json").write_text(json.dumps(asdict(info), indent=2))
         return info
 
-    def stop(self) -> None:
+    def stop(self, within_s: float = 8.0) -> None:
+        """Stop every process the demo started, their children included, within ``within_s``.
+
+        SIGINT asks gunicorn for its quick shutdown (the reconciler stops after its step);
+        whatever is still there at the deadline is killed, children before parents: killing
+        only gunicorn's master used to leave its workers behind, orphaned, on the demo port.
+        """
+        deadline = time.monotonic() + within_s
         for process in self.processes:
             if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+                process.send_signal(signal.SIGINT)
         for process in self.processes:
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                process.kill()
+                for pid in [*_descendants(process.pid), process.pid]:
+                    _kill(pid)
+                process.wait()
         if self.emulator is not None:
+            # cheroot waits up to 5 s for each busy connection thread, then 5 s for its own:
+            # the services that held connections to it are gone, so a second is plenty.
+            server = getattr(self.emulator, "_server", None)
+            if server is not None:
+                server.shutdown_timeout = 1
             self.emulator.stop()
 
     def _environment(self, ca_path: Path) -> dict[str, str]:

@@ -51,6 +51,42 @@ def problem_response(
     return response
 
 
+def error_document(
+    path: str, status: int, code: str, title: str, detail: str, request_id: str | None = None
+) -> tuple[str, bytes]:
+    """(content type, body) of an error for ``path``, outside any Flask request.
+
+    For answers the server gives itself (gunicorn's 400/408/413/414/431): problem+json, or
+    Azure's error shape (``{"error": {...}}``) under ``/loganalytics``, as the views answer.
+    """
+    if is_log_analytics(path):
+        from service.errors import ServiceError
+        from service.services.log_compat import azure_error
+
+        error = ServiceError(detail)
+        error.status, error.code, error.title = status, code, title
+        azure = azure_error(error)
+        if request_id:
+            azure["error"].setdefault("correlationId", request_id)
+        return "application/json", json.dumps(azure).encode()
+    body: dict[str, Any] = {
+        "type": f"urn:amlcp:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": path,
+    }
+    if request_id:
+        body["request_id"] = request_id
+    return PROBLEM_JSON, json.dumps(body).encode()
+
+
+def is_log_analytics(path: str) -> bool:
+    """Routes that speak Azure's Log Analytics wire format (and error shape)."""
+    return path == "/loganalytics" or path.startswith("/loganalytics/")
+
+
 _HTTP_CODES = {
     400: "bad_request",
     404: "not_found",

@@ -19,6 +19,7 @@ from service.db.models import AuditEvent
 from service.db.session import UnitOfWork
 from service.domain.access import Principal, Role
 from service.domain.jsonable import jsonable
+from service.services.audit_queue import require_storable
 from service.services.context import CallContext
 from service.services.lookup import visible_tenant
 from service.services.pagination import Page, PageRequest, paginate
@@ -65,7 +66,14 @@ def record(
     before: Any = None,
     after: Any = None,
 ) -> None:
-    """Add an audit event to the current transaction. ``before``/``after`` must hold no secrets."""
+    """Add an audit event to the current transaction. ``before``/``after`` must hold no secrets.
+
+    An event that could not be stored (text with a lone surrogate or NUL) fails the change it
+    records with a 400 before the commit; the API refuses such input at the edge already.
+    """
+    before = jsonable(before) if before is not None else None
+    after = jsonable(after) if after is not None else None
+    require_storable({"before": before, "after": after, "target_id": target_id}, "audit")
     uow.session.add(
         AuditEvent(
             actor_key_id=ctx.principal.key_id,
@@ -74,8 +82,8 @@ def record(
             target_type=target_type,
             target_id=target_id,
             request_id=ctx.request_id,
-            before=jsonable(before) if before is not None else None,
-            after=jsonable(after) if after is not None else None,
+            before=before,
+            after=after,
         )
     )
 

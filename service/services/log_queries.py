@@ -233,6 +233,8 @@ def execute(
     action: str,
 ) -> tuple[LogQueryResult, str]:
     """Run one typed query with the tenant's credential, enforce the caps, audit the outcome."""
+    # The audit record must be writable before the query may run (lone surrogates, NUL).
+    audit_queue.require_storable(spec.query, "body.query")
     started = time.perf_counter()
     outcome: dict[str, Any] = {"status": "error"}
     try:

@@ -9,7 +9,7 @@ from flask import Flask, Response, current_app, g, request
 
 from service.api import bodies
 from service.api.openapi import OpenApiContract, ValidatedRequest
-from service.api.problems import is_log_analytics
+from service.domain.azure_errors import is_loganalytics_path
 from service.errors import PayloadTooLarge, Unauthorized
 from service.services import api_keys
 from service.services.runtime import Runtime
@@ -76,7 +76,7 @@ def register_hooks(app: Flask) -> None:
         # Every route, the same rule: text no database can store is refused before anything runs
         # (a log query would otherwise run and its audit record fail to be written).
         bodies.check_text(bodies.request_text(request.view_args or {}, query))
-        if is_log_analytics(request.path) and method in ("post", "put", "patch"):
+        if is_loganalytics_path(request.path) and method in ("post", "put", "patch"):
             raw = request.get_data(cache=True)
             # Azure's contract, not ours: only the body's JSON-ness and its text are checked here.
             g.json_body = bodies.parse_json(raw) if raw else None

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from service.domain.azure_errors import is_loganalytics_path
+from service.domain.azure_errors import CONTENT_TYPE, azure_error_bytes, is_loganalytics_path
 from service.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -59,16 +59,10 @@ def error_document(
     For answers the server gives itself (gunicorn's 400/408/413/414/431): problem+json, or
     Azure's error shape (``{"error": {...}}``) under ``/loganalytics``, as the views answer.
     """
-    if is_log_analytics(path):
-        from service.errors import ServiceError
-        from service.services.log_compat import azure_error
-
-        error = ServiceError(detail)
-        error.status, error.code, error.title = status, code, title
-        azure = azure_error(error)
-        if request_id:
-            azure["error"].setdefault("correlationId", request_id)
-        return "application/json", json.dumps(azure).encode()
+    if is_loganalytics_path(path):
+        return CONTENT_TYPE, azure_error_bytes(
+            status, detail, correlation_id=request_id, service_code=code, service_title=title
+        )
     body: dict[str, Any] = {
         "type": f"urn:amlcp:problem:{code}",
         "title": title,
@@ -80,11 +74,6 @@ def error_document(
     if request_id:
         body["request_id"] = request_id
     return PROBLEM_JSON, json.dumps(body).encode()
-
-
-def is_log_analytics(path: str) -> bool:
-    """Routes that speak Azure's Log Analytics wire format (and error shape)."""
-    return path == "/loganalytics" or path.startswith("/loganalytics/")
 
 
 _HTTP_CODES = {

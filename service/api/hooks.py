@@ -8,7 +8,6 @@ from flask import Flask, Response, current_app, g, request
 
 from service.api.openapi import OpenApiContract, ValidatedRequest
 from service.errors import Unauthorized
-from service.services import api_keys
 from service.services.runtime import Runtime
 
 _RULE_PARAM = re.compile(r"<(?:[a-z_]+:)?([A-Za-z_][A-Za-z0-9_]*)>")
@@ -41,7 +40,7 @@ def register_hooks(app: Flask) -> None:
             raise Unauthorized("send 'Authorization: Bearer <api key>'")
         rt = runtime()
         settings = rt.settings
-        g.principal = api_keys.key_cache.authenticate(
+        g.principal = rt.key_cache.authenticate(
             rt.uow,
             secret.strip(),
             settings.api_key_pepper,

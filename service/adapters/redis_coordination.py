@@ -247,6 +247,16 @@ class RedisCoordination:
         value = self._call(self._redis.get, f"{self.prefix}:lead:{key}")
         return value.decode() if value is not None else None
 
+    def follow(self, key: str, leader: str) -> None:
+        name = f"{self.prefix}:followers:{key}:{leader}"
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.incr(name)
+            pipe.pexpire(name, 600_000)
+            self._call(pipe.execute)
+
+    def followers(self, key: str, token: str) -> int:
+        return int(self._call(self._redis.get, f"{self.prefix}:followers:{key}:{token}") or 0)
+
     def unlead(self, key: str, token: str) -> None:
         self._call(self._unlead, keys=[f"{self.prefix}:lead:{key}"], args=[token])
 

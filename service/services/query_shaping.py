@@ -422,8 +422,11 @@ class Coalescer:
             raise
         with contextlib.suppress(CoordinationUnavailable):
             encoded = codec.encode(result)
+            # The answer goes to Redis only when another replica waits for it (a few seconds,
+            # enough for followers polling every ``poll_s``), not for every query.
+            if token and shared.followers(digest, token) > 0:
+                shared.put(f"answer:{digest}:{token}", encoded or b"", 5.0)
             if token:
-                shared.put(f"answer:{digest}:{token}", encoded or b"", 10.0)
                 shared.unlead(digest, token)
             if encoded and self.ttl_s > 0:
                 shared.put(f"cache:{digest}", encoded, self.ttl_s)
@@ -431,6 +434,7 @@ class Coalescer:
 
     def _follow(self, shared: SharedResults, digest: str, leader: str) -> bytes | None:
         """Wait for another replica's answer; None when it ends without a usable one."""
+        shared.follow(digest, leader)
         deadline = self._clock() + self._lead_ttl_s
         while self._clock() < deadline:
             answer = shared.get(f"answer:{digest}:{leader}")

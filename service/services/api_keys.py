@@ -97,9 +97,11 @@ class KeyCache:
         *,
         revocations: RevocationFeed | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = utcnow,  # for the keys' expiry
     ) -> None:
         self._feed = revocations
         self._clock = clock
+        self._wall_clock = wall_clock
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, str], tuple[float, int, Principal, datetime | None]] = {}
         self._generation = 0
@@ -133,7 +135,7 @@ class KeyCache:
             generation = self._generation
         if hit is not None and hit[0] > now and stamp is not None and hit[1] == stamp:
             _, _, principal, expires_at = hit
-            if expires_at is not None and expires_at <= utcnow():
+            if expires_at is not None and expires_at <= self._wall_clock():
                 raise Unauthorized("invalid, expired or revoked API key")
             return principal
         with uow_factory() as uow:

@@ -205,8 +205,12 @@ class TrafficShaper:
                     f"busy for {self.queue_timeout_s:g} s",
                     retry_after_s=max(1, math.ceil(self.queue_timeout_s / 2)),
                 )
-            with self._cond:
-                self._cond.wait(min(remaining, POLL_STEP_S * (1 + decision.ahead), POLL_MAX_S))
+            pause = min(remaining, POLL_STEP_S * (1 + decision.ahead), POLL_MAX_S)
+            if decision.ahead < limits.concurrency:
+                with self._cond:  # next in line: a release in this process wakes it at once
+                    self._cond.wait(pause)
+            else:
+                time.sleep(pause)  # further back: its turn is several releases away
 
     def release(self, lease: Lease) -> None:
         """Give a slot back (idempotent); waiters of this process look again at once."""

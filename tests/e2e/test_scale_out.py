@@ -9,6 +9,7 @@ must degrade the service, not break it.
 from __future__ import annotations
 
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -206,6 +207,42 @@ def test_two_replicas_together_hold_the_rate_window_and_use_it(replicas: Deploym
     assert stats["queries"] >= RATE + 1
     assert stats["queries"] <= RATE * (elapsed // WINDOW_S + 1)
     assert statuses.count(200) == stats["queries"]
+
+
+def test_a_noisy_key_on_one_replica_does_not_starve_a_quiet_key_on_the_other(
+    replicas: Deployment,
+) -> None:
+    path, _ = replicas.tenant()
+    (noisy, _), (quiet, _) = replicas.key(), replicas.key()
+    noisy_side, quiet_side = replicas.instances
+    stop = time.monotonic() + 3.0
+    latencies: dict[str, list[float]] = {"noisy": [], "quiet": []}
+    statuses: list[int] = []
+
+    def client(name: str, key: str, url: str) -> None:
+        s = session(key)
+        n = 0
+        while time.monotonic() < stop:
+            n += 1
+            started = time.monotonic()
+            r = s.post(url + path, json={"query": f"AppRequests | take {n}"})
+            latencies[name].append(time.monotonic() - started)
+            statuses.append(r.status_code)
+
+    threads = [
+        threading.Thread(target=client, args=("noisy", noisy, noisy_side.url)) for _ in range(16)
+    ]
+    threads.append(threading.Thread(target=client, args=("quiet", quiet, quiet_side.url)))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(statuses) == {200}
+    noisy_p50 = statistics.median(latencies["noisy"])
+    quiet_p50 = statistics.median(latencies["quiet"])
+    # 16 noisy callers share 5 slots (about 3 rounds of waiting each); the quiet one, served
+    # in turn with them, waits at most about one round.
+    assert quiet_p50 < 0.7 * noisy_p50, (quiet_p50, noisy_p50, len(latencies["quiet"]))
 
 
 def test_a_key_revoked_on_one_replica_is_refused_by_the_other_at_once(

@@ -1,4 +1,4 @@
-"""The per-process log query machinery: the port, traffic shaping, coalescing and retries.
+"""The log query machinery: the port, traffic shaping, coalescing and retries.
 
 Every query to Log Analytics, typed or passed through, goes through :class:`LogGateway`, so
 each one is counted against its tenant identity's budget and Azure's throttling and transient

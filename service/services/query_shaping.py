@@ -260,11 +260,6 @@ class TrafficShaper:
                 self._degrade()
         return self.mode
 
-    def stats(self, identity: str) -> dict[str, int]:
-        with self._cond:
-            held = sum(1 for lease in self._held.values() if lease.identity == identity)
-        return {"held": held, "refused": self.refused}
-
     # -- internals -------------------------------------------------------------------------
     def _choose(self, identity: str) -> tuple[BudgetStore, Limits]:
         if not self.store.shared or self._clock() >= self._down_until:

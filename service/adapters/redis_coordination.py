@@ -164,6 +164,10 @@ class RedisCoordination:
             max_connections=64,
         )
         self._budget = self._redis.register_script(_BUDGET)
+        self._renew_lead = self._redis.register_script(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+            "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+        )
         self._unlead = self._redis.register_script(
             "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
             "return 0"
@@ -256,6 +260,13 @@ class RedisCoordination:
 
     def followers(self, key: str, token: str) -> int:
         return int(self._call(self._redis.get, f"{self.prefix}:followers:{key}:{token}") or 0)
+
+    def renew_lead(self, key: str, token: str, ttl_s: float) -> None:
+        self._call(
+            self._renew_lead,
+            keys=[f"{self.prefix}:lead:{key}"],
+            args=[token, max(1, int(ttl_s * 1000))],
+        )
 
     def unlead(self, key: str, token: str) -> None:
         self._call(self._unlead, keys=[f"{self.prefix}:lead:{key}"], args=[token])

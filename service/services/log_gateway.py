@@ -70,7 +70,8 @@ class LogGateway:
             enabled=self.settings.coalesce,
             ttl_s=self.settings.cache_ttl_s,
             shared=self.shared_results,
-            lead_ttl_s=self.settings.queue_timeout_s + self.settings.max_server_timeout_s,
+            lead_ttl_s=self.lease_s,
+            follow_max_s=self.settings.queue_timeout_s + self.settings.max_server_timeout_s,
         )
 
     def query(

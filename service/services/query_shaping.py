@@ -342,7 +342,8 @@ class Coalescer:
         clock: Callable[[], float] = time.monotonic,
         max_entries: int = 1000,
         shared: SharedResults | None = None,
-        lead_ttl_s: float = 60.0,
+        lead_ttl_s: float = 15.0,
+        follow_max_s: float = 610.0,
         poll_s: float = 0.02,
     ) -> None:
         self.enabled = enabled
@@ -353,8 +354,11 @@ class Coalescer:
         self._running: dict[Hashable, Future[Any]] = {}
         self._cache: dict[Hashable, tuple[float, Any]] = {}
         self._shared = shared
-        self._lead_ttl_s = lead_ttl_s
+        self._lead_ttl_s = lead_ttl_s  # renewed while the query runs: a dead leader's lapses
+        self._follow_max_s = follow_max_s
         self._poll_s = poll_s
+        self._leads: dict[str, str] = {}  # digest -> token of the queries this process leads
+        self._renewer: threading.Thread | None = None
 
     def run(
         self, key: Hashable, call: Callable[[], T], codec: Codec[T] | None = None
@@ -412,13 +416,18 @@ class Coalescer:
                     token = ""  # the leader failed or its answer was too large: run it here
         except CoordinationUnavailable:
             return call(), "azure"
+        if token:
+            self._hold_lead(digest, token)
         try:
             result = call()
         except BaseException:
             if token:
+                self._leads.pop(digest, None)
                 with contextlib.suppress(CoordinationUnavailable):
                     shared.unlead(digest, token)
             raise
+        if token:
+            self._leads.pop(digest, None)
         with contextlib.suppress(CoordinationUnavailable):
             encoded = codec.encode(result)
             # The answer goes to Redis only when another replica waits for it (a few seconds,
@@ -434,7 +443,7 @@ class Coalescer:
     def _follow(self, shared: SharedResults, digest: str, leader: str) -> bytes | None:
         """Wait for another replica's answer; None when it ends without a usable one."""
         shared.follow(digest, leader)
-        deadline = self._clock() + self._lead_ttl_s
+        deadline = self._clock() + self._follow_max_s
         while self._clock() < deadline:
             answer = shared.get(f"answer:{digest}:{leader}")
             if answer is not None:
@@ -444,6 +453,30 @@ class Coalescer:
                 return answer or None
             time.sleep(self._poll_s)
         return None
+
+    def _hold_lead(self, digest: str, token: str) -> None:
+        with self._lock:
+            self._leads[digest] = token
+            if self._renewer is None:
+                self._renewer = threading.Thread(
+                    target=self._renew_leads, name="coalescing-lead-renewer", daemon=True
+                )
+                self._renewer.start()
+
+    def _renew_leads(self) -> None:
+        """Keep this process's leads alive while their queries run (a crash lets them lapse)."""
+        shared = self._shared
+        assert shared is not None
+        while True:
+            time.sleep(self._lead_ttl_s / 3)
+            with self._lock:
+                leads = list(self._leads.items())
+                if not leads:
+                    self._renewer = None
+                    return
+            for digest, token in leads:
+                with contextlib.suppress(CoordinationUnavailable):
+                    shared.renew_lead(digest, token, self._lead_ttl_s)
 
     def _evict(self) -> None:
         now = self._clock()

@@ -262,6 +262,32 @@ def test_a_leader_that_dies_lets_the_follower_run_the_query_itself(
     assert time.monotonic() - started >= 0.2
 
 
+def test_a_leader_running_longer_than_its_lead_ttl_keeps_the_lead_by_renewing_it(
+    redis_url: str, redis_prefix: str
+) -> None:
+    leader = Coalescer(
+        enabled=True, ttl_s=0, shared=RedisCoordination(redis_url, prefix=redis_prefix),
+        lead_ttl_s=0.3,
+    )  # fmt: skip
+    follower = Coalescer(
+        enabled=True, ttl_s=0, shared=RedisCoordination(redis_url, prefix=redis_prefix)
+    )
+    started = threading.Event()
+
+    def slow() -> int:
+        started.set()
+        time.sleep(1.0)  # over three lead TTLs
+        return 5
+
+    results: list[tuple[int, str]] = []
+    first = threading.Thread(target=lambda: results.append(leader.run("q", slow, _int_codec())))
+    first.start()
+    started.wait(10)
+    results.append(follower.run("q", lambda: 6, _int_codec()))
+    first.join()
+    assert sorted(results) == [(5, "azure"), (5, "coalesced")]
+
+
 def test_replicas_share_the_result_cache(redis_url: str, redis_prefix: str) -> None:
     replicas = [
         Coalescer(enabled=True, ttl_s=30, shared=RedisCoordination(redis_url, prefix=redis_prefix))

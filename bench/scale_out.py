@@ -208,8 +208,9 @@ def load(urls: list[str], path: str, key: str, clients: int, seconds: float) -> 
     }
 
 
-def direct(emu: Emulator, seconds: float) -> float:
-    """Baseline: 5 threads straight to the emulator with one identity's token."""
+def direct(emu: Emulator, seconds: float) -> tuple[float, float]:
+    """Baseline: 5 threads straight to the emulator with one identity's token (q/s), and the
+    p50 of one client alone (ms)."""
     box = emu.sandbox()
     emu.small_telemetry(box.log_analytics_workspace_id)
     token = box.credential().get_token(AUDIENCE + "/.default").token
@@ -230,7 +231,15 @@ def direct(emu: Emulator, seconds: float) -> float:
         t.start()
     for t in threads:
         t.join()
-    return count[0] / (time.monotonic() - started)
+    qps = count[0] / (time.monotonic() - started)
+    s = requests.Session()
+    s.headers["Authorization"] = f"Bearer {token}"
+    alone = []
+    for _ in range(40):
+        t0 = time.perf_counter()
+        s.post(url, json={"query": "AppRequests | take 5"})
+        alone.append(time.perf_counter() - t0)
+    return qps, statistics.median(alone) * 1000
 
 
 def one_run(
@@ -245,6 +254,7 @@ def one_run(
     ).json()["secret"]
     load(urls, path, key, clients, 1.0)  # warm: tokens, connections
     result = load(urls, path, key, clients, seconds)
+    result["seq_p50"] = load(urls[:1], path, key, 1, 2.0)["p50"]  # one client: the overhead
     return result, la_stats(emu, box.tenant_id)
 
 
@@ -260,8 +270,12 @@ def main() -> None:
         print(f"cores: {os.cpu_count()}; loadavg: {Path('/proc/loadavg').read_text().strip()}")
         print(f"theoretical max {THEORETICAL_QPS:.0f} q/s per identity (5 concurrent / 50 ms)")
         base = [direct(emu, args.seconds) for _ in range(args.runs)]
-        direct_qps = statistics.median(base)
-        print(f"baseline, 5 threads direct to the emulator: {[round(q, 1) for q in base]} q/s")
+        direct_qps = statistics.median(q for q, _ in base)
+        print(
+            "baseline, direct to the emulator: 5 threads "
+            f"{[round(q, 1) for q, _ in base]} q/s; one client p50 "
+            f"{[round(p, 1) for _, p in base]} ms"
+        )
         setups = [
             ("1 instance, no Redis (host file)", 1, False),
             ("1 instance, Redis", 1, True),
@@ -278,7 +292,8 @@ def main() -> None:
                             f"{name} x {args.clients} clients, run {run + 1}: "
                             f"{r['qps']:.1f} q/s = {r['qps'] / THEORETICAL_QPS:.2f} of max, "
                             f"{r['qps'] / direct_qps:.2f} of direct; p50 {r['p50']:.1f} ms, "
-                            f"p99 {r['p99']:.1f} ms; non-200: {r['not_200']}; Azure saw peak "
+                            f"p99 {r['p99']:.1f} ms; one client p50 {r['seq_p50']:.1f} ms; "
+                            f"non-200: {r['not_200']}; Azure saw peak "
                             f"{la['max_in_flight']} in flight, {la['max_queued']} queued",
                             flush=True,
                         )

@@ -353,8 +353,8 @@ class Settings:
     page_size_default: int = 50
     page_size_max: int = 200
     api_key_pepper: bytes = b""
-    # How long a process may reuse an API key lookup; another process may accept a key this long
-    # after it was revoked (the revoking process stops it at once). 0 = look up every request.
+    # How long a process may reuse an API key lookup; a revocation announced through the
+    # deployment's revocation counter (Redis, the host file) ends it at once. 0 = no reuse.
     api_key_cache_ttl_s: float = 2.0
     require_schema_at_head: bool = True
     openapi_path: Path = field(default=PROJECT_ROOT / "openapi.yaml")

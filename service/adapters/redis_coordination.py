@@ -6,8 +6,9 @@ clocks never matter); the rules are those of ``service.domain.budget``, kept in 
 scripts also run on a Redis Cluster. Every key expires when the identity has been idle for a
 while, so Redis holds only the budgets in use.
 
-A Redis that does not answer within ``timeout_s`` raises ``CoordinationUnavailable``: the callers
-degrade (a local share of the budget, no key cache) rather than wait or fail.
+A Redis that does not answer within ``timeout_s``, or answers with an error, raises
+``CoordinationUnavailable``: the callers degrade (a local share of the budget, no key cache)
+rather than wait or fail; the error is logged by the caller that degrades.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from service.domain.budget import Decision, Limits
@@ -26,7 +25,9 @@ from service.ports import CoordinationUnavailable
 
 log = logging.getLogger(__name__)
 
-_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# Down, slow, full (OOM), read-only after a fail-over, busy with a script: all mean "do not
+# count on Redis now" to the callers, who degrade instead of answering 500.
+_UNAVAILABLE = (redis.RedisError, OSError)
 
 # KEYS: 1 slots (zset token -> lease expiry ms), 2 sent (zset send -> leaves the window at ms),
 #       3 queue (zset token -> priority), 4 qexp (zset token -> expiry ms),
@@ -191,7 +192,7 @@ class RedisCoordination:
         try:
             outcome, ahead, wait_ms = self._budget(keys=keys, args=args)
         except _UNAVAILABLE as exc:
-            raise CoordinationUnavailable(type(exc).__name__) from None
+            raise CoordinationUnavailable(f"{type(exc).__name__}: {exc}") from None
         return outcome.decode(), int(ahead), int(wait_ms) / 1000
 
     def acquire(self, identity: str, token: str, caller: str, limits: Limits) -> Decision:
@@ -275,7 +276,7 @@ class RedisCoordination:
         try:
             return fn(*args, **kwargs)
         except _UNAVAILABLE as exc:
-            raise CoordinationUnavailable(type(exc).__name__) from None
+            raise CoordinationUnavailable(f"{type(exc).__name__}: {exc}") from None
 
     def close(self) -> None:
         self._redis.close()

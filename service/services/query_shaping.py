@@ -173,8 +173,8 @@ class TrafficShaper:
             store, limits = self._choose(identity)
             try:
                 decision = store.acquire(identity, token, caller, limits)
-            except CoordinationUnavailable:
-                self._degrade()
+            except CoordinationUnavailable as exc:
+                self._degrade(exc)
                 continue
             if decision.outcome == GRANTED:
                 return self._hold(Lease(identity, token, store, limits))
@@ -221,8 +221,8 @@ class TrafficShaper:
             self._held.pop(lease.token, None)
         try:
             lease.store.release(lease.identity, lease.token, lease.sends, lease.limits)
-        except CoordinationUnavailable:
-            self._degrade()  # the lease lapses on its own
+        except CoordinationUnavailable as exc:
+            self._degrade(exc)  # the lease lapses on its own
         with self._cond:
             self._cond.notify_all()
 
@@ -230,8 +230,8 @@ class TrafficShaper:
         """Spend one more send of the rate budget (a retry); raise our 429 when none is left."""
         try:
             decision = lease.store.charge(lease.identity, lease.token, lease.sends, lease.limits)
-        except CoordinationUnavailable:
-            self._degrade()
+        except CoordinationUnavailable as exc:
+            self._degrade(exc)
             decision = self.local.charge(
                 lease.identity, lease.token, lease.sends, self.fallback_limits
             )
@@ -256,8 +256,8 @@ class TrafficShaper:
         if self.store.shared:
             try:
                 self.store.ping()
-            except CoordinationUnavailable:
-                self._degrade()
+            except CoordinationUnavailable as exc:
+                self._degrade(exc)
         return self.mode
 
     # -- internals -------------------------------------------------------------------------
@@ -275,12 +275,13 @@ class TrafficShaper:
         limits = self.fallback_limits
         return self.local, replace(limits, concurrency=max(0, limits.concurrency - running))
 
-    def _degrade(self) -> None:
+    def _degrade(self, reason: Exception) -> None:
         if self._clock() >= self._down_until:
             log.warning(
-                "coordination store %s unreachable: each process uses its share of the budget "
-                "for %g s",
+                "coordination store %s unavailable (%s): this process uses its share of the "
+                "budget for %g s",
                 self.store.name,
+                reason,
                 self.retry_shared_s,
             )
         self._down_until = self._clock() + self.retry_shared_s
@@ -311,8 +312,8 @@ class TrafficShaper:
             for lease in leases:
                 try:
                     lease.store.renew(lease.identity, lease.token, lease.sends, lease.limits)
-                except CoordinationUnavailable:
-                    self._degrade()
+                except CoordinationUnavailable as exc:
+                    self._degrade(exc)
                     break
                 except Exception:  # the renewer must outlive any one failure
                     log.exception("renewing a query slot lease failed")

@@ -193,9 +193,16 @@ def test_two_replicas_together_hold_the_rate_window_and_use_it(replicas: Deploym
     path, identity = replicas.tenant()
     key, _ = replicas.key()
     replicas.emulator.set_limits(log_analytics={"latency_s": 0.02})
+    results: list[tuple[float, int]] = []
     try:
         started = time.monotonic()
-        results = hammer(replicas, path, key, threads=8, seconds=WINDOW_S * 1.6)
+        # Until the budget ran out once and the next window was used (however slowly a busy
+        # machine serves the clients), within a deadline.
+        while time.monotonic() < started + 90:
+            results += hammer(replicas, path, key, threads=12, seconds=WINDOW_S / 2)
+            statuses = [s for _, s in results]
+            if statuses.count(429) > 0 and statuses.count(200) > RATE:
+                break
         elapsed = time.monotonic() - started
     finally:
         replicas.emulator.set_limits(log_analytics={"latency_s": LATENCY_S})

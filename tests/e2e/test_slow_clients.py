@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from bench.slow_clients import SlowClients, _prefix
+from service.domain.azure_errors import CONTENT_TYPE
 from tests.e2e.deployments import Server, start, stop
 
 
@@ -187,7 +188,8 @@ def test_gunicorns_own_refusals_have_azures_shape_under_loganalytics(
         sock.sendall(raw)
         data, _ = _read_all(sock, within_s=10)
     got, content_type, body = _problem(data)
-    assert (got, content_type) == (status, "application/json")
+    # The same content type as every other answer under /loganalytics (the views' and Azure's).
+    assert (got, content_type) == (status, CONTENT_TYPE)
     error = body["error"]
     assert isinstance(error, dict)
     assert error["code"]

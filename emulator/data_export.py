@@ -20,7 +20,8 @@ resource id, ignored on input). A table that cannot be exported is accepted sile
 nothing (see ``exportable``).
 
 Delivery: rows ingested through ``ingest`` (or ``POST /_admin/log-analytics/ingest``) after a rule
-exists are appended to the rule's storage account in Azure's layout: container ``am-<Table>``,
+exists are appended to the rule's storage account in Azure's layout: container ``am-<Table>``
+(the docs spell it with the table's case; container names are lower case, so ``am-apptraces``),
 append blob ``WorkspaceResourceId=/subscriptions/<s>/resourcegroups/<rg>/providers/
 microsoft.operationalinsights/workspaces/<ws>/y=YYYY/m=MM/d=DD/h=HH/m=MM/PT05M.json`` (5-minute
 folders by TimeGenerated, JSON lines, lower-cased workspace id). Storage accounts are registered
@@ -513,6 +514,11 @@ def _put_rule(ctx: RequestContext) -> Response:
 # --- ingestion and delivery --------------------------------------------------------------------
 
 
+def container_name(table: str) -> str:
+    """``am-`` and the table name; lower case, as Blob storage container names must be."""
+    return f"am-{table.lower()}"
+
+
 def blob_path(la: LogAnalyticsWorkspace, when: dt.datetime) -> str:
     """Azure's 5-minute folder for a record generated at `when` (see the module docstring)."""
     when = when.astimezone(dt.UTC)
@@ -609,8 +615,9 @@ def _deliver(
         for blob, batch in sorted(by_blob.items()):
             data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in batch).encode()
             writer = registry.writer or _append_blob
-            writer(account.connection_string, f"am-{table}", blob, data)
-            delivery = Delivery(rule.name, account.resource_id, f"am-{table}", blob, len(batch))
+            container = container_name(table)
+            writer(account.connection_string, container, blob, data)
+            delivery = Delivery(rule.name, account.resource_id, container, blob, len(batch))
             with registry.lock:
                 registry.deliveries.append(delivery)
             out.append(delivery)

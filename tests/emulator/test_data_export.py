@@ -348,7 +348,7 @@ def test_a_table_that_cannot_be_exported_is_accepted_and_exports_nothing(
     row = {"TimeGenerated": "2026-01-02T03:07:00Z"}
     data_export.ingest(state, workspace_id, "requests", [row])
     data_export.ingest(state, workspace_id, "AppTraces", [{**row, "Message": "hello"}])
-    assert [container for container, _ in written] == ["am-AppTraces"]
+    assert [container for container, _ in written] == ["am-apptraces"]
     assert data_export.exportable("requests") is not None
     assert data_export.exportable("AppTraces") is None
 

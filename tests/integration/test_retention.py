@@ -324,3 +324,38 @@ def test_if_match_guards_retention_policy_changes(
     assert ok.json["policy"]["destination_resource_id"] is None  # a PUT replaces the scope
     gone = api.delete(path, operator, headers={"If-Match": etag})
     assert_problem(gone, 412)
+
+
+def test_a_throttled_rule_write_is_retried_after_retry_after_and_then_succeeds(
+    api: ApiClient,
+    emulator: EmulatorHandle,
+    sandbox: Sandbox,
+    wired: Wired,
+    operator: str,
+    rt: Runtime,
+    reconciler: Reconciler,
+) -> None:
+    storage = _storage(sandbox)
+    api.put(
+        f"/v1/tenants/{wired.tenant}/retention-policy",
+        operator,
+        json={"destination_resource_id": storage},
+    )
+    fault = emulator.add_fault(
+        "throttle",
+        route="arm.data_export_put",
+        count=1,
+        retry_after_s=1,
+        subscription_id=sandbox.subscription_id,
+    )
+    try:
+        _sync(api, wired, operator)
+        run_until(reconciler, lambda: settled(rt, wired.tenant_id), timeout_s=30)
+    finally:
+        emulator.clear_faults(fault.id)
+    (op,) = operations_of(rt, wired.tenant_id)
+    assert (op.state, op.attempts) == ("succeeded", 2)
+    assert _rules(sandbox)["amlcp-retention"].enable is True
+    puts = emulator.requests("arm.data_export_put")
+    statuses = [r.status for r in puts if r.subscription_id == sandbox.subscription_id.lower()]
+    assert statuses == [429, 201]

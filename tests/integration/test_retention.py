@@ -359,3 +359,34 @@ def test_a_throttled_rule_write_is_retried_after_retry_after_and_then_succeeds(
     puts = emulator.requests("arm.data_export_put")
     statuses = [r.status for r in puts if r.subscription_id == sandbox.subscription_id.lower()]
     assert statuses == [429, 201]
+
+
+def test_azures_own_refusal_fails_the_operation_with_its_message_and_spends_the_write_budget(
+    api: ApiClient,
+    sandbox: Sandbox,
+    wired: Wired,
+    operator: str,
+    rt: Runtime,
+    reconciler: Reconciler,
+) -> None:
+    from service.db.models import WriteBudget
+
+    # Only Azure knows the destination's region: the PUT is made, and refused.
+    far = _storage(sandbox, location="eastus")
+    api.put(
+        f"/v1/tenants/{wired.tenant}/retention-policy",
+        operator,
+        json={"destination_resource_id": far},
+    )
+    _sync(api, wired, operator)
+    run_until(reconciler, lambda: settled(rt, wired.tenant_id))
+    (op,) = operations_of(rt, wired.tenant_id)
+    assert op.state == "failed"
+    assert "Azure answered 400" in (op.last_error or "")
+    assert "must be in the workspace's region 'westeurope'" in (op.last_error or "")
+    assert _rules(sandbox) == {}
+    with rt.uow() as uow:
+        budget = uow.session.get(WriteBudget, sandbox.subscription_id.lower())
+    assert budget is not None, "the rule write reserved a slot of the subscription's budget"
+    (view,) = _retention(api, wired, operator)
+    assert (view["compliance"], view["reason"]) == ("failed", "the last operation failed")

@@ -6,7 +6,7 @@ from flask import Blueprint, Response
 
 from service.api.hooks import runtime, valid
 from service.api.responses import call_context, if_match, json_response
-from service.services import retention
+from service.services import retention, retention_compliance
 
 bp = Blueprint("retention", __name__)
 
@@ -81,13 +81,15 @@ def delete_workspace_retention_policy(tenant: str, workspace: str) -> Response:
 def get_tenant_retention(tenant: str) -> Response:
     with runtime().uow() as uow:
         return json_response(
-            {"workspaces": retention.tenant_retention(uow, call_context(), tenant)}
+            {"workspaces": retention_compliance.tenant_retention(uow, call_context(), tenant)}
         )
 
 
 @bp.post(WORKSPACE + "/retention/sync")
 def sync_workspace_retention(tenant: str, workspace: str) -> Response:
-    return json_response(retention.sync_retention(runtime(), call_context(), tenant, workspace))
+    return json_response(
+        retention_compliance.sync_retention(runtime(), call_context(), tenant, workspace)
+    )
 
 
 @bp.post(TENANT + "/retention/apply")

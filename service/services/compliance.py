@@ -22,7 +22,7 @@ from service.services.operations import (
     PolicyIndex,
     observed_of,
 )
-from service.services.retention import WorkspaceRetention, workspace_retention
+from service.services.retention_compliance import WorkspaceRetention, workspace_retention
 
 # Discovery failures that mean "we cannot see this tenant's Azure": compliance is unknown.
 ACCESS_ERRORS = frozenset(

@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import requests
 
-from emulator import data_export
+from emulator import data_export, export_delivery
 from emulator.testing import EmulatorHandle, Sandbox, unique_name
 
 SPECS = Path(__file__).parent / "specs" / "operationalinsights-2025-07-01"
@@ -322,12 +322,15 @@ def test_a_storage_account_serves_one_rule_of_a_workspace(sandbox: Sandbox) -> N
 
 
 def test_a_table_that_cannot_be_exported_is_accepted_and_exports_nothing(
-    sandbox: Sandbox,
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state = sandbox.emulator.state
     written: list[tuple[str, str]] = []
     registry = data_export.exports(state)
-    registry.writer = lambda _conn, container, blob, _data: written.append((container, blob))
+    # The session emulator is shared: the recording writer is undone after this test.
+    monkeypatch.setattr(
+        registry, "writer", lambda _conn, container, blob, _data: written.append((container, blob))
+    )
     storage = (
         f"/subscriptions/{sandbox.subscription_id}/resourceGroups/{sandbox.resource_group}"
         f"/providers/Microsoft.Storage/storageAccounts/{unique_name('sa').replace('-', '')}"
@@ -346,8 +349,8 @@ def test_a_table_that_cannot_be_exported_is_accepted_and_exports_nothing(
     workspace_id = sandbox.log_analytics_workspace_id
     assert workspace_id is not None
     row = {"TimeGenerated": "2026-01-02T03:07:00Z"}
-    data_export.ingest(state, workspace_id, "requests", [row])
-    data_export.ingest(state, workspace_id, "AppTraces", [{**row, "Message": "hello"}])
+    export_delivery.ingest(state, workspace_id, "requests", [row])
+    export_delivery.ingest(state, workspace_id, "AppTraces", [{**row, "Message": "hello"}])
     assert [container for container, _ in written] == ["am-apptraces"]
     assert data_export.exportable("requests") is not None
     assert data_export.exportable("AppTraces") is None

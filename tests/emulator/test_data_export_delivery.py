@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 
-from emulator import data_export
+from emulator import data_export, export_delivery
 from emulator.azurite import Azurite
 from emulator.testing import Sandbox, unique_name
 from tests.support.azurite import azurite  # noqa: F401 - the fixture
@@ -80,7 +80,7 @@ def test_ingested_rows_of_exported_tables_land_in_azures_blob_layout(
     workspace_id = sandbox.log_analytics_workspace_id
     assert workspace_id is not None
     before = {"TimeGenerated": "2026-03-04T10:01:00Z", "Message": "before the rule"}
-    data_export.ingest(state, workspace_id, "AppTraces", [before])
+    export_delivery.ingest(state, workspace_id, "AppTraces", [before])
     rule = DataExport(
         properties=DataExportProperties(
             table_names=["AppRequests", "AppTraces", "requests"],
@@ -94,7 +94,7 @@ def test_ingested_rows_of_exported_tables_land_in_azures_blob_layout(
         {"TimeGenerated": "2026-03-04T10:04:59Z", "Name": "POST /score", "Success": False},
         {"TimeGenerated": "2026-03-04T10:05:00Z", "Name": "GET /health", "Success": True},
     ]
-    data_export.ingest(state, workspace_id, "AppRequests", requests_rows)
+    export_delivery.ingest(state, workspace_id, "AppRequests", requests_rows)
     traces = [{"TimeGenerated": "2026-03-04T23:59:59Z", "Message": 'input: {"x": 1}'}]
     answer = requests.post(
         f"{sandbox.emulator.url}/_admin/log-analytics/ingest",
@@ -103,7 +103,9 @@ def test_ingested_rows_of_exported_tables_land_in_azures_blob_layout(
         verify=str(sandbox.emulator.ca_path),
     )
     assert answer.status_code == 200
-    data_export.ingest(state, workspace_id, "requests", [{"TimeGenerated": "2026-03-04T10:03:00Z"}])
+    export_delivery.ingest(
+        state, workspace_id, "requests", [{"TimeGenerated": "2026-03-04T10:03:00Z"}]
+    )
 
     base = f"WorkspaceResourceId={la.arm_id.lower()}/y=2026/m=03/d=04"
     exported = _mine(_blobs(azurite.connection_string, "am-apprequests"), la)
@@ -145,10 +147,12 @@ def test_a_disabled_rule_exports_nothing_and_appends_resume_when_enabled(
 
     row = {"TimeGenerated": "2026-05-06T07:08:09Z", "Target": "sql"}
     put(False)
-    data_export.ingest(state, workspace_id, "AppDependencies", [row])
+    export_delivery.ingest(state, workspace_id, "AppDependencies", [row])
     assert _mine(_blobs(azurite.connection_string, "am-appdependencies"), la) == {}
     put(True)
-    data_export.ingest(state, workspace_id, "AppDependencies", [row, {**row, "Target": "redis"}])
-    data_export.ingest(state, workspace_id, "AppDependencies", [{**row, "Target": "blob"}])
+    export_delivery.ingest(
+        state, workspace_id, "AppDependencies", [row, {**row, "Target": "redis"}]
+    )
+    export_delivery.ingest(state, workspace_id, "AppDependencies", [{**row, "Target": "blob"}])
     exported = _mine(_blobs(azurite.connection_string, "am-appdependencies"), la)
     assert [[r["Target"] for r in rows] for rows in exported.values()] == [["sql", "redis", "blob"]]

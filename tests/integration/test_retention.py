@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from emulator import data_export
+from emulator import data_export, export_delivery
 from emulator.azurite import Azurite
 from emulator.testing import EmulatorHandle, Sandbox, unique_name
 from service.config import Settings
@@ -185,7 +185,7 @@ def test_a_tenant_export_policy_is_applied_kept_and_its_rows_read_back_from_azur
         {"TimeGenerated": "2026-07-08T09:10:11Z", "Name": "POST /score", "ResultCode": "200"},
         {"TimeGenerated": "2026-07-08T09:12:13Z", "Name": "POST /score", "ResultCode": "500"},
     ]
-    data_export.ingest(state, workspace_id, "AppRequests", rows)
+    export_delivery.ingest(state, workspace_id, "AppRequests", rows)
     la = data_export.la_workspace_of(sandbox.workspace)
     assert la is not None
     blob = f"WorkspaceResourceId={la.arm_id.lower()}/y=2026/m=07/d=08/h=09/m=10/PT05M.json"

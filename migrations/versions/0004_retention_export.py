@@ -2,7 +2,7 @@
 each workspace's export rules
 
 Revision ID: 0004_retention_export
-Revises: 0003
+Revises: 0004_trust_reconciler
 Create Date: 2026-11-30
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_retention_export"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004_trust_reconciler"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -116,7 +116,7 @@ def validate_spec(data: dict[str, Any]) -> list[dict[str, str]]:
         bad = [t for t in tables if not _TABLE.match(t)]
         if bad:
             errors.append({"field": "body.tables", "message": f"not table names: {bad}"})
-        if len({t.lower() for t in tables}) != len(tables):
+        if len(set(tables)) != len(tables):
             errors.append({"field": "body.tables", "message": "lists a table twice"})
     return errors
 

@@ -291,7 +291,7 @@ def test_an_eleventh_enabled_rule_fails_the_operation_without_an_arm_write(
         ({"destination_resource_id": "/subscriptions/x/nope"}, "body.destination_resource_id"),
         ({"tables": []}, "body.tables"),
         ({"tables": ["AppTraces", "AppTraces"]}, "body.tables"),
-        ({"tables": ["App Traces"]}, "body.tables"),
+        ({"tables": ["App Traces"]}, "body.tables.0"),
         ({"colour": "red"}, "body.colour"),
     ],
     ids=["not-a-destination", "no-tables", "twice", "not-a-name", "unknown-field"],

@@ -75,7 +75,7 @@ def test_destinations_are_storage_accounts_or_event_hubs_namespaces() -> None:
     assert destination_type(f"/subscriptions/{SUB}/resourceGroups/rg/providers/X.Y/z/w") is None
     errors = validate_spec({"destination_resource_id": "not-an-id", "tables": []})
     assert [e["field"] for e in errors] == ["body.destination_resource_id", "body.tables"]
-    assert validate_spec({"tables": ["AppTraces", "apptraces"]})[0]["message"] == (
+    assert validate_spec({"tables": ["AppTraces", "AppTraces"]})[0]["message"] == (
         "lists a table twice"
     )
 

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test venv lint pytest migrate worker demo bench clean jsdeps lock
+.PHONY: run test venv lint pytest migrate worker demo bench clean jsdeps lock azurite
 
 # The official JavaScript Log Analytics client, pinned by tests/js_client/package-lock.json, for
 # tests/integration/test_js_client.py (needs node and npm; `npm ci` reads only the lockfile).
@@ -28,6 +28,17 @@ $(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
 	touch $(JS_STAMP)
 
 jsdeps: $(JS_STAMP)
+
+# Azurite (Microsoft's storage emulator, npm): where data export rules deliver in tests and the
+# demo. Pinned by tools/azurite/package-lock.json; without npm its tests skip and say why.
+AZURITE_STAMP := tools/azurite/node_modules/.installed-stamp
+$(AZURITE_STAMP): tools/azurite/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd tools/azurite && npm ci --no-audit --no-fund --loglevel=error \
+			&& touch node_modules/.installed-stamp; \
+	else echo "npm not found: the Azurite (data export delivery) tests will be skipped"; fi
+
+azurite: $(AZURITE_STAMP)
 
 ## make run: migrate the embedded SQLite database under var/ and serve on 127.0.0.1:8080
 run: venv
@@ -58,14 +69,14 @@ lint: venv
 	DATABASE_URL=sqlite:///var/alembic-check.db $(BIN)/alembic check
 	rm -f var/alembic-check.db
 
-pytest: venv jsdeps
+pytest: venv jsdeps azurite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## make demo: the emulator with a seeded fleet + the service against it (HTTPS), and a walkthrough
 DEMO_PORT ?= 8443
 DEMO_EMULATOR_PORT ?= 9443
 DEMO_DIR ?= var/demo
-demo: venv
+demo: venv azurite
 	$(BIN)/python -m demo --port $(DEMO_PORT) --emulator-port $(DEMO_EMULATOR_PORT) --dir $(DEMO_DIR)
 
 ## make lock: regenerate requirements.lock (pins + hashes) from requirements.in in one resolution
@@ -76,4 +87,4 @@ bench: venv
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache $(JS_DIR)/node_modules
+	rm -rf $(VENV) var .mypy_cache .ruff_cache $(JS_DIR)/node_modules tools/azurite/node_modules

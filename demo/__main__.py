@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from demo.stack import DemoInfo, DemoStack
-from demo.walkthrough import DELEGATED_USER, STEPS, compat_snippet, curl
+from demo.walkthrough import DELEGATED_USER, RETENTION_STEPS, STEPS, compat_snippet, curl
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -44,6 +44,13 @@ def banner(info: DemoInfo) -> str:
     lines.append(f"    Sign-in page: {info.emulator_url}/devicelogin  (user: {DELEGATED_USER})")
     lines.append(f"{len(STEPS) + 1:2}. The real azure-monitor-query client through the service:")
     lines.append(compat_snippet(info.service_url, info.ca_path, info.la_workspace_id))
+    lines += ["", "Retention (Log Analytics data export rules; exported rows go to Azurite):"]
+    for number, step in enumerate(RETENTION_STEPS, start=len(STEPS) + 2):
+        lines.append(f"{number:2}. {step.title}")
+        lines.append("    " + curl(step, info.service_url, info.ca_path))
+        if step.note:
+            lines.append(f"    ({step.note})")
+    lines.append(f"    Azurite: {info.azurite_blob_endpoint or 'not running (npm missing)'}")
     lines += ["", "Ctrl-C stops everything."]
     return "\n".join(lines)
 

@@ -17,6 +17,9 @@ from typing import Any
 import requests
 from cryptography.fernet import Fernet
 
+from demo.walkthrough import RETENTION_STORAGE, RETENTION_STORAGE_DEV
+from emulator.azurite import Azurite, start_azurite, unavailable_reason
+from emulator.data_export import add_storage_account
 from emulator.fleet import load_fleet
 from emulator.server import EmulatorServer
 from emulator.state import EmulatorState
@@ -46,6 +49,8 @@ class DemoInfo:
     admin_key: str
     la_workspace_id: str
     workdir: str
+    azurite_blob_endpoint: str | None = None  # where exported rows land (None: not running)
+    azurite_connection_string: str | None = None
 
 
 def _workspaces() -> list[tuple[str, dict[str, Any]]]:
@@ -111,6 +116,7 @@ class DemoStack:
         self.emulator_port = emulator_port
         self.processes: list[subprocess.Popen[bytes]] = []
         self.emulator: EmulatorServer | None = None
+        self.azurite: Azurite | None = None
 
     def start(self) -> DemoInfo:
         if self.workdir.exists():
@@ -122,6 +128,7 @@ class DemoStack:
         self.emulator = EmulatorServer(state, port=self.emulator_port, ca=ca, tls_dir=tls)
         self.emulator.start()
         load_fleet(state, FLEET)
+        self._retention_destinations(state)
         cert, key = ca.issue_server_cert(tls)
         env = self._environment(ca.ca_path)
         self._run([sys.executable, "-m", "service.cli", "db-upgrade"], env)
@@ -151,6 +158,8 @@ class DemoStack:
             admin_key=admin_key,
             la_workspace_id="11b2c3d4-e5f6-4718-9a0b-c1d2e3f4a5b6",
             workdir=str(self.workdir),
+            azurite_blob_endpoint=self.azurite.blob_endpoint if self.azurite else None,
+            azurite_connection_string=self.azurite.connection_string if self.azurite else None,
         )
         self._wait_ready(info)
         self._seed(info)
@@ -182,6 +191,19 @@ class DemoStack:
             if server is not None:
                 server.shutdown_timeout = 1
             self.emulator.stop()
+        if self.azurite is not None:
+            self.azurite.stop()
+
+    def _retention_destinations(self, state: EmulatorState) -> None:
+        """The walkthrough's storage accounts, backed by Azurite when it can run here."""
+        if unavailable_reason() is None:
+            self.azurite = start_azurite(self.workdir / "azurite")
+        connection = self.azurite.connection_string if self.azurite else None
+        for resource_id, location in (
+            (RETENTION_STORAGE, "westeurope"),
+            (RETENTION_STORAGE_DEV, "northeurope"),
+        ):
+            add_storage_account(state, resource_id, location=location, connection_string=connection)
 
     def _environment(self, ca_path: Path) -> dict[str, str]:
         emulator_url = self.emulator.url if self.emulator else ""

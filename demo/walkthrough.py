@@ -133,6 +133,54 @@ STEPS: tuple[Step, ...] = (
 )
 
 
+# Retention (issue 13): Contoso's workspaces export their App tables through Log Analytics data
+# export rules to a storage account in their own region (the dev workspace is in northeurope, so
+# it overrides the destination); the exported rows land in Azurite.
+RETENTION_GROUP = "/subscriptions/0f6c2a1e-1b2c-4d3e-8f4a-5b6c7d8e9f01/resourceGroups/rg-retention"
+RETENTION_STORAGE = f"{RETENTION_GROUP}/providers/Microsoft.Storage/storageAccounts/contosokeepwe"
+RETENTION_STORAGE_DEV = (
+    f"{RETENTION_GROUP}/providers/Microsoft.Storage/storageAccounts/contosokeepne"
+)
+
+RETENTION_STEPS: tuple[Step, ...] = (
+    Step(
+        "Retention: export the four App tables of every Contoso workspace to a storage account",
+        "PUT",
+        f"/v1/tenants/{CONTOSO}/retention-policy",
+        body={"destination_resource_id": RETENTION_STORAGE},
+        expect=(202,),
+        note="tables default to AppRequests, AppTraces, AppDependencies, AppExceptions",
+    ),
+    Step(
+        "... the dev workspace (northeurope) exports to a storage account in its own region",
+        "PUT",
+        f"/v1/tenants/{CONTOSO}/workspaces/dev/retention-policy",
+        body={"destination_resource_id": RETENTION_STORAGE_DEV},
+        expect=(202,),
+        note="Azure requires the destination in the workspace's region",
+    ),
+    Step(
+        "Discover the export rules of the production workspace now (queues the missing rule)",
+        "POST",
+        f"/v1/tenants/{CONTOSO}/workspaces/{PROD}/retention/sync",
+    ),
+    Step(
+        "... and of the dev workspace",
+        "POST",
+        f"/v1/tenants/{CONTOSO}/workspaces/dev/retention/sync",
+    ),
+    Step(
+        "Watch retention converge (repeat until every workspace is 'compliant')",
+        "GET",
+        f"/v1/tenants/{CONTOSO}/retention",
+        note=(
+            "disable the rule by hand (ARM PUT with enable=false) and sync again: the drift is "
+            "repaired; rows ingested from now on land in Azurite, container am-apprequests"
+        ),
+    ),
+)
+
+
 def curl(step: Step, base_url: str, ca_path: str, values: dict[str, str] | None = None) -> str:
     """The step as a copy-pasteable curl command (the key comes from $AMLCP_KEY)."""
     path = step.path.format(**(values or {})) if step.needs else step.path

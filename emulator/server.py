@@ -391,9 +391,10 @@ class _Gateway(wsgi.Gateway_10):
 
 def build_app(state: EmulatorState) -> EmulatorApp:
     """Assemble the WSGI app from every route module."""
-    from emulator import admin, arm, entra, mms
+    from emulator import admin, arm, data_export, entra, export_delivery, mms
 
     routes = [*entra.ROUTES, *arm.ROUTES, *mms.ROUTES, *admin.ROUTES, *LA_ROUTES]
+    routes += data_export.ROUTES + export_delivery.ROUTES
     return EmulatorApp(state, routes)
 
 

@@ -16,6 +16,7 @@ from service.api import (
     loganalytics,
     logs,
     monitoring,
+    retention,
     tenants,
 )
 from service.api.hooks import register_hooks
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     for blueprint in (health.bp, tenants.bp, endpoints.bp, credentials.bp, admin.bp, monitoring.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(logs.bp)
+    app.register_blueprint(retention.bp)
     app.register_blueprint(loganalytics.bp)
     app.register_blueprint(console.bp)
     return app

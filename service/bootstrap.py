@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from service.adapters.azureml import AzureMlControlPlane
+from service.adapters.data_export import AzureDataExports
 from service.adapters.host_coordination import HostCoordination
 from service.adapters.identity import AzureIdentity
 from service.adapters.logs import AzureLogs
@@ -101,6 +102,7 @@ def build_runtime(settings: Settings, database: Database | None = None) -> Runti
             retry_shared_s=settings.coordination.redis_retry_s,
         ),
         key_cache=KeyCache(revocations=revocations),
+        exports=AzureDataExports(settings.azure, call_timeout_s=settings.reconciler.call_timeout_s),
     )
 
 

@@ -22,6 +22,7 @@ from service.services.operations import (
     PolicyIndex,
     observed_of,
 )
+from service.services.retention_compliance import WorkspaceRetention, workspace_retention
 
 # Discovery failures that mean "we cannot see this tenant's Azure": compliance is unknown.
 ACCESS_ERRORS = frozenset(
@@ -60,6 +61,7 @@ class ComplianceReport:
     evaluated_at: datetime
     totals: dict[str, int]
     workspaces: list[WorkspaceCompliance]
+    retention: list[WorkspaceRetention]  # data export rules, by workspace (issue 13)
 
 
 def monitoring_of(
@@ -217,7 +219,8 @@ def tenant_compliance(uow: UnitOfWork, ctx: CallContext, tenant: str) -> Complia
             offenders.append(Offender(name, Compliance.UNKNOWN, reason))
         totals.update(counts)
         report.append(WorkspaceCompliance(ws.slug, dict(counts), offenders[:MAX_OFFENDERS]))
-    return ComplianceReport(t.slug, utcnow(), dict(totals), report)
+    retention = workspace_retention(session, t.id)
+    return ComplianceReport(t.slug, utcnow(), dict(totals), report, retention)
 
 
 def _vanished_at(

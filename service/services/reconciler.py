@@ -58,7 +58,7 @@ from service.errors import (
 )
 from service.metrics import RECONCILE_LAG, RECONCILE_SWEEP, THROTTLE_WAITS
 from service.ports import MlTarget, ServiceSnapshot
-from service.services import leases
+from service.services import leases, retention, retention_apply
 from service.services.device_logins import poll_due_device_logins
 from service.services.discovery import discover, due_workspaces, lock_workspace, target_of
 from service.services.leases import AttemptRecord, Claim
@@ -263,6 +263,12 @@ class Reconciler:
             log.info("discovery of workspace %s failed: %s", workspace_id, exc.code)
         except Exception:
             log.exception("discovery of workspace %s crashed", workspace_id)
+        try:
+            retention.discover_exports(self.rt, workspace_id)
+        except ServiceError as exc:
+            log.info("export rule discovery of workspace %s failed: %s", workspace_id, exc.code)
+        except Exception:
+            log.exception("export rule discovery of workspace %s crashed", workspace_id)
 
     # -- one attempt -----------------------------------------------------------------------
     def _run(self, claim: Claim) -> str:
@@ -298,6 +304,8 @@ class Reconciler:
         return recorded
 
     def _attempt(self, claim: Claim, lease: _Lease) -> Outcome:
+        if retention_apply.is_export_operation(claim):
+            return self._export_attempt(claim, lease)
         ws, target = self._target(claim)
         name = claim.endpoint_name
         if claim.azure_operation_id:
@@ -339,6 +347,15 @@ class Reconciler:
         followed = self._follow(claim, lease, target, operation_id)
         assert followed is not None
         return followed
+
+    def _export_attempt(self, claim: Claim, lease: _Lease) -> Outcome:
+        """A retention (data export rule) operation: its own module does the work, waiting and
+        fencing each write through this attempt's lease."""
+        state, error = retention_apply.attempt(
+            self.rt, claim, pause=lease.wait, fence=lease.keep_for_write
+        )
+        delay = self.retry.delay_s(claim.attempts) if state == "retry" else 0.0
+        return Outcome(state, error, delay)
 
     def _settle(self, lease: _Lease, unanswered: WriteOutcomeUnknown) -> str:
         """Wait for a write that got no answer in time to end, keeping the lease meanwhile: it

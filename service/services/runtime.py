@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from service.config import Settings
 from service.db.session import Database, UnitOfWork
-from service.ports import IdentityProvider, MlControlPlane, SecretBox
+from service.ports import DataExportControl, IdentityProvider, MlControlPlane, SecretBox
 from service.services.api_keys import KeyCache
 from service.services.log_gateway import LogGateway
 
@@ -20,6 +20,7 @@ class Runtime:
     ml: MlControlPlane
     logs: LogGateway
     key_cache: KeyCache = field(default_factory=KeyCache)  # API-key look-ups of this process
+    exports: DataExportControl | None = None  # Log Analytics data export rules (retention)
 
     def uow(self) -> UnitOfWork:
         return self.database.unit_of_work()

@@ -215,6 +215,7 @@ def probes(t: Target) -> dict[tuple[str, str], list[Probe]]:
             for v in ("requests", "dependencies", "exceptions", "traces")
         },
         **_monitoring_probes(t, tenant, ws, stale),
+        **_retention_probes(tenant, ws, stale),
         ("get", "/v1/audit-events"): [
             Probe("GET", "/v1/audit-events", expect=ALL_200, own_only=_only_events_of_a),
             Probe("GET", "/v1/audit-events", query={"tenant": t.tenant}),
@@ -227,6 +228,37 @@ def probes(t: Target) -> dict[tuple[str, str], list[Probe]]:
             ),
         ],
     }
+
+
+def _retention_probes(
+    tenant: str, ws: str, stale: dict[str, str]
+) -> dict[tuple[str, str], list[Probe]]:
+    """Issue 13: retention policies at two scopes, retention view, discovery, apply."""
+    ws_t = "/v1/tenants/{tenant}/workspaces/{workspace}"
+    storage = (
+        "/subscriptions/0f6c2a1e-1b2c-4d3e-8f4a-5b6c7d8e9f01/resourceGroups/rg/providers/"
+        "Microsoft.Storage/storageAccounts/hijack"
+    )
+    table: dict[tuple[str, str], list[Probe]] = {}
+    for template, path in (
+        ("/v1/tenants/{tenant}/retention-policy", f"{tenant}/retention-policy"),
+        (ws_t + "/retention-policy", f"{ws}/retention-policy"),
+    ):
+        table[("get", template)] = [Probe("GET", path)]
+        table[("put", template)] = [
+            Probe("PUT", path, json={"destination_resource_id": storage}),
+            Probe("PUT", path, json={"mode": "audit"}, headers=stale),
+        ]
+        table[("delete", template)] = [
+            Probe("DELETE", path),
+            Probe("DELETE", path, headers={"If-Match": "*"}),
+        ]
+    table[("get", "/v1/tenants/{tenant}/retention")] = [Probe("GET", f"{tenant}/retention")]
+    table[("post", ws_t + "/retention/sync")] = [Probe("POST", f"{ws}/retention/sync")]
+    table[("post", "/v1/tenants/{tenant}/retention/apply")] = [
+        Probe("POST", f"{tenant}/retention/apply")
+    ]
+    return table
 
 
 def _monitoring_probes(

@@ -23,9 +23,13 @@ from tests.api.helpers import (
     key_id_of,
 )
 from tests.support.api import ApiClient, World, new_guid, unique
-from tests.support.reconcile import add_operation, add_policy
+from tests.support.reconcile import add_operation, add_policy, add_retention_policy
 
 WS = "/v1/tenants/{tenant}/workspaces/{workspace}"
+STORAGE = (
+    "/subscriptions/0f6c2a1e-1b2c-4d3e-8f4a-5b6c7d8e9f01/resourceGroups/rg/providers/"
+    "Microsoft.Storage/storageAccounts/keepsa"
+)
 EP = WS + "/endpoints/{endpoint}"
 
 KINDS = [
@@ -87,6 +91,20 @@ RULES: dict[tuple[str, str], tuple[str, int, str | None]] = {
     ("post", WS + "/apply"): ("operator", 202, "operation.apply"),
     ("post", "/v1/tenants/{tenant}/apply"): ("operator", 202, "operation.apply"),
     ("get", "/v1/tenants/{tenant}/compliance"): ("reader", 200, None),
+    # Retention (issue 13). No credential in these scenes: discovery answers 409.
+    ("get", "/v1/tenants/{tenant}/retention-policy"): ("reader", 200, None),
+    ("put", "/v1/tenants/{tenant}/retention-policy"): ("operator", 202, "retention_policy.put"),
+    ("delete", "/v1/tenants/{tenant}/retention-policy"): (
+        "operator",
+        202,
+        "retention_policy.delete",
+    ),
+    ("get", WS + "/retention-policy"): ("reader", 200, None),
+    ("put", WS + "/retention-policy"): ("operator", 202, "retention_policy.put"),
+    ("delete", WS + "/retention-policy"): ("operator", 202, "retention_policy.delete"),
+    ("get", "/v1/tenants/{tenant}/retention"): ("reader", 200, None),
+    ("post", WS + "/retention/sync"): ("operator", 409, None),
+    ("post", "/v1/tenants/{tenant}/retention/apply"): ("operator", 202, "retention.apply"),
     ("get", EP + "/container-logs"): ("reader", 409, None),
     ("get", "/v1/operations"): ("reader", 200, None),
     ("get", "/v1/operations/{operation_id}"): ("reader", 200, None),
@@ -166,7 +184,9 @@ def _scene(
         endpoint = unique("ep")
         world.endpoints(tenant, workspace or "", [endpoint])
     key_id = key_id_of(database, world.key("reader", tenant)) if "{key_id}" in template else ""
-    if template.endswith("/policy") and method in ("get", "delete"):
+    if template.endswith("/retention-policy") and method in ("get", "delete"):
+        add_retention_policy(database, tenant, workspace)
+    elif template.endswith("/policy") and method in ("get", "delete"):
         add_policy(database, tenant, workspace, endpoint)
     operation_id = ""
     if "{operation_id}" in template:
@@ -210,6 +230,8 @@ def _request(method: str, template: str, s: Scene) -> dict[str, Any]:
         ("put", "/v1/tenants/{tenant}/policy"): {"app_insights": True},
         ("put", WS + "/policy"): {"mode": "audit"},
         ("put", EP + "/policy"): {"app_insights": False},
+        ("put", "/v1/tenants/{tenant}/retention-policy"): {"destination_resource_id": STORAGE},
+        ("put", WS + "/retention-policy"): {"tables": ["AppTraces"]},
         ("post", "/v1/tenants/{tenant}/workspaces/{workspace}/logs/query"): {
             "query": "AppRequests | take 1"
         },

@@ -131,6 +131,20 @@ def add_policy(
         )
 
 
+def add_retention_policy(db: Database, tenant: str, workspace: str | None = None) -> None:
+    """A retention policy at the scope named (through the use case, as an operator would)."""
+    from service.services import retention
+
+    storage = (
+        "/subscriptions/0f6c2a1e-1b2c-4d3e-8f4a-5b6c7d8e9f01/resourceGroups/rg/providers/"
+        "Microsoft.Storage/storageAccounts/keepsa"
+    )
+    with db.unit_of_work() as uow:
+        retention.put_retention_policy(
+            uow, CLI, tenant, workspace, {"destination_resource_id": storage}, None, max_attempts=3
+        )
+
+
 def add_operation(db: Database, tenant: str, workspace: str, endpoint: str) -> str:
     """A queued operation for an endpoint; its id."""
     with db.unit_of_work() as uow:

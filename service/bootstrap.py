@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 
+from service.adapters.azure_ai_ml import AzureOnlineDeployments
 from service.adapters.azureml import AzureMlControlPlane
 from service.adapters.identity import AzureIdentity
 from service.adapters.logs import AzureLogs
+from service.adapters.ml_targets import MlTargets
 from service.adapters.secretbox import FernetSecretBox, load_or_create_key_file
 from service.config import PROJECT_ROOT, Settings, SettingsError, parse_credential_keys
 from service.db.session import Database
@@ -63,7 +65,12 @@ def build_runtime(settings: Settings, database: Database | None = None) -> Runti
         database=database or Database(settings.database_url),
         secret_box=FernetSecretBox(settings.credential_keys),
         identity=AzureIdentity(settings.azure),
-        ml=AzureMlControlPlane(settings.azure, call_timeout_s=settings.reconciler.call_timeout_s),
+        ml=MlTargets(
+            AzureMlControlPlane(settings.azure, call_timeout_s=settings.reconciler.call_timeout_s),
+            AzureOnlineDeployments(
+                settings.azure, call_timeout_s=settings.reconciler.call_timeout_s
+            ),
+        ),
         logs=LogGateway(AzureLogs(settings.azure), settings.log_query),
     )
 

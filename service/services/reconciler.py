@@ -51,6 +51,7 @@ from service.services.discovery import discover, due_workspaces, target_of
 from service.services.leases import Claim
 from service.services.operations import PolicyIndex
 from service.services.operations_stats import oldest_due_age_s
+from service.services.rollouts import rollout_group, take_slot
 from service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -221,7 +222,7 @@ class Reconciler:
         snapshot = self._read(lambda: self.rt.ml.get_service(target, name))
         if snapshot is None:
             return Outcome("cancelled", "the endpoint no longer exists in Azure")
-        if snapshot.state == "Transitioning":
+        if snapshot.in_progress:
             # Someone's update (maybe ours, from an attempt that died before saving its id)
             # is running: writing now would collide. Look again shortly.
             return Outcome(
@@ -234,6 +235,9 @@ class Reconciler:
         changes = self._changes(claim, snapshot)
         if not changes:
             return Outcome("succeeded", snapshot=snapshot)
+        waiting = self._rollout_slot(claim, snapshot)
+        if waiting is not None:
+            return waiting
         wait_s = leases.reserve_write(self.rt, ws.subscription_id)
         if wait_s > 0:
             THROTTLE_WAITS.labels("subscription_writes").inc()
@@ -244,6 +248,7 @@ class Reconciler:
             name,
             app_insights=changes.get("app_insights"),
             model_data_collection=changes.get("model_data_collection"),
+            expected_version=snapshot.version,
         )
         if not leases.renew(
             self.rt, claim, self.worker_id, azure_operation_id=operation_id, desired=changes
@@ -294,6 +299,30 @@ class Reconciler:
                 snapshot=snapshot,
             )
         return Outcome("succeeded", snapshot=snapshot)
+
+    def _rollout_slot(self, claim: Claim, snapshot: ServiceSnapshot) -> Outcome | None:
+        """Kinds whose change rolls instances wait for a parallel-update slot of their online
+        endpoint (the policy's ``max_parallel_updates``); None when the attempt may write."""
+        caps = self.rt.ml.capabilities(snapshot.target_kind)
+        if not caps.online or snapshot.online_endpoint is None:
+            return None
+        with self.rt.uow() as uow:
+            limit = (
+                PolicyIndex.load(uow.session, claim.tenant_id)
+                .effective(claim.workspace_id, claim.endpoint_name)
+                .parallel_updates
+            )
+        group = rollout_group(claim.workspace_id, snapshot.online_endpoint)
+        if take_slot(self.rt, claim, self.worker_id, group, limit):
+            return None
+        return Outcome(
+            "retry",
+            f"waiting: {limit} deployment(s) of online endpoint '{snapshot.online_endpoint}' "
+            "are being updated (max_parallel_updates)",
+            self.cfg.poll_interval_s,
+            refund=True,
+            snapshot=snapshot,
+        )
 
     def _read(self, call: Any) -> Any:
         """A read, retried in place on temporary errors whose wait is short."""
@@ -354,6 +383,7 @@ class Reconciler:
         else:
             state = "failed" if outcome.state == "retry" else outcome.state
             values.update(state=state, finished_at=now, last_error=outcome.error)
+            values["rollout_group"] = None
         try:
             with leases.write_transaction(self.rt) as uow:
                 finished = leases.finish(self.rt, claim, self.worker_id, uow, **values)

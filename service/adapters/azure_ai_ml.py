@@ -33,6 +33,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -295,13 +296,23 @@ class AzureOnlineDeployments:
             options["connection_verify"] = self._settings.ca_bundle
         if arm_url != "https://management.azure.com":
             options["cloud"] = _register_cloud(arm_url, self._settings.authority_host)
-        ml = MLClient(
-            target.credential,
-            target.subscription_id,
-            target.resource_group,
-            target.workspace_name,
-            **options,
-        )
+        with _ENV_LOCK:
+            # MLClient records its cloud in the process environment (AZUREML_CURRENT_CLOUD),
+            # which azureml-core and child processes would then read: put it back.
+            before = os.environ.get(_CLOUD_ENV)
+            try:
+                ml = MLClient(
+                    target.credential,
+                    target.subscription_id,
+                    target.resource_group,
+                    target.workspace_name,
+                    **options,
+                )
+            finally:
+                if before is None:
+                    os.environ.pop(_CLOUD_ENV, None)
+                else:
+                    os.environ[_CLOUD_ENV] = before
         client_options = {
             k: v
             for k, v in options.items()
@@ -331,6 +342,8 @@ class AzureOnlineDeployments:
         return value
 
 
+_CLOUD_ENV = "AZUREML_CURRENT_CLOUD"
+_ENV_LOCK = threading.Lock()
 _CLOUDS: dict[str, str] = {}
 _CLOUDS_LOCK = threading.Lock()
 

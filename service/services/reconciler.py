@@ -51,7 +51,7 @@ from service.services.discovery import discover, due_workspaces, target_of
 from service.services.leases import Claim
 from service.services.operations import PolicyIndex
 from service.services.operations_stats import oldest_due_age_s
-from service.services.rollouts import rollout_group, take_slot
+from service.services.rollouts import rollout_group, still_current, take_slot
 from service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -243,6 +243,8 @@ class Reconciler:
             THROTTLE_WAITS.labels("subscription_writes").inc()
         if self.stopping.wait(wait_s):
             raise _Stopping
+        if not still_current(self.rt, claim, self.worker_id):
+            return Outcome("lost")  # never write for an attempt that no longer owns the work
         operation_id = self.rt.ml.start_update(
             target,
             name,

@@ -1,4 +1,5 @@
-"""Parallel-update slots: how many deployments of one online endpoint are updated at once.
+"""Parallel-update slots (how many deployments of one online endpoint are updated at once) and
+the last ownership check before a write.
 
 A v2 deployment update replaces the deployment and rolls its instances; updating every
 deployment of an endpoint at once could take the whole endpoint's capacity down. The effective
@@ -11,7 +12,9 @@ the group's other running, leased operations. A slot is released when the operat
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from datetime import timedelta
+
+from sqlalchemy import ColumnElement, func, select, update
 
 from service.db.models import Operation, Workspace
 from service.db.types import utcnow
@@ -44,13 +47,35 @@ def take_slot(rt: Runtime, claim: Claim, owner: str, group: str, limit: int) -> 
             return False
         taken = session.execute(
             update(Operation)
-            .where(
-                Operation.id == claim.id,
-                Operation.state == "running",
-                Operation.lease_owner == owner,
-            )
+            .where(*_current(claim, owner))
             .values(rollout_group=group, version=Operation.version + 1)
             .execution_options(synchronize_session=False)
         )
         uow.commit()
         return bool(getattr(taken, "rowcount", 0) == 1)
+
+
+def _current(claim: Claim, owner: str) -> list[ColumnElement[bool]]:
+    # The attempt count fences a stale attempt of the same worker: a worker that re-claimed
+    # its own operation (its lease expired during a slow first call) has moved it on.
+    return [
+        Operation.id == claim.id,
+        Operation.state == "running",
+        Operation.lease_owner == owner,
+        Operation.attempts == claim.attempts,
+    ]
+
+
+def still_current(rt: Runtime, claim: Claim, owner: str) -> bool:
+    """Extend the lease if this attempt still owns the operation; False when it lost it (to
+    another worker, a newer attempt of this one, or a cancel). Checked right before a write."""
+    expires = utcnow() + timedelta(seconds=rt.settings.reconciler.lease_s)
+    with write_transaction(rt) as uow:
+        result = uow.session.execute(
+            update(Operation)
+            .where(*_current(claim, owner))
+            .values(lease_expires_at=expires, version=Operation.version + 1)
+            .execution_options(synchronize_session=False)
+        )
+        uow.commit()
+        return bool(getattr(result, "rowcount", 0) == 1)

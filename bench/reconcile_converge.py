@@ -287,13 +287,16 @@ def _run(
             if args.progress:
                 print(f"  t={last_print - started:5.1f}s {states} in_flight={report.in_flight}")
             finished = sum(states.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
-            if finished >= total:
+            active = states.get("queued", 0) + states.get("running", 0)
+            # A later discovery may queue a second operation for a target (it then finds
+            # nothing to do): converged means every target had one and none is active.
+            if finished >= total and active == 0:
                 break
         time.sleep(0.2)
     elapsed = time.monotonic() - started
     reconciler.close()
     states = _states(rt)
-    done, failed = states.get("succeeded", 0), total - states.get("succeeded", 0)
+    done, failed = states.get("succeeded", 0), states.get("failed", 0)
     for error in _errors(rt):
         print(f"  failed: {error}")
     for fault_id in fault_ids:

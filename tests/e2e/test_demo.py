@@ -145,20 +145,21 @@ def test_the_walkthrough_works_as_printed(demo: dict[str, Any]) -> None:
     assert done["username"] == DELEGATED_USER
     assert _call(s, demo, STEPS[10], values)["identity"]["username"] == DELEGATED_USER
 
-    # The tenant policy reaches SDK v2 deployments too.
+    # The tenant policy reaches SDK v2 deployments too (the walkthrough's last three steps).
+    v2_step, v2_policy, v2_logs = STEPS[-3:]
     deployment = _until(
-        lambda: (r := _call(s, demo, STEPS[10], values))["app_insights_enabled"] and r,
+        lambda: (r := _call(s, demo, v2_step, values))["app_insights_enabled"] and r,
         "App Insights on churn-v2.blue",
     )
     assert (deployment["kind"], deployment["rolls_instances"]) == ("managed_online", True)
-    change = _call(s, demo, STEPS[11], values)
+    change = _call(s, demo, v2_policy, values)
     assert {op["endpoint"] for op in change["operations"]} == {"churn-v2.blue"}
     assert all(op["rolls_instances"] for op in change["operations"])
     _until(
-        lambda: bool(_call(s, demo, STEPS[10], values)["data_collection_enabled"]),
+        lambda: bool(_call(s, demo, v2_step, values)["data_collection_enabled"]),
         "model data collection on churn-v2.blue",
     )
-    assert "instanceGeneration" in _call(s, demo, STEPS[12], values)["content"]
+    assert "instanceGeneration" in _call(s, demo, v2_logs, values)["content"]
 
 
 def test_the_real_logs_client_queries_through_the_service(demo: dict[str, Any]) -> None:

@@ -108,7 +108,8 @@ def test_a_worker_killed_mid_operation_is_resumed_without_a_duplicate_patch(
         second.send_signal(signal.SIGTERM)
         assert second.wait(20) == 0, log.read_text()
 
-    assert {op.state for op in operations_of(rt, w.tenant_id)} == {"succeeded"}
+    ops = operations_of(rt, w.tenant_id)
+    assert {op.state for op in ops} == {"succeeded"}, [(o.state, o.last_error) for o in ops]
     assert all(box.service(n)["appInsightsEnabled"] is True for n in names)
     patches = fresh_emulator.requests("mms.service_patch")
     assert {e.status for e in patches} == {202}  # no 409: never a second PATCH while one ran

@@ -157,8 +157,10 @@ def test_a_worker_killed_mid_deployment_update_follows_the_async_operation_witho
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(10)
-    orphaned = [op for op in operations_of(rt, w.tenant_id) if op.state == "running"]
-    assert orphaned, log.read_text()  # killed while holding leases
+    # Killed before converging: its leases are orphaned, or (a call timed out under load after
+    # the PUT was accepted) the operation waits for a retry that must not PUT again.
+    unfinished = [o for o in operations_of(rt, w.tenant_id) if o.state in ("queued", "running")]
+    assert unfinished, log.read_text()
 
     second = _worker(database, fresh_emulator, log, w.tenant_id)
     try:

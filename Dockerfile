@@ -1,6 +1,8 @@
 # AML monitoring control plane: API image (the reconciler runs from the same image with
 # `python -m service.worker`). Build: docker build -t amlcp .
-FROM python:3.11-slim AS base
+# The base image is pinned by digest (python:3.11-slim-bookworm): a rebuild gets the same bytes.
+# Move it on purpose: `docker buildx imagetools inspect python:3.11-slim-bookworm`.
+FROM python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91 AS base
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -10,9 +12,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # Dependencies first, so code changes do not reinstall them. psycopg[binary] and cryptography
-# ship wheels: no compiler needed.
+# ship wheels: no compiler needed. requirements.lock pins every distribution with its sha256
+# (scripts/lock.py): pip refuses any file whose hash differs, and anything not in the lock.
 COPY requirements.lock ./
-RUN pip install -r requirements.lock
+RUN pip install --require-hashes --no-deps -r requirements.lock && pip check
 
 COPY alembic.ini gunicorn.conf.py wsgi.py openapi.yaml pyproject.toml ./
 COPY migrations ./migrations
@@ -27,8 +30,9 @@ ENV BIND=0.0.0.0:8080 \
     HOME=/app/var
 EXPOSE 8080
 
+# Asks /healthz where gunicorn listens, read from BIND (so a changed BIND keeps it working).
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status == 200 else 1)"]
+    CMD ["python", "-m", "service.healthcheck"]
 
 # Migrations are an explicit step before the server starts (the app refuses a schema that is
 # not at head). Set RUN_MIGRATIONS=0 when a separate job migrates.

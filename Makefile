@@ -5,7 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test venv lint pytest migrate worker demo bench clean
+.PHONY: run test venv lint pytest migrate worker demo bench clean jsdeps lock
+
+# The official JavaScript Log Analytics client, pinned by tests/js_client/package-lock.json, for
+# tests/integration/test_js_client.py (needs node and npm; `npm ci` reads only the lockfile).
+JS_DIR   := tests/js_client
+JS_STAMP := $(JS_DIR)/node_modules/.installed-stamp
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +22,12 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+$(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(JS_STAMP)
+
+jsdeps: $(JS_STAMP)
 
 ## make run: migrate the embedded SQLite database under var/ and serve on 127.0.0.1:8080
 run: venv
@@ -36,8 +47,8 @@ worker: venv
 test: venv lint pytest
 
 lint: venv
-	$(BIN)/ruff check service emulator demo tests bench migrations wsgi.py
-	$(BIN)/ruff format --check service emulator demo tests bench migrations wsgi.py
+	$(BIN)/ruff check service emulator demo tests bench migrations scripts wsgi.py gunicorn.conf.py
+	$(BIN)/ruff format --check service emulator demo tests bench migrations scripts wsgi.py gunicorn.conf.py
 	$(BIN)/mypy service
 	$(BIN)/lint-imports
 	$(BIN)/pip check
@@ -47,7 +58,7 @@ lint: venv
 	DATABASE_URL=sqlite:///var/alembic-check.db $(BIN)/alembic check
 	rm -f var/alembic-check.db
 
-pytest: venv
+pytest: venv jsdeps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## make demo: the emulator with a seeded fleet + the service against it (HTTPS), and a walkthrough
@@ -57,8 +68,12 @@ DEMO_DIR ?= var/demo
 demo: venv
 	$(BIN)/python -m demo --port $(DEMO_PORT) --emulator-port $(DEMO_EMULATOR_PORT) --dir $(DEMO_DIR)
 
+## make lock: regenerate requirements.lock (pins + hashes) from requirements.in in one resolution
+lock: venv
+	$(BIN)/python scripts/lock.py $(if $(UPGRADE),--upgrade)
+
 bench: venv
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .mypy_cache .ruff_cache $(JS_DIR)/node_modules

@@ -8,10 +8,12 @@ import tempfile
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="amlcp-metrics-"))
 
 bind = os.environ.get("BIND", "127.0.0.1:8080")
-# Requests are mostly I/O (database, Azure): a few processes with threads each.
+# Requests are mostly I/O (database, Azure): a few processes, each serving many connections as
+# greenlets. gevent, not threads: a slow client holds a greenlet, never a thread the others need
+# (service/serving.py says why and what it changes; README "Slow clients").
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
-worker_class = "gthread"
+worker_class = "service.serving.Worker"
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = 5
@@ -26,6 +28,32 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server, worker):  # type: ignore[no-untyped-def]
+    """A worker's last step: write its queued audit events, then leave without joining threads.
+
+    Interpreter exit joins every non-daemon thread, and the SDKs start their own (azureml-core's
+    request pool, concurrent.futures executors): one blocked in a call kept a stopping worker
+    alive for ever (threads in futex wait, SIGTERM ignored, the port still held), and when the
+    master was killed meanwhile the worker was orphaned. Nothing is lost by not joining them:
+    a request still in flight has already been given up by the master's stop.
+    """
+    if not worker.booted:
+        return  # a worker that failed to boot exits as gunicorn expects (its code stops the master)
+    import sys
+
+    from service.services import audit_queue
+
+    error = sys.exc_info()[1]
+    code = error.code if isinstance(error, SystemExit) and isinstance(error.code, int) else 0
+    try:
+        audit_queue.close_all()
+    finally:
+        server.log.info("worker %s exiting", worker.pid)
+        for handler in server.log.error_log.handlers:
+            handler.flush()
+        os._exit(code)
 
 
 def when_ready(server):  # type: ignore[no-untyped-def]
@@ -43,11 +71,16 @@ def when_ready(server):  # type: ignore[no-untyped-def]
 
 
 def on_exit(server):  # type: ignore[no-untyped-def]
-    """Stop the reconciler gracefully with the server (it hands its leases back)."""
+    """Stop the reconciler with the server: it finishes its step and hands its leases back.
+
+    Bounded, so that Ctrl-C leaves nothing running within 10 s: a step still running after
+    RECONCILER_STOP_S is killed (its lease expires and another attempt takes over).
+    """
     proc = getattr(server, "amlcp_reconciler", None)
     if proc is not None and proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=float(os.environ.get("RECONCILER_STOP_S", "5")))
         except Exception:  # noqa: BLE001 - still stopping: make sure it goes
             proc.kill()
+            proc.wait()

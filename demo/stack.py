@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -75,21 +76,30 @@ def _workspaces() -> list[tuple[str, dict[str, Any]]]:
                 "log_analytics_workspace_id": "22c3d4e5-f6a7-4829-8b1c-d2e3f4a5b6c7",
             },
         ),
-        (
-            "fabrikam",
-            {
-                "slug": "analytics",
-                "display_name": "Fabrikam analytics",
-                "subscription_id": FABRIKAM_SUB,
-                "resource_group": "rg-analytics",
-                "workspace_name": "fabrikam-ml",
-                "app_insights_resource_id": ai.format(
-                    sub=FABRIKAM_SUB, rg="rg-analytics", name="fabrikam-ai"
-                ),
-                "log_analytics_workspace_id": "33d4e5f6-a7b8-4930-9c2d-e3f4a5b6c7d8",
-            },
-        ),
     ]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (Linux /proc; none found elsewhere), deepest first."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = entry.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.parent.name))
+    found: list[int] = []
+    stack = list(children.get(pid, []))
+    while stack:
+        child = stack.pop()
+        found.append(child)
+        stack.extend(children.get(child, []))
+    return found[::-1]
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 class DemoStack:
@@ -147,16 +157,30 @@ class DemoStack:
         (self.workdir / "demo.json").write_text(json.dumps(asdict(info), indent=2))
         return info
 
-    def stop(self) -> None:
+    def stop(self, within_s: float = 8.0) -> None:
+        """Stop every process the demo started, their children included, within ``within_s``.
+
+        SIGINT asks gunicorn for its quick shutdown (the reconciler stops after its step);
+        whatever is still there at the deadline is killed, children before parents: killing
+        only gunicorn's master used to leave its workers behind, orphaned, on the demo port.
+        """
+        deadline = time.monotonic() + within_s
         for process in self.processes:
             if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+                process.send_signal(signal.SIGINT)
         for process in self.processes:
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                process.kill()
+                for pid in [*_descendants(process.pid), process.pid]:
+                    _kill(pid)
+                process.wait()
         if self.emulator is not None:
+            # cheroot waits up to 5 s for each busy connection thread, then 5 s for its own:
+            # the services that held connections to it are gone, so a second is plenty.
+            server = getattr(self.emulator, "_server", None)
+            if server is not None:
+                server.shutdown_timeout = 1
             self.emulator.stop()
 
     def _environment(self, ca_path: Path) -> dict[str, str]:
@@ -259,6 +283,8 @@ class DemoStack:
                 "client_id": FABRIKAM_PUBLIC_CLIENT,
             },
         )
+        # Fabrikam's workspace is registered in the walkthrough, once someone has signed in:
+        # registration asks Resource Manager with the tenant's credential.
         for tenant, workspace in _workspaces():
             call("POST", f"/v1/tenants/{tenant}/workspaces", workspace)
         for workspace in ("prod", "dev"):

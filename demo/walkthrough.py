@@ -12,6 +12,7 @@ FABRIKAM = "fabrikam"
 PROD = "prod"
 DEMO_ENDPOINT = "churn-01"
 DELEGATED_USER = "carol@fabrikam.example"
+FABRIKAM_SUB = "1a7d3b2f-2c3d-4e4f-9a5b-6c7d8e9f0a12"  # in the demo fleet, Fabrikam's tenant
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,37 @@ STEPS: tuple[Step, ...] = (
         "Fabrikam's credential now holds the signed-in user",
         "POST",
         f"/v1/tenants/{FABRIKAM}/credential/verify",
+    ),
+    Step(
+        "Register Fabrikam's workspace: its credential now reaches the subscription",
+        "POST",
+        f"/v1/tenants/{FABRIKAM}/workspaces",
+        body={
+            "slug": "analytics",
+            "display_name": "Fabrikam analytics",
+            "subscription_id": FABRIKAM_SUB,
+            "resource_group": "rg-analytics",
+            "workspace_name": "fabrikam-ml",
+            "app_insights_resource_id": (
+                f"/subscriptions/{FABRIKAM_SUB}/resourceGroups/rg-analytics"
+                "/providers/Microsoft.Insights/components/fabrikam-ai"
+            ),
+            "log_analytics_workspace_id": "33d4e5f6-a7b8-4930-9c2d-e3f4a5b6c7d8",
+        },
+        expect=(201,),
+        note=(
+            "the service lists the subscriptions Fabrikam's credential reaches and checks that "
+            "Resource Manager puts this one in Fabrikam's Entra tenant"
+        ),
+    ),
+    Step(
+        "Fabrikam's endpoints, discovered by the reconciler at once (no sync needed)",
+        "GET",
+        f"/v1/tenants/{FABRIKAM}/workspaces/analytics/endpoints?limit=5",
+        note=(
+            "a workspace is listed as soon as it is registered, and again whenever its "
+            "tenant's credential becomes usable"
+        ),
     ),
     Step(
         f"An online deployment (SDK v2) is governed too: {V2_DEPLOYMENT}, kind managed_online",

@@ -168,6 +168,7 @@ _LA_LIMIT_FIELDS = (
     "default_wait_s",
     "max_wait_s",
     "latency_s",
+    "max_summarize_groups",
 )
 
 

@@ -209,6 +209,7 @@ def _telemetry(
             requests_per_hour=spec.get("requests_per_hour", 60),
             failure_rate=spec.get("failure_rate", 0.02),
             seed=spec.get("seed", 0),
+            app_insights_resource_id=ws.app_insights_resource_id,
         )
     )
     workspace_tables = {name: table for name, table in tables.items() if name.startswith("App")}

@@ -156,6 +156,52 @@ def internal_error() -> LaError:
     return LaError(500, _error("InternalServerError", "Something went wrong on the server."))
 
 
+# Kusto's E_RUNAWAY_QUERY (0x80DA0001 as a signed int32): a query that exceeded a per-node
+# resource budget, such as the memory an aggregation may hold.
+_RUNAWAY_QUERY_CODE = "-2133196799"
+
+
+def aggregation_overflow_error(max_groups: int) -> JsonObject:
+    """The `error` beside `tables` when a summarize exceeded the emulator's group budget.
+
+    Same outer shape as the recorded partial response (see `partial_error`); the inner code is
+    Kusto's E_RUNAWAY_QUERY and the wording is the emulator's (no public recording of this
+    failure was found), so tests match on `code`, not on the message.
+    """
+    return {
+        "code": "PartialError",
+        "message": "There were some errors when processing your query.",
+        "details": [
+            {
+                "code": "EngineError",
+                "message": "Something went wrong processing your query on the server.",
+                "innererror": {
+                    "code": _RUNAWAY_QUERY_CODE,
+                    "message": (
+                        f"Aggregation over more than {max_groups} groups exceeded the memory "
+                        f"budget (E_RUNAWAY_QUERY; {_KUSTO_LIMITS_LINK})"
+                    ),
+                    "severity": 2,
+                    "severityName": "Error",
+                },
+            }
+        ],
+    }
+
+
+def not_supported_by_emulator(innererror: JsonObject) -> LaError:
+    """400 for valid KQL outside the emulator's subset: a code the real service never uses."""
+    return LaError(
+        400,
+        _error(
+            "NotSupportedByEmulatorError",
+            "The query uses KQL that the emulator does not implement (see emulator/KQL.md); "
+            "the real service may run it",
+            innererror=innererror,
+        ),
+    )
+
+
 def partial_error(kind: str, limit: int) -> JsonObject:
     """The `error` object that sits beside `tables` when a result was cut at a limit.
 

@@ -32,6 +32,9 @@ class LogAnalyticsLimits:
     max_response_bytes: int = 64 * 1024 * 1024
     default_wait_s: int = 180
     max_wait_s: int = 600
+    # Summarize group budget: a summarize with more groups keeps the first ones and the answer
+    # is a 200 with a PartialError (Kusto's aggregation memory limit); 0 means no budget.
+    max_summarize_groups: int = 0
     # Simulated service time of every query, spent while holding a concurrency slot, so that
     # callers can observe in-flight counts and server timeouts.
     latency_s: float = 0.0

@@ -97,14 +97,17 @@ def query_body(
     *,
     execution_s: float,
     scanned_rows: int,
+    engine_error: JsonObject | None = None,
 ) -> bytes:
     """Serialize a query result, cutting it to the row and size limits as Kusto does.
 
     A cut result is a 200 with the rows that fit and a PartialError beside `tables`, which
-    azure-monitor-query turns into a LogsQueryPartialResult.
+    azure-monitor-query turns into a LogsQueryPartialResult. `engine_error` is a PartialError
+    the engine itself reported (an aggregation overflow); its details come first.
     """
     tables, cut = _cut_rows(tables, limits.max_rows)
     error = la_errors.partial_error("record count", limits.max_rows) if cut else None
+    error = _combine(engine_error, error)
     body = _assemble(tables, prefer, error, execution_s, scanned_rows)
     encoded = _dumps(body).encode()
     while len(encoded) > limits.max_response_bytes:
@@ -114,10 +117,19 @@ def query_body(
             break
         keep = int(total * limits.max_response_bytes / len(encoded) * 0.95)
         tables, _ = _cut_rows(tables, max(keep, 0) if keep < total else total - 1)
-        error = la_errors.partial_error("data size", limits.max_response_bytes)
+        error = _combine(
+            engine_error, la_errors.partial_error("data size", limits.max_response_bytes)
+        )
         body = _assemble(tables, prefer, error, execution_s, scanned_rows)
         encoded = _dumps(body).encode()
     return encoded
+
+
+def _combine(first: JsonObject | None, second: JsonObject | None) -> JsonObject | None:
+    """One PartialError carrying the details of both (either may be None)."""
+    if first is None or second is None:
+        return first or second
+    return {**first, "details": [*first["details"], *second["details"]]}
 
 
 def _assemble(

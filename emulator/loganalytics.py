@@ -8,7 +8,10 @@ Routes, below `/v1` (the server hands over every `/v1/...` request after checkin
 - `POST /$batch`  `{"requests": [{"id", "workspace", "body", "headers"?, "path"?, "method"?}]}`
 
 `Prefer: wait=N, include-statistics=true, include-render=true` is honoured; per-identity limits
-(see `la_limits`) apply to each query, including each entry of a batch. Answers follow the real
+(see `la_limits`) apply to each query, including each entry of a batch. A batch answers per
+entry: access (`workspace_allowed`, the server's tenant boundary), KQL and limit errors are
+that entry's status; only a body that is no batch (no `requests` list, entries without distinct
+ids) is refused whole with 400. Answers follow the real
 service: 200 `{"tables": [...]}` (+ statistics/render), 200 with `error` beside `tables` for a
 result cut at the row or size limit, and `{"error": {...}}` with 400/403/404/429/504.
 """
@@ -37,34 +40,71 @@ from emulator.la_store import CannedResponse, Scope, TelemetryStore
 if TYPE_CHECKING:
     from emulator.kql import Table
 
-__all__ = ["Engine", "LogAnalyticsLimits", "LogAnalyticsService", "TelemetryStore", "kql_engine"]
+__all__ = [
+    "Engine",
+    "EngineResult",
+    "LogAnalyticsLimits",
+    "LogAnalyticsService",
+    "TelemetryStore",
+    "kql_engine",
+]
 
 log = logging.getLogger(__name__)
 
 JsonObject = dict[str, Any]
+# The caller's tenant boundary: whether it may read a workspace (None: no boundary).
+Allowed = Callable[[str], bool] | None
 Window = tuple[datetime, datetime] | None
-# Runs one query over named tables and returns wire tables ({"name", "columns", "rows"}).
-# Raises LaError for a query the service rejects.
-Engine = Callable[[str, Mapping[str, "Table"], datetime, Window], list[JsonObject]]
+
+
+@dataclass
+class EngineResult:
+    """Wire tables ({"name", "columns", "rows"}) and the PartialError the engine reported."""
+
+    tables: list[JsonObject]
+    partial_error: JsonObject | None = None
+
+
+# Runs one query over named tables (under the current limits) and returns wire tables, or an
+# EngineResult when the engine reports a partial failure. Raises LaError for a query the service
+# rejects.
+Engine = Callable[
+    [str, Mapping[str, "Table"], datetime, Window, LogAnalyticsLimits],
+    list[JsonObject] | EngineResult,
+]
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 
 def kql_engine(
-    query: str, tables: Mapping[str, Table], now: datetime, window: Window
-) -> list[JsonObject]:
-    """The default engine: the emulator's KQL subset, errors mapped to Azure's 400 shapes."""
+    query: str,
+    tables: Mapping[str, Table],
+    now: datetime,
+    window: Window,
+    limits: LogAnalyticsLimits,
+) -> EngineResult:
+    """The default engine: the emulator's KQL subset, errors mapped to Azure's 400 shapes.
+
+    A summarize past `limits.max_summarize_groups` (0: no budget) keeps the first groups and
+    the answer carries a PartialError, as the service's aggregation memory budget does.
+    """
     # Imported here so that the service can be built (and tested with another engine) without
     # loading the KQL parser.
     from emulator import kql
     from emulator.kql.wire import table_to_wire
 
+    budget = limits.max_summarize_groups or None
     try:
-        result = kql.execute(query, tables, now=now, timespan=window)
+        outcome = kql.run(query, tables, now=now, timespan=window, max_groups=budget)
     except kql.KqlError as exc:
+        if exc.code == kql.UNSUPPORTED:
+            raise la_errors.not_supported_by_emulator(exc.to_innererror()) from exc
         raise la_errors.kql_error(exc.to_innererror()) from exc
-    return [table_to_wire(table) for table in result]
+    partial = None
+    if outcome.overflowed_groups is not None:
+        partial = la_errors.aggregation_overflow_error(outcome.overflowed_groups)
+    return EngineResult([table_to_wire(table) for table in outcome.tables], partial)
 
 
 @dataclass
@@ -94,10 +134,20 @@ class LogAnalyticsService:
         self._engine = engine if engine is not None else kql_engine
         self._gate = IdentityGate()
 
-    def handle(self, request: Request, identity: str) -> Response:
-        """Answer one `/v1/...` request made by `identity` (a stable id of the principal)."""
+    def handle(
+        self,
+        request: Request,
+        identity: str,
+        *,
+        workspace_allowed: Callable[[str], bool] | None = None,
+    ) -> Response:
+        """Answer one `/v1/...` request made by `identity` (a stable id of the principal).
+
+        `workspace_allowed(workspace_id)`, when given, is the caller's tenant boundary: a batch
+        entry or an additional workspace it refuses is answered 403 (that entry only).
+        """
         try:
-            answer = self._route(request, identity)
+            answer = self._route(request, identity, workspace_allowed)
         except LaError as error:
             answer = _Answer.of_error(error)
         except Exception:  # a bug in the emulator must still answer in Azure's shape
@@ -115,14 +165,14 @@ class LogAnalyticsService:
 
     # -- routing -------------------------------------------------------------------------------
 
-    def _route(self, request: Request, identity: str) -> _Answer:
+    def _route(self, request: Request, identity: str, allowed: Allowed) -> _Answer:
         path = request.path
         if not path.startswith("/v1/"):
             raise la_errors.path_not_found()
         route = path[3:]
         method = request.method
         if route == "/$batch" and method == "POST":
-            return self._batch(identity, _json_body(request))
+            return self._batch(identity, _json_body(request), allowed)
         if not route.endswith("/query") or method not in ("POST", "GET"):
             raise la_errors.path_not_found()
         if method == "POST":
@@ -135,9 +185,17 @@ class LogAnalyticsService:
                 "timespan": args.get("timespan"),
                 "workspaces": workspaces.split(",") if workspaces else None,
             }
-        return self._query(identity, route, body, parse_prefer(request.headers.get("Prefer")))
+        prefer = parse_prefer(request.headers.get("Prefer"))
+        return self._query(identity, route, body, prefer, allowed)
 
-    def _query(self, identity: str, route: str, body: object, prefer: Preferences) -> _Answer:
+    def _query(
+        self,
+        identity: str,
+        route: str,
+        body: object,
+        prefer: Preferences,
+        allowed: Allowed = None,
+    ) -> _Answer:
         """One query: `route` is `/workspaces/<id>/query` or `/<resource id>/query`."""
         if not isinstance(body, dict):
             raise la_errors.bad_argument("The request body must be a JSON object", target="body")
@@ -151,22 +209,25 @@ class LogAnalyticsService:
         limits = self.limits  # one consistent snapshot even if the admin API swaps it
         now = limits.now() if limits.now is not None else datetime.now(UTC)
         window = parse_timespan(body.get("timespan"), now)
-        tables = self._tables(scope, body.get("workspaces"), identity)
+        tables = self._tables(scope, body.get("workspaces"), identity, allowed)
         wait_s = _applied_wait(prefer, limits)
         started = time.perf_counter()
         self._gate.acquire(identity, limits)
         try:
-            result = self._engine(query, tables, now, window)
+            result = self._engine(query, tables, now, window, limits)
             _simulate_service_time(limits.latency_s, wait_s, started)
         finally:
             self._gate.release(identity, limits)
         scanned = sum(len(t.rows) for t in tables.values()) if prefer.include_statistics else 0
+        if not isinstance(result, EngineResult):
+            result = EngineResult(result)
         encoded = query_body(
-            result,
+            result.tables,
             prefer,
             limits,
             execution_s=time.perf_counter() - started,
             scanned_rows=scanned,
+            engine_error=result.partial_error,
         )
         headers = [] if prefer.wait_s is None else [("Preference-Applied", f"wait={wait_s}")]
         return _Answer(200, encoded, headers)
@@ -185,7 +246,7 @@ class LogAnalyticsService:
         """The workspace or resource a query path names, checked for the caller's access."""
         if target.startswith("/workspaces/"):
             workspace_id = target[len("/workspaces/") :]
-            if not _GUID.match(workspace_id):
+            if not _GUID.fullmatch(workspace_id):
                 raise la_errors.path_not_found()
             scope = self.store.workspace(workspace_id)
             if scope is None:
@@ -202,7 +263,9 @@ class LogAnalyticsService:
             raise la_errors.insufficient_access()
         return scope
 
-    def _tables(self, scope: Scope, extra: object, identity: str) -> Mapping[str, Table]:
+    def _tables(
+        self, scope: Scope, extra: object, identity: str, allowed: Allowed = None
+    ) -> Mapping[str, Table]:
         """The primary scope's tables, merged with those of any additional workspaces."""
         if extra is None or extra == []:
             return scope.tables
@@ -217,7 +280,7 @@ class LogAnalyticsService:
                 raise la_errors.bad_argument(
                     f"Failed to resolve workspace '{name}'", target="workspaces", value=name
                 )
-            if not other.readable_by(identity):
+            if not other.readable_by(identity) or (allowed is not None and not allowed(name)):
                 raise la_errors.insufficient_access()
             if other.id != scope.id and other not in scopes:
                 scopes.append(other)
@@ -225,7 +288,7 @@ class LogAnalyticsService:
 
     # -- batch ---------------------------------------------------------------------------------
 
-    def _batch(self, identity: str, payload: object) -> _Answer:
+    def _batch(self, identity: str, payload: object, allowed: Allowed = None) -> _Answer:
         requests = payload.get("requests") if isinstance(payload, dict) else None
         if not isinstance(requests, list) or not requests:
             raise la_errors.bad_argument("requests must be a non-empty list", target="requests")
@@ -236,7 +299,7 @@ class LogAnalyticsService:
         parts = []
         for request_id, item in zip(ids, requests, strict=True):
             try:
-                answer = self._batch_entry(identity, item)
+                answer = self._batch_entry(identity, item, allowed)
             except LaError as error:
                 answer = _Answer.of_error(error)
             head: JsonObject = {"id": request_id, "status": answer.status}
@@ -247,7 +310,7 @@ class LogAnalyticsService:
             parts.append(dumps(head)[:-1] + b',"body":' + body + b"}")
         return _Answer(200, b'{"responses":[' + b",".join(parts) + b"]}")
 
-    def _batch_entry(self, identity: str, item: JsonObject) -> _Answer:
+    def _batch_entry(self, identity: str, item: JsonObject, allowed: Allowed = None) -> _Answer:
         if item.get("path", "/query") != "/query" or item.get("method", "POST") != "POST":
             raise la_errors.bad_argument("Only POST /query is supported in a batch", target="path")
         workspace = item.get("workspace")
@@ -262,8 +325,10 @@ class LogAnalyticsService:
             if isinstance(headers, dict)
             else None
         )
+        if allowed is not None and not allowed(workspace):
+            raise la_errors.insufficient_access()
         route = f"/workspaces/{workspace}/query"
-        return self._query(identity, route, item.get("body"), parse_prefer(prefer))
+        return self._query(identity, route, item.get("body"), parse_prefer(prefer), allowed)
 
 
 def _json_body(request: Request) -> object:

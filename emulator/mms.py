@@ -1,4 +1,5 @@
-"""AML model management v1 (2019-09-30): web services, JSON-patch updates, async operations, logs.
+"""AML model management v1 (2019-09-30): web services, JSON-patch updates, async operations, logs,
+deletion, keys (list, regenerate) and access tokens.
 
 Service documents carry every key azureml-core's `AksWebservice`/`AciWebservice._initialize`
 reads, with values (not nulls) so they also validate against modelManagement.json. A PATCH is
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import secrets
 import threading
 import time
 import uuid
@@ -29,9 +31,15 @@ _M = (
     "/modelmanagement/v1.0/subscriptions/<subscription_id>/resourceGroups/<resource_group>"
     "/providers/Microsoft.MachineLearningServices/workspaces/<workspace>"
 )
-# azureml-core's update() also sends git/tracking info as "add /properties/<key>" ops; real MMS
-# stores them, we drop them so documents stay deterministic across checkouts.
-_IGNORED_ADD_PREFIX = "/properties/"
+# A service's `properties` (ServiceResponseBase.properties in modelManagement.json): "The
+# service property dictionary. Properties are immutable." - a string map a patch may not
+# `replace` or `remove` in. `add` is how azureml-core's update() sends its tracking info (git
+# branch, commit, dirty flag), whose values change between releases of the caller; the spec is
+# silent on adding an existing key, so RFC 6902 applies: `add` sets the member.
+_PROPERTIES_PREFIX = "/properties/"
+_SUB_OPERATIONS = {"Service_Update": "ServiceUpdate", "Service_RegenerateKeys": "RegenerateKeys"}
+_KEY_TYPES = ("Primary", "Secondary")
+TOKEN_LIFETIME_S = 3600
 
 
 class PatchError(Exception):
@@ -148,16 +156,17 @@ class Operation:
     failure: str | None
     state: str = "Running"
     end_time: float | None = None
+    operation_type: str = "Service_Update"
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": self.id,
-            "operationType": "Service_Update",
+            "operationType": self.operation_type,
             "state": self.state,
             "createdTime": _iso(self.created),
             "resourceLocation": self.resource_location,
             "operationDetails": {
-                "subOperationType": "ServiceUpdate",
+                "subOperationType": _SUB_OPERATIONS.get(self.operation_type, "ServiceUpdate"),
                 "subOperationState": self.state,
             },
         }
@@ -173,12 +182,19 @@ class Operation:
         return body
 
 
+def _new_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
 @dataclass
 class _Record:
     document: dict[str, Any]
     logs: str
     pending: Operation | None = None
     state_before: str = "Healthy"
+    keys: dict[str, str] = field(
+        default_factory=lambda: {"primaryKey": _new_key(), "secondaryKey": _new_key()}
+    )
 
 
 @dataclass
@@ -287,6 +303,64 @@ class ServiceCatalog:
         with self.lock:
             self._failures.extend([message] * count)
 
+    def keys(self, workspace: Workspace, name: str) -> dict[str, str] | None:
+        """`Services_ListServiceKeys`: the service's AuthKeys, or None if there is no service."""
+        with self.lock:
+            record = self._record(workspace, name)
+            return dict(record.keys) if record else None
+
+    def regenerate_key(
+        self,
+        workspace: Workspace,
+        name: str,
+        request: Any,
+        resource_location: str,
+    ) -> Operation:
+        """`Services_RegenerateServiceKeys`: set one key (to `keyValue`, or a new random one) and
+        record a finished operation, which azureml-core's regen_key() polls."""
+        if not isinstance(request, dict) or request.get("keyType") not in _KEY_TYPES:
+            raise PatchError(400, "BadRequest", "keyType must be 'Primary' or 'Secondary'.")
+        value = request.get("keyValue")
+        if value is not None and (not isinstance(value, str) or not value):
+            raise PatchError(400, "BadRequest", "keyValue must be a non-empty string.")
+        with self.lock:
+            record = self._record(workspace, name)
+            if record is None:
+                raise PatchError(
+                    404, "NotFound", f"Service {name} not found in workspace {workspace.name}."
+                )
+            slot = "primaryKey" if request["keyType"] == "Primary" else "secondaryKey"
+            record.keys[slot] = value or _new_key()
+            now = time.time()
+            op = Operation(
+                id=str(uuid.uuid4()),
+                workspace_key=workspace.key,
+                service_name=name,
+                resource_location=resource_location,
+                ops=[],
+                created=now,
+                duration_s=0.0,
+                failure=None,
+                state="Succeeded",
+                end_time=now,
+                operation_type="Service_RegenerateKeys",
+            )
+            self._operations[op.id] = op
+            return op
+
+    def token(self, workspace: Workspace, name: str) -> dict[str, Any] | None:
+        """`Services_GetServiceToken`: an AuthToken for calling the service, or None."""
+        with self.lock:
+            if self._record(workspace, name) is None:
+                return None
+        now = int(time.time())
+        return {
+            "accessToken": secrets.token_urlsafe(32),
+            "tokenType": "Bearer",
+            "expiryOn": now + TOKEN_LIFETIME_S,
+            "refreshAfter": now + TOKEN_LIFETIME_S // 2,
+        }
+
     def remove(self, workspace: Workspace, name: str) -> bool:
         """Delete a service (as if deleted in the portal); False if there was none."""
         with self.lock:
@@ -325,18 +399,31 @@ def _validate_patch(document: dict[str, Any], ops: Any) -> list[dict[str, Any]]:
         raise PatchError(
             400, "BadRequest", "The patch document must be a JSON array of operations."
         )
+    if not ops:
+        # Services_Patch takes "The payload that is used to patch the Service" (an array of
+        # JsonPatchOperation); an empty one would start an operation that changes nothing.
+        raise PatchError(400, "BadRequest", "The patch document must contain an operation.")
     effective = []
     for op in ops:
         if not isinstance(op, dict) or not isinstance(op.get("path"), str):
             raise PatchError(400, "BadRequest", f"Invalid patch operation: {op!r}")
-        if op.get("op") == "add" and op["path"].startswith(_IGNORED_ADD_PREFIX):
-            continue
+        if op["path"].startswith(_PROPERTIES_PREFIX):
+            _check_property_op(document, op)
         effective.append(op)
     try:
         _apply(copy.deepcopy(document), effective)
     except (KeyError, TypeError, ValueError) as exc:
         raise PatchError(400, "BadRequest", f"Invalid patch: {exc}") from exc
     return effective
+
+
+def _check_property_op(document: dict[str, Any], op: dict[str, Any]) -> None:
+    """Properties take only `add` of a string value (see _PROPERTIES_PREFIX)."""
+    key = op["path"][len(_PROPERTIES_PREFIX) :]
+    if op.get("op") != "add" or not key or "/" in key:
+        raise PatchError(400, "BadRequest", f"Service properties are immutable: {op['path']}")
+    if not isinstance(op.get("value"), str):
+        raise PatchError(400, "BadRequest", f"{op['path']} must be a string")
 
 
 def _apply(document: dict[str, Any], ops: list[dict[str, Any]]) -> None:
@@ -453,6 +540,62 @@ def _patch_service(ctx: RequestContext) -> Response:
     return Response(status=202, headers={"Operation-Location": operation_url})
 
 
+def _service_location(ctx: RequestContext, ws: Workspace, name: str) -> str:
+    return f"/api/subscriptions/{ws.subscription_id}/resourceGroups/{ws.resource_group}" + (
+        f"/providers/Microsoft.MachineLearningServices/workspaces/{ws.name}/services/{name}"
+    )
+
+
+def _delete_service(ctx: RequestContext) -> Response:
+    """`Services_Delete`: 200 "The resource exists and was deleted successfully", 204 "The
+    resource does not exist and the request was well formed" (the spec also allows 202; the
+    emulator deletes at once, which azureml-core's Webservice.delete() handles as 200)."""
+    ws = _workspace(ctx)
+    if ws is None:
+        return _no_workspace(ctx)
+    if ctx.state.services.remove(ws, ctx.params["name"]):
+        return Response(status=200)
+    return Response(status=204)
+
+
+def _list_keys(ctx: RequestContext) -> Response:
+    ws = _workspace(ctx)
+    if ws is None:
+        return _no_workspace(ctx)
+    keys = ctx.state.services.keys(ws, ctx.params["name"])
+    if keys is None:
+        return error_response("mms", 404, "NotFound", f"Service {ctx.params['name']} not found.")
+    return json_response(keys)
+
+
+def _regenerate_keys(ctx: RequestContext) -> Response:
+    """`Services_RegenerateServiceKeys`: 202 + Operation-Location (azureml-core requires it)."""
+    ws = _workspace(ctx)
+    if ws is None:
+        return _no_workspace(ctx)
+    name = ctx.params["name"]
+    try:
+        body = ctx.request.get_json(force=True, silent=True)
+        op = ctx.state.services.regenerate_key(ws, name, body, _service_location(ctx, ws, name))
+    except PatchError as exc:
+        return error_response("mms", exc.status, exc.code, exc.message)
+    mms_base = ctx.request.path.rsplit("/services/", 1)[0]
+    return Response(
+        status=202, headers={"Operation-Location": f"{ctx.base_url}{mms_base}/operations/{op.id}"}
+    )
+
+
+def _get_token(ctx: RequestContext) -> Response:
+    """`Services_GetServiceToken`: 201 with an AuthToken."""
+    ws = _workspace(ctx)
+    if ws is None:
+        return _no_workspace(ctx)
+    token = ctx.state.services.token(ws, ctx.params["name"])
+    if token is None:
+        return error_response("mms", 404, "NotFound", f"Service {ctx.params['name']} not found.")
+    return json_response(token, 201)
+
+
 def _get_operation(ctx: RequestContext) -> Response:
     ws = _workspace(ctx)
     if ws is None:
@@ -486,6 +629,24 @@ ROUTES = [
     Route(
         "mms.service_patch", f"{_M}/services/<name>", ("PATCH",), _patch_service, "arm", "writes"
     ),
+    Route(
+        "mms.service_delete",
+        f"{_M}/services/<name>",
+        ("DELETE",),
+        _delete_service,
+        "arm",
+        "writes",
+    ),
+    Route("mms.service_listkeys", f"{_M}/services/<name>/listkeys", ("POST",), _list_keys, "arm"),
+    Route(
+        "mms.service_regenerate_keys",
+        f"{_M}/services/<name>/regenerateKeys",
+        ("POST",),
+        _regenerate_keys,
+        "arm",
+        "writes",
+    ),
+    Route("mms.service_token", f"{_M}/services/<name>/token", ("POST",), _get_token, "arm"),
     Route("mms.service_logs", f"{_M}/services/<name>/logs", ("GET",), _get_logs, "arm"),
     Route("mms.operation", f"{_M}/operations/<operation_id>", ("GET",), _get_operation, "arm"),
 ]

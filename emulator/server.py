@@ -309,7 +309,16 @@ def _la_handler(ctx: RequestContext) -> Response:
             "la", 501, "NotImplemented", "The Log Analytics query API is not built in."
         )
     assert ctx.identity is not None  # _authorize_la ran first
-    response: Response = service.handle(ctx.request, ctx.identity.key)
+    tenant = ctx.identity.tenant_id
+    state = ctx.state
+
+    def workspace_allowed(workspace_id: str) -> bool:
+        # Another tenant's workspace answers 403, per batch entry and per extra workspace.
+        return state.tenant_of_log_analytics_workspace(workspace_id) in (None, tenant)
+
+    response: Response = service.handle(
+        ctx.request, ctx.identity.key, workspace_allowed=workspace_allowed
+    )
     return response
 
 
@@ -333,12 +342,9 @@ def _authorize_la(ctx: RequestContext) -> Response | None:
     elif ctx.route == "la.resource_query":
         subscription = _subscription_in_path(ctx.request.path)
         owners.add(ctx.state.tenant_of_subscription(subscription) if subscription else None)
-    elif ctx.route == "la.batch":
-        # A batch is refused as a whole when any of its workspaces belongs to another tenant.
-        body = ctx.request.get_json(silent=True) or {}
-        for item in body.get("requests", []) if isinstance(body, dict) else []:
-            if isinstance(item, dict) and isinstance(item.get("workspace"), str):
-                owners.add(ctx.state.tenant_of_log_analytics_workspace(item["workspace"]))
+    # A batch is checked per entry by the query service (workspace_allowed in _la_handler): an
+    # entry naming another tenant's workspace gets its own 403, the others still run, as each
+    # entry of a Log Analytics batch carries its own status.
     owners.discard(None)
     if owners - {ctx.identity.tenant_id}:
         message = (

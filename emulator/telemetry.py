@@ -44,6 +44,9 @@ class TelemetrySpec:
     app_name: str = "aml-appinsights"
     subscription_id: str = "00000000-0000-0000-0000-000000000000"
     resource_group: str = "aml-rg"
+    # The App Insights component the rows came from: App* rows carry it (lower case, as Log
+    # Analytics stores it) in _ResourceId. None: one built from the three fields above.
+    app_insights_resource_id: str | None = None
 
 
 _EXCEPTIONS = (
@@ -117,7 +120,8 @@ class _Simulation:
         self.spec = spec
         self.app_id, self.ikey, self.tenant = ids.guid(), ids.guid(), ids.guid()
         self.resource_id = (
-            f"/subscriptions/{spec.subscription_id}/resourcegroups/{spec.resource_group}"
+            spec.app_insights_resource_id
+            or f"/subscriptions/{spec.subscription_id}/resourcegroups/{spec.resource_group}"
             f"/providers/microsoft.insights/components/{spec.app_name}"
         ).lower()
         self.blob = f"{spec.workspace_name.replace('-', '')}store.blob.core.windows.net"

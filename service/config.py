@@ -95,6 +95,14 @@ def _parse_tenant_ids(env: Mapping[str, str], name: str) -> frozenset[str]:
     return ids
 
 
+def _parse_slugs(env: Mapping[str, str], name: str) -> frozenset[str]:
+    slugs = frozenset(t.strip() for t in env.get(name, "").split(",") if t.strip())
+    for slug in slugs:
+        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", slug):
+            raise SettingsError(f"{name}: {slug!r} is not a tenant slug")
+    return slugs
+
+
 def _parse_origins(env: Mapping[str, str], name: str) -> frozenset[str]:
     origins = [o.strip().rstrip("/") for o in env.get(name, "").split(",") if o.strip()]
     for origin in origins:
@@ -304,6 +312,10 @@ class Settings:
     bind: str = "127.0.0.1:8080"
     log_level: str = "INFO"
     max_body_bytes: int = 1024 * 1024
+    # Slow clients (gunicorn worker, service/serving.py): the request line and headers, then the
+    # whole body, must arrive within these; the connection is closed / answered 408 otherwise.
+    header_timeout_s: float = 5.0
+    body_timeout_s: float = 15.0
     page_size_default: int = 50
     page_size_max: int = 200
     api_key_pepper: bytes = b""
@@ -328,6 +340,9 @@ class Settings:
     log_json: bool = True
     reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
     log_query: LogQuerySettings = field(default_factory=LogQuerySettings)
+    # Tenant slugs whose credential may be `host_identity` (the service's own Azure identity);
+    # only a global admin may choose it, and none by default.
+    host_identity_tenants: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -343,6 +358,8 @@ class Settings:
             bind=_parse_bind(env, "BIND", "127.0.0.1:8080"),
             log_level=_parse_log_level(env, "LOG_LEVEL"),
             max_body_bytes=_parse_int(env, "MAX_BODY_BYTES", 1024 * 1024, lo=1024, hi=64 * 2**20),
+            header_timeout_s=_parse_float(env, "HEADER_TIMEOUT_S", 5.0, lo=0.5, hi=300.0),
+            body_timeout_s=_parse_float(env, "BODY_TIMEOUT_S", 15.0, lo=0.5, hi=3600.0),
             page_size_max=_parse_int(env, "PAGE_SIZE_MAX", 200, lo=1, hi=1000),
             api_key_pepper=pepper.encode(),
             api_key_cache_ttl_s=_parse_float(env, "API_KEY_CACHE_TTL_S", 2.0, lo=0.0, hi=2.0),
@@ -355,6 +372,7 @@ class Settings:
             log_json=_parse_log_format(env, "LOG_FORMAT"),
             reconciler=ReconcilerSettings.from_env(env),
             log_query=LogQuerySettings.from_env(env),
+            host_identity_tenants=_parse_slugs(env, "HOST_IDENTITY_TENANTS"),
         )
 
     def with_overrides(self, **changes: Any) -> Settings:

@@ -5,6 +5,7 @@ The API edge turns these into RFC 9457 ``application/problem+json``; nothing her
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -89,6 +90,15 @@ class ServiceUnavailable(ServiceError):
     status, code, title = 503, "service_unavailable", "Service unavailable"
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database failed (outage, failover, restart): retry after a short pause."""
+
+    code = "service_unavailable"
+
+    def __init__(self, detail: str, *, retry_after_s: int = 2) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
+
+
 class Internal(ServiceError):
     """An unexpected failure: the detail shown to the caller never carries internals."""
 
@@ -113,6 +123,30 @@ class CredentialRejected(FailedDependency):
     """Entra refused the credential (unknown client, wrong secret, bad certificate...)."""
 
     code, title = "credential_rejected", "Azure rejected the credential"
+
+
+class NoHostIdentity(FailedDependency):
+    """``host_identity`` is configured but this host has no Azure identity (nothing was asked)."""
+
+    code, title = "no_host_identity", "No Azure identity on this host"
+
+
+class WrongTenantToken(FailedDependency):
+    """A token was issued for another Entra tenant than the tenant's registered one: unused."""
+
+    code, title = "wrong_tenant_token", "Token issued for another Entra tenant"
+
+
+class SubscriptionNotInTenant(FailedDependency):
+    """The subscription is not reachable with the tenant's credential, or belongs elsewhere."""
+
+    code, title = "subscription_not_in_tenant", "Subscription not in the tenant's Entra tenant"
+
+
+class HostIdentityNotAllowed(Forbidden):
+    """Only a global admin may choose ``host_identity``, and only for allow-listed tenants."""
+
+    code, title = "host_identity_not_allowed", "The host identity is not allowed for this tenant"
 
 
 class AzureUnavailable(ServiceUnavailable):
@@ -179,9 +213,32 @@ class AzureCallFailed(AzureUnavailable):
     come back earlier); the HTTP edge shows callers a whole number of seconds.
     """
 
-    def __init__(self, detail: str, *, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        retry_after_s: float | None = None,
+        azure_status: int | None = None,
+        azure_code: str | None = None,
+    ) -> None:
         super().__init__(detail, retry_after_s=max(1, round(retry_after_s or 5)))
         self.retry_after_s = retry_after_s
+        self.azure_status = azure_status  # Azure's HTTP status, when it answered
+        self.azure_code = azure_code  # Azure's error code, when it sent one
+
+
+class WriteOutcomeUnknown(AzureCallFailed):
+    """A write got no answer within its deadline: Azure may still receive and apply it.
+
+    The call goes on in the background; ``settle(timeout_s)`` waits up to ``timeout_s`` for it
+    to end and returns the Azure operation id it started (None while it is still running), or
+    raises the ServiceError it ended with. Until it has ended, nobody may write the same target
+    again: the caller keeps its lease and observes before it sends anything else.
+    """
+
+    def __init__(self, detail: str, settle: Callable[[float], str | None]) -> None:
+        super().__init__(detail)
+        self.settle = settle
 
 
 class AzureRejected(FailedDependency):
@@ -189,10 +246,32 @@ class AzureRejected(FailedDependency):
 
     code, title = "azure_rejected", "Azure rejected the request"
 
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        azure_status: int | None = None,
+        azure_code: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(detail, **options)
+        self.azure_status = azure_status
+        self.azure_code = azure_code
+
 
 def is_temporary(exc: ServiceError) -> bool:
     """Whether retrying the same call later may succeed."""
     return isinstance(exc, ServiceUnavailable | TooManyRequests)
+
+
+def azure_answer(exc: ServiceError) -> tuple[int | None, str | None]:
+    """Azure's HTTP status and error code carried by an error, when Azure answered."""
+    status = getattr(exc, "azure_status", None)
+    code = getattr(exc, "azure_code", None)
+    return (
+        status if isinstance(status, int) else None,
+        code[:64] if isinstance(code, str) else None,
+    )
 
 
 def server_retry_after_s(exc: ServiceError) -> float | None:

@@ -12,6 +12,12 @@ from datetime import UTC, datetime
 request_id_var: ContextVar[str | None] = ContextVar("amlcp_request_id", default=None)
 """The current request's id: on every log line, and sent to Azure as the client request id."""
 
+# Names under which secrets travel: form fields, query parameters, JSON keys.
+_SENSITIVE_NAMES = (
+    "client_secret|client_assertion|assertion|secret|refresh_token|access_token|id_token"
+    "|device_code|user_code|code|password|sig|signature|client_info|certificate_pem"
+)
+
 _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     # JWTs (access, id and assertion tokens) wherever they appear.
     (re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), "[REDACTED-JWT]"),
@@ -19,17 +25,15 @@ _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1[REDACTED]"),
     # Form and query parameters that carry secrets.
     (
-        re.compile(
-            r"(?i)\b(client_secret|client_assertion|refresh_token|access_token|id_token"
-            r"|device_code|code|password|sig|signature)=([^&\s\"']+)"
-        ),
+        re.compile(rf"(?i)\b({_SENSITIVE_NAMES})=([^&\s\"']+)"),
         r"\1=[REDACTED]",
     ),
-    # JSON fields that carry secrets.
+    # JSON (and Python repr) fields that carry secrets, whatever the value holds: msal's
+    # token-cache debug line carries the device code as "code" beside "device_code".
     (
         re.compile(
-            r"(?i)([\"'](?:client_secret|secret|refresh_token|access_token|id_token|device_code"
-            r"|client_info|certificate_pem)[\"']\s*:\s*)[\"'][^\"']*[\"']"
+            rf"(?i)([\"'](?:{_SENSITIVE_NAMES})[\"']\s*:\s*)"
+            r"(\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')"
         ),
         r'\1"[REDACTED]"',
     ),

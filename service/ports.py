@@ -39,26 +39,32 @@ class CertificateInfo:
     not_after: datetime
 
 
-CacheUpdate = Callable[[str | None, int], tuple[str | None, int]]
-"""Given (serialized cache, version) read under a lock, return what to store (same = no write)."""
-
-
 class TokenCacheStore(Protocol):
-    """Where a delegated credential's msal token cache lives (encrypted, in the database)."""
+    """Where a delegated credential's msal token cache lives (encrypted, in the database).
+
+    Several processes may share the cache, and Entra may rotate the refresh token on each use:
+    one process at a time refreshes, holding a lease (not a row lock) while it calls Entra,
+    and stores its result only if nobody stored a newer cache meanwhile (compare-and-swap on
+    the version), so a rotated refresh token is never overwritten by an older copy.
+    """
 
     def load(self) -> tuple[str | None, int]:
         """The current serialized cache and its version."""
         ...
 
-    def update_locked(
-        self, update: Callable[[str | None, int], str | None]
-    ) -> tuple[str | None, int]:
-        """Run ``update(cache, version)`` while holding the row lock; store a changed result.
+    def claim_refresh(self, version: int, lease_s: float) -> bool:
+        """Take the refresh lease if the cache is still at ``version`` and nobody holds it."""
+        ...
 
-        Several processes may share the cache: the lock serialises refreshes so that a refresh
-        token rotated by one process is seen by the next, never overwritten by an older copy.
-        Returns the stored cache and version afterwards.
+    def store(self, version: int, serialized: str | None) -> int | None:
+        """Store a refreshed cache if it is still at ``version``; release the lease.
+
+        Returns the new version, or None when the cache moved on (nothing was written).
         """
+        ...
+
+    def release(self, version: int) -> None:
+        """Give the lease back without a change (the refresh failed or changed nothing)."""
         ...
 
 
@@ -120,6 +126,11 @@ class IdentityProvider(Protocol):
 
     def verify(self, spec: CredentialSpec) -> AccessTokenInfo:
         """Acquire an ARM token now. Raises CredentialError subclasses (service.errors)."""
+        ...
+
+    def subscription_tenant(self, spec: CredentialSpec, subscription_id: str) -> str | None:
+        """The Entra tenant id Resource Manager gives for the subscription, among those the
+        tenant's credential can list; None when the credential cannot reach it."""
         ...
 
     def start_device_flow(self, entra_tenant_id: str, client_id: str) -> DeviceFlow: ...

@@ -185,22 +185,53 @@ def _percent_label(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value).replace(".", "_")
 
 
-@_register("percentile", "percentiles")
+def weighted_rank(pairs: list[tuple[Any, int]], percent: float) -> Any:
+    """Nearest-rank over (value, weight) pairs sorted by value: the smallest value whose
+    cumulative weight reaches ``percent`` of the total (each row counts ``weight`` times)."""
+    total = sum(w for _, w in pairs)
+    if total <= 0:
+        return None
+    rank = max(math.ceil(percent / 100.0 * total), 1)
+    seen = 0
+    for value, weight in pairs:
+        seen += weight
+        if seen >= rank:
+            return value
+    return pairs[-1][0]
+
+
+@_register("percentile", "percentiles", "percentilew", "percentilesw")
 def _percentiles(node: s.Call, scope: Scope) -> Aggregate:
-    args = _args(node, scope, 2, 64 if node.name == "percentiles" else 2)
-    if node.name == "percentile" and len(args) != 2:
-        raise semantic(f"{scope.error_prefix()}percentile() takes a value and one percentage")
+    weighted = node.name.endswith("w")
+    single = node.name in ("percentile", "percentilew")
+    low = 3 if weighted else 2
+    args = _args(node, scope, low, low if single else 64)
     arg = args[0]
     if arg.type not in NUMERIC | {TIMESPAN, "datetime"}:
         raise semantic(f"{scope.error_prefix()}{node.name}() needs numbers, not {arg.type}")
+    if weighted and args[1].type not in INTEGRAL:
+        raise semantic(f"{scope.error_prefix()}{node.name}(): the weight must be an integer")
     percents: list[float] = []
-    for p in args[1:]:
+    for p in args[low - 1 :]:
         if not p.is_const or not isinstance(p.value, int | float) or not 0 <= p.value <= 100:
             raise semantic(f"{scope.error_prefix()}{node.name}(): percentage must be 0..100")
         percents.append(float(p.value))
-    values = _values(arg.fn)
     base = _suffix(node)
     columns = [Column(f"percentile_{base}_{_percent_label(p)}", arg.type) for p in percents]
+    if weighted:
+        value_fn, weight_fn = arg.fn, args[1].fn
+
+        def compute_weighted(rows: list[Row]) -> list[Any]:
+            pairs = []
+            for row in rows:
+                value, weight = value_fn(row), weight_fn(row)
+                if value is not None and weight is not None and weight > 0:
+                    pairs.append((value, weight))
+            pairs.sort(key=operator.itemgetter(0))
+            return [weighted_rank(pairs, p) for p in percents]
+
+        return Aggregate(columns, compute_weighted)
+    values = _values(arg.fn)
 
     def compute(rows: list[Row]) -> list[Any]:
         ordered = sorted(values(rows))

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from . import syntax as s
-from .model import BOOL, DYNAMIC, GUID, NUMERIC, REAL, STRING, TYPES, Column, semantic
+from .model import BOOL, DYNAMIC, GUID, NUMERIC, REAL, STRING, TYPES, Column, semantic, unsupported
 from .values import dynamic_text, to_string
 
 Row = list[Any]
@@ -135,6 +135,30 @@ def _compile_member(node: s.Member, scope: Scope) -> Compiled:
     return fold(lambda row: _member_get(base_fn(row), key), DYNAMIC, base)
 
 
+# Real KQL functions outside the emulator's subset: calling one is NotSupportedByEmulator, not
+# the "Unknown function" SemanticError the service gives for a name it does not know.
+KQL_FUNCTIONS_NOT_EMULATED = frozenset(
+    {
+        "format_datetime", "format_timespan", "datetime_add", "datetime_diff", "datetime_part",
+        "startofweek", "startofmonth", "startofyear", "endofday", "endofweek", "endofmonth",
+        "endofyear", "dayofweek", "dayofmonth", "dayofyear", "monthofyear", "getmonth",
+        "getyear", "make_datetime", "make_timespan", "todecimal", "toguid", "parse_url",
+        "parse_urlquery", "parse_path", "parse_ipv4", "parse_user_agent", "parse_xml",
+        "parse_csv", "replace_string", "replace_regex", "trim", "trim_start", "trim_end",
+        "indexof", "countof", "reverse", "strrep", "translate", "pack", "bag_pack",
+        "pack_array", "pack_all", "bag_keys", "bag_merge", "array_concat", "array_slice",
+        "array_sort_asc", "array_sort_desc", "array_index_of", "set_union", "set_intersect",
+        "set_difference", "set_has_element", "extract_all", "extract_json", "hash",
+        "hash_sha256", "hash_md5", "base64_encode_tostring", "base64_decode_tostring",
+        "url_encode", "url_decode", "sign", "sqrt", "pow", "log", "log10", "log2", "exp",
+        "ceiling", "percentrank_tdigest", "toscalar", "row_number", "prev", "next",
+        "series_stats", "series_fir", "geo_point_to_s2cell", "ipv4_is_match",
+        "ipv4_is_private", "gettype", "binary_and", "binary_or", "bin_at", "range",
+        "zip", "materialize", "column_ifexists", "current_principal", "new_guid", "rand",
+    }
+)  # fmt: skip
+
+
 def _compile_call(node: s.Call, scope: Scope) -> Compiled:
     if node.name in AGGREGATE_NAMES:
         raise semantic(
@@ -143,6 +167,10 @@ def _compile_call(node: s.Call, scope: Scope) -> Compiled:
         )
     compiler = SCALAR_FUNCTIONS.get(node.name)
     if compiler is None:
+        if node.name in KQL_FUNCTIONS_NOT_EMULATED:
+            raise unsupported(
+                f"{scope.error_prefix()}the function '{node.name}' is not supported by the emulator"
+            )
         raise semantic(f"{scope.error_prefix()}Unknown function: '{node.name}'.")
     if any(isinstance(a, s.Star) for a in node.args):
         raise semantic(f"{scope.error_prefix()}'{node.name}': '*' is not a valid argument")

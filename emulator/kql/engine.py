@@ -10,9 +10,24 @@ from typing import Any
 from . import operators as ops
 from . import syntax as s
 from .compiler import Compiled, Scope, check_type, compile_expr, derive_name
-from .model import DATETIME, Column, KqlError, Table, semantic
+from .model import (
+    DATETIME,
+    INTEGRAL,
+    LONG,
+    NUMERIC,
+    REAL,
+    TIMESPAN,
+    Column,
+    KqlError,
+    Table,
+    semantic,
+    unsupported,
+)
 from .operators import Relation, unique_name
 from .summarize import summarize
+
+# The emulator materialises every row of a range in memory; past this it declines the query.
+MAX_RANGE_ROWS = 1_000_000
 
 # The column the service filters on for a request's timespan: workspace (App*) tables use
 # TimeGenerated, classic Application Insights tables use timestamp.
@@ -36,10 +51,15 @@ class Executor:
         tables: Mapping[str, Table],
         now: datetime,
         timespan: tuple[datetime, datetime] | None,
+        max_groups: int | None = None,
     ) -> None:
         self.tables = tables
         self.now = now
         self.timespan = timespan
+        # Summarize group budget (the service's per-node aggregation memory): past it a
+        # summarize keeps the first groups and the query ends with a partial error.
+        self.max_groups = max_groups
+        self.overflowed_groups: int | None = None
         self.scalars: dict[str, Compiled] = {}
         self.tabular: dict[str, Relation] = {}
         self._filtered: dict[str, Relation] = {}
@@ -48,11 +68,17 @@ class Executor:
         names = frozenset(self.tabular) | frozenset(self.tables)
         return Scope(columns, self.scalars, self.now, operator_name, names)
 
-    def run(self, query: s.Query) -> Table:
-        for let in query.lets:
-            self.bind(let)
-        columns, rows = self.pipeline(query.body)
-        return Table("PrimaryResult", columns, rows)
+    def run(self, query: s.Query) -> list[Table]:
+        """One ``PrimaryResult`` table per tabular expression statement, in text order (the
+        Log Analytics API names every result table of a multi-statement query so)."""
+        results = []
+        for statement in query.statements:
+            if isinstance(statement, s.Let):
+                self.bind(statement)
+            else:
+                columns, rows = self.pipeline(statement)
+                results.append(Table("PrimaryResult", columns, rows))
+        return results
 
     def bind(self, let: s.Let) -> None:
         value = let.value
@@ -76,9 +102,13 @@ class Executor:
             rel = self.apply(operator, rel)
         return rel
 
-    def source(self, source: s.TableRef | s.PrintSource | s.UnionSource | s.Pipeline) -> Relation:
+    def source(
+        self, source: s.TableRef | s.PrintSource | s.UnionSource | s.RangeSource | s.Pipeline
+    ) -> Relation:
         if isinstance(source, s.TableRef):
             return self.table(source.name)
+        if isinstance(source, s.RangeSource):
+            return self.range(source)
         if isinstance(source, s.PrintSource):
             return self.print_row(source)
         if isinstance(source, s.UnionSource):
@@ -120,6 +150,38 @@ class Executor:
             columns.append(Column(name, compiled.type))
             values.append(compiled.fn([]))
         return columns, [values]
+
+    def range(self, source: s.RangeSource) -> Relation:
+        """``range x from a to b step s``: a, a+s, ... up to b inclusive (empty if b < a)."""
+        scope = self.scope([], "range")
+        start, stop, step = (
+            compile_expr(e, scope) for e in (source.start, source.stop, source.step)
+        )
+        if not (start.is_const and stop.is_const and step.is_const):
+            raise semantic("'range' operator: from, to and step must be constant values")
+        kinds = (start.type, stop.type, step.type)
+        if kinds in ((DATETIME, DATETIME, TIMESPAN), (TIMESPAN, TIMESPAN, TIMESPAN)):
+            kql_type = start.type
+        elif all(k in NUMERIC for k in kinds):
+            kql_type = LONG if all(k in INTEGRAL for k in kinds) else REAL
+        else:
+            raise semantic(
+                f"'range' operator: cannot range from {start.type} to {stop.type} by {step.type}"
+            )
+        columns = [Column(source.name, kql_type)]
+        a, b, d = start.value, stop.value, step.value
+        if a is None or b is None or d is None:
+            return columns, []
+        if not d:
+            raise KqlError("BadArgumentError", "'range' operator: step must not be zero")
+        count = int((b - a) / d) + 1 if (b - a) / d >= 0 else 0
+        if count > MAX_RANGE_ROWS:
+            raise unsupported(
+                f"'range' operator: {count} rows is more than the emulator's {MAX_RANGE_ROWS}"
+            )
+        if kql_type == REAL:
+            a, d = float(a), float(d)
+        return columns, [[a + d * k] for k in range(count)]
 
     def union(self, legs: list[Relation], node: s.UnionSource | s.UnionOp) -> Relation:
         """Columns are merged by name (first-seen order); a name used with two types becomes
@@ -176,7 +238,11 @@ class Executor:
         if isinstance(node, s.Extend):
             return ops.extend(rel, node, self.scope)
         if isinstance(node, s.Summarize):
-            return summarize(rel, node, self.scope(columns, "summarize"))
+            out_columns, rows = summarize(rel, node, self.scope(columns, "summarize"))
+            if self.max_groups is not None and len(rows) > self.max_groups:
+                self.overflowed_groups = self.max_groups
+                rows = rows[: self.max_groups]
+            return out_columns, rows
         if isinstance(node, s.Sort):
             return ops.sort(rel, node.keys, self.scope(columns, "sort"))
         if isinstance(node, s.Take):

@@ -47,11 +47,17 @@ class Table:
     rows: list[list[Any]]
 
 
+# The code of a query the emulator cannot run although the service may (see KQL.md): no real
+# Log Analytics answer uses it, so a test can never mistake it for a real semantic error.
+UNSUPPORTED: Final = "NotSupportedByEmulator"
+
 # The service's wording for each error class (outer innererror) and the Kusto code under it.
 _INNER: Final = {
     "SyntaxError": ("A recognition error occurred in the query.", "SYN0002"),
     "SemanticError": ("A semantic error occurred.", "SEM0100"),
     "BadArgumentError": ("The query had invalid arguments.", "SEM0001"),
+    # Never a real service code: the query may be valid KQL that the emulator does not run.
+    UNSUPPORTED: ("The emulator does not implement part of this query.", "EMU0001"),
 }
 
 
@@ -59,10 +65,12 @@ class KqlError(Exception):
     """The only exception the engine raises for a bad or unsupported query.
 
     ``code`` is ``"SyntaxError"`` (the text does not parse), ``"SemanticError"`` (unknown table,
-    column or function, type mismatch, unsupported construct) or ``"BadArgumentError"`` (a value
-    the query computes is out of range). ``message`` is the Kusto-style detail, e.g.
-    ``Query could not be parsed at 'xyz' on line [1,12]``. Syntax errors also carry ``line``
-    (1-based), ``pos`` (0-based column in that line) and ``token``, as the real innererror does.
+    column or function, type mismatch), ``"BadArgumentError"`` (a value the query computes is
+    out of range) or ``"NotSupportedByEmulator"`` (KQL the service runs but the emulator does not
+    implement: an operator, function or option outside the subset). ``message`` is the
+    Kusto-style detail, e.g. ``Query could not be parsed at 'xyz' on line [1,12]``. Syntax
+    errors also carry ``line`` (1-based), ``pos`` (0-based column in that line) and ``token``,
+    as the real innererror does.
     """
 
     def __init__(
@@ -100,5 +108,10 @@ class KqlError(Exception):
 
 
 def semantic(message: str) -> KqlError:
-    """A SemanticError (unknown name, wrong type, unsupported construct)."""
+    """A SemanticError (unknown name, wrong type)."""
     return KqlError("SemanticError", message)
+
+
+def unsupported(message: str) -> KqlError:
+    """KQL that the real service runs but the emulator does not implement."""
+    return KqlError(UNSUPPORTED, message)

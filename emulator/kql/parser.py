@@ -1,7 +1,8 @@
 """Recursive-descent parser: query text -> ``syntax.Query``.
 
-Grammar (subset): ``[let name = expr-or-pipeline ;]* pipeline [;]`` where a pipeline is a source
-(table name, ``print``, ``union``, parenthesised pipeline) followed by ``| operator`` steps.
+Grammar (subset): statements separated by ``;``: ``let name = expr-or-pipeline`` and at least one
+tabular expression statement (a pipeline: a source - table name, ``print``, ``union``, ``range``,
+``materialize(...)``, parenthesised pipeline - followed by ``| operator`` steps).
 Scalar expressions are parsed by ``ExpressionParser`` (expressions.py).
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from . import syntax as s
 from .expressions import ExpressionParser
 from .lexer import EOF, NAME, OP, STRING
-from .model import semantic
+from .model import unsupported
 
 # Real KQL operators the emulator does not implement: a clear SemanticError beats a parse error.
 _UNSUPPORTED_OPERATORS = frozenset(
@@ -18,7 +19,7 @@ _UNSUPPORTED_OPERATORS = frozenset(
         "join", "lookup", "mv-expand", "mv-apply", "parse", "parse-where", "parse-kv",
         "make-series", "evaluate", "sample", "sample-distinct", "as", "getschema", "search",
         "serialize", "invoke", "scan", "fork", "facet", "partition", "reduce", "top-nested",
-        "top-hitters", "project-reorder", "find", "externaldata", "range", "datatable",
+        "top-hitters", "project-reorder", "find", "externaldata", "datatable",
     }
 )  # fmt: skip
 
@@ -29,25 +30,47 @@ class Parser(ExpressionParser):
     # ---- statements and pipelines -----------------------------------------------------------
 
     def query(self) -> s.Query:
-        lets: list[s.Let] = []
-        while self.at_word("let"):
-            self.advance()
-            name = self.identifier()
-            self.expect_op("=")
-            lets.append(s.Let(name, self.pipeline_or_expr()))
-            self.expect_op(";")
-        body = self.pipeline()
-        while self.at_op(";"):
-            self.advance()
-        if self.tok.kind != EOF:
-            self.fail()
-        return s.Query(tuple(lets), body)
+        statements: list[s.Let | s.Pipeline] = []
+        while True:
+            while self.at_op(";"):
+                self.advance()
+            if self.tok.kind == EOF:
+                break
+            if self.at_word("let"):
+                self.advance()
+                name = self.identifier()
+                self.expect_op("=")
+                statements.append(s.Let(name, self.pipeline_or_expr()))
+                self.expect_op(";")  # a let is always followed by another statement
+                continue
+            statements.append(self.pipeline())
+            if self.tok.kind != EOF and not self.at_op(";"):
+                self.fail()
+        if not any(isinstance(statement, s.Pipeline) for statement in statements):
+            self.fail()  # only lets: there is no tabular expression to run
+        return s.Query(tuple(statements))
+
+    def _at_range(self) -> bool:
+        return (
+            self.at_word("range")
+            and self.peek().kind == NAME
+            and self.peek(2).kind == NAME
+            and self.peek(2).text == "from"
+        )
+
+    def _at_materialize(self) -> bool:
+        return self.at_word("materialize") and self._is_op(self.peek(), "(")
 
     def pipeline_or_expr(self) -> s.Expr | s.Pipeline:
-        if self.at_word("print", "union") or (self.at_op("(") and self._paren_is_tabular()):
+        if (
+            self.at_word("print", "union")
+            or self._at_range()
+            or self._at_materialize()
+            or (self.at_op("(") and self._paren_is_tabular())
+        ):
             return self.pipeline()
         if self.at_op("(", "[") and self.peek().kind == OP and self.peek().text == ")":
-            raise semantic("let: user-defined functions are not supported by the emulator")
+            raise unsupported("let: user-defined functions are not supported by the emulator")
         expr = self.expression()
         if self.at_op("|"):
             if not isinstance(expr, s.Name):
@@ -72,8 +95,24 @@ class Parser(ExpressionParser):
     def pipeline(self) -> s.Pipeline:
         return s.Pipeline(self.source(), self.operators())
 
-    def source(self) -> s.TableRef | s.PrintSource | s.UnionSource | s.Pipeline:
+    def source(self) -> s.TableRef | s.PrintSource | s.UnionSource | s.RangeSource | s.Pipeline:
         tok = self.tok
+        if self._at_materialize():
+            # materialize() only caches a result the service may reuse; the value is the same.
+            self.advance()
+            self.advance()
+            inner = self.pipeline()
+            self.expect_op(")")
+            return inner
+        if self._at_range():
+            self.advance()
+            name = self.identifier()
+            self.expect_word("from")
+            start = self.expression()
+            self.expect_word("to")
+            stop = self.expression()
+            self.expect_word("step")
+            return s.RangeSource(name, start, stop, self.expression())
         if self.at_op("("):
             self.advance()
             inner = self.pipeline()
@@ -87,7 +126,7 @@ class Parser(ExpressionParser):
             with_source, sources = self.union_args()
             return s.UnionSource(sources, with_source)
         if tok.kind == NAME and tok.text in _UNSUPPORTED_OPERATORS:
-            raise semantic(f"The '{tok.text}' operator is not supported by the emulator")
+            raise unsupported(f"The '{tok.text}' operator is not supported by the emulator")
         if tok.kind == NAME and not tok.text.startswith("!"):
             self.advance()
             return s.TableRef(tok.text, tok.pos)
@@ -99,7 +138,9 @@ class Parser(ExpressionParser):
             option = self.advance().text
             self.advance()
             if option != "withsource":
-                raise semantic(f"union: the '{option}' parameter is not supported by the emulator")
+                raise unsupported(
+                    f"union: the '{option}' parameter is not supported by the emulator"
+                )
             with_source = self.identifier()
         if self.at_word("kind", "isfuzzy"):
             self.fail()
@@ -184,7 +225,7 @@ class Parser(ExpressionParser):
             self.skip_render()
             return s.Render()
         if word in _UNSUPPORTED_OPERATORS:
-            raise semantic(f"The '{word}' operator is not supported by the emulator")
+            raise unsupported(f"The '{word}' operator is not supported by the emulator")
         self.fail()
 
     def skip_render(self) -> None:

@@ -13,14 +13,30 @@ from typing import Any
 from . import syntax as s
 from .aggregates import Aggregate, compile_aggregate
 from .compiler import AGGREGATE_NAMES, Compiled, RowFn, Scope, compile_expr, derive_name
-from .model import DYNAMIC, STRING, Column, semantic
+from .model import DYNAMIC, STRING, Column, semantic, unsupported
 from .operators import Relation, unique_name
 from .values import hashable
+
+# Real aggregation functions outside the emulator's subset (NotSupportedByEmulator).
+AGGREGATES_NOT_EMULATED = frozenset(
+    {
+        "stdev", "stdevif", "stdevp", "variance", "varianceif", "variancep", "any", "anyif",
+        "take_any", "take_anyif", "make_bag", "make_bag_if", "make_list_if", "make_set_if",
+        "make_list_with_nulls", "hll", "hll_merge", "tdigest", "tdigest_merge", "dcountif",
+        "count_distinct", "count_distinctif", "binary_all_and", "binary_all_or",
+        "binary_all_xor", "buildschema", "maxif", "minif", "percentilew_tdigest",
+    }
+)  # fmt: skip
 
 
 def _lift(node: s.Expr, calls: list[s.Call]) -> s.Expr:
     """``node`` with every aggregate call replaced by a reference to slot ``#k``."""
     if isinstance(node, s.Call):
+        if node.name in AGGREGATES_NOT_EMULATED and node.name not in AGGREGATE_NAMES:
+            raise unsupported(
+                f"'summarize' operator: the aggregation function '{node.name}' is not "
+                "supported by the emulator"
+            )
         if node.name in AGGREGATE_NAMES:
             calls.append(node)
             return s.Name(f"#{len(calls) - 1}", node.pos)
@@ -81,6 +97,7 @@ def _without_keys(aggregate: Aggregate, key_names: set[str]) -> Aggregate:
 
 def _compile_item(item: s.Assign, index: int, scope: Scope, key_names: set[str]) -> _Output:
     expr = item.expr
+    _lift(expr, [])  # declines unimplemented aggregation functions before anything else
     if isinstance(expr, s.Call) and expr.name in AGGREGATE_NAMES:
         aggregate = _without_keys(compile_aggregate(expr, scope), key_names)
         columns = list(aggregate.columns)

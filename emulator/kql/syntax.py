@@ -219,8 +219,18 @@ class UnionSource:
 
 
 @dataclass(frozen=True, slots=True)
+class RangeSource:
+    """``range name from start to stop step step``: one column of evenly spaced values."""
+
+    name: str
+    start: Expr
+    stop: Expr
+    step: Expr
+
+
+@dataclass(frozen=True, slots=True)
 class Pipeline:
-    source: TableRef | PrintSource | UnionSource | Pipeline
+    source: TableRef | PrintSource | UnionSource | RangeSource | Pipeline
     operators: tuple[Operator, ...]
 
 
@@ -237,5 +247,7 @@ class Let:
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    lets: tuple[Let, ...]
-    body: Pipeline
+    """Statements in text order: ``let``s and one or more tabular expression statements, each
+    of which produces one result table."""
+
+    statements: tuple[Let | Pipeline, ...]

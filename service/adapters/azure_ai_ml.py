@@ -18,7 +18,10 @@ What the SDK offers and what this adapter owns:
   polled here (``polling=False``): ``operation_status`` polls it once per call, so the reconciler
   owns the pace, deadline and crash resumption (the operation id is stored before polling);
 - the SDK's own retries are off (``retry_total=0``) and every call has connect/read timeouts:
-  the reconciler's retry policy decides, honouring Retry-After.
+  the reconciler's retry policy decides, honouring Retry-After;
+- the read-modify-write runs in its own thread under one deadline, like azureml-core's update
+  (``service.adapters.azureml``): past it the PUT is *maybe applied* and ``start_update`` raises
+  ``WriteOutcomeUnknown``; the reconciler keeps its lease until the call has ended.
 
 "Model data collection enabled" means: the data collector has both ``model_inputs`` and
 ``model_outputs`` collections with ``dataCollectionMode: Enabled``. Enabling adds or switches on
@@ -51,6 +54,7 @@ from service.errors import (
     CredentialRejected,
     NotFound,
     ServiceError,
+    WriteOutcomeUnknown,
 )
 from service.metrics import AZURE_CALLS, AZURE_LATENCY
 from service.ports import AzureOperationStatus, MlTarget, ServiceSnapshot
@@ -61,6 +65,7 @@ T = TypeVar("T")
 MODEL_COLLECTIONS = ("model_inputs", "model_outputs")
 _BUSY = frozenset({"Creating", "Updating", "Deleting", "Scaling"})
 _TEMPORARY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+WRITE_ANSWER_TIMEOUT_S = 600.0  # how long an unanswered PUT's thread waits for the answer
 _FINAL = {"Succeeded": "succeeded", "Failed": "failed", "Canceled": "failed", "Cancelled": "failed"}
 
 
@@ -113,6 +118,9 @@ class AzureOnlineDeployments:
         self._settings = settings
         self._timeout = call_timeout_s
         self._clients: OrderedDict[tuple[Any, ...], tuple[Any, Any, Any]] = OrderedDict()
+        # Writes that got no answer in time and may still be sent, by deployment: never write
+        # the same deployment again from this process before they have ended.
+        self._unanswered: dict[tuple[str, ...], threading.Event] = {}
         self._lock = threading.Lock()
 
     # -- reads -----------------------------------------------------------------------------
@@ -159,8 +167,79 @@ class AzureOnlineDeployments:
         model_data_collection: bool | None = None,
         expected_version: str | None = None,
     ) -> str:
-        """GET, change the two fields, PUT; returns ``{location}/{operation name}``."""
+        """GET, change the two fields, PUT; returns ``{location}/{operation name}``.
+
+        The whole read-modify-write runs under one deadline (``call_timeout_s``: the reconciler
+        renewed its lease for that long right before calling). Past it the PUT may still reach
+        Azure: ``WriteOutcomeUnknown``, whose ``settle()`` waits for the call to end; until then
+        this process refuses another write to the same deployment."""
         endpoint, deployment = _split(name)
+        key = _deployment_key(target, name)
+        with self._lock:
+            earlier = self._unanswered.get(key)
+            if earlier is not None and not earlier.is_set():
+                raise AzureCallFailed(
+                    f"Azure ML: an earlier update of deployment '{name}' is still unanswered",
+                    retry_after_s=self._timeout,
+                )
+        done = threading.Event()
+        ended: dict[str, Any] = {}
+
+        def write() -> None:
+            try:
+                ended["value"] = self._write(
+                    target,
+                    name,
+                    endpoint,
+                    deployment,
+                    app_insights=app_insights,
+                    model_data_collection=model_data_collection,
+                    expected_version=expected_version,
+                )
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                ended["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=write, name="azure-ai-ml: update deployment", daemon=True).start()
+
+        def result() -> str:
+            error = ended.get("error")
+            if error is not None:
+                raise map_ai_ml_error(error, "update online deployment") from error
+            return str(ended["value"])
+
+        if done.wait(self._timeout):
+            return result()
+        AZURE_CALLS.labels("azure_ai_ml", "timeout").inc()
+        with self._lock:
+            self._unanswered[key] = done
+
+        def settle(timeout_s: float) -> str | None:
+            if not done.wait(max(0.0, timeout_s)):
+                return None
+            with self._lock:
+                if self._unanswered.get(key) is done:
+                    del self._unanswered[key]
+            return result()
+
+        raise WriteOutcomeUnknown(
+            f"Azure ML: update online deployment got no answer within {self._timeout:g} s; "
+            "it may still be applied",
+            settle,
+        )
+
+    def _write(
+        self,
+        target: MlTarget,
+        name: str,
+        endpoint: str,
+        deployment: str,
+        *,
+        app_insights: bool | None,
+        model_data_collection: bool | None,
+        expected_version: str | None,
+    ) -> str:
         _, arm, _ = self._clients_for(target)
         doc = self._get(target, endpoint, deployment)
         if doc is None:
@@ -197,6 +276,11 @@ class AzureOnlineDeployments:
                 body,
                 polling=False,
                 raw_response_hook=keep_headers,
+                # Not the client's short read timeout: giving up on the answer would end the
+                # call while Azure may still apply the PUT. The caller's deadline is
+                # ``call_timeout_s`` (then ``WriteOutcomeUnknown``); this thread waits for the
+                # real answer, which tells what the PUT started.
+                read_timeout=WRITE_ANSWER_TIMEOUT_S,
             ),
         )
         url = next((v for k, v in headers.items() if k.lower() == "azure-asyncoperation"), None)
@@ -430,6 +514,15 @@ def _plain(model: Any) -> dict[str, Any]:
     """A REST model of the SDK as plain JSON (every property, read-only ones included)."""
     as_dict = getattr(model, "as_dict", None)
     return dict(as_dict()) if callable(as_dict) else dict(model)
+
+
+def _deployment_key(target: MlTarget, name: str) -> tuple[str, ...]:
+    return (
+        target.subscription_id.lower(),
+        target.resource_group.lower(),
+        target.workspace_name.lower(),
+        name.lower(),
+    )
 
 
 def _split(name: str) -> tuple[str, str]:

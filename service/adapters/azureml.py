@@ -4,8 +4,12 @@ The SDK gets several things wrong for a server (AZURE_EMULATION.md), so this ada
 - its own retries are switched off (``DEFAULT_RETRIES = 0`` at call time): it would ignore
   Retry-After and sleep 32/64/128 s; the reconciler's retry policy decides instead;
 - every call runs in a short-lived thread with a deadline, because discovery, service reads,
-  ``get_logs`` and the AKS PATCH have no client timeout (a hung call is abandoned, its thread
+  ``get_logs`` and the AKS PATCH have no client timeout (a hung read is abandoned, its thread
   ends when the socket does);
+- a write that outlives its deadline is *maybe applied*: its PATCH may still reach Azure. It
+  raises ``WriteOutcomeUnknown`` whose ``settle()`` lets the caller wait for the abandoned call
+  to end (and learn the operation it started); until then this process refuses another write
+  to the same service, and the reconciler keeps its lease;
 - operations are polled once per call (``_get_operation_state``), never ``wait_for_deployment``
   (which sleeps 5 s between polls);
 - every failure (requests errors, ProjectSystemException, WebserviceException, credential
@@ -40,6 +44,7 @@ from service.errors import (
     CredentialRejected,
     NotFound,
     ServiceError,
+    WriteOutcomeUnknown,
 )
 from service.metrics import AZURE_CALLS, AZURE_LATENCY
 from service.ports import AzureOperationStatus, MlTarget, ServiceSnapshot
@@ -48,6 +53,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _STATUS = re.compile(r"(?:Response Code|status code)\D{0,4}(\d{3})", re.IGNORECASE)
+_CODE = re.compile(r"""['"]code['"]\s*:\s*['"]([A-Za-z][A-Za-z0-9_.]{0,63})['"]""")
 _RETRY_AFTER = re.compile(r"""['"]Retry-After['"]\s*:\s*['"]?(\d+(?:\.\d+)?)""", re.IGNORECASE)
 _TEMPORARY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 _FINAL_STATES = {"Succeeded": "succeeded", "Failed": "failed", "Cancelled": "failed"}
@@ -69,6 +75,9 @@ class AzureMlControlPlane:
         self._workspaces: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         # The service object of each update started here, to poll without re-reading it.
         self._updating: OrderedDict[str, Any] = OrderedDict()
+        # Writes that got no answer in time and may still be sent, by service: never write the
+        # same service again from this process before they have ended.
+        self._unanswered: dict[tuple[str, ...], threading.Event] = {}
         self._lock = threading.Lock()
 
     # -- the port --------------------------------------------------------------------------
@@ -97,18 +106,48 @@ class AzureMlControlPlane:
             options["enable_app_insights"] = app_insights
         if model_data_collection is not None:
             options["collect_model_data"] = model_data_collection
-        try:
-            self._call("update web service", lambda: service.update(**options))
-        except ServiceError:
+        key = _service_key(target, name)
+        with self._lock:
+            earlier = self._unanswered.get(key)
+            if earlier is not None and not earlier.is_set():
+                raise AzureCallFailed(
+                    f"Azure ML: an earlier update of '{name}' is still unanswered",
+                    retry_after_s=self._timeout,
+                )
+        call = self._start("update web service", lambda: service.update(**options))
+        if not call.done.wait(self._timeout):
+            AZURE_CALLS.labels("azureml", "timeout").inc()
+            with self._lock:
+                self._unanswered[key] = call.done
+
+            def settle(timeout_s: float) -> str | None:
+                if not call.done.wait(max(0.0, timeout_s)):
+                    return None
+                with self._lock:
+                    if self._unanswered.get(key) is call.done:
+                        del self._unanswered[key]
+                return self._started_operation(service, call)
+
+            raise WriteOutcomeUnknown(
+                f"Azure ML: update web service got no answer within {self._timeout:g} s; "
+                "it may still be applied",
+                settle,
+            )
+        return self._started_operation(service, call)
+
+    def _started_operation(self, service: Any, call: _Call) -> str:
+        """The operation an ended ``update()`` started, or the error it ended with."""
+        operation_id = _operation_id(service)
+        if call.error is not None:
             # update() = validate + PATCH + re-read: when only the re-read failed, the PATCH
             # was accepted and its operation runs; report it rather than a failure.
-            operation_id = _operation_id(service)
             if operation_id is None:
-                raise
-            return operation_id
-        operation_id = _operation_id(service)
-        if operation_id is None:
+                mapped = map_azureml_error(call.error, "update web service")
+                AZURE_CALLS.labels("azureml", mapped.code).inc()
+                raise mapped from call.error
+        elif operation_id is None:
             raise AzureRejected("Azure accepted the update without an operation to follow")
+        AZURE_CALLS.labels("azureml", "ok").inc()
         with self._lock:
             self._updating[operation_id] = service
             while len(self._updating) > self._cache_size:
@@ -186,36 +225,56 @@ class AzureMlControlPlane:
             raise NotFound(f"web service '{name}' not found in workspace '{target.workspace_name}'")
         return service
 
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run one SDK call with the SDK's retries off, under this adapter's deadline."""
+    def _start(self, what: str, fn: Callable[[], Any]) -> _Call:
+        """Start one SDK call (the SDK's retries off) in its own daemon thread."""
         import azureml._restclient.clientbase as clientbase
 
         clientbase.DEFAULT_RETRIES = 0  # read by every call: our retry policy decides
-        outcome: dict[str, Any] = {}
-        done = threading.Event()
+        call = _Call()
+        started = time.perf_counter()
 
         def run() -> None:
             try:
-                outcome["value"] = fn()
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
-                outcome["error"] = exc
+                call.value = fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                call.error = exc
             finally:
-                done.set()
+                AZURE_LATENCY.labels("azureml").observe(time.perf_counter() - started)
+                call.done.set()
 
-        started = time.perf_counter()
         threading.Thread(target=run, name=f"azureml: {what}", daemon=True).start()
-        finished = done.wait(self._timeout)
-        AZURE_LATENCY.labels("azureml").observe(time.perf_counter() - started)
-        if not finished:
+        return call
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one read under this adapter's deadline (a late answer is dropped)."""
+        call = self._start(what, fn)
+        if not call.done.wait(self._timeout):
             AZURE_CALLS.labels("azureml", "timeout").inc()
             raise AzureCallFailed(f"Azure ML: {what} got no answer within {self._timeout:g} s")
-        if "error" in outcome:
-            error = outcome["error"]
-            mapped = map_azureml_error(error, what)
+        if call.error is not None:
+            mapped = map_azureml_error(call.error, what)
             AZURE_CALLS.labels("azureml", mapped.code).inc()
-            raise mapped from error
+            raise mapped from call.error
         AZURE_CALLS.labels("azureml", "ok").inc()
-        return outcome["value"]  # type: ignore[no-any-return]
+        return call.value  # type: ignore[no-any-return]
+
+
+class _Call:
+    """One SDK call running in its own thread: ``done`` is set once it ended either way."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+def _service_key(target: MlTarget, name: str) -> tuple[str, ...]:
+    return (
+        target.subscription_id.lower(),
+        target.resource_group.lower(),
+        target.workspace_name.lower(),
+        name,
+    )
 
 
 def map_azureml_error(exc: BaseException, what: str) -> ServiceError:
@@ -223,6 +282,8 @@ def map_azureml_error(exc: BaseException, what: str) -> ServiceError:
     if isinstance(exc, ServiceError):
         return exc
     for cause in _chain(exc):
+        if isinstance(cause, ServiceError):  # e.g. a wrong-tenant token, wrapped by the SDK
+            return cause
         if isinstance(cause, ClientAuthenticationError | LoginRequiredError | TokenRefreshFailed):
             return map_identity_error(cause)
     if any(isinstance(c, requests.Timeout | requests.ConnectionError) for c in _chain(exc)):
@@ -231,14 +292,27 @@ def map_azureml_error(exc: BaseException, what: str) -> ServiceError:
     if "WebserviceNotFound" in text:
         return NotFound(f"Azure ML: {what}: web service not found")
     status, retry_after = _status_of(exc)
+    code_match = _CODE.search(text)
+    code = code_match.group(1) if code_match else None
     if status in (401, 403):
         return CredentialRejected(f"Azure refused the tenant's credential ({what}: HTTP {status})")
     if status == 404:
-        return AzureRejected(f"Azure ML: {what}: not found in Azure")
+        return AzureRejected(
+            f"Azure ML: {what}: not found in Azure", azure_status=status, azure_code=code
+        )
     if status in _TEMPORARY_STATUS:
-        return AzureCallFailed(f"Azure ML: {what}: HTTP {status}", retry_after_s=retry_after)
+        return AzureCallFailed(
+            f"Azure ML: {what}: HTTP {status}",
+            retry_after_s=retry_after,
+            azure_status=status,
+            azure_code=code,
+        )
     if status is not None:
-        return AzureRejected(f"Azure ML: {what}: HTTP {status}: {_first_line(text)}")
+        return AzureRejected(
+            f"Azure ML: {what}: HTTP {status}: {_first_line(text)}",
+            azure_status=status,
+            azure_code=code,
+        )
     log.warning("unexpected azureml-core failure (%s) in %s", type(exc).__name__, what)
     return AzureRejected(f"Azure ML: {what} failed ({type(exc).__name__}): {_first_line(text)}")
 

@@ -4,8 +4,11 @@ azure-identity's DeviceCodeCredential cannot keep its cache in a database (its p
 libsecret or writes refresh tokens in plain text), so this wraps msal's PublicClientApplication
 with a ``SerializableTokenCache`` loaded from, and written back to, a ``TokenCacheStore``.
 
-Refreshes happen under the store's row lock: when several processes share one tenant's cache, the
-second one sees the refresh token the first one just received instead of overwriting it.
+When several processes share one tenant's cache, one refreshes at a time: it takes the store's
+refresh lease (a short committed write, not a lock held open), calls Entra with no database
+transaction open, and stores the result with a compare-and-swap on the cache version. The others
+wait for the version to move on and use what it stored, so a refresh token rotated by one process
+is never overwritten by an older copy, and no row lock is held across network I/O.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ log = logging.getLogger(__name__)
 
 # Tokens this close to expiry are refreshed rather than handed out.
 _EXPIRY_MARGIN_S = 300
+# The refresh lease outlasts one Entra call (msal's session enforces a 10 s + 30 s deadline).
+REFRESH_LEASE_S = 60.0
+# How often a process waiting for another's refresh looks at the stored version.
+_WAIT_POLL_S = 0.1
 
 
 _LOGIN_ERRORS = frozenset(
@@ -78,37 +85,57 @@ class DelegatedCredential:
     ) -> AccessToken:
         if not scopes:
             raise ValueError("at least one scope is required")
-        with self._lock:
+        wanted = list(scopes)
+        with self._lock:  # one refresh per process; never a database lock
             if self._version < 0:
                 self._load(*self._store.load())
-            cached = self._cached_token(list(scopes))
+            cached = self._cached_token(wanted)
             if cached is not None:
                 return cached
-            outcome: dict[str, Any] = {}
-
-            def refresh(serialized: str | None, version: int) -> str | None:
-                if version != self._version:
-                    self._load(serialized, version)  # another process refreshed meanwhile
-                    token = self._cached_token(list(scopes))
-                    if token is not None:
-                        outcome["token"] = token
-                        return serialized
-                outcome["result"] = self._acquire_silent(list(scopes), claims)
+            version = self._claim(wanted)
+            if isinstance(version, AccessToken):
+                return version  # another process refreshed meanwhile
+            stored = False
+            try:
+                result = self._acquire_silent(wanted, claims)
                 if self._cache.has_state_changed:
-                    return str(self._cache.serialize())
-                return serialized
-
-            _, self._version = self._store.update_locked(refresh)
-            self._cache.has_state_changed = False
-        if "token" in outcome:
-            return outcome["token"]  # type: ignore[no-any-return]
-        result = outcome.get("result")
+                    new_version = self._store.store(version, str(self._cache.serialize()))
+                    stored = True
+                    if new_version is None:
+                        # The cache moved on without us (a new sign-in, or our lease ran out and
+                        # another process refreshed): take what is stored, drop our copy.
+                        self._load(*self._store.load())
+                    else:
+                        self._version = new_version
+            finally:
+                if not stored:
+                    self._store.release(version)
+                self._cache.has_state_changed = False
         if result and "access_token" in result:
             expires_in = int(result.get("expires_in", 3600))
             return AccessToken(result["access_token"], int(time.time()) + expires_in)
         if result and result.get("error") not in _LOGIN_ERRORS:
             raise TokenRefreshFailed(f"token refresh failed: {result.get('error')}")
         raise LoginRequiredError(_login_required_reason(result))
+
+    def _claim(self, scopes: list[str]) -> int | AccessToken:
+        """Hold the refresh lease for the current version, or a token another process stored.
+
+        Waits (polling, no lock) while another process holds the lease, at most one lease long.
+        """
+        deadline = time.monotonic() + REFRESH_LEASE_S + 5
+        while True:
+            serialized, version = self._store.load()
+            if version != self._version:
+                self._load(serialized, version)  # another process refreshed meanwhile
+                token = self._cached_token(scopes)
+                if token is not None:
+                    return token
+            if self._store.claim_refresh(version, REFRESH_LEASE_S):
+                return version
+            if time.monotonic() >= deadline:
+                raise TokenRefreshFailed("another process has been refreshing for too long")
+            time.sleep(_WAIT_POLL_S)
 
     def close(self) -> None:
         """Nothing to release; present for symmetry with azure-identity credentials."""

@@ -17,10 +17,16 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import jwt
 import msal
 import requests
-from azure.core.credentials import TokenCredential
-from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.identity import (
     CertificateCredential,
     ClientSecretCredential,
@@ -36,7 +42,9 @@ from service.errors import (
     AzureUnavailable,
     CredentialRejected,
     LoginRequired,
+    NoHostIdentity,
     ServiceError,
+    WrongTenantToken,
 )
 from service.ports import (
     AccessTokenInfo,
@@ -54,13 +62,111 @@ _UNKNOWN_AUTHORITY = "Entra ID refused the sign-in authority: is the tenant id r
 DEVICE_FLOW_SCOPES = ["https://management.azure.com/user_impersonation"]
 
 
-def msal_http_client(ca_bundle: str | None) -> requests.Session:
-    """msal's HTTP session: with an explicit CA bundle, ignore REQUESTS_CA_BUNDLE & co."""
+# Every call to Entra (msal) gets a deadline: connect, then read.
+MSAL_TIMEOUT_S = (10.0, 30.0)
+# ARM subscription look-ups (workspace registration).
+ARM_CONNECT_TIMEOUT_S = 10
+ARM_READ_TIMEOUT_S = 30
+
+
+class _DeadlineAdapter(requests.adapters.HTTPAdapter):
+    """An adapter that enforces a timeout on every request sent through its session.
+
+    msal hands its own ``timeout`` to a session only when the app is built with one, and a
+    caller's session never inherits it: without this, a stalled Entra pins the thread forever.
+    """
+
+    def __init__(self, timeout: tuple[float, float]) -> None:
+        super().__init__()
+        self.deadline = timeout
+
+    def send(  # type: ignore[override]
+        self, request: Any, stream: bool = False, timeout: Any = None, **kwargs: Any
+    ) -> requests.Response:
+        return super().send(request, stream=stream, timeout=timeout or self.deadline, **kwargs)
+
+
+def msal_http_client(
+    ca_bundle: str | None, timeout: tuple[float, float] | None = None
+) -> requests.Session:
+    """msal's HTTP session: a deadline on every call; with an explicit CA bundle, ignore
+    REQUESTS_CA_BUNDLE & co."""
     session = requests.Session()
+    adapter = _DeadlineAdapter(timeout or MSAL_TIMEOUT_S)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
     if ca_bundle:
         session.verify = ca_bundle
         session.trust_env = False
     return session
+
+
+def token_tenant(token: str) -> str | None:
+    """The ``tid`` claim of an access token (read without verification: Azure verifies it)."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    tid = claims.get("tid") if isinstance(claims, dict) else None
+    return str(tid).lower() if tid else None
+
+
+class TenantBoundCredential:
+    """Hands out a token only when it was issued for the tenant's registered Entra tenant.
+
+    Wraps every tenant credential (service principal, delegated, host identity): a token whose
+    ``tid`` differs (or that carries none) is never returned, so no Azure call is made with it.
+    """
+
+    def __init__(self, inner: Any, entra_tenant_id: str) -> None:
+        self._inner = inner
+        self._tenant = entra_tenant_id.lower()
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        token: AccessToken = self._inner.get_token(*scopes, **kwargs)
+        issued_for = token_tenant(token.token)
+        if issued_for != self._tenant:
+            log.warning(
+                "refused a token issued for Entra tenant %s (expected %s)",
+                issued_for or "unknown",
+                self._tenant,
+            )
+            raise WrongTenantToken(
+                f"the credential obtained a token for Entra tenant '{issued_for or 'unknown'}', "
+                f"not for this tenant's '{self._tenant}': it was not used"
+            )
+        return token
+
+    def close(self) -> None:
+        _close(self._inner)
+
+
+class _HostIdentity:
+    """DefaultAzureCredential's chain, walked here so that its outcomes stay distinct.
+
+    DefaultAzureCredential folds "no identity on this host" and "Entra refused the identity"
+    into one ClientAuthenticationError; walking its credentials keeps Entra's own error (mapped
+    with its AADSTS code) and raises CredentialUnavailableError only when none is available.
+    """
+
+    def __init__(self, chain: DefaultAzureCredential) -> None:
+        self._chain = chain
+        self._chosen: Any = None
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        if self._chosen is not None:
+            return self._chosen.get_token(*scopes, **kwargs)  # type: ignore[no-any-return]
+        for credential in list[Any](self._chain.credentials):
+            try:
+                token: AccessToken = credential.get_token(*scopes, **kwargs)
+            except CredentialUnavailableError:
+                continue
+            self._chosen = credential
+            return token
+        raise CredentialUnavailableError(message="no Azure identity is available on this host")
+
+    def close(self) -> None:
+        _close(self._chain)
 
 
 class AzureIdentity:
@@ -69,15 +175,15 @@ class AzureIdentity:
     def __init__(self, settings: AzureSettings) -> None:
         self._settings = settings
         self._lock = threading.Lock()
-        self._credentials: dict[str, tuple[str, TokenCredential]] = {}
+        self._credentials: dict[str, tuple[str, TenantBoundCredential]] = {}
 
     # -- credentials ---------------------------------------------------------------------------
-    def credential(self, spec: CredentialSpec) -> TokenCredential:
+    def credential(self, spec: CredentialSpec) -> TenantBoundCredential:
         with self._lock:
             cached = self._credentials.get(spec.tenant_key)
             if cached is not None and cached[0] == spec.fingerprint:
                 return cached[1]
-            credential = self._build(spec)
+            credential = TenantBoundCredential(self._build(spec), spec.entra_tenant_id)
             self._credentials[spec.tenant_key] = (spec.fingerprint, credential)
         if cached is not None:
             _close(cached[1])
@@ -93,12 +199,16 @@ class AzureIdentity:
         options: dict[str, Any] = {
             "authority": self._settings.authority_host,
             "disable_instance_discovery": not self._settings.instance_discovery,
+            # azure-identity's transport waits 300 s per read by default: Entra gets the same
+            # deadline as every msal call.
+            "connection_timeout": MSAL_TIMEOUT_S[0],
+            "read_timeout": MSAL_TIMEOUT_S[1],
         }
         if self._settings.ca_bundle:
             options["connection_verify"] = self._settings.ca_bundle
         return options
 
-    def _build(self, spec: CredentialSpec) -> TokenCredential:
+    def _build(self, spec: CredentialSpec) -> Any:
         if spec.kind == "service_principal":
             assert spec.client_id is not None
             if spec.certificate_pem is not None:
@@ -129,16 +239,18 @@ class AzureIdentity:
             # A server's ambient identity is the environment, workload identity or managed
             # identity; developer-tool credentials (az CLI, PowerShell, VS Code, shared cache)
             # would spawn processes or read a person's files, so they are never tried.
-            return DefaultAzureCredential(
-                exclude_managed_identity_credential=not self._settings.managed_identity,
-                exclude_shared_token_cache_credential=True,
-                exclude_cli_credential=True,
-                exclude_powershell_credential=True,
-                exclude_developer_cli_credential=True,
-                exclude_visual_studio_code_credential=True,
-                exclude_interactive_browser_credential=True,
-                exclude_broker_credential=True,
-                **options,
+            return _HostIdentity(
+                DefaultAzureCredential(
+                    exclude_managed_identity_credential=not self._settings.managed_identity,
+                    exclude_shared_token_cache_credential=True,
+                    exclude_cli_credential=True,
+                    exclude_powershell_credential=True,
+                    exclude_developer_cli_credential=True,
+                    exclude_visual_studio_code_credential=True,
+                    exclude_interactive_browser_credential=True,
+                    exclude_broker_credential=True,
+                    **options,
+                )
             )
         raise ValueError(f"unknown credential kind {spec.kind!r}")
 
@@ -153,6 +265,50 @@ class AzureIdentity:
             expires_on=datetime.fromtimestamp(token.expires_on, UTC),
             identity=_claims_identity(token.token),
         )
+
+    # -- subscriptions -------------------------------------------------------------------------
+    def subscription_tenant(self, spec: CredentialSpec, subscription_id: str) -> str | None:
+        """The Entra tenant ARM gives for the subscription, among those the tenant's credential
+        can list; None when the credential cannot reach it.
+
+        Listing (``GET /subscriptions``) rather than reading the one subscription means that no
+        request ever names a subscription the credential does not already reach.
+        """
+        from azure.mgmt.resource import SubscriptionClient
+
+        credential = self.credential(spec)
+        try:
+            credential.get_token(ARM_SCOPE)  # credential failures are the credential's, not ARM's
+        except Exception as exc:  # noqa: BLE001 - every failure is mapped to the error model
+            raise map_identity_error(exc) from None
+        options: dict[str, Any] = {
+            "base_url": self._settings.resource_manager,
+            "credential_scopes": [ARM_SCOPE],
+            "retry_total": 1,
+            "connection_timeout": ARM_CONNECT_TIMEOUT_S,
+            "read_timeout": ARM_READ_TIMEOUT_S,
+        }
+        if self._settings.ca_bundle:
+            options["connection_verify"] = self._settings.ca_bundle
+        wanted = subscription_id.lower()
+        try:
+            with SubscriptionClient(credential, **options) as client:
+                for subscription in client.subscriptions.list():
+                    if (subscription.subscription_id or "").lower() == wanted:
+                        return str(subscription.tenant_id or "").lower()
+        except ServiceError:
+            raise
+        except HttpResponseError as exc:
+            status = exc.status_code or 0
+            if status == 429 or status >= 500:
+                raise AzureUnavailable(f"Resource Manager answered {status}") from None
+            code = getattr(getattr(exc, "error", None), "code", None) or f"HTTP {status}"
+            raise CredentialRejected(
+                f"Resource Manager refused the tenant's credential ({code})"
+            ) from None
+        except (ServiceRequestError, ServiceResponseError, OSError) as exc:
+            raise AzureUnavailable(f"Resource Manager unreachable ({type(exc).__name__})") from None
+        return None
 
     # -- device code ---------------------------------------------------------------------------
     def _public_app(
@@ -252,9 +408,9 @@ def map_identity_error(exc: BaseException) -> ServiceError:
     if isinstance(exc, LoginRequiredError):
         return LoginRequired(str(exc))
     if isinstance(exc, CredentialUnavailableError):
-        return CredentialRejected(
-            "the host has no usable Azure identity (managed identity, "
-            "workload identity or environment)"
+        return NoHostIdentity(
+            "no Azure identity is available on this host (environment, workload identity or "
+            "managed identity); Entra ID was not contacted"
         )
     if isinstance(exc, ClientAuthenticationError) and _caused_by_network(exc):
         return AzureUnavailable("Entra ID unreachable")

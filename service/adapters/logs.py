@@ -241,7 +241,28 @@ def _raw_error(response: Any) -> dict[str, Any] | None:
     return error if isinstance(error, dict) else None
 
 
+def _credential_failure(exc: BaseException) -> ClientAuthenticationError | None:
+    """The credential's failure behind an HttpResponseError, if that is what it is.
+
+    ClientAuthenticationError is a subclass of HttpResponseError, and azure-monitor-query
+    re-raises it as a bare HttpResponseError (the original stays on ``__context__``).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ClientAuthenticationError):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _azure_error(exc: HttpResponseError) -> ServiceError:
+    credential_failure = _credential_failure(exc)
+    if credential_failure is not None:
+        # Not Azure's answer to the query but the credential's failure to get a token: the
+        # caller must fix the credential (424), not retry (503).
+        return map_identity_error(credential_failure)
     response = exc.response
     status = exc.status_code or 502
     error: dict[str, Any] = {}
@@ -266,8 +287,6 @@ def _azure_error(exc: HttpResponseError) -> ServiceError:
 def _transport_error(exc: Exception) -> ServiceError:
     if isinstance(exc, ServiceError):
         return exc
-    if isinstance(exc, ClientAuthenticationError):
-        return map_identity_error(exc)
     if isinstance(exc, ServiceRequestError | ServiceResponseError | OSError):
         return AzureUnavailable(f"Log Analytics unreachable ({type(exc).__name__})")
     if isinstance(exc, HttpResponseError):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import re
 
 from flask import Flask, Response, current_app, g, request
 
+from service.api import bodies
 from service.api.openapi import OpenApiContract, ValidatedRequest
-from service.errors import Unauthorized
+from service.domain.azure_errors import is_loganalytics_path
+from service.errors import PayloadTooLarge, Unauthorized
 from service.services import api_keys
 from service.services.runtime import Runtime
 
@@ -30,6 +33,20 @@ def openapi_template(rule: str) -> str:
 
 
 def register_hooks(app: Flask) -> None:
+    @app.before_request
+    def _bound_unsized_body() -> None:
+        # A body without Content-Length (chunked): werkzeug would stop reading at the limit
+        # and hand the view the first MAX_BODY_BYTES as if that were all. Count it here: 413.
+        environ = request.environ
+        if request.content_length is not None or not environ.get("wsgi.input_terminated"):
+            return
+        limit = runtime().settings.max_body_bytes
+        raw = environ["wsgi.input"].read(limit + 1)
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+        environ["wsgi.input"] = io.BytesIO(raw)
+        environ["CONTENT_LENGTH"] = str(len(raw))
+
     @app.before_request
     def _authenticate() -> None:
         # /loganalytics/ is the Azure-compatible endpoint: the bearer token is the API key too.
@@ -55,11 +72,19 @@ def register_hooks(app: Flask) -> None:
         if rule is None or request.method == "OPTIONS":
             return
         method = "get" if request.method == "HEAD" else request.method.lower()
+        query = request.args.to_dict(flat=False)
+        # Every route, the same rule: text no database can store is refused before anything runs
+        # (a log query would otherwise run and its audit record fail to be written).
+        bodies.check_text(bodies.request_text(request.view_args or {}, query))
+        if is_loganalytics_path(request.path) and method in ("post", "put", "patch"):
+            raw = request.get_data(cache=True)
+            # Azure's contract, not ours: only the body's JSON-ness and its text are checked here.
+            g.json_body = bodies.parse_json(raw) if raw else None
         g.valid = contract().validate(
             openapi_template(rule.rule),
             method,
             path_args={k: str(v) for k, v in (request.view_args or {}).items()},
-            query=request.args.to_dict(flat=False),
+            query=query,
             headers=request.headers,  # type: ignore[arg-type]
             content_type=request.content_type,
             body=request.get_data(cache=True) if method in ("post", "put", "patch") else b"",

@@ -6,18 +6,20 @@ request costs a dictionary look-up and the validation itself.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator, ValidationError
+from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from service.api.bodies import parse_json
+from service.domain.text import display_name_problem
 from service.errors import UnsupportedMediaType, ValidationFailed
 
 SPEC_URI = "urn:amlcp:openapi"
@@ -50,6 +52,58 @@ class ValidatedRequest:
     query: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, Any] = field(default_factory=dict)
     body: Any = None
+
+
+def whole_value_pattern(pattern: str) -> str:
+    """``pattern`` with every end anchor ``$`` (outside a character class) made ``\\Z``.
+
+    Patterns in the contract are ECMA-262, where ``$`` matches only at the very end. In Python
+    ``$`` also matches before a trailing newline, so ``^[a-z]+$`` accepted ``"contoso\\n"``.
+    """
+    out: list[str] = []
+    in_class = escaped = False
+    for ch in pattern:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == "[" and not in_class:
+            in_class = True
+        elif ch == "]" and in_class:
+            in_class = False
+        elif ch == "$" and not in_class:
+            out.append("\\Z")
+            continue
+        out.append(ch)
+    return "".join(out)
+
+
+@cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(whole_value_pattern(pattern))
+
+
+def _pattern(
+    validator: Any, pattern: str, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not _compiled(pattern).search(instance):
+        yield ValidationError(f"does not match {pattern!r}")
+
+
+_FORMATS = FormatChecker()
+for _name, _check in Draft202012Validator.FORMAT_CHECKER.checkers.items():
+    _FORMATS.checks(_name, _check[1])(_check[0])
+
+
+@_FORMATS.checks("display-name")
+def _display_name(value: object) -> bool:
+    return not isinstance(value, str) or display_name_problem(value) is None
+
+
+# Draft 2020-12 with whole-value patterns (see whole_value_pattern).
+ContractValidator = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, {"pattern": _pattern}
+)
 
 
 def _pointer(*parts: str) -> str:
@@ -85,11 +139,10 @@ class OpenApiContract:
         return target, ref.removeprefix("#")
 
     def _validator(self, pointer: str) -> Draft202012Validator:
-        return Draft202012Validator(
-            {"$ref": f"{SPEC_URI}#{pointer}"},
-            registry=self._registry,
-            format_checker=Draft202012Validator.FORMAT_CHECKER,
+        validator: Draft202012Validator = ContractValidator(
+            {"$ref": f"{SPEC_URI}#{pointer}"}, registry=self._registry, format_checker=_FORMATS
         )
+        return validator
 
     def _compile(
         self, template: str, method: str, op: dict[str, Any], shared: list[dict[str, Any]]
@@ -198,30 +251,13 @@ class OpenApiContract:
             accepted = ", ".join(op.body_validators)
             raise UnsupportedMediaType(f"send the body as {accepted}")
         try:
-            document = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-            # A "\ud800" escape decodes to a lone surrogate, which no database can store.
-            json.dumps(document, ensure_ascii=False).encode("utf-8")
-        except (UnicodeError, ValueError, RecursionError) as exc:
-            errors.append({"field": "body", "message": f"malformed JSON: {_json_reason(exc)}"})
+            # Malformed, too deep, or holding text no database stores ("\ud800", NUL): 400.
+            document = parse_json(body)
+        except ValidationFailed as exc:
+            errors.extend(exc.extra["errors"])
             return None
         errors.extend(_body_errors(validator, document))
         return document
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _json_reason(exc: Exception) -> str:
-    if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-    if isinstance(exc, UnicodeEncodeError):
-        return "a string holds an unpaired surrogate escape"
-    if isinstance(exc, UnicodeError):
-        return "the body is not valid UTF-8 text"
-    if isinstance(exc, RecursionError):
-        return "nested too deeply"
-    return str(exc)
 
 
 def _coerce(raw: str, schema_type: str | None) -> tuple[Any, str | None]:
@@ -305,6 +341,9 @@ def _describe(error: ValidationError) -> str:
         return f"must be of type {rule if isinstance(rule, str) else ' or '.join(rule)}"
     if kind == "pattern":
         return "does not have the required format"
+    if kind == "format" and rule == "display-name":
+        problem = display_name_problem(error.instance) if isinstance(error.instance, str) else None
+        return problem or "is not a valid display name"
     if kind == "format":
         return f"must be a valid {rule}"
     if kind in ("maxLength", "minLength", "maximum", "minimum"):

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from service.domain.azure_errors import CONTENT_TYPE, azure_error_bytes, is_loganalytics_path
 from service.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,14 @@ def problem_response(
     extra: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    if is_loganalytics_path(request.path):
+        # The Azure-compatible endpoint answers every error in Azure's shape, even the ones
+        # raised before its blueprint is reached (authentication, routing, body limits).
+        from service.api.loganalytics import azure_response
+
+        return azure_response(
+            status, detail, headers=headers, service_code=code, service_title=title
+        )
     body: dict[str, Any] = {
         "type": f"urn:amlcp:problem:{code}",
         "title": title,
@@ -40,6 +49,31 @@ def problem_response(
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+def error_document(
+    path: str, status: int, code: str, title: str, detail: str, request_id: str | None = None
+) -> tuple[str, bytes]:
+    """(content type, body) of an error for ``path``, outside any Flask request.
+
+    For answers the server gives itself (gunicorn's 400/408/413/414/431): problem+json, or
+    Azure's error shape (``{"error": {...}}``) under ``/loganalytics``, as the views answer.
+    """
+    if is_loganalytics_path(path):
+        return CONTENT_TYPE, azure_error_bytes(
+            status, detail, correlation_id=request_id, service_code=code, service_title=title
+        )
+    body: dict[str, Any] = {
+        "type": f"urn:amlcp:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": path,
+    }
+    if request_id:
+        body["request_id"] = request_id
+    return PROBLEM_JSON, json.dumps(body).encode()
 
 
 _HTTP_CODES = {

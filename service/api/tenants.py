@@ -66,7 +66,7 @@ def list_workspaces(tenant: str) -> Response:
 @bp.post(TENANT + "/workspaces")
 def create_workspace(tenant: str) -> Response:
     with runtime().uow() as uow:
-        ws = workspaces.create_workspace(uow, call_context(), tenant, valid().body)
+        ws = workspaces.register_workspace(runtime(), uow, call_context(), tenant, valid().body)
     location = url_for("tenants.get_workspace", tenant=tenant, workspace=ws.slug)
     return json_response(ws, 201, etag=ws.etag, location=location)
 

@@ -162,6 +162,7 @@ class Operation(Versioned, Base):
         CheckConstraint(
             "state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="state"
         ),
+        CheckConstraint("attempts <= max_attempts", name="attempts_cap"),
         Index("ix_operations_state_not_before", "state", "not_before"),
     )
 
@@ -183,8 +184,40 @@ class Operation(Versioned, Base):
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The fencing token: incremented by every claim (never reused), so each attempt has its own
+    # and every state change of an attempt is written only while the token is still current.
+    fence: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     created_by: Mapped[str] = mapped_column(String(64), nullable=False)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class OperationAttempt(Base):
+    """One attempt of an operation: who ran it, when, how it ended, and what Azure answered.
+
+    ``number`` is the attempt's fencing token (``operations.fence`` when it was claimed).
+    ``charged`` says whether it counts against ``max_attempts``: an attempt cut short by a lost
+    lease (worker crash) or a graceful stop, or one that only waited for Azure, does not.
+    """
+
+    __tablename__ = "operation_attempts"
+
+    operation_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("operations.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    worker: Mapped[str] = mapped_column(String(128), nullable=False)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # None while running; then succeeded | retry | failed | cancelled | waited | released |
+    # abandoned (its lease expired: the worker crashed or stopped renewing)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    charged: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    azure_status: Mapped[int | None] = mapped_column(Integer)  # HTTP status of Azure's answer
+    azure_code: Mapped[str | None] = mapped_column(String(64))
+    retry_after_s: Mapped[float | None] = mapped_column(Float)  # the server's Retry-After
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # no next attempt before
+    azure_operation_id: Mapped[str | None] = mapped_column(String(128))
 
 
 class ApiKey(Base):
@@ -251,6 +284,9 @@ class TenantCredential(Versioned, Base):
     # delegated: the msal token cache (refresh token inside), versioned for cross-process refresh.
     token_cache_ciphertext: Mapped[str | None] = mapped_column(Text)
     token_cache_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # One replica refreshes at a time: it holds this lease (epoch seconds) while it calls Entra,
+    # with no database lock held; the others wait for the version to move on.
+    token_refresh_lease_until: Mapped[float | None] = mapped_column(Float)
     # Display only, never a secret: signed-in user name, or the app / object id of a principal.
     identity: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(32), nullable=False)

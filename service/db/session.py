@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from service.errors import Conflict, PreconditionFailed, ServiceUnavailable
+from service.errors import Conflict, DatabaseUnavailable, PreconditionFailed
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -111,5 +111,5 @@ def translate_db_error(exc: BaseException) -> Exception:
     if isinstance(exc, IntegrityError):
         return Conflict("the change conflicts with an existing resource")
     if isinstance(exc, OperationalError):
-        return ServiceUnavailable("the database is unavailable; retry later")
-    return ServiceUnavailable("database error; retry later")
+        return DatabaseUnavailable("the database is unavailable; retry later")
+    return DatabaseUnavailable("database error; retry later")

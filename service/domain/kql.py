@@ -120,11 +120,21 @@ def parse_timespan(text: str) -> Timespan:
         return Timespan(duration=parse_duration(first))
     start = _parse_instant(first)
     if second.upper().startswith("P"):
-        return Timespan(duration=parse_duration(second), start=start)
+        duration = parse_duration(second)
+        _end_of(start, duration)
+        return Timespan(duration=duration, start=start)
     end = _parse_instant(second)
     if not start < end or end - start > MAX_TIMESPAN:
         raise KqlInputError("the end must be after the start, at most 3650 days later")
     return Timespan(start=start, end=end)
+
+
+def _end_of(start: datetime, duration: timedelta) -> datetime:
+    """The window's end; refused when it lies past the calendar (9999-12-31T23:59:59Z/P1D)."""
+    try:
+        return start + duration
+    except OverflowError:
+        raise KqlInputError("the window ends after the year 9999") from None
 
 
 def _parse_instant(text: str) -> datetime:

@@ -26,6 +26,8 @@ from typing import Any
 from sqlalchemy import insert
 
 from service.db.models import AuditEvent
+from service.domain.text import document_problems
+from service.errors import ValidationFailed
 from service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,17 @@ class AuditQueue:
         self.sync_writes = 0  # rows the callers wrote themselves (full queue, failing writer)
 
     def put(self, row: Row) -> None:
-        """Queue one row; write synchronously (queued rows first) when the queue cannot take it."""
+        """Queue one row; write synchronously (queued rows first) when the queue cannot take it.
+
+        A row no database can store is refused here, loudly, rather than queued: queued, it
+        would fail every write of the batch it is in, for ever (callers check their input
+        before acting, see ``require_storable``; this is the last line).
+        """
+        try:
+            require_storable(row, "audit")
+        except ValidationFailed:
+            log.error("audit event %s refused: it holds text no database can store", row["action"])
+            raise
         with self._cond:
             if not self._closed and not self._failing and len(self._items) < self.capacity:
                 self._items.append(row)
@@ -125,6 +137,13 @@ class AuditQueue:
                 backoff = RETRY_MIN_S
 
 
+def require_storable(value: Any, root: str) -> None:
+    """Raise ValidationFailed (400) when ``value`` holds text no database can store."""
+    problems = [{"field": f, "message": m} for f, m in document_problems(value, root)]
+    if problems:
+        raise ValidationFailed(f"{problems[0]['field']}: {problems[0]['message']}", problems)
+
+
 _queues: dict[int, tuple[Runtime, AuditQueue]] = {}
 _queues_lock = threading.Lock()
 
@@ -139,6 +158,17 @@ def queue_for(rt: Runtime) -> AuditQueue:
             atexit.register(queue.close)
             return queue
         return entry[1]
+
+
+def close_all() -> None:
+    """Close every queue of this process (write what is left): for exits that skip atexit."""
+    with _queues_lock:
+        queues = [queue for _, queue in _queues.values()]
+    for queue in queues:
+        try:
+            queue.close()
+        except Exception:  # the others must still be written; this one is logged
+            log.exception("audit events could not be written at exit")
 
 
 def flush(rt: Runtime) -> None:

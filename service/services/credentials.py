@@ -21,6 +21,7 @@ from service.domain.access import Role
 from service.domain.etags import etag_for
 from service.errors import (
     CredentialMissing,
+    HostIdentityNotAllowed,
     LoginRequired,
     NotFound,
     SecretsUnavailable,
@@ -30,6 +31,7 @@ from service.errors import (
 from service.ports import CredentialSpec
 from service.services import audit
 from service.services.context import CallContext
+from service.services.discovery_due import discover_soon
 from service.services.lookup import check_if_match, visible_tenant
 from service.services.runtime import Runtime
 from service.services.token_cache import DbTokenCacheStore
@@ -96,6 +98,24 @@ def admin_tenant(uow: UnitOfWork, ctx: CallContext, slug: str) -> Tenant:
     return tenant
 
 
+def check_host_identity_allowed(rt: Runtime, ctx: CallContext, tenant: Tenant) -> None:
+    """``host_identity`` acts with the service's own Azure identity: a global admin's choice,
+    and only for the tenants the operator named in HOST_IDENTITY_TENANTS."""
+    if not ctx.principal.is_global:
+        raise HostIdentityNotAllowed(
+            "only a global admin may set the credential to 'host_identity'"
+        )
+    host_identity_allowed(rt, tenant)
+
+
+def host_identity_allowed(rt: Runtime, tenant: Tenant) -> None:
+    if tenant.slug not in rt.settings.host_identity_tenants:
+        raise HostIdentityNotAllowed(
+            f"tenant '{tenant.slug}' may not use the service's host identity "
+            "(it is not listed in HOST_IDENTITY_TENANTS)"
+        )
+
+
 def encrypt_secret(rt: Runtime, value: bytes) -> str:
     if not rt.secret_box.configured:
         raise SecretsUnavailable(
@@ -115,6 +135,8 @@ def put_credential(
 ) -> tuple[CredentialView, bool]:
     """Create or replace the tenant's credential. Returns the view and whether it was created."""
     tenant = admin_tenant(uow, ctx, slug)
+    if data["kind"] == "host_identity":
+        check_host_identity_allowed(rt, ctx, tenant)
     existing = uow.session.scalar(
         select(TenantCredential).where(TenantCredential.tenant_id == tenant.id)
     )
@@ -130,6 +152,7 @@ def put_credential(
         "certificate_thumbprint": None,
         "certificate_not_after": None,
         "token_cache_ciphertext": None,
+        "token_refresh_lease_until": None,
         "identity": None,
         "status": "unverified",
         "status_detail": None,
@@ -168,6 +191,9 @@ def put_credential(
         values.update(method="ambient")
 
     before = _view(existing, slug) if existing is not None else None
+    if existing is not None:
+        # A refresh of the old credential still in flight must not store into the new one.
+        values["token_cache_version"] = existing.token_cache_version + 1
     if existing is None:
         cred = TenantCredential(tenant_id=tenant.id, **values)
         uow.session.add(cred)
@@ -182,6 +208,7 @@ def put_credential(
         )
     )
     uow.flush()
+    discover_soon(uow.session, tenant.id)  # list its workspaces with the new credential now
     after = _view(cred, slug)
     audit.record(
         uow,
@@ -238,7 +265,12 @@ def delete_credential(
 
 # -- using it ----------------------------------------------------------------------------------
 def credential_spec(rt: Runtime, tenant: Tenant, cred: TenantCredential) -> CredentialSpec:
-    """Decrypt what the identity adapter needs to build the tenant's TokenCredential."""
+    """Decrypt what the identity adapter needs to build the tenant's TokenCredential.
+
+    A ``host_identity`` credential is usable only while its tenant is still allowed to use it.
+    """
+    if cred.kind == "host_identity":
+        host_identity_allowed(rt, tenant)
     secret = rt.secret_box.decrypt(cred.secret_ciphertext) if cred.secret_ciphertext else None
     return CredentialSpec(
         tenant_key=tenant.id,
@@ -318,13 +350,15 @@ def verify_credential(
     """Acquire a token now; record the outcome on the credential and in the audit trail."""
     tenant = admin_tenant(uow, ctx, slug)
     cred = credential_of(uow, tenant)
-    spec = credential_spec(rt, tenant, cred)
     now = utcnow()
     failure: ServiceError | None = None
     try:
+        spec = credential_spec(rt, tenant, cred)
         if cred.kind == "delegated" and cred.token_cache_ciphertext is None:
             raise LoginRequired("no user has signed in for this tenant yet")
         info = rt.identity.verify(spec)
+    except SecretsUnavailable:
+        raise  # the service's own configuration, not the credential's
     except ServiceError as exc:
         failure = exc
     status = (
@@ -333,6 +367,9 @@ def verify_credential(
         else {
             "login_required": "login_required",
             "credential_rejected": "rejected",
+            "wrong_tenant_token": "rejected",
+            "host_identity_not_allowed": "rejected",
+            "no_host_identity": "no_host_identity",
         }.get(failure.code, "unreachable")
     )
     # The token-cache column may have moved on under a concurrent refresh: update only these.
@@ -351,6 +388,8 @@ def verify_credential(
         )
         .execution_options(synchronize_session=False)
     )
+    if failure is None and cred.status != "ok":
+        discover_soon(uow.session, tenant.id)  # usable again: list its workspaces at once
     audit.record(
         uow,
         ctx,

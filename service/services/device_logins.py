@@ -26,6 +26,7 @@ from service.services.credentials import (
     encrypt_secret,
     forget_recent,
 )
+from service.services.discovery_due import discover_soon
 from service.services.runtime import Runtime
 
 
@@ -92,7 +93,8 @@ def start_device_login(
         target_type="device_login",
         target_id=login.id,
         tenant_id=tenant.id,
-        after={"user_code": login.user_code, "expires_at": login.expires_at},
+        # Never the user code or the device code: either completes someone else's sign-in.
+        after={"expires_at": login.expires_at, "verification_uri": login.verification_uri},
     )
     uow.commit()
     return _login_view(login, slug)
@@ -191,9 +193,11 @@ def _finish(
         ):
             cred.token_cache_ciphertext = rt.secret_box.encrypt(cache.encode())
             cred.token_cache_version = cred.token_cache_version + 1
+            cred.token_refresh_lease_until = None  # a refresher of the old cache stores nothing
             cred.identity = username
             cred.status = "ok"
             cred.status_detail = None
+            discover_soon(uow.session, login.tenant_id)  # its endpoints appear without a sync
         system = CallContext(Principal(key_id=login.created_by, role=Role.ADMIN))
         audit.record(
             uow,

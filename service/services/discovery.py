@@ -2,6 +2,12 @@
 
 Used by ``POST .../sync`` (now) and by the reconciler's periodic sweep. Also the other read-only
 Azure ML call of the API: a service's container logs.
+
+Concurrent discoveries of one workspace (parallel syncs, a sync and the reconciler) are
+idempotent: each lists Azure on its own, then records what it saw in a transaction that first
+locks the workspace (``SELECT ... FOR UPDATE`` on PostgreSQL; the database write lock on SQLite),
+so the second one finds the first one's endpoints, sync row and operations and updates them
+instead of inserting duplicates (which answered 409 or 412).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from service.domain.access import Role
 from service.domain.retry import RetryPolicy
 from service.errors import ServiceError, is_temporary, server_retry_after_s
 from service.ports import MlTarget
-from service.services import audit
+from service.services import audit, leases
 from service.services.compliance import failed_endpoints
 from service.services.context import CallContext
 from service.services.credentials import tenant_credential
@@ -64,6 +70,7 @@ def discover(rt: Runtime, workspace_id: str, *, created_by: str = "reconciler") 
     A failure is recorded on the workspace's sync state (a credential failure makes its
     endpoints' compliance ``unknown``) and raised.
     """
+    started = utcnow()
     with rt.uow() as uow:
         ws = uow.session.get(Workspace, workspace_id)
         if ws is None:
@@ -73,11 +80,11 @@ def discover(rt: Runtime, workspace_id: str, *, created_by: str = "reconciler") 
     try:
         services = rt.ml.list_services(target_of(rt, ws))
     except ServiceError as exc:
-        _record_sync(rt, workspace_id, error=exc)
+        _record_sync(rt, workspace_id, error=exc, started=started)
         raise
     interval = timedelta(seconds=rt.settings.reconciler.discovery_interval_s)
-    with rt.uow() as uow:
-        ws = uow.session.get(Workspace, workspace_id)
+    with leases.write_transaction(rt) as uow:
+        ws = lock_workspace(uow.session, workspace_id)
         if ws is None:
             raise ServiceError("workspace deleted during discovery")
         before = {ep.name for ep in live_endpoints(uow.session, ws.tenant_id, ws.id)}
@@ -124,6 +131,18 @@ def discover(rt: Runtime, workspace_id: str, *, created_by: str = "reconciler") 
         )
 
 
+def lock_workspace(session: Session, workspace_id: str) -> Workspace | None:
+    """Load a workspace locked until the transaction ends: discoveries of one workspace (and
+    the reconciler recording an observation of its endpoints) take turns. On SQLite the caller's
+    ``leases.write_transaction`` holds the database write lock already."""
+    return session.scalar(
+        select(Workspace)
+        .where(Workspace.id == workspace_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
 def _not_failed(session: Session, endpoints: list[Endpoint]) -> list[Endpoint]:
     """Drift found by a sweep does not re-queue an endpoint whose last operation failed: that
     stays ``failed`` until an operator applies again or changes the policy."""
@@ -151,7 +170,7 @@ def _save_sync(
     return now
 
 
-def _record_sync(rt: Runtime, workspace_id: str, *, error: ServiceError) -> None:
+def _record_sync(rt: Runtime, workspace_id: str, *, error: ServiceError, started: datetime) -> None:
     cfg = rt.settings.reconciler
     # A temporary failure (throttled, 5xx, timeout) is retried soon, not a whole interval later.
     delay_s = cfg.discovery_interval_s
@@ -159,10 +178,17 @@ def _record_sync(rt: Runtime, workspace_id: str, *, error: ServiceError) -> None
         retry = RetryPolicy(cfg.retry_base_s, cfg.retry_max_s)
         delay_s = min(delay_s, retry.delay_s(1, server_retry_after_s(error)))
     interval = timedelta(seconds=delay_s)
-    with rt.uow() as uow:
-        if uow.session.get(Workspace, workspace_id) is None:
+    with leases.write_transaction(rt) as uow:
+        if lock_workspace(uow.session, workspace_id) is None:
             return
-        _save_sync(uow.session, workspace_id, next_at=utcnow() + interval, error=error)
+        now = utcnow()
+        row = uow.session.get(WorkspaceSync, workspace_id)
+        next_at = now + interval
+        if row is not None and started < row.next_sync_at <= now:
+            # Made due while this listing ran (e.g. the credential became usable): the failure
+            # may be the old credential's, so keep it due instead of pushing it back.
+            next_at = row.next_sync_at
+        _save_sync(uow.session, workspace_id, next_at=next_at, error=error)
         uow.commit()
 
 

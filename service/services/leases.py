@@ -6,7 +6,19 @@ never exceed a subscription's write budget:
 - claims lock the tenant row (``SELECT ... FOR UPDATE``) while counting its running operations,
   and take operations with ``FOR UPDATE SKIP LOCKED``;
 - a write slot is reserved by one atomic ``UPDATE ... RETURNING`` per subscription;
-- every result is written only while the writer still holds the lease.
+- every claim takes a new fencing token (``operations.fence``, incremented, never reused), and
+  every later state change of that attempt (renewal, outcome) is a conditional UPDATE on the
+  operation id, ``running``, the worker id *and* the token: an attempt whose lease expired and
+  was taken over (even by the same worker) can never write again;
+- each attempt has a row in ``operation_attempts`` (its number is its token).
+
+How attempts are charged against ``max_attempts``: claiming a queued operation starts a charged
+attempt (``attempts + 1``, never past ``max_attempts``: the database refuses it too). Taking over
+a running operation whose lease expired (its worker crashed, was partitioned away, or stopped
+gracefully and released it) closes the lost attempt as ``abandoned`` (or ``released``), refunds
+it, and starts a new one in its place: a crash does not eat the retry budget. So that a
+poison operation that kills every worker cannot loop for ever, an operation whose attempts were
+abandoned ``max_attempts`` times fails.
 SQLite has no row locks: there, one worker process runs (its threads serialise through
 ``write_transaction``, which takes the database write lock first).
 """
@@ -24,7 +36,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from service.db.models import Operation, Tenant, WriteBudget
+from service.db.models import Operation, OperationAttempt, Tenant, WriteBudget
 from service.db.session import UnitOfWork
 from service.db.types import utcnow
 from service.services.runtime import Runtime
@@ -64,6 +76,8 @@ class Claim:
     azure_operation_id: str | None
     desired: dict[str, Any]
     cause: str
+    fence: int = 0  # this attempt's fencing token
+    leased_at: float = 0.0  # time.monotonic() when the lease was taken
 
 
 def _claimable(now: datetime) -> Any:
@@ -76,11 +90,18 @@ def _claimable(now: datetime) -> Any:
 
 
 def claim(
-    rt: Runtime, owner: str, capacity: int, *, only_tenants: Collection[str] | None = None
+    rt: Runtime,
+    owner: str,
+    capacity: int,
+    *,
+    only_tenants: Collection[str] | None = None,
+    exclude: Collection[str] = (),
 ) -> list[Claim]:
     """Lease up to ``capacity`` due operations, within every tenant's concurrency cap.
 
     ``only_tenants`` restricts the worker to some tenants (sharding, or tests sharing a database).
+    ``exclude``: operations the caller still runs an attempt of (whatever their lease says): it
+    must never start a second one beside it.
     """
     cfg = rt.settings.reconciler
     if capacity <= 0 or (only_tenants is not None and not only_tenants):
@@ -107,12 +128,19 @@ def claim(
     for tenant_id in tenants[offset:] + tenants[:offset]:
         if len(claims) >= capacity:
             break
-        claims += _claim_for_tenant(rt, owner, tenant_id, capacity - len(claims), cfg.lease_s)
+        claims += _claim_for_tenant(
+            rt, owner, tenant_id, capacity - len(claims), cfg.lease_s, exclude
+        )
     return claims
 
 
 def _claim_for_tenant(
-    rt: Runtime, owner: str, tenant_id: str, capacity: int, lease_s: float
+    rt: Runtime,
+    owner: str,
+    tenant_id: str,
+    capacity: int,
+    lease_s: float,
+    exclude: Collection[str] = (),
 ) -> list[Claim]:
     with write_transaction(rt) as uow:
         session = uow.session
@@ -131,21 +159,29 @@ def _claim_for_tenant(
         free = min(capacity, rt.settings.reconciler.tenant_concurrency - int(running or 0))
         if free <= 0:
             return []
+        due = select(Operation).where(Operation.tenant_id == tenant_id, _claimable(now))
+        if exclude:
+            due = due.where(Operation.id.not_in(list(exclude)))
         ops = list(
             session.scalars(
-                select(Operation)
-                .where(Operation.tenant_id == tenant_id, _claimable(now))
-                .order_by(Operation.created_at)
-                .limit(free)
-                .with_for_update(skip_locked=True)
+                due.order_by(Operation.created_at).limit(free).with_for_update(skip_locked=True)
             )
         )
         claims = []
+        leased_at = time.monotonic()
         for op in ops:
+            if op.state == "running" and not _take_over(session, op, now):
+                continue  # failed: abandoned too often
+            elif op.state == "queued":
+                if op.attempts >= op.max_attempts:  # defensive: never past the cap
+                    _fail(op, now, "no attempts left")
+                    continue
+                op.attempts += 1
             op.state = "running"
             op.lease_owner = owner
             op.lease_expires_at = now + timedelta(seconds=lease_s)
-            op.attempts += 1
+            op.fence += 1
+            session.add(OperationAttempt(operation_id=op.id, number=op.fence, worker=owner))
             claims.append(
                 Claim(
                     op.id,
@@ -157,10 +193,49 @@ def _claim_for_tenant(
                     op.azure_operation_id,
                     dict(op.desired),
                     op.cause,
+                    op.fence,
+                    leased_at,
                 )
             )
         uow.commit()
         return claims
+
+
+def _take_over(session: Any, op: Operation, now: datetime) -> bool:
+    """Close the attempt whose lease expired (it is refunded); False when the operation failed
+    instead because its attempts were abandoned ``max_attempts`` times."""
+    session.execute(
+        update(OperationAttempt)
+        .where(
+            OperationAttempt.operation_id == op.id,
+            OperationAttempt.number == op.fence,
+            OperationAttempt.outcome.is_(None),
+        )
+        .values(
+            outcome="abandoned",
+            charged=False,
+            finished_at=now,
+            error=f"lease expired: worker {op.lease_owner} stopped renewing it",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    abandoned = session.scalar(
+        select(func.count())
+        .select_from(OperationAttempt)
+        .where(OperationAttempt.operation_id == op.id, OperationAttempt.outcome == "abandoned")
+    )
+    if int(abandoned or 0) >= op.max_attempts:
+        _fail(op, now, f"{abandoned} attempts were abandoned by workers that stopped (crashed?)")
+        return False
+    return True
+
+
+def _fail(op: Operation, now: datetime, error: str) -> None:
+    op.state = "failed"
+    op.finished_at = now
+    op.last_error = error
+    op.lease_owner = None
+    op.lease_expires_at = None
 
 
 def renew(rt: Runtime, claim: Claim, owner: str, **changes: Any) -> bool:
@@ -177,23 +252,58 @@ def renew(rt: Runtime, claim: Claim, owner: str, **changes: Any) -> bool:
 
 
 def _guarded(claim: Claim, owner: str) -> Any:
+    """An UPDATE of the operation that matches only while this attempt holds it: running, leased
+    by this worker, and still at this attempt's fencing token."""
     return (
         update(Operation)
         .where(
             Operation.id == claim.id,
             Operation.state == "running",
             Operation.lease_owner == owner,
+            Operation.fence == claim.fence,
         )
         .execution_options(synchronize_session=False)
     )
 
 
-def finish(rt: Runtime, claim: Claim, owner: str, uow: UnitOfWork, **values: Any) -> bool:
+@dataclass(frozen=True)
+class AttemptRecord:
+    """How an attempt ended, for its ``operation_attempts`` row."""
+
+    outcome: str
+    charged: bool = True
+    error: str | None = None
+    azure_status: int | None = None
+    azure_code: str | None = None
+    retry_after_s: float | None = None
+    retry_at: datetime | None = None
+    azure_operation_id: str | None = None
+
+
+def finish(
+    rt: Runtime,
+    claim: Claim,
+    owner: str,
+    uow: UnitOfWork,
+    record: AttemptRecord | None = None,
+    **values: Any,
+) -> bool:
     """Write the attempt's outcome if the lease is still ours (in the caller's transaction)."""
     result = uow.session.execute(
         _guarded(claim, owner).values(version=Operation.version + 1, **values)
     )
-    return bool(getattr(result, "rowcount", 0) == 1)
+    finished = bool(getattr(result, "rowcount", 0) == 1)
+    if finished and record is not None:
+        uow.session.execute(
+            update(OperationAttempt)
+            .where(
+                OperationAttempt.operation_id == claim.id,
+                OperationAttempt.number == claim.fence,
+            )
+            .values(finished_at=utcnow(), **record.__dict__)
+            .execution_options(synchronize_session=False)
+        )
+    return finished
 
 
 def reserve_write(rt: Runtime, subscription_id: str) -> float:

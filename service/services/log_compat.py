@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 
 from service.db.models import Workspace
 from service.domain.access import Principal
+from service.domain.azure_errors import azure_error_body
 from service.domain.kql import KqlInputError, check_query, parse_timespan
 from service.errors import BadRequest, NotFound, ServiceError
 from service.ports import LogTarget, RawLogResponse
@@ -48,7 +49,7 @@ def resolve(rt: Runtime, principal: Principal, target: LogTarget) -> Resolved:
     with rt.uow() as uow:
         stmt = select(Workspace).order_by(Workspace.id)
         if target.kind == "workspace":
-            if not _GUID.match(target.id):
+            if not _GUID.fullmatch(target.id):
                 raise NotFound("the requested path does not exist")
             stmt = stmt.where(Workspace.log_analytics_workspace_id == target.id.lower())
         else:
@@ -69,29 +70,45 @@ def clean_body(rt: Runtime, principal: Principal, resolved: Resolved, raw: Any) 
     query = raw.get("query")
     if not isinstance(query, str):
         raise BadRequest("the query property is required")
+    _check_unicode(query, "query")
     try:
         check_query(query, max_chars=rt.settings.log_query.max_query_chars)
         timespan = raw.get("timespan")
         if timespan is not None and not isinstance(timespan, str):
             raise KqlInputError("timespan must be a string")
+        if timespan is not None:
+            _check_unicode(timespan, "timespan")
         if timespan:
             parse_timespan(timespan)
     except KqlInputError as exc:
         raise BadRequest(str(exc)) from None
     body: dict[str, Any] = {"query": query, "timespan": timespan or None}
     extra = raw.get("workspaces")
+    # null is "not given": azure-monitor-query sends "workspaces": null, and Azure accepts it.
+    if extra is not None and (
+        not isinstance(extra, list) or not all(isinstance(w, str) for w in extra)
+    ):
+        raise BadRequest("workspaces must be a list of workspace ids")
     if extra:
-        if not isinstance(extra, list) or not all(isinstance(w, str) for w in extra):
-            raise BadRequest("workspaces must be a list of workspace ids")
         for other in extra:
+            _check_unicode(other, "workspaces")
             # Additional workspaces must be registered under the same tenant: the query runs
             # with that tenant's credential, which must not reach beyond what it registered.
-            kind = "workspace" if _GUID.match(other) else "resource"
+            kind = "workspace" if _GUID.fullmatch(other) else "resource"
             found = resolve(rt, principal, LogTarget(kind, other))
             if found.audit.tenant_id != resolved.audit.tenant_id:
                 raise NotFound(f"the workspace '{other}' could not be found")
         body["workspaces"] = extra
     return body
+
+
+def _check_unicode(value: str, name: str) -> None:
+    """Refuse text that is not valid Unicode (a lone surrogate such as \\ud800): it cannot be
+    audited, so the query must not run (the encoder is C: cheap even for a long query)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"the {name} property is not valid Unicode (lone surrogate)") from None
 
 
 def clean_prefer(rt: Runtime, header: str | None) -> str | None:
@@ -215,7 +232,7 @@ def _batch_entry(
         workspace = item.get("workspace")
         if not isinstance(workspace, str) or not workspace:
             raise BadRequest("workspace is required")
-        kind = "workspace" if _GUID.match(workspace) else "resource"
+        kind = "workspace" if _GUID.fullmatch(workspace) else "resource"
         resolved = resolve(rt, ctx.principal, LogTarget(kind, workspace))
         body = clean_body(rt, ctx.principal, resolved, item.get("body"))
         given = item.get("headers")
@@ -233,21 +250,6 @@ def _batch_entry(
         return exc.status, dict(exc.headers), json.dumps(azure_error(exc)).encode()
 
 
-_AZURE_CODES = {
-    400: "BadArgumentError",
-    401: "AuthorizationRequiredError",
-    403: "InsufficientAccessError",
-    404: "PathNotFoundError",
-    409: "ConflictError",
-    413: "PayloadTooLargeError",
-    415: "UnsupportedMediaTypeError",
-    424: "FailedDependencyError",
-    429: "ThrottledError",
-    503: "ServiceUnavailableError",
-    504: "GatewayTimeout",
-}
-
-
 def azure_error(exc: ServiceError) -> dict[str, Any]:
     """A service error in Log Analytics' error shape ``{"error": {"code", "message", ...}}``.
 
@@ -255,16 +257,12 @@ def azure_error(exc: ServiceError) -> dict[str, Any]:
     """
     original = exc.extra.get("azure_error")
     if isinstance(original, dict) and original.get("code"):
-        return {"error": original}
-    code = _AZURE_CODES.get(exc.status, "InternalServerError")
+        return {"error": dict(original)}
+    code = None
     if exc.status == 404 and "workspace" in exc.detail:
         code = "WorkspaceNotFoundError"
     elif exc.status == 404 and "resource" in exc.detail:
         code = "ResourceNotFoundError"
-    return {
-        "error": {
-            "code": code,
-            "message": exc.detail,
-            "innererror": {"code": exc.code, "message": exc.title},
-        }
-    }
+    return azure_error_body(
+        exc.status, exc.detail, code=code, service_code=exc.code, service_title=exc.title
+    )

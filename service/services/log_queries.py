@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,13 @@ from service.domain.telemetry_views import (
     requests_view,
     traces_view,
 )
-from service.errors import Conflict, ResultTooLarge, ServiceError, ValidationFailed
+from service.errors import (
+    Conflict,
+    QueryRejected,
+    ResultTooLarge,
+    ServiceError,
+    ValidationFailed,
+)
 from service.metrics import LOG_QUERIES, LOG_QUERY_CACHE
 from service.ports import LogQueryResult, LogQuerySpec, LogTable, LogTarget
 from service.services import audit_queue
@@ -89,7 +96,10 @@ def run_query(
         server_timeout_s=_server_timeout(rt, body.get("server_timeout")),
         include_statistics=bool(body.get("include_statistics", False)),
     )
-    result, source = execute(rt, ctx, where, target, spec, action="logs.query")
+    try:
+        result, source = execute(rt, ctx, where, target, spec, action="logs.query")
+    except QueryRejected as exc:
+        raise explain_rejection(exc, target) from None
     return {
         "status": "partial" if result.partial else "success",
         "source": target.kind,
@@ -98,6 +108,60 @@ def run_query(
         "statistics": result.statistics,
         "served_from": source,
     }
+
+
+# Classic Application Insights tables and their Log Analytics workspace (App*) counterparts.
+CLASSIC_TO_WORKSPACE_TABLES = {
+    "requests": "AppRequests",
+    "dependencies": "AppDependencies",
+    "exceptions": "AppExceptions",
+    "traces": "AppTraces",
+    "pageViews": "AppPageViews",
+    "customEvents": "AppEvents",
+    "customMetrics": "AppMetrics",
+    "availabilityResults": "AppAvailabilityResults",
+    "browserTimings": "AppBrowserTimings",
+    "performanceCounters": "AppPerformanceCounters",
+}
+_WORKSPACE_TO_CLASSIC_TABLES = {v: k for k, v in CLASSIC_TO_WORKSPACE_TABLES.items()}
+_UNRESOLVED = re.compile(r"Failed to resolve table or column expression named '([^']+)'")
+
+
+def innermost_message(error: Any) -> str | None:
+    """The message at the bottom of an Azure error's ``innererror`` chain (Kusto's own cause,
+    e.g. "Failed to resolve table or column expression named 'traces'"), or None."""
+    message = None
+    depth = 0
+    while isinstance(error, dict) and depth < 16:
+        if isinstance(error.get("message"), str):
+            message = error["message"]
+        error = error.get("innererror")
+        depth += 1
+    return message
+
+
+def explain_rejection(exc: QueryRejected, target: LogTarget) -> QueryRejected:
+    """The rejection with the innermost cause as its detail, and, when a table of the other
+    schema was named, which table or source to use instead."""
+    detail = innermost_message(exc.extra.get("azure_error")) or exc.detail
+    unresolved = _UNRESOLVED.search(detail)
+    name = unresolved.group(1) if unresolved else None
+    if name in CLASSIC_TO_WORKSPACE_TABLES and target.kind == "workspace":
+        detail += (
+            f". '{name}' is a classic Application Insights table; this query ran against the "
+            f"Log Analytics workspace, whose table is '{CLASSIC_TO_WORKSPACE_TABLES[name]}'. "
+            'Use that name, or send "source": "app_insights" to query the App Insights '
+            "resource's classic tables"
+        )
+    elif name in _WORKSPACE_TO_CLASSIC_TABLES and target.kind == "resource":
+        detail += (
+            f". '{name}' is a Log Analytics workspace table; this query ran against the App "
+            f"Insights resource, whose table is '{_WORKSPACE_TO_CLASSIC_TABLES[name]}'. Use "
+            'that name, or send "source": "log_analytics" to query the workspace'
+        )
+    explained = QueryRejected(detail[:2000])
+    explained.extra.update(exc.extra)
+    return explained
 
 
 # -- the telemetry views ------------------------------------------------------------------------
@@ -169,6 +233,8 @@ def execute(
     action: str,
 ) -> tuple[LogQueryResult, str]:
     """Run one typed query with the tenant's credential, enforce the caps, audit the outcome."""
+    # The audit record must be writable before the query may run (lone surrogates, NUL).
+    audit_queue.require_storable(spec.query, "body.query")
     started = time.perf_counter()
     outcome: dict[str, Any] = {"status": "error"}
     try:

@@ -7,14 +7,14 @@ the planner that turns drift into operations, shared by policy changes, discover
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service.db.models import Endpoint, Operation, Policy, Tenant, Workspace
+from service.db.models import Endpoint, Operation, OperationAttempt, Policy, Tenant, Workspace
 from service.db.session import UnitOfWork
 from service.db.types import utcnow
 from service.domain.access import Role
@@ -61,6 +61,49 @@ class OperationView:
     # The target's kind, and whether applying the change replaces its serving instances.
     target_kind: str | None = None
     rolls_instances: bool = False
+
+
+@dataclass(frozen=True)
+class AttemptView:
+    """One attempt of an operation (see ``OperationAttempt``)."""
+
+    fencing_token: int
+    worker: str
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+    charged: bool
+    error: str | None
+    azure_status: int | None
+    azure_code: str | None
+    retry_after_s: float | None
+    retry_at: datetime | None
+    azure_operation_id: str | None
+
+
+@dataclass(frozen=True)
+class OperationDetailView(OperationView):
+    """An operation with every attempt, oldest first."""
+
+    # A default only because the base view's last fields have one; always given.
+    history: list[AttemptView] = field(default_factory=list)
+
+
+def _attempt_view(a: OperationAttempt) -> AttemptView:
+    return AttemptView(
+        fencing_token=a.number,
+        worker=a.worker,
+        started_at=a.started_at,
+        finished_at=a.finished_at,
+        outcome=a.outcome,
+        charged=a.charged,
+        error=a.error,
+        azure_status=a.azure_status,
+        azure_code=a.azure_code,
+        retry_after_s=a.retry_after_s,
+        retry_at=a.retry_at,
+        azure_operation_id=a.azure_operation_id,
+    )
 
 
 def operation_views(session: Session, ops: Iterable[Operation]) -> list[OperationView]:
@@ -303,10 +346,18 @@ def _visible_operation(uow: UnitOfWork, ctx: CallContext, operation_id: str) -> 
     return op
 
 
-def get_operation(uow: UnitOfWork, ctx: CallContext, operation_id: str) -> OperationView:
+def get_operation(uow: UnitOfWork, ctx: CallContext, operation_id: str) -> OperationDetailView:
+    """One operation with its attempts (who ran each, how it ended, what Azure answered)."""
     op = _visible_operation(uow, ctx, operation_id)
     ctx.require(Role.READER)
-    return operation_views(uow.session, [op])[0]
+    view = operation_views(uow.session, [op])[0]
+    attempts = uow.session.scalars(
+        select(OperationAttempt)
+        .where(OperationAttempt.operation_id == op.id)
+        .order_by(OperationAttempt.number)
+    )
+    history = [_attempt_view(a) for a in attempts]
+    return OperationDetailView(**{**view.__dict__, "history": history})
 
 
 def list_operations(
@@ -343,6 +394,13 @@ def cancel_operation(uow: UnitOfWork, ctx: CallContext, operation_id: str) -> Op
     op.lease_owner = None
     op.lease_expires_at = None
     op.last_error = f"cancelled by {ctx.principal.key_id}"
+    # A running attempt can no longer record anything (it is not running any more): close it.
+    uow.session.execute(
+        update(OperationAttempt)
+        .where(OperationAttempt.operation_id == op.id, OperationAttempt.outcome.is_(None))
+        .values(outcome="cancelled", charged=False, finished_at=op.finished_at)
+        .execution_options(synchronize_session=False)
+    )
     uow.flush()
     view = operation_views(uow.session, [op])[0]
     audit.record(

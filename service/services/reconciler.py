@@ -11,8 +11,19 @@ them in a thread pool. One attempt of an operation:
 3. reserve a slot of the subscription's write budget, ``update(...)``, store the Azure
    operation id (lease-guarded), poll it ourselves, then re-read the service to confirm.
 
+Never two attempts of one operation in flight:
+- each attempt holds a fencing token (``Claim.fence``); every state change it makes is
+  conditional on the token, so an attempt whose lease was taken over cannot write anything;
+- the lease is renewed (fenced) before every Azure call once a third of it has passed, while
+  waiting, and always right before a write: a stale attempt never sends one;
+- a tick never claims an operation this worker still runs an attempt of;
+- a write that got no answer in time may still be applied (its call goes on in the background):
+  the attempt keeps its lease and waits for that call to end, then follows what it started;
+  nothing else is written to the service meanwhile, and every attempt observes before writing.
+
 Temporary failures are retried with backoff and jitter honouring Retry-After; reads are retried
-in place when the wait is short; permanent failures end the operation ``failed``.
+in place when the wait is short; permanent failures end the operation ``failed``. How attempts
+are charged against ``max_attempts`` (crashes are not): see ``leases``.
 """
 
 from __future__ import annotations
@@ -40,6 +51,8 @@ from service.errors import (
     AzureRejected,
     NotFound,
     ServiceError,
+    WriteOutcomeUnknown,
+    azure_answer,
     is_temporary,
     server_retry_after_s,
 )
@@ -47,11 +60,11 @@ from service.metrics import RECONCILE_LAG, RECONCILE_SWEEP, THROTTLE_WAITS
 from service.ports import MlTarget, ServiceSnapshot
 from service.services import leases
 from service.services.device_logins import poll_due_device_logins
-from service.services.discovery import discover, due_workspaces, target_of
-from service.services.leases import Claim
+from service.services.discovery import discover, due_workspaces, lock_workspace, target_of
+from service.services.leases import AttemptRecord, Claim
 from service.services.operations import PolicyIndex
 from service.services.operations_stats import oldest_due_age_s
-from service.services.rollouts import rollout_group, still_current, take_slot
+from service.services.rollouts import rollout_group, take_slot
 from service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -62,8 +75,10 @@ READ_TRIES = 4
 
 @dataclass
 class Outcome:
-    """How an attempt ended: ``succeeded``, ``retry``, ``failed``, ``cancelled`` or ``released``
-    (stopping: the lease is handed back for another worker)."""
+    """How an attempt ended: ``succeeded``, ``retry``, ``failed``, ``cancelled``, ``released``
+    (stopping: the lease is handed back for another worker), ``lost`` (taken over or cancelled:
+    nothing to write) or ``abandoned`` (stopping while a write may still be sent: the lease is
+    left to expire after this process has exited)."""
 
     state: str
     error: str | None = None
@@ -71,6 +86,9 @@ class Outcome:
     refund: bool = False  # a wait, not a failure: the attempt does not count
     keep_azure_operation: bool = False
     snapshot: ServiceSnapshot | None = None
+    azure_status: int | None = None
+    azure_code: str | None = None
+    retry_after_s: float | None = None
 
 
 @dataclass
@@ -83,6 +101,59 @@ class TickReport:
 
 class _Stopping(Exception):
     """The worker is stopping: hand the lease back."""
+
+
+class _LeaseLost(Exception):
+    """The attempt's fencing token is no longer current (taken over, or cancelled)."""
+
+
+class _Abandon(Exception):
+    """Stopping while a write of this attempt may still be sent: keep the lease until exit."""
+
+
+class _Lease:
+    """One attempt's hold on its operation, renewed with its fencing token.
+
+    ``keep()`` renews when a third of the lease has passed since the last renewal (call it before
+    every Azure call: a call lasts at most half a lease), ``keep(now=True)`` always (before a
+    write); ``wait()`` sleeps while keeping it. Raises ``_LeaseLost`` once it is not ours.
+    """
+
+    def __init__(self, reconciler: Reconciler, claim: Claim) -> None:
+        self._rec = reconciler
+        self.claim = claim
+        self._renewed = claim.leased_at or time.monotonic()
+        self.azure_operation_id = claim.azure_operation_id
+
+    def keep(self, *, now: bool = False, **changes: Any) -> None:
+        third = self._rec.cfg.lease_s / 3
+        if not (now or changes) and time.monotonic() - self._renewed < third:
+            return
+        asked = time.monotonic()
+        if not leases.renew(self._rec.rt, self.claim, self._rec.worker_id, **changes):
+            raise _LeaseLost
+        self._renewed = asked
+
+    def keep_for_write(self) -> None:
+        """Renew right before a write, so that the lease outlasts the write's call deadline even
+        if the renewal itself was slow (a loaded database); else do not write now."""
+        cfg = self._rec.cfg
+        for _ in range(3):
+            self.keep(now=True)
+            if time.monotonic() - self._renewed < cfg.lease_s - cfg.call_timeout_s:
+                return
+        raise AzureCallFailed("the database is too slow to hold the lease through a write")
+
+    def wait(self, seconds: float) -> None:
+        """Sleep ``seconds`` keeping the lease; ``_Stopping`` when the worker stops."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self.keep()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self._rec.stopping.wait(min(left, self._rec.cfg.lease_s / 3)):
+                raise _Stopping
 
 
 class Reconciler:
@@ -138,8 +209,14 @@ class Reconciler:
                 self._discovering[ws_id] = self._pool.submit(self._discover, ws_id)
                 report.discoveries += 1
         capacity = self.cfg.worker_threads - len(self._in_flight) - len(self._discovering)
+        # Never claim what an attempt of ours still runs, even when its lease looks expired
+        # (a claim would start a second attempt beside it and lose track of the first).
         for claim in leases.claim(
-            self.rt, self.worker_id, capacity, only_tenants=self.only_tenants
+            self.rt,
+            self.worker_id,
+            capacity,
+            only_tenants=self.only_tenants,
+            exclude=set(self._in_flight),
         ):
             self._in_flight[claim.id] = self._pool.submit(self._run, claim)
             report.claimed += 1
@@ -190,36 +267,45 @@ class Reconciler:
 
     # -- one attempt -----------------------------------------------------------------------
     def _run(self, claim: Claim) -> str:
+        lease = _Lease(self, claim)
         try:
-            outcome = self._attempt(claim)
+            outcome = self._attempt(claim, lease)
         except _Stopping:
             outcome = Outcome("released", keep_azure_operation=True)
+        except _LeaseLost:
+            outcome = Outcome("lost")
+        except _Abandon:
+            outcome = Outcome("abandoned")
         except ServiceError as exc:
             temporary = is_temporary(exc)
-            delay = self.retry.delay_s(claim.attempts, server_retry_after_s(exc))
+            retry_after = server_retry_after_s(exc)
+            status, code = azure_answer(exc)
             # Keep any Azure operation id: the next attempt follows it instead of writing again.
             outcome = Outcome(
                 "retry" if temporary else "failed",
                 exc.detail[:1000],
-                delay,
+                self.retry.delay_s(claim.attempts, retry_after),
                 keep_azure_operation=True,
+                azure_status=status,
+                azure_code=code,
+                retry_after_s=retry_after,
             )
         except Exception as exc:
             log.exception("operation %s crashed", claim.id)
             outcome = Outcome("failed", f"internal error ({type(exc).__name__})")
-        recorded = self._finish(claim, outcome)
+        recorded = self._finish(claim, outcome, lease.azure_operation_id)
         with self._lock:
             self._finished[recorded] = self._finished.get(recorded, 0) + 1
         return recorded
 
-    def _attempt(self, claim: Claim) -> Outcome:
+    def _attempt(self, claim: Claim, lease: _Lease) -> Outcome:
         ws, target = self._target(claim)
         name = claim.endpoint_name
         if claim.azure_operation_id:
-            followed = self._follow(claim, target, claim.azure_operation_id)
+            followed = self._follow(claim, lease, target, claim.azure_operation_id)
             if followed is not None:
                 return followed
-        snapshot = self._read(lambda: self.rt.ml.get_service(target, name))
+        snapshot = self._read(lease, lambda: self.rt.ml.get_service(target, name))
         if snapshot is None:
             return Outcome("cancelled", "the endpoint no longer exists in Azure")
         if snapshot.in_progress:
@@ -241,36 +327,70 @@ class Reconciler:
         wait_s = leases.reserve_write(self.rt, ws.subscription_id)
         if wait_s > 0:
             THROTTLE_WAITS.labels("subscription_writes").inc()
-        if self.stopping.wait(wait_s):
-            raise _Stopping
-        if not still_current(self.rt, claim, self.worker_id):
-            return Outcome("lost")  # never write for an attempt that no longer owns the work
-        operation_id = self.rt.ml.start_update(
-            target,
-            name,
-            app_insights=changes.get("app_insights"),
-            model_data_collection=changes.get("model_data_collection"),
-            expected_version=snapshot.version,
-        )
-        if not leases.renew(
-            self.rt, claim, self.worker_id, azure_operation_id=operation_id, desired=changes
-        ):
-            return Outcome("lost")
-        followed = self._follow(claim, target, operation_id)
+        lease.wait(wait_s)
+        # THE fence: renewed with this attempt's token right before the write, so an attempt
+        # that lost its lease (taken over, or cancelled) never sends one.
+        lease.keep_for_write()
+        try:
+            operation_id = self.rt.ml.start_update(
+                target,
+                name,
+                app_insights=changes.get("app_insights"),
+                model_data_collection=changes.get("model_data_collection"),
+                expected_version=snapshot.version,
+            )
+        except WriteOutcomeUnknown as unanswered:
+            operation_id = self._settle(lease, unanswered)
+        lease.azure_operation_id = operation_id
+        lease.keep(now=True, azure_operation_id=operation_id, desired=changes)
+        followed = self._follow(claim, lease, target, operation_id)
         assert followed is not None
         return followed
 
-    def _follow(self, claim: Claim, target: MlTarget, operation_id: str) -> Outcome | None:
+    def _settle(self, lease: _Lease, unanswered: WriteOutcomeUnknown) -> str:
+        """Wait for a write that got no answer in time to end, keeping the lease meanwhile: it
+        may still reach Azure, so no other attempt may start. Returns the operation it started,
+        or raises the error it ended with (the next attempt observes before writing again)."""
+        log.warning("operation %s: %s; waiting for it to end", lease.claim.id, unanswered.detail)
+        deadline = time.monotonic() + self.cfg.operation_timeout_s
+        step = min(self.cfg.poll_interval_s, self.cfg.lease_s / 6)
+        while True:
+            operation_id = unanswered.settle(step)
+            if operation_id is not None:
+                return operation_id
+            if time.monotonic() > deadline:
+                raise AzureRejected(
+                    "the update got no answer within "
+                    f"{self.cfg.operation_timeout_s:g} s; whether Azure applied it is unknown"
+                )
+            if self.stopping.is_set():
+                raise _Abandon
+            try:
+                lease.keep()
+            except _LeaseLost:
+                log.error(
+                    "operation %s: lease lost while its write may still be sent", lease.claim.id
+                )
+                raise
+            except ServiceError as exc:  # the database, briefly: keep waiting and renewing
+                log.warning(
+                    "operation %s: could not renew the lease: %s", lease.claim.id, exc.detail
+                )
+
+    def _follow(
+        self, claim: Claim, lease: _Lease, target: MlTarget, operation_id: str
+    ) -> Outcome | None:
         """Poll an Azure operation to its end, then confirm by re-reading the service.
 
         None when the operation is unknown to Azure (then the attempt starts over).
         """
         deadline = time.monotonic() + self.cfg.operation_timeout_s
-        renew_at = time.monotonic() + self.cfg.lease_s / 3
         name = claim.endpoint_name
         while True:
             try:
-                status = self._read(lambda: self.rt.ml.operation_status(target, name, operation_id))
+                status = self._read(
+                    lease, lambda: self.rt.ml.operation_status(target, name, operation_id)
+                )
             except NotFound:
                 return None
             if status.state == "failed":
@@ -282,13 +402,8 @@ class Reconciler:
                     "failed",
                     f"the Azure operation did not finish within {self.cfg.operation_timeout_s:g} s",
                 )
-            if self.stopping.wait(self.cfg.poll_interval_s):
-                raise _Stopping
-            if time.monotonic() > renew_at:
-                if not leases.renew(self.rt, claim, self.worker_id):
-                    return Outcome("lost")
-                renew_at = time.monotonic() + self.cfg.lease_s / 3
-        snapshot = self._read(lambda: self.rt.ml.get_service(target, name))
+            lease.wait(self.cfg.poll_interval_s)
+        snapshot = self._read(lease, lambda: self.rt.ml.get_service(target, name))
         if snapshot is None:
             return Outcome("cancelled", "the endpoint no longer exists in Azure")
         remaining = self._changes(claim, snapshot)
@@ -315,8 +430,11 @@ class Reconciler:
                 .parallel_updates
             )
         group = rollout_group(claim.workspace_id, snapshot.online_endpoint)
-        if take_slot(self.rt, claim, self.worker_id, group, limit):
+        slot = take_slot(self.rt, claim, self.worker_id, group, limit)
+        if slot == "taken":
             return None
+        if slot == "lost":
+            raise _LeaseLost  # fenced like every state change: taken over, or cancelled
         return Outcome(
             "retry",
             f"waiting: {limit} deployment(s) of online endpoint '{snapshot.online_endpoint}' "
@@ -326,9 +444,10 @@ class Reconciler:
             snapshot=snapshot,
         )
 
-    def _read(self, call: Any) -> Any:
+    def _read(self, lease: _Lease, call: Any) -> Any:
         """A read, retried in place on temporary errors whose wait is short."""
         for attempt in range(1, READ_TRIES + 1):
+            lease.keep()
             try:
                 return call()
             except ServiceError as exc:
@@ -337,8 +456,7 @@ class Reconciler:
                 delay = self.retry.delay_s(attempt, server_retry_after_s(exc))
                 if delay > IN_PLACE_RETRY_MAX_S:
                     raise
-                if self.stopping.wait(delay):
-                    raise _Stopping from exc
+                lease.wait(delay)
         raise AzureCallFailed("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _target(self, claim: Claim) -> tuple[Workspace, MlTarget]:
@@ -361,34 +479,52 @@ class Reconciler:
         return changes_needed(policy, observed)
 
     # -- results ---------------------------------------------------------------------------
-    def _finish(self, claim: Claim, outcome: Outcome) -> str:
-        """Record the outcome (lease permitting); returns the state written."""
-        if outcome.state == "lost":
-            return "lost"  # cancelled or taken over: the new owner decides
+    def _finish(self, claim: Claim, outcome: Outcome, azure_operation_id: str | None) -> str:
+        """Record the outcome (while the attempt's fencing token is current); returns the state
+        written."""
+        if outcome.state in ("lost", "abandoned"):
+            return outcome.state  # the new owner (or the one after this process) decides
         now = utcnow()
         values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+        charged = True
         if outcome.state == "released":
+            # Handed back: the next claim takes it over at once and this attempt is refunded.
             values.update(lease_owner=self.worker_id, lease_expires_at=now - timedelta(seconds=1))
-            values.update(attempts=claim.attempts - 1, state="running")
-        elif outcome.state == "retry" and (
-            outcome.refund or self.retry.should_retry(claim.attempts, temporary=True)
-        ):
+            values.update(state="running")
+            attempt_outcome, charged = "released", False
+        elif outcome.state == "retry" and (outcome.refund or claim.attempts < claim.max_attempts):
             values.update(
                 state="queued",
                 not_before=now + timedelta(seconds=outcome.delay_s),
                 last_error=outcome.error,
             )
+            attempt_outcome = "retry"
             if outcome.refund:
                 values["attempts"] = claim.attempts - 1
+                attempt_outcome, charged = "waited", False
             if not outcome.keep_azure_operation:
                 values["azure_operation_id"] = None
         else:
             state = "failed" if outcome.state == "retry" else outcome.state
             values.update(state=state, finished_at=now, last_error=outcome.error)
             values["rollout_group"] = None
+            attempt_outcome = state
+        record = AttemptRecord(
+            outcome=attempt_outcome,
+            charged=charged,
+            error=outcome.error,
+            azure_status=outcome.azure_status,
+            azure_code=outcome.azure_code,
+            retry_after_s=outcome.retry_after_s,
+            retry_at=values.get("not_before"),
+            azure_operation_id=azure_operation_id,
+        )
         try:
             with leases.write_transaction(self.rt) as uow:
-                finished = leases.finish(self.rt, claim, self.worker_id, uow, **values)
+                if outcome.snapshot is not None:
+                    # Discovery may be recording this workspace: take turns (same lock order).
+                    lock_workspace(uow.session, claim.workspace_id)
+                finished = leases.finish(self.rt, claim, self.worker_id, uow, record, **values)
                 if finished and outcome.snapshot is not None:
                     _observe(uow.session, claim, outcome.snapshot)
                 uow.commit()

@@ -1,5 +1,4 @@
-"""Parallel-update slots (how many deployments of one online endpoint are updated at once) and
-the last ownership check before a write.
+"""Parallel-update slots: how many deployments of one online endpoint are updated at once.
 
 A v2 deployment update replaces the deployment and rolls its instances; updating every
 deployment of an endpoint at once could take the whole endpoint's capacity down. The effective
@@ -8,11 +7,15 @@ written at the same time, across all workers: an attempt takes a slot (marks its
 the endpoint's rollout group) in one transaction that first locks the workspace row and counts
 the group's other running, leased operations. A slot is released when the operation leaves
 ``running`` or its lease expires (a crashed worker's slot frees itself).
+
+Taking a slot is a state change of the attempt, so it is fenced like every other one by the
+attempt's fencing token (``operations.fence``, see ``leases``); the last check before the write
+itself is the reconciler's fenced lease renewal, not anything here.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from typing import Literal
 
 from sqlalchemy import ColumnElement, func, select, update
 
@@ -26,8 +29,12 @@ def rollout_group(workspace_id: str, online_endpoint: str) -> str:
     return f"{workspace_id}/{online_endpoint}"
 
 
-def take_slot(rt: Runtime, claim: Claim, owner: str, group: str, limit: int) -> bool:
-    """Hold one of ``group``'s ``limit`` slots for this attempt; False when all are taken."""
+Slot = Literal["taken", "busy", "lost"]
+
+
+def take_slot(rt: Runtime, claim: Claim, owner: str, group: str, limit: int) -> Slot:
+    """Hold one of ``group``'s ``limit`` slots for this attempt: ``busy`` when all are taken,
+    ``lost`` when this attempt no longer holds its operation (its fencing token moved on)."""
     with write_transaction(rt) as uow:
         session = uow.session
         session.execute(
@@ -44,7 +51,7 @@ def take_slot(rt: Runtime, claim: Claim, owner: str, group: str, limit: int) -> 
             )
         )
         if int(busy or 0) >= max(1, limit):
-            return False
+            return "busy"
         taken = session.execute(
             update(Operation)
             .where(*_current(claim, owner))
@@ -52,30 +59,15 @@ def take_slot(rt: Runtime, claim: Claim, owner: str, group: str, limit: int) -> 
             .execution_options(synchronize_session=False)
         )
         uow.commit()
-        return bool(getattr(taken, "rowcount", 0) == 1)
+        return "taken" if getattr(taken, "rowcount", 0) == 1 else "lost"
 
 
 def _current(claim: Claim, owner: str) -> list[ColumnElement[bool]]:
-    # The attempt count fences a stale attempt of the same worker: a worker that re-claimed
-    # its own operation (its lease expired during a slow first call) has moved it on.
+    # The same condition as every fenced state change in ``leases``: a stale attempt (even of
+    # this worker, after a take-over) holds an older token and matches nothing.
     return [
         Operation.id == claim.id,
         Operation.state == "running",
         Operation.lease_owner == owner,
-        Operation.attempts == claim.attempts,
+        Operation.fence == claim.fence,
     ]
-
-
-def still_current(rt: Runtime, claim: Claim, owner: str) -> bool:
-    """Extend the lease if this attempt still owns the operation; False when it lost it (to
-    another worker, a newer attempt of this one, or a cancel). Checked right before a write."""
-    expires = utcnow() + timedelta(seconds=rt.settings.reconciler.lease_s)
-    with write_transaction(rt) as uow:
-        result = uow.session.execute(
-            update(Operation)
-            .where(*_current(claim, owner))
-            .values(lease_expires_at=expires, version=Operation.version + 1)
-            .execution_options(synchronize_session=False)
-        )
-        uow.commit()
-        return bool(getattr(result, "rowcount", 0) == 1)

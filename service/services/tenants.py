@@ -92,6 +92,10 @@ def update_tenant(
     before = view(tenant)
     if "entra_tenant_id" in changes:
         changes = {**changes, "entra_tenant_id": changes["entra_tenant_id"].lower()}
+        # The Entra tenant decides whose Azure resources the tenant's tokens may reach (every
+        # token's tid must match it): re-pointing it is the operator's decision, not the tenant's.
+        if changes["entra_tenant_id"] != tenant.entra_tenant_id and not ctx.principal.is_global:
+            raise Forbidden("only a global admin may change a tenant's entra_tenant_id")
     if not apply_changes(tenant, changes, ("display_name", "entra_tenant_id")):
         return before
     uow.flush()

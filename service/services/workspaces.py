@@ -8,13 +8,14 @@ from typing import Any
 
 from sqlalchemy import exists, select
 
-from service.db.models import Operation, Workspace
+from service.db.models import Operation, Tenant, Workspace
 from service.db.session import UnitOfWork
 from service.domain.access import Role
 from service.domain.etags import etag_for
-from service.errors import Conflict
+from service.errors import Conflict, SubscriptionNotInTenant
 from service.services import audit
 from service.services.context import CallContext
+from service.services.credentials import credential_of, credential_spec
 from service.services.lookup import (
     apply_changes,
     check_if_match,
@@ -22,6 +23,7 @@ from service.services.lookup import (
     visible_workspace,
 )
 from service.services.pagination import Page, PageRequest, paginate
+from service.services.runtime import Runtime
 
 MUTABLE_FIELDS = ("display_name", "app_insights_resource_id", "log_analytics_workspace_id")
 ACTIVE_OPERATION_STATES = ("queued", "running")
@@ -68,9 +70,43 @@ def _normalise(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def register_workspace(
+    rt: Runtime, uow: UnitOfWork, ctx: CallContext, tenant: str, data: dict[str, Any]
+) -> WorkspaceView:
+    """Register a workspace, once the tenant's credential proves the subscription is its own.
+
+    The tenant's credential must reach the subscription in Resource Manager, and ARM must name
+    the tenant's registered Entra tenant as the subscription's tenant: a credential that can
+    reach someone else's subscription (a guest account, a shared service identity) does not
+    make it this tenant's.
+    """
+    t = visible_tenant(uow, ctx.principal, tenant)
+    ctx.require(Role.ADMIN)
+    check_subscription(rt, uow, t, _normalise(data)["subscription_id"])
+    return create_workspace(uow, ctx, tenant, data)
+
+
+def check_subscription(rt: Runtime, uow: UnitOfWork, tenant: Tenant, subscription_id: str) -> None:
+    """Raise unless ARM, asked with the tenant's credential, puts the subscription in the
+    tenant's Entra tenant."""
+    cred = credential_of(uow, tenant)
+    spec = credential_spec(rt, tenant, cred)
+    owner = rt.identity.subscription_tenant(spec, subscription_id)
+    if owner is None:
+        raise SubscriptionNotInTenant(
+            f"the tenant's credential cannot reach subscription '{subscription_id}'"
+        )
+    if owner != tenant.entra_tenant_id.lower():
+        raise SubscriptionNotInTenant(
+            f"subscription '{subscription_id}' belongs to Entra tenant '{owner or 'unknown'}', "
+            f"not to this tenant's '{tenant.entra_tenant_id}'"
+        )
+
+
 def create_workspace(
     uow: UnitOfWork, ctx: CallContext, tenant: str, data: dict[str, Any]
 ) -> WorkspaceView:
+    """Record a workspace (no Azure check: ``register_workspace`` is the API's use case)."""
     t = visible_tenant(uow, ctx.principal, tenant)
     ctx.require(Role.ADMIN)
     data = _normalise(data)

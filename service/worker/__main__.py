@@ -9,6 +9,7 @@ next wait (another worker resumes them), then the process exits 0.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -63,4 +64,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # The reconciler has stopped and handed its leases back. Leave without joining the SDKs'
+    # own threads (azureml-core's request pool): one blocked in a call kept this process alive
+    # after Ctrl-C (issue 15 item 1).
+    logging.shutdown()
+    os._exit(code)

@@ -405,3 +405,101 @@ def test_a_key_bound_to_another_tenant_learns_nothing_and_changes_nothing(
         assert _normalised(ghost_response.get_data(as_text=True), estate.ghost) == _normalised(
             response.get_data(as_text=True), estate.b
         )
+
+
+# -- through Azure: the host identity and tokens of another Entra tenant --------------------------
+def _azure_probes(a: str, ws: str, b_box: Any) -> list[tuple[str, str, str, dict[str, Any] | None]]:
+    """Every route of A's own objects that reaches Azure: (role needed, method, path, body)."""
+    base = f"/v1/tenants/{a}/workspaces/{ws}"
+    probes: list[tuple[str, str, str, dict[str, Any] | None]] = [
+        ("admin", "POST", f"/v1/tenants/{a}/credential/verify", None),
+        (
+            "admin",
+            "POST",
+            f"/v1/tenants/{a}/workspaces",
+            {
+                "slug": unique("w"),
+                "subscription_id": b_box.subscription_id,
+                "resource_group": b_box.resource_group,
+                "workspace_name": b_box.workspace_name,
+            },
+        ),
+        ("operator", "POST", f"{base}/sync", None),
+        ("reader", "GET", f"{base}/endpoints/ep-0/container-logs?tail=5", None),
+        ("reader", "POST", f"{base}/logs/query", {"query": "AppRequests | take 1"}),
+        *[
+            ("reader", "GET", f"{base}/endpoints/ep-0/telemetry/{v}", None)
+            for v in ("requests", "dependencies", "exceptions", "traces")
+        ],
+    ]
+    return probes
+
+
+@pytest.mark.parametrize("case", ["host_identity", "wrong_tenant_token"])
+def test_no_key_of_a_reaches_bs_azure_through_as_own_credential(
+    api: ApiClient,
+    world: World,
+    database: Database,
+    runtime: Any,
+    emulator: Any,
+    admin_key: str,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+) -> None:
+    """A's keys, every role, on A's own objects, while the service's identity reaches B."""
+    b_box, a_box = emulator.sandbox(prefix="victim"), emulator.sandbox(prefix="caller")
+    b_box.add_service("ep-0", compute_type="AKS", app_insights_enabled=True)
+    monkeypatch.setenv("AZURE_TENANT_ID", b_box.tenant_id)
+    monkeypatch.setenv("AZURE_CLIENT_ID", b_box.client_id)
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", b_box.client_secret)
+    a = world.tenant(entra_tenant_id=a_box.tenant_id)
+    keys = {role: world.key(role, a) for role in ROLES}
+    leaks: list[str] = []
+    mark = emulator.bookmark()
+    if case == "host_identity":
+        # Nobody but a global admin chooses it, and only for a tenant the operator named.
+        for who, key in [*keys.items(), ("global admin", admin_key)]:
+            before = Fingerprint.of(database)
+            r = api.put(f"/v1/tenants/{a}/credential", key, json={"kind": "host_identity"})
+            if r.status_code != 403 or Fingerprint.of(database) != before:
+                leaks.append(f"{who}: PUT host_identity -> {r.status_code}")
+    else:
+        # Misconfigured: A is named and a global admin set it; its tokens are B's.
+        allowed = runtime.settings.with_overrides(host_identity_tenants=frozenset({a}))
+        monkeypatch.setattr(runtime, "settings", allowed)
+        r = api.put(f"/v1/tenants/{a}/credential", admin_key, json={"kind": "host_identity"})
+        assert r.status_code == 201
+        ws = world.workspace(
+            a,
+            subscription_id=b_box.subscription_id,
+            resource_group=b_box.resource_group,
+            workspace_name=b_box.workspace_name,
+            log_analytics_workspace_id=b_box.log_analytics_workspace_id,
+            app_insights_resource_id=b_box.app_insights_resource_id,
+        )
+        world.endpoints(a, ws, ["ep-0"])
+        rank = {r: i for i, r in enumerate(ROLES)}
+        for role, key in keys.items():
+            for needed, method, path, body in _azure_probes(a, ws, b_box):
+                path, _, query = path.partition("?")
+                r = api.call(
+                    method,
+                    path,
+                    key,
+                    json=body,
+                    query_string=dict([query.split("=")]) if query else {},
+                )
+                expected = 424 if rank[role] >= rank[needed] else 403
+                if r.status_code != expected or (
+                    expected == 424 and r.get_json()["code"] != "wrong_tenant_token"
+                ):
+                    leaks.append(f"{role}: {method} {path} -> {r.status_code}")
+    # Nothing reached B: no request on its subscription or its logs, none with its tokens.
+    for e in emulator.requests(since=mark):
+        if e.route.startswith("entra."):
+            continue
+        if e.subscription_id == b_box.subscription_id or e.tenant_id == b_box.tenant_id:
+            leaks.append(f"emulator saw {e.method} {e.path}")
+        if b_box.log_analytics_workspace_id and b_box.log_analytics_workspace_id in e.path:
+            leaks.append(f"emulator saw {e.method} {e.path}")
+    assert leaks == [], f"{len(leaks)} leaks"

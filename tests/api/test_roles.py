@@ -136,19 +136,25 @@ class Scene:
     key_id: str  # a reader key of the tenant, target of the key routes
     login_id: str = ""
     operation_id: str = ""
+    subscription: str = ""  # one the tenant's credential reaches (workspace registration)
 
 
 def _scene(
     world: World, database: Database, template: str, method: str, emulator: EmulatorHandle
 ) -> Scene:
     """A fresh tenant holding just what the route needs (deleting a tenant needs it empty)."""
-    login_id = ""
+    login_id = subscription = ""
     if template.endswith("/device-logins") and method == "post":
         # A real sign-in start: the tenant and its public client exist in the emulator.
         box = emulator.sandbox()
         client = emulator.state.add_public_client(box.tenant_id)
         tenant = world.tenant(entra_tenant_id=box.tenant_id)
         world.delegated_credential(tenant, client.client_id)
+    elif template.endswith("/workspaces") and method == "post":
+        # Registration asks Resource Manager, with the tenant's credential, for the subscription.
+        box = emulator.sandbox()
+        tenant = world.azure_tenant(box)
+        subscription = box.subscription_id
     else:
         tenant = world.tenant()
         if "/credential" in template and not (method == "put" and template.endswith("credential")):
@@ -166,7 +172,7 @@ def _scene(
     if "{operation_id}" in template:
         workspace = workspace or world.workspace(tenant)
         operation_id = add_operation(database, tenant, workspace, unique("ep"))
-    return Scene(tenant, workspace, endpoint, key_id, login_id, operation_id)
+    return Scene(tenant, workspace, endpoint, key_id, login_id, operation_id, subscription)
 
 
 def _request(method: str, template: str, s: Scene) -> dict[str, Any]:
@@ -187,7 +193,7 @@ def _request(method: str, template: str, s: Scene) -> dict[str, Any]:
         ("patch", "/v1/tenants/{tenant}"): {"display_name": unique("renamed")},
         ("post", "/v1/tenants/{tenant}/workspaces"): {
             "slug": unique("w"),
-            "subscription_id": new_guid(),
+            "subscription_id": s.subscription,
             "resource_group": "rg",
             "workspace_name": unique("mlw"),
         },
@@ -195,7 +201,12 @@ def _request(method: str, template: str, s: Scene) -> dict[str, Any]:
             "display_name": unique("renamed")
         },
         ("post", "/v1/api-keys"): {"name": "k", "role": "reader", "tenant": s.tenant},
-        ("put", "/v1/tenants/{tenant}/credential"): {"kind": "host_identity"},
+        # (host_identity is a global admin's choice for allow-listed tenants: test_trust.py)
+        ("put", "/v1/tenants/{tenant}/credential"): {
+            "kind": "service_principal",
+            "client_id": new_guid(),
+            "client_secret": "not-a-real-secret",
+        },
         ("put", "/v1/tenants/{tenant}/policy"): {"app_insights": True},
         ("put", WS + "/policy"): {"mode": "audit"},
         ("put", EP + "/policy"): {"app_insights": False},

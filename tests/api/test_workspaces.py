@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from emulator.testing import Sandbox
 from service.db.models import Endpoint
 from service.db.session import Database
 from tests.api.helpers import Fingerprint, assert_problem, audit_events, key_id_of
@@ -28,12 +29,12 @@ def _new_workspace(**overrides: Any) -> dict[str, Any]:
 
 
 def test_an_admin_registers_a_workspace_and_reads_it_back(
-    api: ApiClient, world: World, database: Database, admin_key: str
+    api: ApiClient, world: World, database: Database, admin_key: str, sandbox: Sandbox
 ) -> None:
-    tenant = world.tenant()
+    tenant = world.azure_tenant(sandbox)
     body = _new_workspace(
         display_name="Prod",
-        subscription_id=new_guid().upper(),
+        subscription_id=sandbox.subscription_id.upper(),
         app_insights_resource_id=APP_INSIGHTS,
         log_analytics_workspace_id=None,
     )
@@ -58,27 +59,24 @@ def test_an_admin_registers_a_workspace_and_reads_it_back(
 
 
 def test_a_workspace_slug_is_unique_within_its_tenant_only(
-    api: ApiClient, world: World, database: Database, admin_key: str
+    api: ApiClient, world: World, database: Database, admin_key: str, sandbox: Sandbox
 ) -> None:
-    first, second = world.tenant(), world.tenant()
+    first, second = world.azure_tenant(sandbox), world.azure_tenant(sandbox)
     slug = world.workspace(first)
+    body = _new_workspace(slug=slug, subscription_id=sandbox.subscription_id)
     before = Fingerprint.of(database)
-    duplicate = api.post(
-        f"/v1/tenants/{first}/workspaces", admin_key, json=_new_workspace(slug=slug)
-    )
+    duplicate = api.post(f"/v1/tenants/{first}/workspaces", admin_key, json=body)
     assert_problem(duplicate, 409, "conflict")
     assert Fingerprint.of(database) == before
-    elsewhere = api.post(
-        f"/v1/tenants/{second}/workspaces", admin_key, json=_new_workspace(slug=slug)
-    )
+    elsewhere = api.post(f"/v1/tenants/{second}/workspaces", admin_key, json=body)
     assert elsewhere.status_code == 201
 
 
 def test_the_same_aml_workspace_cannot_be_registered_twice_in_a_tenant(
-    api: ApiClient, world: World, database: Database, admin_key: str
+    api: ApiClient, world: World, database: Database, admin_key: str, sandbox: Sandbox
 ) -> None:
-    tenant = world.tenant()
-    body = _new_workspace()
+    tenant = world.azure_tenant(sandbox)
+    body = _new_workspace(subscription_id=sandbox.subscription_id)
     assert api.post(f"/v1/tenants/{tenant}/workspaces", admin_key, json=body).status_code == 201
     before = Fingerprint.of(database)
     again = api.post(
@@ -149,9 +147,9 @@ def test_the_aml_coordinates_of_a_workspace_are_immutable(
 
 
 def test_deleting_a_workspace_deletes_its_endpoints_but_keeps_its_audit_trail(
-    api: ApiClient, world: World, database: Database, admin_key: str
+    api: ApiClient, world: World, database: Database, admin_key: str, sandbox: Sandbox
 ) -> None:
-    tenant = world.tenant()
+    tenant = world.azure_tenant(sandbox)
     slug = world.workspace(tenant)
     world.endpoints(tenant, slug, ["ep-a", "ep-b"])
     path = f"/v1/tenants/{tenant}/workspaces/{slug}"
@@ -172,7 +170,11 @@ def test_deleting_a_workspace_deletes_its_endpoints_but_keeps_its_audit_trail(
     assert deleted.before == ws
 
     # The slug is free again, and the new workspace starts with no endpoints.
-    again = api.post(f"/v1/tenants/{tenant}/workspaces", admin_key, json=_new_workspace(slug=slug))
+    again = api.post(
+        f"/v1/tenants/{tenant}/workspaces",
+        admin_key,
+        json=_new_workspace(slug=slug, subscription_id=sandbox.subscription_id),
+    )
     assert again.status_code == 201
     assert api.get(f"{path}/endpoints", admin_key).get_json()["items"] == []
 

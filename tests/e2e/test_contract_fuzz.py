@@ -9,6 +9,7 @@ from pathlib import Path
 
 import requests
 
+from emulator.testing import EmulatorHandle
 from service.config import PROJECT_ROOT
 from tests.e2e.conftest import LiveService
 
@@ -16,29 +17,36 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 
 def test_the_live_api_has_no_server_errors_and_conforms_to_its_contract(
-    live_service: LiveService,
+    live_service: LiveService, emulator: EmulatorHandle
 ) -> None:
     admin = live_service.create_key("admin")
     auth = {"Authorization": f"Bearer {admin}"}
-    tenant = {
-        "slug": "fuzz",
-        "display_name": "Fuzz",
-        "entra_tenant_id": "4e0c2f6a-2c5b-4d3e-9a51-0d8d3d2f1a10",
-    }
+    # Registering a workspace asks Resource Manager with the tenant's credential.
+    box = emulator.sandbox(prefix="fuzz")
+    tenant = {"slug": "fuzz", "display_name": "Fuzz", "entra_tenant_id": box.tenant_id}
     assert (
         requests.post(live_service.url + "/v1/tenants", json=tenant, headers=auth).status_code
         == 201
     )
+    credential = {
+        "kind": "service_principal",
+        "client_id": box.client_id,
+        "client_secret": box.client_secret,
+    }
+    r = requests.put(
+        live_service.url + "/v1/tenants/fuzz/credential", json=credential, headers=auth
+    )
+    assert r.status_code == 201, r.text
     workspace = {
         "slug": "fuzz-ws",
-        "subscription_id": "0b0c2f6a-2c5b-4d3e-9a51-0d8d3d2f1a11",
-        "resource_group": "rg",
-        "workspace_name": "mlw-fuzz",
+        "subscription_id": box.subscription_id,
+        "resource_group": box.resource_group,
+        "workspace_name": box.workspace_name,
     }
     r = requests.post(
         live_service.url + "/v1/tenants/fuzz/workspaces", json=workspace, headers=auth
     )
-    assert r.status_code == 201
+    assert r.status_code == 201, r.text
     env = {
         **os.environ,
         "AMLCP_FUZZ_ADMIN_KEY": admin,

@@ -144,6 +144,14 @@ def test_the_walkthrough_works_as_printed(demo: dict[str, Any]) -> None:
     assert done["state"] == "succeeded"
     assert done["username"] == DELEGATED_USER
     assert _call(s, demo, STEPS[10], values)["identity"]["username"] == DELEGATED_USER
+    registered = _call(s, demo, STEPS[11], values)
+    assert registered["subscription_id"] == STEPS[11].body["subscription_id"]  # type: ignore[index]
+    # Nobody synced Fabrikam: its new workspace was due at once and the reconciler listed it.
+    fabrikam = _until(
+        lambda: (r := _call(s, demo, STEPS[12], values))["items"] and r,
+        "Fabrikam's endpoints to appear without a sync",
+    )
+    assert all(e["workspace"] == "analytics" for e in fabrikam["items"])
 
     # The tenant policy reaches SDK v2 deployments too (the walkthrough's last three steps).
     v2_step, v2_policy, v2_logs = STEPS[-3:]

@@ -145,3 +145,54 @@ def test_mms_writes_spend_the_subscription_write_bucket(fresh_emulator: Emulator
         Webservice(ws, "w-2").update(enable_app_insights=True)
     assert box.service("w-2")["appInsightsEnabled"] is False
     assert fresh_emulator.state.throttle.max_writes_per_second(box.subscription_id) == 2
+
+
+def test_each_subscription_names_its_own_tenant_as_the_sdk_reads_it() -> None:
+    """ARM's Subscription resource carries `tenantId`: the fleet's tenant of that subscription,
+    read through azure-mgmt-resource (whose models are generated from ARM's spec)."""
+    import uuid
+
+    from azure.identity import ClientSecretCredential
+    from azure.mgmt.resource import SubscriptionClient
+
+    from emulator.fleet import apply_fleet
+    from emulator.testing import run_emulator
+
+    tenants = [str(uuid.uuid4()) for _ in range(2)]
+    subscriptions = {t: [str(uuid.uuid4()) for _ in range(2)] for t in tenants}
+    fleet = {
+        "tenants": [
+            {
+                "id": t,
+                "name": f"fleet-{i}",
+                "service_principals": [
+                    {"client_id": str(uuid.uuid5(uuid.NAMESPACE_URL, t)), "secret": f"s-{i}"}
+                ],
+                "subscriptions": [{"id": s, "name": f"sub-{s[:4]}"} for s in subscriptions[t]],
+            }
+            for i, t in enumerate(tenants)
+        ]
+    }
+    with run_emulator() as emu:
+        apply_fleet(emu.state, fleet)
+        for i, t in enumerate(tenants):
+            credential = ClientSecretCredential(
+                t,
+                str(uuid.uuid5(uuid.NAMESPACE_URL, t)),
+                f"s-{i}",
+                authority=emu.authority,
+                disable_instance_discovery=True,
+                connection_verify=str(emu.ca_path),
+            )
+            with SubscriptionClient(
+                credential,
+                base_url=emu.arm_endpoint,
+                credential_scopes=[ARM_SCOPE],
+                connection_verify=str(emu.ca_path),
+            ) as client:
+                listed = {s.subscription_id: s.tenant_id for s in client.subscriptions.list()}
+                assert listed == dict.fromkeys(subscriptions[t], t)
+                for sub in subscriptions[t]:
+                    got = client.subscriptions.get(sub)
+                    assert (got.subscription_id, got.tenant_id, got.state) == (sub, t, "Enabled")
+                    assert got.id == f"/subscriptions/{sub}"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emulator.kql import Column, KqlError, Table, execute
+from emulator.kql import UNSUPPORTED, Column, KqlError, Table, execute
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 TABLES = {
@@ -61,7 +61,6 @@ def test_syntax_error_on_a_later_line() -> None:
         ("T | where a", "predicate must be bool"),
         ("T | extend x = count()", "can only be used in summarize"),
         ("T | summarize count() by d", "dynamic"),
-        ("T | join T on a", "'join' operator is not supported"),
         ("T | project-away zz", "Failed to resolve column named 'zz'"),
         ("T | summarize a + 1", "needs an aggregation function"),
         ("T | where s.x == 1", "needs a dynamic value"),
@@ -82,6 +81,32 @@ def test_semantic_errors(query: str, fragment: str) -> None:
 )  # fmt: skip
 def test_syntax_errors(query: str) -> None:
     assert fail(query).code == "SyntaxError"
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        ("T | join T on a", "'join' operator is not supported by the emulator"),
+        ("T | extend f = format_datetime(t, 'yyyy')", "'format_datetime' is not supported"),
+        ("T | summarize stdev(a)", "'stdev' is not supported"),
+        ("T | summarize x = 2 * variance(a)", "'variance' is not supported"),
+        ("range x from 1 to 100000000 step 1", "more than the emulator's"),
+        ("T | union kind=outer T", "not supported"),
+    ],
+)
+def test_valid_kql_outside_the_subset_has_its_own_code_never_a_real_one(
+    query: str, fragment: str
+) -> None:
+    error = fail(query)
+    assert error.code == UNSUPPORTED == "NotSupportedByEmulator"
+    assert fragment in error.message
+    inner = error.to_innererror()
+    assert inner["code"] == "NotSupportedByEmulator"
+    assert inner["innererror"]["code"] == "EMU0001"
+
+
+def test_an_unknown_function_is_still_the_services_semantic_error() -> None:
+    assert fail("T | project frob(a)").code == "SemanticError"
 
 
 def test_bad_arguments() -> None:
@@ -108,7 +133,7 @@ def _only_kql_errors(query: str) -> None:
         execute(query, TABLES, now=NOW)
     except KqlError as error:  # any other exception type fails the test
         code = error.code
-    assert code in {"ok", "SyntaxError", "SemanticError", "BadArgumentError"}
+    assert code in {"ok", "SyntaxError", "SemanticError", "BadArgumentError", UNSUPPORTED}
 
 
 @settings(max_examples=300, deadline=None)

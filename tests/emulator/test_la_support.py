@@ -51,7 +51,7 @@ def requests_table(rows: int = 3, *, role: str = "scorer") -> Table:
 
 
 def fake_engine(
-    query: str, tables: Mapping[str, Table], now: datetime, window: object
+    query: str, tables: Mapping[str, Table], now: datetime, window: object, limits: object
 ) -> list[dict[str, Any]]:
     """A stand-in for the KQL engine: `<Table>` returns the table, `bad...` is a syntax error.
 

@@ -311,3 +311,48 @@ def test_concurrent_sdk_callers_never_exceed_the_concurrency_limit(limited: Logs
     stats = limited.service.stats()
     assert stats["max_in_flight_per_identity"] == 5
     assert stats["in_flight"] == 0
+
+
+def test_a_multi_statement_query_gives_the_sdk_one_primary_result_per_statement(
+    logs: Logs,
+) -> None:
+    result = logs.client.query_workspace(
+        logs.workspace_id,
+        "let roles = AppRequests | distinct AppRoleName;\n"
+        "roles | count;\n"
+        "AppRequests | summarize percentiles(DurationMs, 50, 95);\n"
+        "range i from 1 to 3 step 1",
+        timespan=None,
+    )
+    assert isinstance(result, LogsQueryResult)
+    assert [t.name for t in result.tables] == ["PrimaryResult"] * 3
+    assert result.tables[0].rows[0][0] == 2
+    assert result.tables[1].columns == ["percentile_DurationMs_50", "percentile_DurationMs_95"]
+    assert [list(r) for r in result.tables[2].rows] == [[1], [2], [3]]
+
+
+def test_an_aggregation_over_the_group_budget_is_a_partial_result_for_the_sdk(
+    limited: Logs,
+) -> None:
+    limited.service.limits = LogAnalyticsLimits(max_summarize_groups=1)
+    result = limited.client.query_workspace(
+        limited.workspace_id, "AppRequests | summarize count() by AppRoleName", timespan=None
+    )
+    assert isinstance(result, LogsQueryPartialResult)
+    assert len(result.partial_data[0].rows) == 1
+    assert result.partial_error is not None
+    assert result.partial_error.code == "PartialError"
+    assert result.partial_error.details is not None
+    inner = result.partial_error.details[0]["innererror"]
+    assert inner["code"] == "-2133196799"
+    assert "E_RUNAWAY_QUERY" in inner["message"]
+
+
+def test_kql_the_emulator_does_not_implement_never_looks_like_a_real_error(logs: Logs) -> None:
+    with pytest.raises(HttpResponseError) as caught:
+        logs.client.query_workspace(logs.workspace_id, "AppRequests | join AppTraces on Id",
+                                    timespan=None)  # fmt: skip
+    assert caught.value.status_code == 400
+    assert caught.value.error is not None
+    assert caught.value.error.code == "NotSupportedByEmulatorError"
+    assert caught.value.error.innererror["code"] == "NotSupportedByEmulator"  # type: ignore[index]

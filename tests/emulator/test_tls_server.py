@@ -106,12 +106,11 @@ def test_log_analytics_refuses_another_tenants_workspace(
             }
         ]
     }
-    assert (
-        requests.post(
-            f"{emulator.logs_endpoint}/$batch", json=batch, headers=headers, timeout=5
-        ).status_code
-        == 403
+    answered = requests.post(
+        f"{emulator.logs_endpoint}/$batch", json=batch, headers=headers, timeout=5
     )
+    assert answered.status_code == 200  # per entry: see test_la_fidelity's batch tests
+    assert answered.json()["responses"][0]["status"] == 403
     resource = f"{emulator.logs_endpoint}{other.app_insights_resource_id}/query"
     assert (
         requests.post(resource, json={"query": "requests"}, headers=headers, timeout=5).status_code
@@ -134,3 +133,30 @@ def test_log_analytics_requests_reach_the_query_service(
     entry = emulator.requests("la.workspace_query", since=since)[-1]
     assert entry.identity is not None
     assert entry.identity.startswith(sandbox.tenant_id)
+
+
+def test_a_log_analytics_batch_refuses_another_tenants_workspace_per_entry(
+    emulator: EmulatorHandle, sandbox: Sandbox
+) -> None:
+    other = emulator.sandbox()
+    token = sandbox.credential().get_token(LA_SCOPE).token
+    headers = {"Authorization": f"Bearer {token}"}
+    mine = sandbox.log_analytics_workspace_id
+    batch = {
+        "requests": [
+            {"id": "own", "workspace": mine, "body": {"query": "print n = 1"}},
+            {"id": "foreign", "workspace": other.log_analytics_workspace_id,
+             "body": {"query": "print n = 1"}},
+            {"id": "cross", "workspace": mine,
+             "body": {"query": "print n = 1", "workspaces": [other.log_analytics_workspace_id]}},
+        ]
+    }  # fmt: skip
+    url = f"{emulator.logs_endpoint}/$batch"
+    answered = requests.post(url, json=batch, headers=headers, timeout=5)
+    assert answered.status_code == 200, answered.text
+    statuses = {r["id"]: r["status"] for r in answered.json()["responses"]}
+    assert statuses == {"own": 200, "foreign": 403, "cross": 403}
+    for shape in ({"requests": 5}, {"requests": "abc"}, {"requests": None}, [1]):
+        refused = requests.post(url, json=shape, headers=headers, timeout=5)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["code"] == "BadArgumentError"

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 from azure.monitor.query import LogsQueryClient, LogsQueryStatus
+from flask import Flask
+from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from emulator.telemetry import TelemetrySpec, generate
@@ -51,8 +53,13 @@ LOG = io.StringIO()
 
 
 @pytest.fixture(scope="module", autouse=True)
-def capture_all_logs() -> Iterator[None]:
-    """Every log line at every level, through the service's redacting filter."""
+def capture_all_logs(app: Flask) -> Iterator[None]:
+    """Every log line at every level, through the service's redacting filter.
+
+    After the app exists: building it configures logging at the settings' level (INFO), which
+    would otherwise silently lift the capture above DEBUG (msal logs its token-cache events,
+    device codes included, at DEBUG only).
+    """
     handler = logging.StreamHandler(LOG)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
     handler.addFilter(RedactingFilter())
@@ -63,6 +70,12 @@ def capture_all_logs() -> Iterator[None]:
     yield
     root.removeHandler(handler)
     root.setLevel(previous)
+
+
+@pytest.fixture(autouse=True)
+def at_debug(capture_all_logs: None) -> None:
+    """Each test starts at DEBUG: a test that builds an app sets the settings' level again."""
+    logging.getLogger().setLevel(logging.DEBUG)
 
 
 def call(api: ApiClient, method: str, path: str, key: str, **kw: Any) -> TestResponse:
@@ -83,6 +96,14 @@ def put_secret_credential(
         f"/v1/tenants/{slug}/credential",
         key,
         json={"kind": "service_principal", "client_id": client_id, "client_secret": secret},
+    )
+
+
+def allow_host_identity(monkeypatch: pytest.MonkeyPatch, runtime: Runtime, *slugs: str) -> None:
+    """Name the tenants in HOST_IDENTITY_TENANTS for this test (the runtime reads it per call)."""
+    allowed = runtime.settings.host_identity_tenants | frozenset(slugs)
+    monkeypatch.setattr(
+        runtime, "settings", runtime.settings.with_overrides(host_identity_tenants=allowed)
     )
 
 
@@ -430,6 +451,171 @@ def test_concurrent_refreshes_from_two_processes_never_lose_the_newest_refresh_t
     SECRETS.update(emulator.state.refresh_tokens)
 
 
+def test_a_delegated_refresh_holds_no_database_lock_while_entra_answers(
+    api: ApiClient,
+    world: World,
+    admin_key: str,
+    runtime: Runtime,
+    database: Database,
+    emulator: EmulatorHandle,
+    sandbox: Sandbox,
+) -> None:
+    """Entra hangs mid-refresh: another process still writes the credential row at once."""
+    from sqlalchemy import text, update
+
+    from service.db.models import TenantCredential
+
+    slug, username = _delegated_tenant(api, world, admin_key, emulator, sandbox)
+    assert _sign_in(api, admin_key, emulator, slug, username)["state"] == "succeeded"
+    tid = tenant_id_of(runtime, slug)
+    credential = tenant_credential(runtime, tid)
+    hang = emulator.add_fault("hang", "entra.token", tenant_id=sandbox.tenant_id)
+    outcome: dict[str, Any] = {}
+
+    def refresh() -> None:
+        try:
+            outcome["token"] = credential.get_token("https://held.example/.default").token
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            outcome["error"] = exc
+
+    refresher = threading.Thread(target=refresh)
+    refresher.start()
+    other = Database(database.url)  # another process's connection
+    try:
+        deadline = time.monotonic() + 20
+        while hang.hits == 0:  # the refresh is now waiting on Entra
+            assert time.monotonic() < deadline, "the refresh never reached Entra"
+            time.sleep(0.02)
+        with other.engine.begin() as conn:
+            if other.url.startswith("sqlite"):
+                conn.execute(text("PRAGMA busy_timeout=1500"))
+            else:
+                conn.execute(text("SET LOCAL lock_timeout = '1500ms'"))
+            with runtime.uow() as uow:
+                cred_id = uow.session.scalar(
+                    select(TenantCredential.id).where(TenantCredential.tenant_id == tid)
+                )
+            started = time.monotonic()
+            conn.execute(
+                update(TenantCredential)
+                .where(TenantCredential.id == cred_id)
+                .values(status_detail="written while Entra was answering")
+            )
+        assert time.monotonic() - started < 1.5
+    finally:
+        emulator.clear_faults(hang.id)
+        refresher.join(timeout=60)
+        other.dispose()
+    assert "error" not in outcome, outcome
+    assert outcome["token"]
+    SECRETS.update(emulator.state.refresh_tokens)
+
+
+def test_every_msal_call_has_a_network_deadline(
+    settings: Settings, emulator: EmulatorHandle, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """msal ignores its own timeout for a session handed to it: the session enforces one."""
+    from service.adapters import identity
+    from service.errors import AzureUnavailable
+
+    app = emulator.state.add_public_client(sandbox.tenant_id)
+    monkeypatch.setattr(identity, "MSAL_TIMEOUT_S", (2.0, 1.0), raising=False)
+    hang = emulator.add_fault("hang", "entra.devicecode", tenant_id=sandbox.tenant_id)
+    outcome: dict[str, Any] = {}
+
+    def start() -> None:
+        try:
+            identity.AzureIdentity(settings.azure).start_device_flow(
+                sandbox.tenant_id, app.client_id
+            )
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertions below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=start, daemon=True)
+    try:
+        started = time.monotonic()
+        thread.start()
+        thread.join(timeout=15)
+        finished = not thread.is_alive()
+    finally:
+        emulator.clear_faults(hang.id)
+        thread.join(timeout=30)
+    assert finished, "msal waited on a silent Entra with no deadline"
+    assert isinstance(outcome.get("error"), AzureUnavailable), outcome
+    assert time.monotonic() - started < 15
+
+    # azure-identity's credentials (service principals, host identity) too: their transport
+    # would wait 300 s per read.
+    from service.ports import CredentialSpec
+
+    spec = CredentialSpec(
+        tenant_key=new_guid(),
+        fingerprint="f",
+        entra_tenant_id=sandbox.tenant_id,
+        kind="service_principal",
+        client_id=sandbox.client_id,
+        client_secret=sandbox.client_secret,
+    )
+    hang = emulator.add_fault("hang", "entra.token", tenant_id=sandbox.tenant_id)
+    outcome.clear()
+
+    def verify() -> None:
+        try:
+            identity.AzureIdentity(settings.azure).verify(spec)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertions below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=verify, daemon=True)
+    try:
+        thread.start()
+        thread.join(timeout=20)  # azure-identity retries a timed-out read three times
+        finished = not thread.is_alive()
+    finally:
+        emulator.clear_faults(hang.id)
+        thread.join(timeout=30)
+    assert finished, "azure-identity waited on a silent Entra with no deadline"
+    assert isinstance(outcome.get("error"), AzureUnavailable), outcome
+
+
+def test_the_audit_trail_never_holds_a_user_code_or_device_code(
+    api: ApiClient,
+    world: World,
+    admin_key: str,
+    database: Database,
+    emulator: EmulatorHandle,
+    sandbox: Sandbox,
+) -> None:
+    from service.db.models import AuditEvent, DeviceLogin, Tenant
+
+    slug, username = _delegated_tenant(api, world, admin_key, emulator, sandbox)
+    pending = call(api, "POST", f"/v1/tenants/{slug}/credential/device-logins", admin_key).json
+    assert _sign_in(api, admin_key, emulator, slug, username)["state"] == "succeeded"
+    codes = (
+        {pending["user_code"]}
+        | {
+            c.device_code
+            for c in emulator.state.device_codes.values()
+            if c.tenant_id == sandbox.tenant_id
+        }
+        | {
+            c.user_code
+            for c in emulator.state.device_codes.values()
+            if c.tenant_id == sandbox.tenant_id
+        }
+    )
+    assert len(codes) >= 3
+    with database.session_factory() as s:
+        tenant_id = s.scalars(select(Tenant.id).where(Tenant.slug == slug)).one()
+        logins = s.scalars(select(DeviceLogin.id).where(DeviceLogin.tenant_id == tenant_id)).all()
+        events = s.scalars(select(AuditEvent).where(AuditEvent.tenant_id == tenant_id)).all()
+    assert {e.target_id for e in events} >= set(logins)
+    trail = repr([(e.action, e.before, e.after) for e in events])
+    assert "credential.device_login.start" in trail
+    for code in codes:
+        assert code not in trail
+    assert "user_code" not in trail, trail
+
+
 def test_a_revoked_refresh_token_turns_into_login_required(
     api: ApiClient,
     world: World,
@@ -465,6 +651,7 @@ def test_the_host_identity_comes_from_the_environment(
     monkeypatch.setenv("AZURE_CLIENT_ID", sandbox.client_id)
     monkeypatch.setenv("AZURE_CLIENT_SECRET", sandbox.client_secret)
     slug = tenant_for(world, sandbox)
+    allow_host_identity(monkeypatch, runtime, slug)
     r = call(
         api, "PUT", f"/v1/tenants/{slug}/credential", admin_key, json={"kind": "host_identity"}
     )
@@ -550,7 +737,13 @@ def test_the_service_refuses_to_start_with_stored_secrets_and_no_key(
 
 
 def test_no_secret_or_token_appears_in_any_response_or_log_line(emulator: EmulatorHandle) -> None:
+    """Logs are captured at DEBUG (msal, azure-identity and urllib3 included)."""
     SECRETS.update(t for t in emulator.state.refresh_tokens)
+    # Device codes (msal logs its token-cache event with the device code as "code") and the
+    # codes of the sign-ins: responses show a user code to the admin, never a device code.
+    device_codes = {c.device_code for c in emulator.state.device_codes.values()}
+    assert device_codes, "the tests above should have run device-code sign-ins"
+    SECRETS.update(device_codes)
     SECRETS.discard("")
     assert SECRETS, "the tests above should have produced secrets to look for"
     logs = LOG.getvalue()

@@ -178,3 +178,146 @@ def test_fifty_concurrent_callers_never_put_more_than_five_queries_in_flight_at_
     assert statuses.count(200) >= 5
     assert threading.active_count() < 200
     audit_queue.flush(own.extensions["amlcp.runtime"])  # this app's queued audit events
+
+
+def assert_azure_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    """The answer is Azure's error shape (never problem+json) with this status (and code)."""
+    text = response.get_data(as_text=True)
+    assert response.status_code == status, text
+    assert response.headers["Content-Type"].startswith("application/json"), text
+    body = response.get_json()
+    assert set(body) == {"error"}, text
+    error = body["error"]
+    assert isinstance(error["code"], str)
+    assert isinstance(error["message"], str)
+    if code is not None:
+        assert error["code"] == code, text
+    return dict(error)
+
+
+def test_every_error_under_loganalytics_is_in_azures_shape(
+    api: ApiClient, world: World, admin_key: str, sandbox: Sandbox
+) -> None:
+    w = wire(api, world, admin_key, sandbox, seed=False)
+    ws = sandbox.log_analytics_workspace_id
+    query = f"/loganalytics/v1/workspaces/{ws}/query"
+    for path in (
+        "/loganalytics",
+        "/loganalytics/",
+        f"/loganalytics/workspaces/{ws}/query",  # the /v1 is missing
+        f"/loganalytics/v1/workspaces/{ws}%0A/query",
+        "/loganalytics/v1/workspaces/nope/query",
+        f"/loganalytics/v1/workspaces/{ws}/metadata",
+    ):
+        r = api.call("POST", path, w.reader, json={"query": "AppRequests"}, validate=False)
+        assert_azure_error(r, 404, "PathNotFoundError")
+    for method, path, allow in (
+        ("DELETE", query, "GET, POST"),
+        ("PUT", query, "GET, POST"),
+        ("GET", "/loganalytics/v1/$batch", "POST"),
+        ("PROPFIND", query, None),  # a method no route knows: werkzeug's routing 405
+    ):
+        r = api.call(method, path, w.reader, validate=False)
+        assert_azure_error(r, 405, "MethodNotAllowedError")
+        if allow is not None:
+            assert r.headers["Allow"] == allow
+        else:
+            assert "POST" in r.headers["Allow"]
+    r = api.call("POST", query, None, json={"query": "AppRequests"}, validate=False)
+    assert_azure_error(r, 401, "AuthorizationRequiredError")
+    big = b'{"query": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    r = api.call("POST", query, w.reader, data=big, content_type="application/json",
+                 validate=False)  # fmt: skip
+    assert_azure_error(r, 413, "PayloadTooLargeError")
+    deep = b'{"query": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    for path in (query, "/loganalytics/v1/$batch"):
+        r = api.call("POST", path, w.reader, data=deep, content_type="application/json",
+                     validate=False)  # fmt: skip
+        assert_azure_error(r, 400, "BadArgumentError")
+    surrogate = b'{"query": "AppRequests | where Name == \\"\\ud800\\""}'
+    r = api.call("POST", query, w.reader, data=surrogate, content_type="application/json",
+                 validate=False)  # fmt: skip
+    assert_azure_error(r, 400, "BadArgumentError")
+    lone = "AppRequests | where Name == '\ud800'"
+    batch = {"requests": [{"id": "1", "workspace": ws, "body": {"query": lone}}]}
+    r = api.call("POST", "/loganalytics/v1/$batch", w.reader, json=batch, validate=False)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    (entry,) = r.get_json()["responses"]
+    assert entry["status"] == 400
+    assert entry["body"]["error"]["code"] == "BadArgumentError"
+    events = api.get("/v1/audit-events", w.reader, query_string={"action": "logs.compat"})
+    assert events.get_json()["items"] == []  # nothing ran, so nothing to audit
+
+
+def test_a_get_query_with_query_and_timespan_in_the_query_string_works(
+    api: ApiClient, world: World, admin_key: str, sandbox: Sandbox
+) -> None:
+    w = wire(api, world, admin_key, sandbox)
+    ws, ai = sandbox.log_analytics_workspace_id, sandbox.app_insights_resource_id
+    assert ws is not None
+    assert ai is not None
+    r = api.call("GET", f"/loganalytics/v1/workspaces/{ws}/query", w.reader, validate=False,
+                 query_string={"query": "AppRequests | count", "timespan": "P1D"})  # fmt: skip
+    assert r.status_code == 200, r.get_data(as_text=True)
+    (table,) = r.get_json()["tables"]
+    assert table["rows"][0][0] > 0
+    r = api.call("GET", f"/loganalytics/v1{ai}/query", w.reader, validate=False,
+                 query_string={"query": "requests | count", "timespan": "PT1H"})  # fmt: skip
+    assert r.status_code == 200, r.get_data(as_text=True)
+    r = api.call("GET", f"/loganalytics/v1/workspaces/{ws}/query", w.reader, validate=False,
+                 query_string={"timespan": "PT1H"})  # fmt: skip
+    assert_azure_error(r, 400, "BadArgumentError")
+
+
+def test_a_batch_answers_each_entry_even_when_some_touch_another_tenants_workspace(
+    api: ApiClient, world: World, admin_key: str, sandbox: Sandbox, emulator: EmulatorHandle,
+    service_url: str,
+) -> None:  # fmt: skip
+    ours = wire(api, world, admin_key, sandbox)
+    theirs_box = emulator.sandbox()
+    wire(api, world, admin_key, theirs_box)
+    mine, theirs = sandbox.log_analytics_workspace_id, theirs_box.log_analytics_workspace_id
+    assert mine is not None
+    assert theirs is not None
+    batch = {
+        "requests": [
+            {"id": "own", "workspace": mine, "body": {"query": "AppRequests | count"}},
+            {"id": "foreign", "workspace": theirs, "body": {"query": "AppRequests | count"}},
+            {"id": "cross", "workspace": mine,
+             "body": {"query": "AppRequests | count", "workspaces": [theirs]}},
+            {"id": "kql", "workspace": mine, "body": {"query": "AppRequests | wher"}},
+            {"id": "nobody", "workspace": mine},
+            {"id": "after", "workspace": mine, "body": {"query": "AppRequests | take 1"}},
+        ]
+    }  # fmt: skip
+    r = api.call("POST", "/loganalytics/v1/$batch", ours.reader, json=batch, validate=False)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    answers = {a["id"]: a for a in r.get_json()["responses"]}
+    assert list(answers) == ["own", "foreign", "cross", "kql", "nobody", "after"]
+    assert answers["own"]["status"] == answers["after"]["status"] == 200
+    assert answers["own"]["body"]["tables"][0]["rows"][0][0] > 0
+    for entry, status, code in (
+        ("foreign", 404, "WorkspaceNotFoundError"),
+        ("cross", 404, "WorkspaceNotFoundError"),
+        ("kql", 400, "BadArgumentError"),
+        ("nobody", 400, "BadArgumentError"),
+    ):
+        assert answers[entry]["status"] == status, answers[entry]
+        assert answers[entry]["body"]["error"]["code"] == code
+    # The envelope itself must be a batch: anything else is refused whole, in Azure's shape.
+    for payload in ({"requests": "x"}, {"requests": [1]}, {"requests": []}, [1],
+                    {"requests": [{"id": "a"}, {"id": "a"}]}):  # fmt: skip
+        r = api.call("POST", "/loganalytics/v1/$batch", ours.reader, json=payload,
+                     validate=False)  # fmt: skip
+        assert_azure_error(r, 400, "BadArgumentError")
+
+
+def test_a_workspaces_property_that_is_not_a_list_is_refused(
+    api: ApiClient, world: World, admin_key: str, sandbox: Sandbox
+) -> None:
+    w = wire(api, world, admin_key, sandbox, seed=False)
+    query = f"/loganalytics/v1/workspaces/{sandbox.log_analytics_workspace_id}/query"
+    for workspaces in ({}, "", 0, False, [1]):
+        body = {"query": "AppRequests", "workspaces": workspaces}
+        r = api.call("POST", query, w.reader, json=body, validate=False)
+        assert_azure_error(r, 400, "BadArgumentError")

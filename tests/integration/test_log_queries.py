@@ -180,6 +180,38 @@ def test_bad_kql_is_a_400_carrying_azures_innererror(api: ApiClient, wired: Wire
     assert problem["azure_error"]["innererror"]["code"] == "SyntaxError"
 
 
+def test_a_rejected_query_puts_kustos_own_cause_in_the_detail(api: ApiClient, wired: Wired) -> None:
+    r = api.post(f"{wired.base}/logs/query", wired.reader, json={"query": "NoSuchTable | take 1"})
+    assert r.status_code == 400
+    problem = r.get_json()
+    assert problem["code"] == "query_rejected"
+    assert problem["detail"] == "Failed to resolve table or column expression named 'NoSuchTable'"
+    assert problem["azure_error"]["message"] == "The request had some invalid properties"
+
+
+@pytest.mark.parametrize(
+    ("source", "table", "advice"),
+    [
+        (None, "traces", "whose table is 'AppTraces'"),
+        ("log_analytics", "requests", "whose table is 'AppRequests'"),
+        ("app_insights", "AppExceptions", "whose table is 'exceptions'"),
+    ],
+)
+def test_a_table_of_the_other_schema_gets_told_which_table_or_source_to_use(
+    api: ApiClient, wired: Wired, source: str | None, table: str, advice: str
+) -> None:
+    body: dict[str, Any] = {"query": f"{table} | take 1"}
+    if source is not None:
+        body["source"] = source
+    r = api.post(f"{wired.base}/logs/query", wired.reader, json=body)
+    assert r.status_code == 400
+    detail = r.get_json()["detail"]
+    assert detail.startswith(f"Failed to resolve table or column expression named '{table}'")
+    assert advice in detail
+    other = "app_insights" if source != "app_insights" else "log_analytics"
+    assert f'"source": "{other}"' in detail
+
+
 def test_a_partial_result_keeps_azures_details_and_innererror(
     api: ApiClient, wired: Wired, emulator: EmulatorHandle
 ) -> None:

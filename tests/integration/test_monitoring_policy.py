@@ -325,3 +325,43 @@ def test_container_logs_come_from_the_service(
     assert r.status_code == 200, r.get_data(as_text=True)
     assert r.json == {"endpoint": "chatty", "tail": 2, "content": "two\nthree\n"}
     assert_problem(api.get(f"{ws}/endpoints/nope/container-logs", reader), 404)
+
+
+def test_an_operation_shows_each_attempt_with_azures_answer_and_the_retry_after_honoured(
+    api: ApiClient,
+    emulator: EmulatorHandle,
+    sandbox: Sandbox,
+    wired: Wired,
+    operator: str,
+    rt: Runtime,
+    reconciler: Reconciler,
+) -> None:
+    sandbox.add_service("throttled", compute_type="AKS", app_insights_enabled=False)
+    tenant, _ = _paths(wired)
+    _sync(api, wired, operator)
+    emulator.add_fault(
+        "throttle",
+        "mms.service_patch",
+        subscription_id=sandbox.subscription_id,
+        retry_after_s=1,
+        count=1,
+    )
+    r = api.put(f"{tenant}/policy", operator, json={"app_insights": True})
+    (queued,) = r.json["operations"]
+    run_until(reconciler, lambda: settled(rt, wired.tenant_id))
+
+    op = api.get(f"/v1/operations/{queued['id']}", operator).json
+    assert (op["state"], op["attempts"]) == ("succeeded", 2)
+    first, second = op["history"]
+    assert (first["fencing_token"], second["fencing_token"]) == (1, 2)
+    assert first["worker"] == second["worker"] == "test-worker"
+    assert (first["outcome"], first["charged"]) == ("retry", True)
+    assert (first["azure_status"], first["azure_code"]) == (429, "TooManyRequests")
+    assert first["retry_after_s"] == 1
+    assert first["retry_at"] >= first["finished_at"]
+    assert second["started_at"] >= first["retry_at"]  # Retry-After honoured
+    assert (second["outcome"], second["azure_status"], second["error"]) == ("succeeded", None, None)
+    assert second["azure_operation_id"] == op["azure_operation_id"]
+    # Lists stay light: the history is on the single operation only.
+    listed = api.get(f"/v1/operations?tenant={wired.tenant}", operator).json["items"]
+    assert all("history" not in item for item in listed)

@@ -4,6 +4,7 @@ endpoint-scope policy with deployment overrides, the lost-update guard, failed o
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -295,3 +296,42 @@ def _max_parallel_puts(emulator: EmulatorHandle) -> int:
     for start, _ in spans:
         most = max(most, sum(1 for s, e in spans if s <= start < e or s == start))
     return most
+
+
+def test_a_deployment_put_without_an_answer_in_time_keeps_its_lease_and_is_never_sent_twice(
+    world: World, settings: Settings, database: Database, fresh_emulator: EmulatorHandle
+) -> None:
+    """The PUT is answered three call deadlines late (longer than a lease): it may have been
+    applied, so the attempt keeps its lease until it is answered, then follows the operation it
+    started. Another worker ticking all along starts no attempt and nothing is PUT again."""
+    box = fresh_emulator.sandbox()
+    box.add_online_endpoint("late", compute_type="Managed")
+    box.add_online_deployment("late", "blue")
+    rt = fast_runtime(settings, database, fresh_emulator, call_timeout_s=2.0)
+    w = wire(world, rt, box)
+    discovery.discover(rt, w.workspace_id)
+    _put_policy(rt, w, {"app_insights": True}, "late")
+    fresh_emulator.add_fault(
+        "latency", "arm.online_deployment_put", latency_s=6.0, count=1, tenant_id=box.tenant_id
+    )
+    first = Reconciler(rt, "first", only_tenants={w.tenant_id})
+    second = Reconciler(rt, "second", only_tenants={w.tenant_id})
+    claimed_by_second = 0
+    try:
+        first.reconcile_once()
+        deadline = time.monotonic() + 60
+        while not settled(rt, w.tenant_id) and time.monotonic() < deadline:
+            first.reconcile_once()
+            claimed_by_second += second.reconcile_once().claimed
+            time.sleep(0.05)
+        first.drain(10)
+        second.drain(10)
+    finally:
+        first.close()
+        second.close()
+    (op,) = operations_of(rt, w.tenant_id)
+    assert (op.state, op.attempts, op.last_error) == ("succeeded", 1, None)
+    assert claimed_by_second == 0
+    puts = fresh_emulator.requests("arm.online_deployment_put")
+    assert [e.status for e in puts] == [200]
+    assert box.online_deployment("late", "blue")["properties"]["appInsightsEnabled"] is True

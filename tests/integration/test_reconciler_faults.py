@@ -93,19 +93,63 @@ def test_server_errors_on_reads_are_retried_in_place(
     assert len(fresh_emulator.requests("mms.service_patch")) == 1
 
 
-def test_a_hung_call_times_out_and_the_operation_still_converges(
+def test_a_hung_read_times_out_and_the_operation_still_converges(
     world: World, rt: Runtime, box: Sandbox, fresh_emulator: EmulatorHandle, reconciler: Reconciler
 ) -> None:
     w = _drifted(world, rt, box, reconciler)
-    fresh_emulator.add_fault("hang", "mms.services_validate", count=1)  # until released
+    fresh_emulator.add_fault("hang", "mms.service_get", count=1)  # until released
     try:
         run_until(reconciler, lambda: settled(rt, w.tenant_id))
     finally:
         fresh_emulator.clear_faults()
     (op,) = operations_of(rt, w.tenant_id)
-    assert (op.state, op.attempts) == ("succeeded", 2)
-    assert "no answer within" in (op.last_error or "") or op.last_error is None
+    assert op.state == "succeeded"
     assert box.service("svc")["appInsightsEnabled"] is True
+    assert len(fresh_emulator.requests("mms.service_patch")) == 1
+
+
+@pytest.mark.parametrize("route", ["mms.services_validate", "mms.service_patch"])
+def test_a_write_answered_after_its_deadline_is_followed_never_sent_again(
+    world: World,
+    rt: Runtime,
+    box: Sandbox,
+    fresh_emulator: EmulatorHandle,
+    reconciler: Reconciler,
+    route: str,
+) -> None:
+    """update() outlives the call deadline (1 s) and its PATCH lands later: the attempt waits
+    for it and follows the operation it started, instead of writing a second time."""
+    w = _drifted(world, rt, box, reconciler)
+    fresh_emulator.add_fault("hang", route, count=1, hang_s=2.5)
+    run_until(reconciler, lambda: settled(rt, w.tenant_id))
+    (op,) = operations_of(rt, w.tenant_id)
+    assert (op.state, op.attempts) == ("succeeded", 1)
+    assert box.service("svc")["appInsightsEnabled"] is True
+    patches = fresh_emulator.requests("mms.service_patch")
+    assert [e.status for e in patches] == [202]
+
+
+def test_a_write_that_never_answers_fails_without_a_second_write(
+    world: World, settings: Settings, database: Database, fresh_emulator: EmulatorHandle
+) -> None:
+    """While the abandoned update() may still send its PATCH, nothing else is written; after
+    the operation timeout the operation fails, saying the outcome is unknown."""
+    rt = fast_runtime(settings, database, fresh_emulator, operation_timeout_s=3)
+    box = fresh_emulator.sandbox()
+    rec = Reconciler(rt, "never-answered", only_tenants=set())
+    try:
+        w = _drifted(world, rt, box, rec)
+        fresh_emulator.add_fault("hang", "mms.services_validate", count=1)  # until released
+        run_until(rec, lambda: settled(rt, w.tenant_id))
+        (op,) = operations_of(rt, w.tenant_id)
+        assert (op.state, op.attempts) == ("failed", 1)
+        assert "unknown" in (op.last_error or "")
+        # The hung validation is logged once answered: no second one was sent, and no PATCH.
+        assert fresh_emulator.requests("mms.services_validate") == []
+        assert fresh_emulator.requests("mms.service_patch") == []
+    finally:
+        fresh_emulator.clear_faults()
+        rec.close()
 
 
 def test_a_failed_azure_operation_fails_the_operation_until_an_operator_applies_again(

@@ -124,6 +124,31 @@ class World:
         with self.db.unit_of_work() as uow:
             return tenants.create_tenant(uow, CLI, data).slug
 
+    def azure_tenant(self, box: Any, **overrides: Any) -> str:
+        """A tenant for an emulator sandbox's Entra tenant, with its service principal stored as
+        the credential: it can register workspaces in ``box.subscription_id``."""
+        from sqlalchemy import select
+
+        from service.adapters.secretbox import FernetSecretBox
+        from service.db.models import Tenant, TenantCredential
+
+        slug = self.tenant(entra_tenant_id=box.tenant_id, **overrides)
+        box_of_keys = FernetSecretBox((TEST_CREDENTIAL_KEY,))
+        with self.db.unit_of_work() as uow:
+            t = uow.session.scalars(select(Tenant).where(Tenant.slug == slug)).one()
+            uow.session.add(
+                TenantCredential(
+                    tenant_id=t.id,
+                    kind="service_principal",
+                    method="secret",
+                    client_id=box.client_id,
+                    secret_ciphertext=box_of_keys.encrypt(box.client_secret.encode()),
+                    status="unverified",
+                )
+            )
+            uow.commit()
+        return slug
+
     def workspace(self, tenant: str, **overrides: Any) -> str:
         data = {
             "slug": unique("w"),

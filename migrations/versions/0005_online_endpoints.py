@@ -4,8 +4,8 @@ policies limit parallel updates per online endpoint (operations hold rollout slo
 Existing rows are v1 web services: their kind is derived from their compute type (AKS -> aks,
 anything else -> aci, as model data collection was AKS-only before kinds existed).
 
-Revision ID: 0004_online_endpoints
-Revises: 0003
+Revision ID: 0005_online_endpoints
+Revises: 0004_trust_reconciler
 Create Date: 2026-11-30
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_online_endpoints"
-down_revision: str | None = "0003"
+revision: str = "0005_online_endpoints"
+down_revision: str | None = "0004_trust_reconciler"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

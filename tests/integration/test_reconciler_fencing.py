@@ -1,0 +1,364 @@
+"""Never two attempts of one operation in flight: fencing tokens, lease renewal, takeovers,
+writes without an answer, and the retry budget. Decisions tested with a fake of the ML port (no
+emulator); ``tests/e2e/test_worker_crash.py`` proves it with real processes and the real SDK."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from service.bootstrap import build_runtime
+from service.config import Settings
+from service.db.models import Operation, OperationAttempt, Tenant, Workspace
+from service.db.session import Database
+from service.db.types import utcnow
+from service.errors import AzureCallFailed
+from service.services import credentials, leases, policies
+from service.services.reconciler import Reconciler
+from service.services.rollouts import rollout_group, take_slot
+from service.services.runtime import Runtime
+from tests.support.api import World, new_guid
+from tests.support.fake_ml import FakeIdentity, FakeMl
+from tests.support.reconcile import CLI, FAST, operations_of, run_until, settled
+
+LEASE_S = 1.0
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeMl]:
+    ml = FakeMl()
+    yield ml
+    ml.gate.set()  # never leave a held read behind
+    ml.write_lands.set()
+
+
+@pytest.fixture
+def rt(settings: Settings, database: Database, fake: FakeMl) -> Runtime:
+    fast = dataclasses.replace(FAST, lease_s=LEASE_S, call_timeout_s=LEASE_S / 3, max_attempts=4)
+    base = build_runtime(settings.with_overrides(reconciler=fast), database)
+    return dataclasses.replace(base, ml=fake, identity=FakeIdentity())
+
+
+@dataclasses.dataclass(frozen=True)
+class Queued:
+    tenant_id: str
+    operation_id: str
+
+
+def _queued(world: World, rt: Runtime, fake: FakeMl, *, max_attempts: int = 3) -> Queued:
+    """A tenant whose policy wants App Insights, one service without it, one queued operation."""
+    tenant = world.tenant()
+    with rt.uow() as uow:
+        credentials.put_credential(
+            rt,
+            uow,
+            CLI,
+            tenant,
+            {"kind": "service_principal", "client_id": new_guid(), "client_secret": "s" * 20},
+            None,
+        )
+    world.workspace(tenant)
+    with rt.uow() as uow:
+        policies.put_policy(
+            uow, CLI, tenant, None, None, {"app_insights": True}, None, max_attempts=max_attempts
+        )
+    fake.add("svc")
+    with rt.uow() as uow:
+        t = uow.session.scalars(select(Tenant).where(Tenant.slug == tenant)).one()
+        w = uow.session.scalars(select(Workspace).where(Workspace.tenant_id == t.id)).one()
+        op = Operation(
+            tenant_id=t.id,
+            workspace_id=w.id,
+            endpoint_name="svc",
+            kind="apply_policy",
+            desired={"app_insights": True},
+            cause="manual",
+            state="queued",
+            max_attempts=max_attempts,
+            created_by="test",
+        )
+        uow.session.add(op)
+        uow.commit()
+        return Queued(t.id, op.id)
+
+
+def _expire(database: Database, operation_id: str) -> None:
+    """The lease runs out (its holder is slow, partitioned or dead)."""
+    with database.unit_of_work() as uow:
+        uow.session.execute(
+            update(Operation)
+            .where(Operation.id == operation_id)
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+        uow.commit()
+
+
+def _attempts(database: Database, operation_id: str) -> list[OperationAttempt]:
+    with database.unit_of_work() as uow:
+        rows = list(
+            uow.session.scalars(
+                select(OperationAttempt)
+                .where(OperationAttempt.operation_id == operation_id)
+                .order_by(OperationAttempt.number)
+            )
+        )
+        uow.session.expunge_all()
+        return rows
+
+
+def _until(condition: Callable[[], bool], what: str, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def test_an_attempt_taken_over_by_the_same_worker_can_no_longer_change_anything(
+    world: World, rt: Runtime, database: Database, fake: FakeMl
+) -> None:
+    q = _queued(world, rt, fake)
+    (first,) = leases.claim(rt, "worker", 1, only_tenants={q.tenant_id})
+    _expire(database, q.operation_id)
+    (second,) = leases.claim(rt, "worker", 1, only_tenants={q.tenant_id})
+    assert second.fence == first.fence + 1
+
+    # Same worker id, older token: every state change of the first attempt is refused.
+    assert not leases.renew(rt, first, "worker")
+    with leases.write_transaction(rt) as uow:
+        assert not leases.finish(rt, first, "worker", uow, state="succeeded")
+        uow.commit()
+    assert leases.renew(rt, second, "worker")
+    (op,) = operations_of(rt, q.tenant_id)
+    assert (op.state, op.fence) == ("running", second.fence)
+
+
+def test_a_rollout_slot_is_fenced_by_the_token_not_by_the_attempt_count(
+    world: World, rt: Runtime, database: Database, fake: FakeMl
+) -> None:
+    """A take-over refunds the lost attempt, so both attempts have the same attempt count: only
+    the fencing token tells the stale one apart (the v2 parallel-update slot included)."""
+    q = _queued(world, rt, fake)
+    (first,) = leases.claim(rt, "worker", 1, only_tenants={q.tenant_id})
+    _expire(database, q.operation_id)
+    (second,) = leases.claim(rt, "worker", 1, only_tenants={q.tenant_id})
+    assert second.attempts == first.attempts
+    group = rollout_group(first.workspace_id, "online-endpoint")
+    assert take_slot(rt, first, "worker", group, 1) == "lost"
+    assert take_slot(rt, second, "worker", group, 1) == "taken"
+
+
+def test_a_tick_never_claims_an_operation_whose_attempt_it_still_runs(
+    world: World, rt: Runtime, database: Database, fake: FakeMl
+) -> None:
+    q = _queued(world, rt, fake)
+    fake.hold_reads = 1
+    rec = Reconciler(rt, "worker", only_tenants={q.tenant_id})
+    try:
+        assert rec.reconcile_once().claimed == 1
+        _until(lambda: fake.reads_held == 1, "the attempt's read to hang")
+        _expire(database, q.operation_id)  # the read outlived the lease
+        assert rec.reconcile_once().claimed == 0
+        fake.gate.set()
+        run_until(rec, lambda: settled(rt, q.tenant_id))
+    finally:
+        rec.close()
+    (op,) = operations_of(rt, q.tenant_id)
+    assert (op.state, op.attempts) == ("succeeded", 1)
+    assert fake.writes == [("svc", {"app_insights": True})]
+
+
+def test_an_attempt_whose_lease_was_taken_over_never_writes(
+    world: World, rt: Runtime, database: Database, fake: FakeMl
+) -> None:
+    q = _queued(world, rt, fake)
+    fake.hold_reads = 1
+    slow = Reconciler(rt, "slow-worker", only_tenants={q.tenant_id})
+    other = Reconciler(rt, "other-worker", only_tenants={q.tenant_id})
+    try:
+        assert slow.reconcile_once().claimed == 1
+        _until(lambda: fake.reads_held == 1, "the slow worker's read to hang")
+        _expire(database, q.operation_id)
+        run_until(other, lambda: settled(rt, q.tenant_id))
+        fake.gate.set()  # the slow worker's read answers at last: its attempt is stale
+        slow.drain(10)
+    finally:
+        slow.close()
+        other.close()
+    assert fake.writes == [("svc", {"app_insights": True})]  # only the new owner wrote
+    (op,) = operations_of(rt, q.tenant_id)
+    assert (op.state, op.attempts) == ("succeeded", 1)
+    outcomes = [(a.worker, a.outcome, a.charged) for a in _attempts(database, q.operation_id)]
+    assert outcomes == [("slow-worker", "abandoned", False), ("other-worker", "succeeded", True)]
+
+
+def test_slow_reads_before_the_write_keep_the_lease_so_nobody_else_starts_an_attempt(
+    world: World, rt: Runtime, database: Database, fake: FakeMl
+) -> None:
+    """Three failing reads and a good one, each slow: together longer than the lease. The
+    attempt renews as it goes, so a second worker ticking all along never takes over."""
+    q = _queued(world, rt, fake)
+    fake.read_delay_s = 0.4
+    fake.read_errors = [AzureCallFailed("Azure ML: read web service: HTTP 500")] * 3
+    first = Reconciler(rt, "first", only_tenants={q.tenant_id})
+    second = Reconciler(rt, "second", only_tenants={q.tenant_id})
+    claimed_by_second = 0
+    try:
+        first.reconcile_once()
+        deadline = time.monotonic() + 15
+        while not settled(rt, q.tenant_id) and time.monotonic() < deadline:
+            claimed_by_second += second.reconcile_once().claimed
+            time.sleep(0.05)
+        first.drain(10)
+        second.drain(10)
+    finally:
+        first.close()
+        second.close()
+    assert claimed_by_second == 0
+    assert fake.writes == [("svc", {"app_insights": True})]
+    (op,) = operations_of(rt, q.tenant_id)
+    assert (op.state, op.attempts) == ("succeeded", 1)
+
+
+def test_a_write_without_an_answer_keeps_its_lease_until_it_lands_then_is_followed(
+    world: World, rt: Runtime, database: Database, fake: FakeMl
+) -> None:
+    q = _queued(world, rt, fake)
+    fake.unanswered_writes = 1
+    first = Reconciler(rt, "first", only_tenants={q.tenant_id})
+    second = Reconciler(rt, "second", only_tenants={q.tenant_id})
+    try:
+        first.reconcile_once()
+        _until(lambda: any(a.outcome is None for a in _attempts(database, q.operation_id)), "")
+        # Three leases long, the PATCH may still be sent: nobody may start another attempt.
+        deadline = time.monotonic() + 3 * LEASE_S
+        while time.monotonic() < deadline:
+            assert second.reconcile_once().claimed == 0
+            assert first.reconcile_once().claimed == 0
+            time.sleep(0.05)
+        assert fake.writes == []
+        fake.write_lands.set()
+        run_until(first, lambda: settled(rt, q.tenant_id))
+    finally:
+        first.close()
+        second.close()
+    (op,) = operations_of(rt, q.tenant_id)
+    assert (op.state, op.attempts) == ("succeeded", 1)
+    assert fake.writes == [("svc", {"app_insights": True})]
+    assert fake.services["svc"].app_insights is True
+
+
+def test_stopping_while_a_write_is_unanswered_leaves_the_lease_to_expire(
+    world: World, rt: Runtime, database: Database, fake: FakeMl
+) -> None:
+    q = _queued(world, rt, fake)
+    fake.unanswered_writes = 1
+    rec = Reconciler(rt, "stopping", only_tenants={q.tenant_id})
+    rec.reconcile_once()
+    _until(lambda: bool(fake.unanswered_writes == 0), "the unanswered write")
+    rec.close()  # graceful stop: the write's thread lives until the process exits
+    (op,) = operations_of(rt, q.tenant_id)
+    assert (op.state, op.lease_owner) == ("running", "stopping")
+    assert op.lease_expires_at is not None
+    assert op.lease_expires_at > utcnow()
+
+
+def test_a_lost_lease_is_refunded_and_a_crash_loop_ends_failed(
+    world: World, rt: Runtime, database: Database, fake: FakeMl
+) -> None:
+    q = _queued(world, rt, fake, max_attempts=2)
+    (first,) = leases.claim(rt, "crashed-1", 1, only_tenants={q.tenant_id})
+    _expire(database, q.operation_id)
+    (second,) = leases.claim(rt, "crashed-2", 1, only_tenants={q.tenant_id})
+    assert (first.attempts, second.attempts) == (1, 1)  # the crash did not eat the budget
+    _expire(database, q.operation_id)
+    assert leases.claim(rt, "third", 1, only_tenants={q.tenant_id}) == []
+    (op,) = operations_of(rt, q.tenant_id)
+    assert (op.state, op.attempts) == ("failed", 1)
+    assert "abandoned" in (op.last_error or "")
+    assert [(a.outcome, a.charged) for a in _attempts(database, q.operation_id)] == [
+        ("abandoned", False),
+        ("abandoned", False),
+    ]
+
+
+def test_retries_stop_at_the_operations_own_max_attempts_and_each_attempt_is_kept(
+    world: World, rt: Runtime, database: Database, fake: FakeMl
+) -> None:
+    q = _queued(world, rt, fake, max_attempts=2)  # the worker's default allows 4
+    fake.always_fail_reads = AzureCallFailed(
+        "Azure ML: read web service: HTTP 503", azure_status=503, azure_code="ServiceUnavailable"
+    )
+    rec = Reconciler(rt, "worker", only_tenants={q.tenant_id})
+    try:
+        run_until(rec, lambda: settled(rt, q.tenant_id))
+    finally:
+        rec.close()
+    (op,) = operations_of(rt, q.tenant_id)
+    assert (op.state, op.attempts, op.max_attempts) == ("failed", 2, 2)
+    attempts = _attempts(database, q.operation_id)
+    assert [(a.number, a.outcome, a.charged) for a in attempts] == [
+        (1, "retry", True),
+        (2, "failed", True),
+    ]
+    assert {(a.azure_status, a.azure_code, a.worker) for a in attempts} == {
+        (503, "ServiceUnavailable", "worker")
+    }
+    assert all(a.finished_at is not None and a.finished_at >= a.started_at for a in attempts)
+
+
+def test_racing_claimers_never_share_a_fencing_token(
+    world: World, rt: Runtime, database: Database, fake: FakeMl
+) -> None:
+    """Claimers racing for an operation whose lease keeps expiring: each token is handed out
+    once, only the newest can renew, and the attempts stay within the cap."""
+    if rt.settings.is_sqlite:
+        pytest.skip("SQLite runs one worker process (no row locks): claims do not race")
+    q = _queued(world, rt, fake, max_attempts=3)
+    taken: list[tuple[str, leases.Claim]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(4)
+
+    def claimer(n: int) -> None:
+        start.wait()
+        for _ in range(5):
+            got = leases.claim(rt, f"w{n}", 1, only_tenants={q.tenant_id})
+            with lock:
+                taken.extend((f"w{n}", c) for c in got)
+            _expire(database, q.operation_id)
+
+    threads = [threading.Thread(target=claimer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    fences = sorted(c.fence for _, c in taken)
+    assert fences == list(range(1, len(fences) + 1))
+    (op,) = operations_of(rt, q.tenant_id)
+    assert op.attempts <= op.max_attempts
+    assert op.state == "failed"  # every attempt was abandoned: a crash loop ends
+    assert not any(leases.renew(rt, c, owner) for owner, c in taken)
+
+
+def test_cancelling_a_running_operation_closes_its_attempt_and_fences_it_off(
+    world: World, rt: Runtime, database: Database, fake: FakeMl
+) -> None:
+    from service.services import operations
+
+    q = _queued(world, rt, fake)
+    (claim,) = leases.claim(rt, "worker", 1, only_tenants={q.tenant_id})
+    with rt.uow() as uow:
+        view = operations.cancel_operation(uow, CLI, q.operation_id)
+    assert view.state == "cancelled"
+    assert not leases.renew(rt, claim, "worker")
+    with rt.uow() as uow:
+        detail = operations.get_operation(uow, CLI, q.operation_id)
+    assert [(a.fencing_token, a.outcome, a.charged) for a in detail.history] == [
+        (1, "cancelled", False)
+    ]

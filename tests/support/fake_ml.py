@@ -1,0 +1,173 @@
+"""A fake of the ``MlControlPlane`` port for unit tests of the reconciler's decisions.
+
+It behaves like Azure where the reconciler depends on it: an update puts the service in
+``Transitioning`` until its operation is polled to the end, a second update meanwhile is refused
+with 409, and it can hold reads or leave a write unanswered past its deadline (its PATCH lands
+later), as a slow network does. Every write is recorded with the thread that sent it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.domain.targets import Capabilities, capabilities
+from service.errors import AzureCallFailed, ServiceError, WriteOutcomeUnknown
+from service.ports import AzureOperationStatus, CertificateInfo, MlTarget, ServiceSnapshot
+
+
+@dataclass
+class FakeService:
+    name: str
+    app_insights: bool = False
+    state: str = "Healthy"
+    pending: dict[str, Any] | None = None  # the running update's changes
+
+
+@dataclass
+class FakeMl:
+    services: dict[str, FakeService] = field(default_factory=dict)
+    writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    read_errors: list[ServiceError] = field(default_factory=list)  # raised by reads, in order
+    always_fail_reads: ServiceError | None = None
+    # Reads wait on this gate while it is closed (cleared); ``reads_held`` counts the waiters.
+    gate: threading.Event = field(default_factory=threading.Event)
+    reads_held: int = 0
+    hold_reads: int = 0  # how many of the next reads wait on the gate
+    read_delay_s: float = 0.0  # every read takes this long (a slow network)
+    # The next write gets no answer in time: it lands when ``write_lands`` is set.
+    unanswered_writes: int = 0
+    write_lands: threading.Event = field(default_factory=threading.Event)
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, name: str, *, app_insights: bool = False) -> None:
+        self.services[name] = FakeService(name, app_insights)
+
+    # -- the port --------------------------------------------------------------------------
+    def capabilities(self, kind: str) -> Capabilities:
+        return capabilities(kind)
+
+    def list_services(self, target: MlTarget) -> list[ServiceSnapshot]:
+        return [self._snapshot(s) for s in self.services.values()]
+
+    def get_service(self, target: MlTarget, name: str) -> ServiceSnapshot | None:
+        with self._lock:
+            hold = self.hold_reads > 0
+            if hold:
+                self.hold_reads -= 1
+                self.reads_held += 1
+        if hold:
+            self.gate.wait(30)
+        if self.read_delay_s:
+            time.sleep(self.read_delay_s)
+        if self.always_fail_reads is not None:
+            raise self.always_fail_reads
+        if self.read_errors:
+            raise self.read_errors.pop(0)
+        service = self.services.get(name)
+        return None if service is None else self._snapshot(service)
+
+    def start_update(
+        self,
+        target: MlTarget,
+        name: str,
+        *,
+        app_insights: bool | None = None,
+        model_data_collection: bool | None = None,
+        expected_version: str | None = None,  # v2 only; these fake services are v1
+    ) -> str:
+        changes = {"app_insights": app_insights}
+        with self._lock:
+            unanswered = self.unanswered_writes > 0
+            if unanswered:
+                self.unanswered_writes -= 1
+        if not unanswered:
+            return self._patch(name, changes)
+        landed: dict[str, Any] = {}
+        done = threading.Event()
+
+        def send_late() -> None:  # the abandoned call: its PATCH reaches Azure later
+            self.write_lands.wait(30)
+            try:
+                landed["id"] = self._patch(name, changes)
+            except ServiceError as exc:
+                landed["error"] = exc
+            done.set()
+
+        threading.Thread(target=send_late, daemon=True).start()
+
+        def settle(timeout_s: float) -> str | None:
+            if not done.wait(timeout_s):
+                return None
+            if "error" in landed:
+                raise landed["error"]
+            return str(landed["id"])
+
+        raise WriteOutcomeUnknown("update got no answer in time", settle)
+
+    def operation_status(
+        self, target: MlTarget, name: str, operation_id: str
+    ) -> AzureOperationStatus:
+        with self._lock:
+            service = self.services[name]
+            if service.pending is not None:
+                service.app_insights = bool(service.pending["app_insights"])
+                service.pending = None
+                service.state = "Healthy"
+        return AzureOperationStatus("succeeded")
+
+    def get_logs(self, target: MlTarget, name: str, tail: int) -> str:
+        return ""
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _patch(self, name: str, changes: dict[str, Any]) -> str:
+        with self._lock:
+            self.writes.append((name, changes))
+            service = self.services[name]
+            if service.pending is not None:
+                raise AzureCallFailed(
+                    "Azure ML: update web service: HTTP 409",
+                    azure_status=409,
+                    azure_code="Conflict",
+                )
+            service.pending = changes
+            service.state = "Transitioning"
+            return f"op-{next(self._ids)}"
+
+    @staticmethod
+    def _snapshot(service: FakeService) -> ServiceSnapshot:
+        return ServiceSnapshot(
+            name=service.name,
+            compute_type="AKS",
+            state=service.state,
+            app_insights_enabled=service.app_insights,
+            data_collection_enabled=None,
+            scoring_uri=None,
+            updated_at=None,
+        )
+
+
+class FakeIdentity:
+    """An ``IdentityProvider`` whose credentials are opaque tokens (the fake ML ignores them)."""
+
+    def credential(self, spec: Any) -> Any:
+        return ("credential", spec.tenant_key)
+
+    def forget(self, tenant_key: str) -> None:
+        return None
+
+    def verify(self, spec: Any) -> Any:
+        raise NotImplementedError
+
+    def start_device_flow(self, entra_tenant_id: str, client_id: str) -> Any:
+        raise NotImplementedError
+
+    def poll_device_flow(self, entra_tenant_id: str, client_id: str, state: Any) -> Any:
+        raise NotImplementedError
+
+    def inspect_certificate(self, pem: bytes) -> CertificateInfo:
+        raise NotImplementedError

@@ -6,6 +6,11 @@ import tempfile
 # prometheus-client's multi-process mode: every worker writes its samples to this directory and
 # /metrics aggregates them. Set before the workers import prometheus_client.
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="amlcp-metrics-"))
+# Without REDIS_URL the workers share the log query budgets and API-key revocations through
+# this file (service/adapters/host_coordination.py), so together they use the whole budget.
+os.environ.setdefault(
+    "COORDINATION_FILE", os.path.join(tempfile.mkdtemp(prefix="amlcp-coord-"), "coord.db")
+)
 
 bind = os.environ.get("BIND", "127.0.0.1:8080")
 # Requests are mostly I/O (database, Azure): a few processes, each serving many connections as

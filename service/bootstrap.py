@@ -6,13 +6,23 @@ import logging
 
 from service.adapters.azure_ai_ml import AzureOnlineDeployments
 from service.adapters.azureml import AzureMlControlPlane
+from service.adapters.host_coordination import HostCoordination
 from service.adapters.identity import AzureIdentity
 from service.adapters.logs import AzureLogs
 from service.adapters.ml_targets import MlTargets
 from service.adapters.secretbox import FernetSecretBox, load_or_create_key_file
-from service.config import PROJECT_ROOT, Settings, SettingsError, parse_credential_keys
+from service.config import (
+    PROJECT_ROOT,
+    CoordinationSettings,
+    Settings,
+    SettingsError,
+    parse_credential_keys,
+)
 from service.db.session import Database
+from service.ports import BudgetStore, RevocationFeed, SharedResults
+from service.services.api_keys import KeyCache
 from service.services.log_gateway import LogGateway
+from service.services.query_shaping import MemoryBudgetStore, MemoryRevocationFeed
 from service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -59,7 +69,25 @@ def with_credential_keys(settings: Settings) -> Settings:
     return settings
 
 
+def build_coordination(
+    settings: CoordinationSettings,
+) -> tuple[BudgetStore, RevocationFeed, SharedResults | None]:
+    """Redis for several replicas; else a file for one host's workers; else this process."""
+    if settings.redis_url:
+        from service.adapters.redis_coordination import RedisCoordination
+
+        shared = RedisCoordination(
+            settings.redis_url, prefix=settings.redis_prefix, timeout_s=settings.redis_timeout_s
+        )
+        return shared, shared, shared
+    if settings.host_file:
+        host = HostCoordination(settings.host_file)
+        return host, host, None
+    return MemoryBudgetStore(), MemoryRevocationFeed(), None
+
+
 def build_runtime(settings: Settings, database: Database | None = None) -> Runtime:
+    store, revocations, results = build_coordination(settings.coordination)
     return Runtime(
         settings=settings,
         database=database or Database(settings.database_url),
@@ -71,7 +99,15 @@ def build_runtime(settings: Settings, database: Database | None = None) -> Runti
                 settings.azure, call_timeout_s=settings.reconciler.call_timeout_s
             ),
         ),
-        logs=LogGateway(AzureLogs(settings.azure), settings.log_query),
+        logs=LogGateway(
+            AzureLogs(settings.azure),
+            settings.log_query,
+            store=store,
+            shared_results=results,
+            lease_s=settings.coordination.slot_lease_s,
+            retry_shared_s=settings.coordination.redis_retry_s,
+        ),
+        key_cache=KeyCache(revocations=revocations),
     )
 
 

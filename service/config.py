@@ -185,14 +185,15 @@ class AzureSettings:
 class LogQuerySettings:
     """The log query proxy: Azure's per-identity budget, guardrails, coalescing and caching.
 
-    The budget is per tenant identity for the whole deployment: each API process takes
-    ``1/processes`` of it (see README, "Log queries"), so N gunicorn workers never exceed it.
+    The budget is per tenant identity for the whole deployment, shared through the coordination
+    store (:class:`CoordinationSettings`); ``processes`` is the number of API processes of the
+    whole deployment, and each takes ``1/processes`` of the budget only while Redis is down.
     """
 
     max_concurrent: int = 5  # Azure: 5 concurrent queries per identity
     rate_limit: int = 200  # Azure: 200 queries ...
     rate_window_s: float = 30.0  # ... per 30 s
-    processes: int = 1  # API processes sharing the budget (gunicorn workers)
+    processes: int = 1  # API processes of the deployment: the fallback share while Redis is down
     queue_timeout_s: float = 10.0  # longest wait for a free slot before our 429
     queue_per_key: int = 20  # waiters one API key may have; more are refused at once (fairness)
     cache_ttl_s: float = 0.0  # identical queries answered from memory for this long; 0 = off
@@ -228,6 +229,43 @@ class LogQuerySettings:
             ),
             audit_query_chars=_parse_int(env, "LOG_QUERY_AUDIT_CHARS", 2_000, lo=0, hi=100_000),
             audit_queue=_parse_int(env, "LOG_QUERY_AUDIT_QUEUE", 1_000, lo=0, hi=100_000),
+        )
+
+
+@dataclass(frozen=True)
+class CoordinationSettings:
+    """How the processes and replicas of a deployment share budgets, caches and revocations.
+
+    ``redis_url`` set: Redis for everything (several replicas). Unset: ``host_file`` (gunicorn
+    points it at a fresh temporary file) for the workers of one host, else this process only.
+    """
+
+    redis_url: str | None = None
+    redis_prefix: str = "amlcp"  # every key starts with it (several deployments, one Redis)
+    redis_timeout_s: float = 0.25  # slower than this counts as down: degrade, do not wait
+    redis_retry_s: float = 1.0  # after a failure, use the local share this long, then retry
+    host_file: str | None = None
+    slot_lease_s: float = 15.0  # a crashed process's query slots are free again after this
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CoordinationSettings:
+        url = (env.get("REDIS_URL") or "").strip() or None
+        if url is not None and url.split("://", 1)[0] not in ("redis", "rediss", "unix"):
+            raise SettingsError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        prefix = (env.get("REDIS_PREFIX") or cls.redis_prefix).strip()
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", prefix):
+            raise SettingsError("REDIS_PREFIX must be 1-64 letters, digits or _.:-")
+        return cls(
+            redis_url=url,
+            redis_prefix=prefix,
+            redis_timeout_s=_parse_float(
+                env, "REDIS_TIMEOUT_S", cls.redis_timeout_s, lo=0.01, hi=10
+            ),
+            redis_retry_s=_parse_float(env, "REDIS_RETRY_S", cls.redis_retry_s, lo=0.1, hi=300),
+            host_file=(env.get("COORDINATION_FILE") or "").strip() or None,
+            slot_lease_s=_parse_float(
+                env, "LOG_QUERY_SLOT_LEASE_S", cls.slot_lease_s, lo=1, hi=600
+            ),
         )
 
 
@@ -319,8 +357,8 @@ class Settings:
     page_size_default: int = 50
     page_size_max: int = 200
     api_key_pepper: bytes = b""
-    # How long a process may reuse an API key lookup; another process may accept a key this long
-    # after it was revoked (the revoking process stops it at once). 0 = look up every request.
+    # How long a process may reuse an API key lookup; a revocation announced through the
+    # deployment's revocation counter (Redis, the host file) ends it at once. 0 = no reuse.
     api_key_cache_ttl_s: float = 2.0
     require_schema_at_head: bool = True
     openapi_path: Path = field(default=PROJECT_ROOT / "openapi.yaml")
@@ -343,6 +381,7 @@ class Settings:
     # Tenant slugs whose credential may be `host_identity` (the service's own Azure identity);
     # only a global admin may choose it, and none by default.
     host_identity_tenants: frozenset[str] = frozenset()
+    coordination: CoordinationSettings = field(default_factory=CoordinationSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -373,6 +412,7 @@ class Settings:
             reconciler=ReconcilerSettings.from_env(env),
             log_query=LogQuerySettings.from_env(env),
             host_identity_tenants=_parse_slugs(env, "HOST_IDENTITY_TENANTS"),
+            coordination=CoordinationSettings.from_env(env),
         )
 
     def with_overrides(self, **changes: Any) -> Settings:

@@ -20,7 +20,7 @@ for _var in ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID", "AZURE
     os.environ.pop(_var, None)
 
 pytest_plugins = ["emulator.pytest_plugin"]
-pytest_plugins += ["tests.support.databases", "tests.support.api"]
+pytest_plugins += ["tests.support.databases", "tests.support.api", "tests.support.redis"]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: ignore[no-untyped-def]

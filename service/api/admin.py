@@ -71,7 +71,7 @@ def get_api_key(key_id: str) -> Response:
 @bp.delete("/v1/api-keys/<key_id>")
 def revoke_api_key(key_id: str) -> Response:
     with runtime().uow() as uow:
-        api_keys.revoke_api_key(uow, call_context(), key_id)
+        api_keys.revoke_api_key(uow, call_context(), key_id, runtime().key_cache)
     return no_content()
 
 

@@ -11,7 +11,6 @@ from service.api import bodies
 from service.api.openapi import OpenApiContract, ValidatedRequest
 from service.domain.azure_errors import is_loganalytics_path
 from service.errors import PayloadTooLarge, Unauthorized
-from service.services import api_keys
 from service.services.runtime import Runtime
 
 _RULE_PARAM = re.compile(r"<(?:[a-z_]+:)?([A-Za-z_][A-Za-z0-9_]*)>")
@@ -58,7 +57,7 @@ def register_hooks(app: Flask) -> None:
             raise Unauthorized("send 'Authorization: Bearer <api key>'")
         rt = runtime()
         settings = rt.settings
-        g.principal = api_keys.key_cache.authenticate(
+        g.principal = rt.key_cache.authenticate(
             rt.uow,
             secret.strip(),
             settings.api_key_pepper,

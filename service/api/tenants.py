@@ -51,7 +51,7 @@ def update_tenant(tenant: str) -> Response:
 @bp.delete(TENANT)
 def delete_tenant(tenant: str) -> Response:
     with runtime().uow() as uow:
-        tenants.delete_tenant(uow, call_context(), tenant, if_match())
+        tenants.delete_tenant(uow, call_context(), tenant, if_match(), runtime().key_cache)
     return no_content()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 import time
@@ -19,10 +20,13 @@ from service.db.session import UnitOfWork
 from service.db.types import utcnow
 from service.domain.access import Principal, Role
 from service.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from service.ports import CoordinationUnavailable, RevocationFeed
 from service.services import audit
 from service.services.context import CallContext
 from service.services.lookup import visible_tenant
 from service.services.pagination import Page, PageRequest, paginate
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "amlcp_"
 _SHOWN_PREFIX_LEN = len(KEY_PREFIX) + 6
@@ -78,19 +82,37 @@ def authenticate(uow: UnitOfWork, secret: str, pepper: bytes) -> Principal:
 
 
 class KeyCache:
-    """Recent key look-ups of this process, by key hash (never the secret), for a short TTL.
+    """Recent key look-ups, by key hash (never the secret): one per process, on the Runtime.
 
-    Revocation and deletion in this process take effect at once (:meth:`forget_all` bumps a
-    generation, so a look-up that raced with the change is not stored); other processes may
-    accept a revoked key for at most the TTL (``API_KEY_CACHE_TTL_S``, at most 2 s). Expiry is
-    checked on every use. Unknown keys are never cached: a new key works at once everywhere.
+    An entry is reused while it is younger than the TTL (``API_KEY_CACHE_TTL_S``) *and* the
+    deployment's revocation counter (a :class:`RevocationFeed`: Redis, the host's file, or this
+    process) has not moved since it was stored; revoking or deleting a key bumps the counter
+    after the commit, so every process refuses the key at its next request. When the counter
+    cannot be read (Redis down) nothing is reused: every request is checked in the database.
+    Expiry is checked on every use. Unknown keys are never cached: a new key works at once.
     """
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        revocations: RevocationFeed | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = utcnow,  # for the keys' expiry
+    ) -> None:
+        self._feed = revocations
         self._clock = clock
+        self._wall_clock = wall_clock
         self._lock = threading.Lock()
-        self._entries: dict[tuple[str, str], tuple[float, Principal, datetime | None]] = {}
+        self._entries: dict[tuple[str, str], tuple[float, int, Principal, datetime | None]] = {}
         self._generation = 0
+
+    def _stamp(self) -> int | None:
+        if self._feed is None:
+            return 0
+        try:
+            return self._feed.stamp()
+        except CoordinationUnavailable:
+            return None
 
     def authenticate(
         self,
@@ -107,33 +129,39 @@ class KeyCache:
         digest = hash_key(secret, pepper)
         key = (scope, digest)
         now = self._clock()
+        stamp = self._stamp() if ttl_s > 0 else None
         with self._lock:
             hit = self._entries.get(key)
             generation = self._generation
-        if hit is not None and hit[0] > now:
-            _, principal, expires_at = hit
-            if expires_at is not None and expires_at <= utcnow():
+        if hit is not None and hit[0] > now and stamp is not None and hit[1] == stamp:
+            _, _, principal, expires_at = hit
+            if expires_at is not None and expires_at <= self._wall_clock():
                 raise Unauthorized("invalid, expired or revoked API key")
             return principal
         with uow_factory() as uow:
             principal, expires_at = _lookup(uow, digest)
-        if ttl_s > 0:
+        if stamp is not None:
             with self._lock:
                 if generation == self._generation:
                     if len(self._entries) >= _CACHE_MAX:
                         self._entries.clear()
-                    self._entries[key] = (now + ttl_s, principal, expires_at)
+                    self._entries[key] = (now + ttl_s, stamp, principal, expires_at)
         return principal
 
     def forget_all(self) -> None:
-        """Drop every entry (a key was revoked or deleted in this process)."""
+        """A key was revoked or deleted (after the commit): every process must look again."""
         with self._lock:
             self._generation += 1
             self._entries.clear()
+        if self._feed is not None:
+            try:
+                self._feed.bump()
+            except CoordinationUnavailable:
+                # Processes that still reach the store keep their entries for at most the TTL.
+                log.warning("could not announce an API key revocation to the other processes")
 
 
 _CACHE_MAX = 10_000
-key_cache = KeyCache()
 
 
 def _lookup(uow: UnitOfWork, digest: str) -> tuple[Principal, datetime | None]:
@@ -236,8 +264,9 @@ def list_api_keys(
     return Page([_view(k, slugs.get(k.tenant_id or "")) for k in rows], cursor)
 
 
-def revoke_api_key(uow: UnitOfWork, ctx: CallContext, key_id: str) -> None:
-    """Revoke (idempotent): the key stops working at once; the record stays for the audit trail."""
+def revoke_api_key(uow: UnitOfWork, ctx: CallContext, key_id: str, key_cache: KeyCache) -> None:
+    """Revoke (idempotent): the key stops working at once in every process (``key_cache``
+    announces it); the record stays for the audit trail."""
     key, slug = _visible_key(uow, ctx.principal, key_id)
     ctx.require(Role.ADMIN)
     if key.revoked_at is not None:

@@ -21,11 +21,18 @@ class Readiness:
     schema: str  # "at_head" | "behind" | "unknown"
     schema_revision: str | None
     expected_revision: str
+    coordination: str  # "memory" | "host" | "redis" | "degraded" (Redis down: still ready)
 
 
 def check_readiness(runtime: Runtime) -> Readiness:
-    """Ready when the database answers and its schema is at the migrations' head."""
+    """Ready when the database answers and its schema is at the migrations' head.
+
+    A shared coordination store (Redis) that does not answer makes the answer say
+    ``degraded`` but not unready: the service still works on local shares of the budgets, and
+    taking every replica out of the load balancer would turn a Redis outage into a full one.
+    """
     expected = head_revision()
+    coordination = runtime.logs.shaper.check()
     engine = runtime.database.engine
     try:
         with engine.connect() as conn:
@@ -33,6 +40,8 @@ def check_readiness(runtime: Runtime) -> Readiness:
         revision = current_revision(engine)
     except SQLAlchemyError as exc:
         log.warning("readiness: database unreachable (%s)", type(exc).__name__)
-        return Readiness(False, "unreachable", "unknown", None, expected)
+        return Readiness(False, "unreachable", "unknown", None, expected, coordination)
     at_head = revision == expected
-    return Readiness(at_head, "ok", "at_head" if at_head else "behind", revision, expected)
+    return Readiness(
+        at_head, "ok", "at_head" if at_head else "behind", revision, expected, coordination
+    )

@@ -1,4 +1,4 @@
-"""The per-process log query machinery: the port, traffic shaping, coalescing and retries.
+"""The log query machinery: the port, traffic shaping, coalescing and retries.
 
 Every query to Log Analytics, typed or passed through, goes through :class:`LogGateway`, so
 each one is counted against its tenant identity's budget and Azure's throttling and transient
@@ -7,6 +7,7 @@ errors are handled in one place.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -24,8 +25,17 @@ from service.errors import (
     ServiceError,
     TooManyRequests,
 )
-from service.ports import LogQuery, LogQueryResult, LogQuerySpec, LogTarget, RawLogResponse
-from service.services.query_shaping import Coalescer, TrafficShaper
+from service.ports import (
+    BudgetStore,
+    LogQuery,
+    LogQueryResult,
+    LogQuerySpec,
+    LogTable,
+    LogTarget,
+    RawLogResponse,
+    SharedResults,
+)
+from service.services.query_shaping import Coalescer, Codec, Lease, TrafficShaper
 
 T = TypeVar("T")
 
@@ -34,6 +44,8 @@ MAX_RETRIES = 2
 # own 429 carrying Azure's Retry-After, so no caller hangs on a throttled identity.
 MAX_INLINE_RETRY_WAIT_S = 2.0
 TRANSIENT_STATUSES = frozenset({500, 502, 503})
+# Results larger than this are not shared between replicas (Redis holds small values well).
+SHARED_RESULT_MAX_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -45,10 +57,22 @@ class LogGateway:
     shaper: TrafficShaper = field(init=False)
     coalescer: Coalescer = field(init=False)
     sleep: Callable[[float], None] = time.sleep
+    store: BudgetStore | None = None  # where the budgets live (None: this process's memory)
+    shared_results: SharedResults | None = None  # cache and coalescing across replicas
+    lease_s: float = 15.0
+    retry_shared_s: float = 1.0
 
     def __post_init__(self) -> None:
-        self.shaper = TrafficShaper(self.settings)
-        self.coalescer = Coalescer(enabled=self.settings.coalesce, ttl_s=self.settings.cache_ttl_s)
+        self.shaper = TrafficShaper(
+            self.settings, self.store, lease_s=self.lease_s, retry_shared_s=self.retry_shared_s
+        )
+        self.coalescer = Coalescer(
+            enabled=self.settings.coalesce,
+            ttl_s=self.settings.cache_ttl_s,
+            shared=self.shared_results,
+            lead_ttl_s=self.lease_s,
+            follow_max_s=self.settings.queue_timeout_s + self.settings.max_server_timeout_s,
+        )
 
     def query(
         self, identity: str, caller: str, credential: Any, target: LogTarget, spec: LogQuerySpec
@@ -59,12 +83,10 @@ class LogGateway:
         """
 
         def call() -> LogQueryResult:
-            with self.shaper.slot(identity, caller):
-                return self.with_retries(
-                    identity, lambda: self.port.query(credential, target, spec)
-                )
+            with self.shaper.slot(identity, caller) as lease:
+                return self.with_retries(lease, lambda: self.port.query(credential, target, spec))
 
-        return self.coalescer.run((identity, target, spec), call)
+        return self.coalescer.run((identity, target, spec), call, RESULT_CODEC)
 
     def forward(
         self,
@@ -76,18 +98,14 @@ class LogGateway:
         prefer: str | None,
     ) -> RawLogResponse:
         """Pass one request through; the slot is held until the answer's stream is closed."""
-        self.shaper.acquire(identity, caller)
-        released = False
+        lease = self.shaper.acquire(identity, caller)
 
         def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self.shaper.release(identity)
+            self.shaper.release(lease)  # idempotent
 
         try:
             answer = self.with_retries(
-                identity,
+                lease,
                 lambda: _raise_retryable(self.port.forward(credential, path, body, prefer)),
                 raw=True,
             )
@@ -105,7 +123,7 @@ class LogGateway:
         answer.close = close_and_release
         return answer
 
-    def with_retries(self, identity: str, call: Callable[[], T], *, raw: bool = False) -> T:
+    def with_retries(self, lease: Lease, call: Callable[[], T], *, raw: bool = False) -> T:
         """Retry Azure's 429 (short Retry-After) and transient 5xx, charging each retry."""
         attempt = 0
         while True:
@@ -121,8 +139,33 @@ class LogGateway:
                 if wait is None:
                     raise map_azure_error(exc) from None
             self.sleep(wait)
-            self.shaper.charge(identity)
+            self.shaper.charge(lease)
             attempt += 1
+
+
+def _encode_result(result: LogQueryResult) -> bytes | None:
+    if result.response_bytes > SHARED_RESULT_MAX_BYTES:
+        return None
+    tables = [[t.name, t.columns, t.rows] for t in result.tables]
+    return json.dumps(
+        [tables, result.error, result.statistics, result.response_bytes], separators=(",", ":")
+    ).encode()
+
+
+def _decode_result(data: bytes) -> LogQueryResult:
+    tables, error, statistics, size = json.loads(data)
+    return LogQueryResult(
+        tables=tuple(
+            LogTable(name, tuple((c[0], c[1]) for c in columns), rows)
+            for name, columns, rows in tables
+        ),
+        error=error,
+        statistics=statistics,
+        response_bytes=size,
+    )
+
+
+RESULT_CODEC: Codec[LogQueryResult] = Codec(_encode_result, _decode_result)
 
 
 class _RetryableAnswer(Exception):

@@ -4,176 +4,336 @@ Log Analytics allows each identity 5 concurrent queries and 200 per 30 s; past t
 for minutes, then answers 429. The proxy keeps each identity under the budget itself and answers
 its own 429 with Retry-After at once rather than letting a caller stall:
 
-- rate: a sliding window of send times; a query over the budget is refused with the time until
-  the oldest send leaves the window;
-- concurrency: a query beyond the slots waits a bounded time, in a per-API-key queue; a freed
-  slot goes to the next key in round-robin order, so one noisy key cannot starve the others,
-  and each key may hold only a few waiters (more are refused at once);
-- coalescing: identical queries in flight at the same time share one Azure call, and an optional
-  short TTL cache answers repeats.
-
-Limits are per process: the composition root divides the deployment's budget by the number of
-API processes (``LogQuerySettings.processes``) so that N gunicorn workers never exceed it.
+- one budget per identity for the whole deployment, kept in a :class:`BudgetStore`: Redis
+  (``REDIS_URL``) for several replicas, a file shared by one host's gunicorn workers, or this
+  process's memory; the rules are ``service.domain.budget`` (leased slots, a send window, a fair
+  queue between API keys);
+- a query beyond the slots waits a bounded time in the fair queue; each key may hold only a few
+  waiters (more are refused at once);
+- when the shared store does not answer, each process falls back to its own conservative share
+  of the budget (``1/LOG_QUERY_PROCESSES``, counting the queries it still has running) and tries
+  the store again after ``REDIS_RETRY_S``: never more traffic than the budget's shares, never a
+  500;
+- coalescing: identical queries in flight at the same time share one Azure call (across
+  replicas too when the store is Redis), and an optional short TTL cache answers repeats.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import logging
 import math
+import secrets
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar
 
 from service.config import LogQuerySettings
+from service.domain.budget import GRANTED, KEY_QUEUE, RATE, BudgetState, Decision, Limits
 from service.errors import TooManyRequests
 from service.metrics import THROTTLE_WAITS, THROTTLED_RESPONSES
+from service.ports import BudgetStore, CoordinationUnavailable, SharedResults
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# A waiter polls the store again after this long per waiter ahead of it (capped): the head of
+# the queue notices a slot freed in another process within a few ms, the tail costs little.
+POLL_STEP_S = 0.004
+POLL_MAX_S = 0.1
+
+
+class MemoryBudgetStore:
+    """Budgets in this process's memory (one process, or the fallback when Redis is down)."""
+
+    name = "memory"
+    shared = False
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._states: dict[str, BudgetState] = {}
+
+    def _step(self, identity: str, step: Callable[[BudgetState, float], T]) -> T:
+        with self._lock:
+            state = self._states.setdefault(identity, BudgetState())
+            result = step(state, self._clock())
+            if state.idle:
+                del self._states[identity]
+            return result
+
+    def acquire(self, identity: str, token: str, caller: str, limits: Limits) -> Decision:
+        return self._step(identity, lambda s, now: s.acquire(token, caller, now, limits))
+
+    def release(self, identity: str, token: str, sends: int, limits: Limits) -> None:
+        self._step(identity, lambda s, now: s.release(token, sends, now, limits))
+
+    def charge(self, identity: str, token: str, sends: int, limits: Limits) -> Decision:
+        return self._step(identity, lambda s, now: s.charge(token, sends, now, limits))
+
+    def renew(self, identity: str, token: str, sends: int, limits: Limits) -> None:
+        self._step(identity, lambda s, now: s.renew(token, sends, now, limits))
+
+    def cancel(self, identity: str, token: str) -> None:
+        self._step(identity, lambda s, now: s.cancel(token))
+
+    def in_flight(self, identity: str) -> int:
+        return self._step(identity, lambda s, now: len(s.slots))
+
+    def ping(self) -> None:
+        return None
+
+
+class MemoryRevocationFeed:
+    """The revocation counter of a single process."""
+
+    def __init__(self) -> None:
+        self._value = 0
+        self._lock = threading.Lock()
+
+    def stamp(self) -> int:
+        return self._value
+
+    def bump(self) -> None:
+        with self._lock:
+            self._value += 1
 
 
 @dataclass
-class _Identity:
-    in_flight: int = 0
-    sent: deque[float] = field(default_factory=deque)  # send times inside the rate window
-    waiters: dict[str, deque[threading.Event]] = field(default_factory=dict)
-    turn: deque[str] = field(default_factory=deque)  # keys with waiters, round-robin order
-    max_in_flight: int = 0
-    refused: int = 0
+class Lease:
+    """One held query slot; ``sends`` counts the sends charged to it (first + retries)."""
+
+    identity: str
+    token: str
+    store: BudgetStore
+    limits: Limits
+    sends: int = 1
+    released: bool = False
 
 
 class TrafficShaper:
     """Per-identity concurrency and rate limits with fair, bounded queueing (thread-safe)."""
 
     def __init__(
-        self, settings: LogQuerySettings, *, clock: Callable[[], float] = time.monotonic
+        self,
+        settings: LogQuerySettings,
+        store: BudgetStore | None = None,
+        *,
+        lease_s: float = 15.0,
+        retry_shared_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.limits = Limits(
+            concurrency=settings.max_concurrent,
+            rate_limit=settings.rate_limit,
+            window_s=settings.rate_window_s,
+            lease_s=lease_s,
+            ticket_ttl_s=max(2.0, 4 * POLL_MAX_S),
+            queue_per_key=settings.queue_per_key,
+        )
         processes = max(1, settings.processes)
-        self.concurrency = max(1, settings.max_concurrent // processes)
-        self.rate_limit = max(1, settings.rate_limit // processes)
-        self.window_s = settings.rate_window_s
+        # The fallback share of one process while the shared store is unreachable.
+        self.fallback_limits = replace(
+            self.limits,
+            concurrency=max(1, settings.max_concurrent // processes),
+            rate_limit=max(1, settings.rate_limit // processes),
+        )
         self.queue_timeout_s = settings.queue_timeout_s
-        self.queue_per_key = settings.queue_per_key
+        self.store: BudgetStore = store or MemoryBudgetStore()
+        self.local = self.store if not self.store.shared else MemoryBudgetStore()
+        self.retry_shared_s = retry_shared_s
         self._clock = clock
-        self._lock = threading.Lock()
-        self._identities: dict[str, _Identity] = {}
+        self._cond = threading.Condition()
+        self._held: dict[str, Lease] = {}
+        self._down_until = 0.0
+        self._renewer: threading.Thread | None = None
+        self.refused = 0
 
+    # -- the public face -------------------------------------------------------------------
     @contextmanager
-    def slot(self, identity: str, caller: str) -> Iterator[None]:
+    def slot(self, identity: str, caller: str) -> Iterator[Lease]:
         """Hold one of the identity's query slots (and one send of its rate budget)."""
-        self.acquire(identity, caller)
+        lease = self.acquire(identity, caller)
         try:
-            yield
+            yield lease
         finally:
-            self.release(identity)
+            self.release(lease)
 
-    def charge(self, identity: str) -> None:
-        """Spend one more send of the rate budget (a retry); raise our 429 when none is left."""
-        with self._lock:
-            self._spend(self._state(identity))
-
-    def stats(self, identity: str) -> dict[str, int]:
-        with self._lock:
-            s = self._state(identity)
-            return {
-                "in_flight": s.in_flight,
-                "max_in_flight": s.max_in_flight,
-                "waiting": sum(len(q) for q in s.waiters.values()),
-                "refused": s.refused,
-            }
-
-    # -- internals -------------------------------------------------------------------------
-    def _state(self, identity: str) -> _Identity:
-        state = self._identities.get(identity)
-        if state is None:
-            state = self._identities[identity] = _Identity()
-        return state
-
-    def _spend(self, s: _Identity) -> float:
-        now = self._clock()
-        while s.sent and s.sent[0] <= now - self.window_s:
-            s.sent.popleft()
-        if len(s.sent) >= self.rate_limit:
-            s.refused += 1
-            THROTTLED_RESPONSES.labels("log_query_rate").inc()
-            wait = s.sent[0] + self.window_s - now
-            raise TooManyRequests(
-                f"this tenant's identity used its {self.rate_limit} queries per "
-                f"{self.window_s:g} s; retry later",
-                retry_after_s=math.ceil(wait),
-            )
-        s.sent.append(now)
-        return now
-
-    def _refund(self, s: _Identity, stamp: float) -> None:
-        with contextlib.suppress(ValueError):  # already out of the window
-            s.sent.remove(stamp)
-
-    def acquire(self, identity: str, caller: str) -> None:
-        """Take a slot, waiting at most ``queue_timeout_s``; else raise our 429."""
-        with self._lock:
-            s = self._state(identity)
-            stamp = self._spend(s)
-            if s.in_flight < self.concurrency and not s.turn:
-                s.in_flight += 1
-                s.max_in_flight = max(s.max_in_flight, s.in_flight)
-                return
-            mine = s.waiters.setdefault(caller, deque())
-            if len(mine) >= self.queue_per_key:
-                self._refund(s, stamp)
-                s.refused += 1
-                THROTTLED_RESPONSES.labels("log_query_key_queue").inc()
+    def acquire(self, identity: str, caller: str) -> Lease:
+        """Take a slot, waiting at most ``queue_timeout_s`` in the fair queue; else our 429."""
+        token = secrets.token_hex(8)
+        deadline = self._clock() + self.queue_timeout_s
+        counted = False
+        while True:
+            store, limits = self._choose(identity)
+            try:
+                decision = store.acquire(identity, token, caller, limits)
+            except CoordinationUnavailable as exc:
+                self._degrade(exc)
+                continue
+            if decision.outcome == GRANTED:
+                return self._hold(Lease(identity, token, store, limits))
+            if decision.outcome == RATE:
+                self._refuse("log_query_rate")
+                raise TooManyRequests(
+                    f"this tenant's identity used its {limits.rate_limit} queries per "
+                    f"{limits.window_s:g} s; retry later",
+                    retry_after_s=max(1, math.ceil(decision.retry_after_s)),
+                )
+            if decision.outcome == KEY_QUEUE:
+                self._refuse("log_query_key_queue")
                 raise TooManyRequests(
                     "this API key already has the most queries waiting for this tenant; "
                     "retry when some finish",
                     retry_after_s=1,
                 )
-            ticket = threading.Event()
-            mine.append(ticket)
-            THROTTLE_WAITS.labels("log_query_slot").inc()
-            if caller not in s.turn:
-                s.turn.append(caller)
-        if ticket.wait(self.queue_timeout_s):
-            return
-        with self._lock:
-            if ticket.is_set():  # handed a slot between the timeout and the lock
-                return
-            mine.remove(ticket)
-            if not mine:
-                s.waiters.pop(caller, None)
-                s.turn.remove(caller)
-            self._refund(s, stamp)
-            s.refused += 1
-        THROTTLED_RESPONSES.labels("log_query_queue_timeout").inc()
-        raise TooManyRequests(
-            f"all {self.concurrency} query slots of this tenant's identity stayed busy for "
-            f"{self.queue_timeout_s:g} s",
-            retry_after_s=max(1, math.ceil(self.queue_timeout_s / 2)),
-        )
-
-    def release(self, identity: str) -> None:
-        """Give a slot back: to the next API key in turn, or free it."""
-        with self._lock:
-            s = self._identities[identity]
-            if not s.turn:
-                s.in_flight -= 1
-                return
-            caller = s.turn.popleft()  # the next key in turn gets the slot: fairness
-            queue = s.waiters[caller]
-            ticket = queue.popleft()
-            if queue:
-                s.turn.append(caller)
+            if not counted:
+                THROTTLE_WAITS.labels("log_query_slot").inc()
+                counted = True
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                with contextlib.suppress(CoordinationUnavailable):
+                    store.cancel(identity, token)
+                self._refuse("log_query_queue_timeout")
+                raise TooManyRequests(
+                    f"all {limits.concurrency} query slots of this tenant's identity stayed "
+                    f"busy for {self.queue_timeout_s:g} s",
+                    retry_after_s=max(1, math.ceil(self.queue_timeout_s / 2)),
+                )
+            pause = min(remaining, POLL_STEP_S * (1 + decision.ahead), POLL_MAX_S)
+            if decision.ahead < limits.concurrency:
+                with self._cond:  # next in line: a release in this process wakes it at once
+                    self._cond.wait(pause)
             else:
-                del s.waiters[caller]
-            ticket.set()  # the slot passes on; in_flight is unchanged
+                time.sleep(pause)  # further back: its turn is several releases away
+
+    def release(self, lease: Lease) -> None:
+        """Give a slot back (idempotent); waiters of this process look again at once."""
+        with self._cond:
+            if lease.released:
+                return
+            lease.released = True
+            self._held.pop(lease.token, None)
+        try:
+            lease.store.release(lease.identity, lease.token, lease.sends, lease.limits)
+        except CoordinationUnavailable as exc:
+            self._degrade(exc)  # the lease lapses on its own
+        with self._cond:
+            self._cond.notify_all()
+
+    def charge(self, lease: Lease) -> None:
+        """Spend one more send of the rate budget (a retry); raise our 429 when none is left."""
+        try:
+            decision = lease.store.charge(lease.identity, lease.token, lease.sends, lease.limits)
+        except CoordinationUnavailable as exc:
+            self._degrade(exc)
+            decision = self.local.charge(
+                lease.identity, lease.token, lease.sends, self.fallback_limits
+            )
+        if decision.outcome != GRANTED:
+            self._refuse("log_query_rate")
+            raise TooManyRequests(
+                f"this tenant's identity used its {lease.limits.rate_limit} queries per "
+                f"{lease.limits.window_s:g} s; retry later",
+                retry_after_s=max(1, math.ceil(decision.retry_after_s)),
+            )
+        lease.sends += 1
+
+    @property
+    def mode(self) -> str:
+        """``redis``, ``host`` or ``memory``; ``degraded`` while the shared store is down."""
+        if self.store.shared and self._clock() < self._down_until:
+            return "degraded"
+        return self.store.name
+
+    def check(self) -> str:
+        """Ping the shared store now and report the mode (readiness)."""
+        if self.store.shared:
+            try:
+                self.store.ping()
+            except CoordinationUnavailable as exc:
+                self._degrade(exc)
+        return self.mode
+
+    # -- internals -------------------------------------------------------------------------
+    def _choose(self, identity: str) -> tuple[BudgetStore, Limits]:
+        if not self.store.shared or self._clock() >= self._down_until:
+            return self.store, self.limits
+        # Degraded: this process's share, counting the queries the shared store granted it
+        # that still run (they are invisible to the local store).
+        with self._cond:
+            running = sum(
+                1
+                for lease in self._held.values()
+                if lease.identity == identity and lease.store is self.store
+            )
+        limits = self.fallback_limits
+        return self.local, replace(limits, concurrency=max(0, limits.concurrency - running))
+
+    def _degrade(self, reason: Exception) -> None:
+        if self._clock() >= self._down_until:
+            log.warning(
+                "coordination store %s unavailable (%s): this process uses its share of the "
+                "budget for %g s",
+                self.store.name,
+                reason,
+                self.retry_shared_s,
+            )
+        self._down_until = self._clock() + self.retry_shared_s
+
+    def _refuse(self, reason: str) -> None:
+        self.refused += 1
+        THROTTLED_RESPONSES.labels(reason).inc()
+
+    def _hold(self, lease: Lease) -> Lease:
+        with self._cond:
+            self._held[lease.token] = lease
+            if self._renewer is None:
+                self._renewer = threading.Thread(
+                    target=self._renew_forever, name="slot-lease-renewer", daemon=True
+                )
+                self._renewer.start()
+        return lease
+
+    def _renew_forever(self) -> None:
+        """Keep the leases of running queries alive (a crashed process's lapse on their own)."""
+        while True:
+            time.sleep(self.limits.lease_s / 3)
+            with self._cond:
+                leases = list(self._held.values())
+                if not leases:  # idle: stop; the next lease starts a new renewer
+                    self._renewer = None
+                    return
+            for lease in leases:
+                try:
+                    lease.store.renew(lease.identity, lease.token, lease.sends, lease.limits)
+                except CoordinationUnavailable as exc:
+                    self._degrade(exc)
+                    break
+                except Exception:  # the renewer must outlive any one failure
+                    log.exception("renewing a query slot lease failed")
+
+
+@dataclass(frozen=True)
+class Codec(Generic[T]):
+    """How a result travels between replicas (shared cache and cross-replica coalescing)."""
+
+    encode: Callable[[T], bytes | None]  # None: too large to share
+    decode: Callable[[bytes], T]
 
 
 class Coalescer:
-    """Identical concurrent calls share one execution; results may be cached for ``ttl_s``."""
+    """Identical concurrent calls share one execution; results may be cached for ``ttl_s``.
+
+    With a :class:`SharedResults` store, replicas share both: the first replica to start a
+    query leads it, the others poll for its answer (a few small reads) instead of spending
+    another slot of the identity's budget.
+    """
 
     def __init__(
         self,
@@ -182,6 +342,10 @@ class Coalescer:
         ttl_s: float,
         clock: Callable[[], float] = time.monotonic,
         max_entries: int = 1000,
+        shared: SharedResults | None = None,
+        lead_ttl_s: float = 15.0,
+        follow_max_s: float = 610.0,
+        poll_s: float = 0.02,
     ) -> None:
         self.enabled = enabled
         self.ttl_s = ttl_s
@@ -190,8 +354,16 @@ class Coalescer:
         self._lock = threading.Lock()
         self._running: dict[Hashable, Future[Any]] = {}
         self._cache: dict[Hashable, tuple[float, Any]] = {}
+        self._shared = shared
+        self._lead_ttl_s = lead_ttl_s  # renewed while the query runs: a dead leader's lapses
+        self._follow_max_s = follow_max_s
+        self._poll_s = poll_s
+        self._leads: dict[str, str] = {}  # digest -> token of the queries this process leads
+        self._renewer: threading.Thread | None = None
 
-    def run(self, key: Hashable, call: Callable[[], T]) -> tuple[T, str]:
+    def run(
+        self, key: Hashable, call: Callable[[], T], codec: Codec[T] | None = None
+    ) -> tuple[T, str]:
         """``call()``'s result and how it was obtained: ``azure``, ``coalesced`` or ``cache``."""
         if not self.enabled and self.ttl_s <= 0:
             return call(), "azure"
@@ -208,7 +380,7 @@ class Coalescer:
         if leader is not None:
             return leader.result(), "coalesced"  # re-raises the leader's error
         try:
-            result = call()
+            result, how = self._run_shared(key, call, codec)
         except BaseException as exc:
             future.set_exception(exc)
             raise
@@ -221,7 +393,91 @@ class Coalescer:
                 if len(self._cache) >= self._max_entries:
                     self._evict()
                 self._cache[key] = (self._clock() + self.ttl_s, result)
+        return result, how
+
+    def _run_shared(
+        self, key: Hashable, call: Callable[[], T], codec: Codec[T] | None
+    ) -> tuple[T, str]:
+        shared = self._shared
+        if shared is None or codec is None:
+            return call(), "azure"
+        digest = hashlib.sha256(repr(key).encode()).hexdigest()
+        try:
+            if self.ttl_s > 0:
+                hit = shared.get(f"cache:{digest}")
+                if hit:
+                    return codec.decode(hit), "cache"
+            token = secrets.token_hex(8)
+            if self.enabled:
+                leader = shared.lead(digest, token, self._lead_ttl_s)
+                if leader is not None:
+                    answer = self._follow(shared, digest, leader)
+                    if answer:
+                        return codec.decode(answer), "coalesced"
+                    token = ""  # the leader failed or its answer was too large: run it here
+        except CoordinationUnavailable:
+            return call(), "azure"
+        if token:
+            self._hold_lead(digest, token)
+        try:
+            result = call()
+        except BaseException:
+            if token:
+                self._leads.pop(digest, None)
+                with contextlib.suppress(CoordinationUnavailable):
+                    shared.unlead(digest, token)
+            raise
+        if token:
+            self._leads.pop(digest, None)
+        with contextlib.suppress(CoordinationUnavailable):
+            encoded = codec.encode(result)
+            # The answer goes to Redis only when another replica waits for it (a few seconds,
+            # enough for followers polling every ``poll_s``), not for every query.
+            if token and shared.followers(digest, token) > 0:
+                shared.put(f"answer:{digest}:{token}", encoded or b"", 5.0)
+            if token:
+                shared.unlead(digest, token)
+            if encoded and self.ttl_s > 0:
+                shared.put(f"cache:{digest}", encoded, self.ttl_s)
         return result, "azure"
+
+    def _follow(self, shared: SharedResults, digest: str, leader: str) -> bytes | None:
+        """Wait for another replica's answer; None when it ends without a usable one."""
+        shared.follow(digest, leader)
+        deadline = self._clock() + self._follow_max_s
+        while self._clock() < deadline:
+            answer = shared.get(f"answer:{digest}:{leader}")
+            if answer is not None:
+                return answer or None
+            if shared.leader(digest) != leader:  # it finished (or failed) meanwhile
+                answer = shared.get(f"answer:{digest}:{leader}")
+                return answer or None
+            time.sleep(self._poll_s)
+        return None
+
+    def _hold_lead(self, digest: str, token: str) -> None:
+        with self._lock:
+            self._leads[digest] = token
+            if self._renewer is None:
+                self._renewer = threading.Thread(
+                    target=self._renew_leads, name="coalescing-lead-renewer", daemon=True
+                )
+                self._renewer.start()
+
+    def _renew_leads(self) -> None:
+        """Keep this process's leads alive while their queries run (a crash lets them lapse)."""
+        shared = self._shared
+        assert shared is not None
+        while True:
+            time.sleep(self._lead_ttl_s / 3)
+            with self._lock:
+                leads = list(self._leads.items())
+                if not leads:
+                    self._renewer = None
+                    return
+            for digest, token in leads:
+                with contextlib.suppress(CoordinationUnavailable):
+                    shared.renew_lead(digest, token, self._lead_ttl_s)
 
     def _evict(self) -> None:
         now = self._clock()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from service.config import Settings
 from service.db.session import Database, UnitOfWork
 from service.ports import IdentityProvider, MlControlPlane, SecretBox
+from service.services.api_keys import KeyCache
 from service.services.log_gateway import LogGateway
 
 
@@ -18,6 +19,7 @@ class Runtime:
     identity: IdentityProvider
     ml: MlControlPlane
     logs: LogGateway
+    key_cache: KeyCache = field(default_factory=KeyCache)  # API-key look-ups of this process
 
     def uow(self) -> UnitOfWork:
         return self.database.unit_of_work()

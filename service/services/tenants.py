@@ -13,7 +13,8 @@ from service.db.session import UnitOfWork
 from service.domain.access import Role
 from service.domain.etags import etag_for
 from service.errors import Conflict, Forbidden
-from service.services import api_keys, audit
+from service.services import audit
+from service.services.api_keys import KeyCache
 from service.services.context import CallContext
 from service.services.lookup import apply_changes, check_if_match, visible_tenant
 from service.services.pagination import Page, PageRequest, paginate
@@ -114,7 +115,9 @@ def update_tenant(
     return after
 
 
-def delete_tenant(uow: UnitOfWork, ctx: CallContext, slug: str, if_match: str | None) -> None:
+def delete_tenant(
+    uow: UnitOfWork, ctx: CallContext, slug: str, if_match: str | None, key_cache: KeyCache
+) -> None:
     """Delete an empty tenant. Its workspaces must be deleted first; its API keys go with it."""
     tenant = visible_tenant(uow, ctx.principal, slug)
     ctx.require(Role.ADMIN)
@@ -146,4 +149,4 @@ def delete_tenant(uow: UnitOfWork, ctx: CallContext, slug: str, if_match: str | 
         before=before,
     )
     uow.commit()
-    api_keys.key_cache.forget_all()  # its keys stop working at once in this process
+    key_cache.forget_all()  # its keys stop working at once, in every process

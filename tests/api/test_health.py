@@ -33,6 +33,7 @@ def test_readyz_is_200_on_a_migrated_database(api: ApiClient) -> None:
         "schema": "at_head",
         "schema_revision": migrate.head_revision(),
         "expected_revision": migrate.head_revision(),
+        "coordination": "memory",
     }
 
 

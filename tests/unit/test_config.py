@@ -67,6 +67,11 @@ def test_values_are_parsed() -> None:
         ("LOG_FORMAT", "xml"),
         ("WORKER_METRICS_PORT", "70000"),
         ("RECONCILER_TENANTS", "contoso"),
+        ("REDIS_URL", "http://cache:6379"),
+        ("REDIS_PREFIX", "has spaces"),
+        ("REDIS_TIMEOUT_S", "0"),
+        ("REDIS_RETRY_S", "soon"),
+        ("LOG_QUERY_SLOT_LEASE_S", "0.5"),
     ],
 )
 def test_a_bad_value_is_an_error_naming_the_variable(variable: str, value: str) -> None:
@@ -107,3 +112,25 @@ def test_the_observability_and_sharding_settings_are_parsed() -> None:
     assert s.log_json is False
     assert s.worker_metrics_port == 9100
     assert s.reconciler.only_tenants == {tenant}
+
+
+def test_the_coordination_settings_are_parsed() -> None:
+    default = Settings.from_env({}).coordination
+    assert (default.redis_url, default.host_file, default.slot_lease_s) == (None, None, 15.0)
+    c = Settings.from_env(
+        {
+            "REDIS_URL": "redis://cache:6379/2",
+            "REDIS_PREFIX": "prod.eu",
+            "REDIS_TIMEOUT_S": "0.5",
+            "REDIS_RETRY_S": "3",
+            "COORDINATION_FILE": "/run/amlcp/coord.db",
+            "LOG_QUERY_SLOT_LEASE_S": "30",
+        }
+    ).coordination
+    assert (c.redis_url, c.redis_prefix, c.redis_timeout_s, c.redis_retry_s) == (
+        "redis://cache:6379/2",
+        "prod.eu",
+        0.5,
+        3.0,
+    )
+    assert (c.host_file, c.slot_lease_s) == ("/run/amlcp/coord.db", 30.0)

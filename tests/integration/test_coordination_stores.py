@@ -1,0 +1,297 @@
+"""The coordination stores (this process, the host's file, Redis) against the same rules.
+
+Two handles on one store stand for two processes (or two replicas): what one takes, the other
+sees. The Redis cases use the machine's Redis with a key prefix of their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from service.adapters.host_coordination import HostCoordination
+from service.adapters.redis_coordination import RedisCoordination
+from service.config import LogQuerySettings
+from service.domain.budget import GRANTED, WAITING, BudgetState, Limits
+from service.errors import TooManyRequests
+from service.ports import BudgetStore, CoordinationUnavailable
+from service.services.query_shaping import Coalescer, Codec, MemoryBudgetStore, TrafficShaper
+from tests.support.redis import free_port
+
+Handles = Callable[[], BudgetStore]  # each call: another process's handle on the same store
+
+
+@pytest.fixture(params=["memory", "host", "redis"])
+def handles(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Handles]:
+    if request.param == "memory":
+        one = MemoryBudgetStore()
+        yield lambda: one
+    elif request.param == "host":
+        path = str(tmp_path / "coord.db")
+        yield lambda: HostCoordination(path)
+    else:
+        url = request.getfixturevalue("redis_url")
+        prefix = request.getfixturevalue("redis_prefix")
+        opened: list[RedisCoordination] = []
+
+        def open_one() -> BudgetStore:
+            opened.append(RedisCoordination(url, prefix=prefix))
+            return opened[-1]
+
+        yield open_one
+        for store in opened:
+            store.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.002)
+
+
+def test_every_store_decides_exactly_like_the_reference_rules(handles: Handles) -> None:
+    """A random walk of acquire / release / charge / cancel, compared step by step."""
+    store = handles()
+    reference = BudgetState()
+    lim = Limits(3, 12, 600, lease_s=600, ticket_ttl_s=600, queue_per_key=3)
+    rng = random.Random(18)
+    held: dict[str, int] = {}
+    queued: dict[str, str] = {}
+    for step in range(400):
+        op = rng.choice(["new", "new", "poll", "release", "charge", "cancel"])
+        if op == "new" or (op == "poll" and not queued):
+            token, caller = f"t{step}", rng.choice(["a", "b", "c"])
+        elif op == "poll":
+            token = rng.choice(sorted(queued))
+            caller = queued[token]
+        if op in ("new", "poll"):
+            got = store.acquire("id", token, caller, lim)
+            want = reference.acquire(token, caller, 0.0, lim)
+            assert (got.outcome, got.ahead) == (want.outcome, want.ahead), step
+            queued.pop(token, None)
+            if want.outcome == GRANTED:
+                held[token] = 1
+            elif want.outcome == WAITING:
+                queued[token] = caller
+        elif op == "release" and held:
+            token = rng.choice(sorted(held))
+            store.release("id", token, held.pop(token), lim)
+            reference.release(token, 1, 0.0, lim)  # (windows outlast the test either way)
+        elif op == "charge" and held:
+            token = rng.choice(sorted(held))
+            got = store.charge("id", token, held[token], lim)
+            want = reference.charge(token, held[token], 0.0, lim)
+            assert got.outcome == want.outcome, step
+            if want.outcome == GRANTED:
+                held[token] += 1
+        elif op == "cancel" and queued:
+            token = rng.choice(sorted(queued))
+            queued.pop(token)
+            store.cancel("id", token)
+            reference.cancel(token)
+        assert store.in_flight("id") == len(reference.slots), step
+
+
+def test_two_processes_together_use_all_the_slots_and_never_more(handles: Handles) -> None:
+    settings = LogQuerySettings(max_concurrent=5, rate_limit=10_000, queue_timeout_s=30)
+    shapers = [TrafficShaper(settings, handles()), TrafficShaper(settings, handles())]
+    lock = threading.Lock()
+    running, peak = [0], [0]
+
+    def client(shaper: TrafficShaper, key: str) -> None:
+        for _ in range(6):
+            with shaper.slot("tenant", key):
+                with lock:
+                    running[0] += 1
+                    peak[0] = max(peak[0], running[0])
+                time.sleep(0.02)
+                with lock:
+                    running[0] -= 1
+
+    threads = [
+        threading.Thread(target=client, args=(shapers[i % 2], f"key{i % 3}")) for i in range(12)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] == 5
+
+
+def test_a_quiet_key_on_one_process_is_not_starved_by_a_noisy_key_on_another(
+    handles: Handles,
+) -> None:
+    settings = LogQuerySettings(max_concurrent=1, queue_timeout_s=20, queue_per_key=50)
+    noisy_side, quiet_side = TrafficShaper(settings, handles()), TrafficShaper(settings, handles())
+    probe = handles()
+    holder = noisy_side.acquire("tenant", "holder")
+    order: list[str] = []
+    lock = threading.Lock()
+
+    def run(shaper: TrafficShaper, key: str) -> None:
+        with shaper.slot("tenant", key):
+            with lock:
+                order.append(key)
+            time.sleep(0.005)
+
+    noisy = [threading.Thread(target=run, args=(noisy_side, "noisy")) for _ in range(8)]
+    for t in noisy:
+        t.start()
+
+    def queue_length() -> int:
+        # a probe that never gets a slot (concurrency 0) reports how many wait before it
+        decision = probe.acquire("tenant", "probe", "probe", Limits(0, 10_000, 30))
+        probe.cancel("tenant", "probe")
+        return decision.ahead
+
+    wait_until(lambda: queue_length() >= 8)
+    quiet = threading.Thread(target=run, args=(quiet_side, "quiet"))
+    quiet.start()
+    wait_until(lambda: queue_length() >= 9)
+    noisy_side.release(holder)
+    for t in [*noisy, quiet]:
+        t.join()
+    assert order.index("quiet") <= 1, order
+
+
+def test_a_crashed_processes_slot_is_free_again_after_its_lease(handles: Handles) -> None:
+    store = handles()
+    # A process took the only slot and died: nothing renews or releases it.
+    assert store.acquire("tenant", "dead", "k", Limits(1, 100, 30, lease_s=1)).outcome == GRANTED
+    shaper = TrafficShaper(
+        LogQuerySettings(max_concurrent=1, queue_timeout_s=10), handles(), lease_s=1
+    )
+    started = time.monotonic()
+    with shaper.slot("tenant", "k"):
+        waited = time.monotonic() - started
+    assert 0.5 < waited < 5
+
+
+def test_a_long_query_keeps_its_slot_by_renewing_its_lease(handles: Handles) -> None:
+    settings = LogQuerySettings(max_concurrent=1, queue_timeout_s=0.1)
+    holder_side = TrafficShaper(settings, handles(), lease_s=1)
+    other_side = TrafficShaper(settings, handles(), lease_s=1)
+    with holder_side.slot("tenant", "k"):
+        time.sleep(1.6)  # past the first lease: only renewal keeps the slot
+        with pytest.raises(TooManyRequests):
+            other_side.acquire("tenant", "k2")
+
+
+# -- Redis only -------------------------------------------------------------------------------
+def test_an_unreachable_redis_fails_fast_and_the_shaper_degrades_instead_of_failing() -> None:
+    dead = RedisCoordination(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)
+    started = time.monotonic()
+    with pytest.raises(CoordinationUnavailable):
+        dead.acquire("tenant", "t", "k", Limits(5, 200, 30))
+    assert time.monotonic() - started < 1
+    shaper = TrafficShaper(LogQuerySettings(max_concurrent=5, processes=4), dead)
+    with shaper.slot("tenant", "k"):
+        assert shaper.mode == "degraded"
+    assert shaper.check() == "degraded"
+
+
+def test_the_revocation_counter_is_one_for_the_whole_deployment(
+    redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    for one, other in (
+        (RedisCoordination(redis_url, prefix=redis_prefix),) * 2,
+        (HostCoordination(str(tmp_path / "c.db")), HostCoordination(str(tmp_path / "c.db"))),
+    ):
+        before = other.stamp()
+        one.bump()
+        assert other.stamp() == before + 1
+
+
+def _int_codec() -> Codec[int]:
+    return Codec(lambda v: str(v).encode(), lambda b: int(b))
+
+
+def test_replicas_coalesce_an_identical_query_in_flight_into_one_azure_call(
+    redis_url: str, redis_prefix: str
+) -> None:
+    replicas = [
+        Coalescer(enabled=True, ttl_s=0, shared=RedisCoordination(redis_url, prefix=redis_prefix))
+        for _ in range(2)
+    ]
+    calls, started, gate = [0], threading.Event(), threading.Event()
+
+    def slow() -> int:
+        calls[0] += 1
+        started.set()
+        gate.wait(10)
+        return 7
+
+    results: list[tuple[int, str]] = []
+    first = threading.Thread(
+        target=lambda: results.append(replicas[0].run("q", slow, _int_codec()))
+    )
+    first.start()
+    started.wait(10)
+    second = threading.Thread(
+        target=lambda: results.append(replicas[1].run("q", slow, _int_codec()))
+    )
+    second.start()
+    time.sleep(0.1)  # (the follower polls; it must not have run the call meanwhile)
+    assert calls[0] == 1
+    gate.set()
+    first.join()
+    second.join()
+    assert sorted(results) == [(7, "azure"), (7, "coalesced")]
+    assert calls[0] == 1
+    # Not a cache: the next identical query, no longer concurrent, runs again.
+    assert replicas[1].run("q", lambda: 8, _int_codec()) == (8, "azure")
+
+
+def test_a_leader_that_dies_lets_the_follower_run_the_query_itself(
+    redis_url: str, redis_prefix: str
+) -> None:
+    shared = RedisCoordination(redis_url, prefix=redis_prefix)
+    follower = Coalescer(enabled=True, ttl_s=0, shared=shared, poll_s=0.005)
+    digest = hashlib.sha256(repr("q").encode()).hexdigest()
+    # Another replica leads "q" and dies without answering: its lead lapses after 0.3 s.
+    assert shared.lead(digest, "dead-replica", 0.3) is None
+    started = time.monotonic()
+    assert follower.run("q", lambda: 3, _int_codec()) == (3, "azure")
+    assert time.monotonic() - started >= 0.2
+
+
+def test_a_leader_running_longer_than_its_lead_ttl_keeps_the_lead_by_renewing_it(
+    redis_url: str, redis_prefix: str
+) -> None:
+    leader = Coalescer(
+        enabled=True, ttl_s=0, shared=RedisCoordination(redis_url, prefix=redis_prefix),
+        lead_ttl_s=0.3,
+    )  # fmt: skip
+    follower = Coalescer(
+        enabled=True, ttl_s=0, shared=RedisCoordination(redis_url, prefix=redis_prefix)
+    )
+    started = threading.Event()
+
+    def slow() -> int:
+        started.set()
+        time.sleep(1.0)  # over three lead TTLs
+        return 5
+
+    results: list[tuple[int, str]] = []
+    first = threading.Thread(target=lambda: results.append(leader.run("q", slow, _int_codec())))
+    first.start()
+    started.wait(10)
+    results.append(follower.run("q", lambda: 6, _int_codec()))
+    first.join()
+    assert sorted(results) == [(5, "azure"), (5, "coalesced")]
+
+
+def test_replicas_share_the_result_cache(redis_url: str, redis_prefix: str) -> None:
+    replicas = [
+        Coalescer(enabled=True, ttl_s=30, shared=RedisCoordination(redis_url, prefix=redis_prefix))
+        for _ in range(2)
+    ]
+    assert replicas[0].run(("t", "q"), lambda: 1, _int_codec()) == (1, "azure")
+    assert replicas[1].run(("t", "q"), lambda: 2, _int_codec()) == (1, "cache")

@@ -21,14 +21,16 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert
 
 from service.db.models import AuditEvent
 from service.domain.text import document_problems
 from service.errors import ValidationFailed
-from service.services.runtime import Runtime
+
+if TYPE_CHECKING:  # runtime -> api_keys -> audit -> here: the type only, no import cycle
+    from service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,14 @@
 """Reconciler convergence: 1,000 drifted endpoints vs the sequential loop the source implies.
 
     .venv/bin/python -m bench.reconcile_converge [--endpoints 1000] [--baseline-sample 20]
+    .venv/bin/python -m bench.reconcile_converge --endpoints 500 --online 500   # mixed v1/v2
+
+``--online N`` adds N SDK v2 online deployments (App Insights off; endpoints of two deployments,
+blue and green, half managed and half Kubernetes) to the same workspaces: the same policy
+governs them through azure-ai-ml (a GET and a full PUT each, long-running, one deployment of an
+endpoint at a time), and their PUTs spend the same subscription write budget as the MMS PATCHes.
+The v2 baseline is the same sequential loop with azure-ai-ml's ARM client: GET, PUT, wait for
+the operation with its poller (1 s interval), one deployment after another.
 
 An emulator subprocess holds 10 tenants x 2 subscriptions x 1 workspace (``--endpoints`` web
 services, App Insights off); every MMS call takes 100 ms, every Azure operation 2 s, and
@@ -29,11 +37,35 @@ import requests
 import yaml
 
 TENANTS, SUBS_PER_TENANT = 10, 2
+ONLINE_ROUTES = [
+    "arm.online_endpoints_list",
+    "arm.online_deployments_list",
+    "arm.online_deployment_get",
+    "arm.online_deployment_put",
+    "arm.mfe_operation",
+]
 
 
-def _fleet(path: Path, endpoints: int, baseline: int) -> list[dict[str, str]]:
+def _online(prefix: str, count: int, baseline: bool) -> list[dict[str, object]]:
+    """Online endpoints holding ``count`` deployments (blue/green; baseline: blue only)."""
+    per = 1 if baseline else 2
+    endpoints = []
+    for i in range((count + per - 1) // per):
+        names = ["blue", "green"][: min(per, count - i * per)]
+        endpoints.append(
+            {
+                "name": f"{prefix}-oe-{i:03d}",
+                "compute_type": "Kubernetes" if i % 2 else "Managed",
+                "deployments": [{"name": n, "app_insights_enabled": False} for n in names],
+            }
+        )
+    return endpoints
+
+
+def _fleet(path: Path, endpoints: int, baseline: int, online: int = 0) -> list[dict[str, str]]:
     """Write the fleet file; returns the tenants' ids and secrets."""
     per_ws = endpoints // (TENANTS * SUBS_PER_TENANT)
+    online_per_ws = online // (TENANTS * SUBS_PER_TENANT)
     tenants, out = [], []
     for t in range(TENANTS):
         tid, cid, secret = str(uuid.uuid4()), str(uuid.uuid4()), f"bench-secret-{t}"
@@ -58,6 +90,11 @@ def _fleet(path: Path, endpoints: int, baseline: int) -> list[dict[str, str]]:
                 "app_insights": True,
                 "log_analytics_workspace_id": False,
                 "services": services,
+                "online_endpoints": _online(
+                    "base" if is_baseline else f"on{t}{s}",
+                    (baseline if online else 0) if is_baseline else online_per_ws,
+                    is_baseline,
+                ),
             }
             subs.append({"id": sid, "name": f"sub-{t}-{s}", "workspaces": [ws]})
             out.append(
@@ -113,6 +150,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoints", type=int, default=1000)
     parser.add_argument("--baseline-sample", type=int, default=20)
+    parser.add_argument("--online", type=int, default=0, help="SDK v2 deployments to add")
     parser.add_argument("--fault-rate", type=float, default=0.10)
     parser.add_argument("--threads", type=int, default=100)
     parser.add_argument("--progress", action="store_true", help="print operation states")
@@ -122,7 +160,7 @@ def main() -> int:
     os.environ.setdefault("HOME", str(work))
     os.environ["AZURE_CONFIG_DIR"] = str(work / ".azure")
     os.environ["AZUREML_CURRENT_CLOUD"] = "AzureCloud"
-    rows = _fleet(work / "fleet.yaml", args.endpoints, args.baseline_sample)
+    rows = _fleet(work / "fleet.yaml", args.endpoints, args.baseline_sample, args.online)
     proc, url, ca = _start_emulator(work / "fleet.yaml", work / "tls")
     os.environ["REQUESTS_CA_BUNDLE"] = ca
     admin = requests.Session()
@@ -144,7 +182,7 @@ def _run(
 ) -> int:
     from cryptography.fernet import Fernet
 
-    from bench.reconcile_baseline import sequential_sample
+    from bench.reconcile_baseline import sequential_online_sample, sequential_sample
     from service.bootstrap import build_runtime
     from service.config import AzureSettings, ReconcilerSettings, Settings
     from service.db import migrate
@@ -224,20 +262,23 @@ def _run(
             )
 
     admin.put(f"{url}/_admin/limits", json={"arm_throttle": {"enabled": True}}).raise_for_status()
-    admin.post(
-        f"{url}/_admin/faults", json={"kind": "latency", "route": "mms.", "latency_s": 0.1}
-    ).raise_for_status()
+    families = ["mms."] + (ONLINE_ROUTES if args.online else [])
+    for family in families:
+        admin.post(
+            f"{url}/_admin/faults", json={"kind": "latency", "route": family, "latency_s": 0.1}
+        ).raise_for_status()
     fault_ids = []
-    for kind, extra in (("throttle", {"retry_after_s": 1}), ("status", {"status": 500})):
-        r = admin.post(
-            f"{url}/_admin/faults",
-            json={"kind": kind, "route": "mms.", "probability": args.fault_rate / 2, **extra},
-        )
-        fault_ids.append(r.json()["id"])
+    for family in families:
+        for kind, extra in (("throttle", {"retry_after_s": 1}), ("status", {"status": 500})):
+            r = admin.post(
+                f"{url}/_admin/faults",
+                json={"kind": kind, "route": family, "probability": args.fault_rate / 2, **extra},
+            )
+            fault_ids.append(r.json()["id"])
 
     reconciler = Reconciler(rt, "bench")
     started = last_print = time.monotonic()
-    total = args.endpoints
+    total = args.endpoints + args.online
     while time.monotonic() - started < 1800:
         report = reconciler.reconcile_once()
         if time.monotonic() - last_print > 1:
@@ -246,28 +287,37 @@ def _run(
             if args.progress:
                 print(f"  t={last_print - started:5.1f}s {states} in_flight={report.in_flight}")
             finished = sum(states.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
-            if finished >= total:
+            active = states.get("queued", 0) + states.get("running", 0)
+            # A later discovery may queue a second operation for a target (it then finds
+            # nothing to do): converged means every target had one and none is active.
+            if finished >= total and active == 0:
                 break
         time.sleep(0.2)
     elapsed = time.monotonic() - started
     reconciler.close()
     states = _states(rt)
-    done, failed = states.get("succeeded", 0), total - states.get("succeeded", 0)
+    done, failed = states.get("succeeded", 0), states.get("failed", 0)
     for error in _errors(rt):
         print(f"  failed: {error}")
     for fault_id in fault_ids:
         admin.delete(f"{url}/_admin/faults/{fault_id}")
     writes = admin.get(f"{url}/_admin/stats/arm-writes").json()["maxWritesPerSecond"]
-    served = admin.get(f"{url}/_admin/requests", params={"route": "mms."}).json()
-    entries = served.get("value", served if isinstance(served, list) else [])
-    injected = sum(1 for e in entries if e.get("status") in (429, 500))
+    injected = 0
+    for family in families:
+        served = admin.get(f"{url}/_admin/requests", params={"route": family}).json()
+        entries = served.get("value", served if isinstance(served, list) else [])
+        injected += sum(1 for e in entries if e.get("status") in (429, 500))
 
     base = next(r for r in rows if r["baseline"] == "True")
     per_endpoint = sequential_sample(url, ca, base, args.baseline_sample)
-    baseline_total = per_endpoint * total
+    per_online = (
+        sequential_online_sample(url, ca, base, args.baseline_sample) if args.online else 0.0
+    )
+    baseline_total = per_endpoint * args.endpoints + per_online * args.online
     print(
-        f"endpoints={total} tenants={TENANTS} subscriptions={TENANTS * SUBS_PER_TENANT} "
-        f"mms_latency_ms=100 operation_s=2 fault_rate={args.fault_rate:.0%}"
+        f"targets={total} web_services={args.endpoints} online_deployments={args.online} "
+        f"tenants={TENANTS} subscriptions={TENANTS * SUBS_PER_TENANT} "
+        f"azure_latency_ms=100 operation_s=2 fault_rate={args.fault_rate:.0%}"
     )
     print(
         f"reconciler: converged_s={elapsed:.1f} succeeded={done} failed={failed} "
@@ -279,7 +329,8 @@ def _run(
         f"within_budget={max_rate <= 10}"
     )
     print(
-        f"baseline: sequential_per_endpoint_s={per_endpoint:.2f} (sample of "
+        f"baseline: sequential_per_endpoint_s={per_endpoint:.2f} "
+        f"sequential_per_online_deployment_s={per_online:.2f} (samples of "
         f"{args.baseline_sample}) extrapolated_total_s={baseline_total:.0f}"
     )
     ratio = baseline_total / elapsed

@@ -30,6 +30,9 @@ class Step:
 
 
 ENDPOINT = f"/v1/tenants/{CONTOSO}/workspaces/{PROD}/endpoints/{DEMO_ENDPOINT}"
+V2_ENDPOINT = "churn-v2"
+V2_DEPLOYMENT = f"{V2_ENDPOINT}.blue"  # targets of SDK v2 are named {endpoint}.{deployment}
+V2_TARGET = f"/v1/tenants/{CONTOSO}/workspaces/{PROD}/endpoints/{V2_DEPLOYMENT}"
 
 STEPS: tuple[Step, ...] = (
     Step(
@@ -129,6 +132,25 @@ STEPS: tuple[Step, ...] = (
             "a workspace is listed as soon as it is registered, and again whenever its "
             "tenant's credential becomes usable"
         ),
+    ),
+    Step(
+        f"An online deployment (SDK v2) is governed too: {V2_DEPLOYMENT}, kind managed_online",
+        "GET",
+        V2_TARGET,
+        note="rolls_instances: true - a change is a full PUT of the deployment, rolled out",
+    ),
+    Step(
+        f"Policy for every deployment of online endpoint {V2_ENDPOINT}: model data collection on",
+        "PUT",
+        f"/v1/tenants/{CONTOSO}/workspaces/{PROD}/endpoints/{V2_ENDPOINT}/policy",
+        body={"model_data_collection": True, "max_parallel_updates": 1},
+        expect=(202,),
+        note="one deployment of the endpoint is updated at a time; the others wait their turn",
+    ),
+    Step(
+        f"Container logs of {V2_DEPLOYMENT} (its inference server)",
+        "GET",
+        f"{V2_TARGET}/container-logs?tail=20",
     ),
 )
 

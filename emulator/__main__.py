@@ -31,7 +31,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--tls-dir", type=Path, help="where the CA and server certificate are written"
     )
     parser.add_argument(
-        "--operation-duration", type=float, default=2.0, help="seconds an MMS update runs"
+        "--operation-duration",
+        type=float,
+        default=2.0,
+        help="seconds an MMS update or deployment operation runs",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for fractional faults")
     return parser.parse_args(argv)
@@ -45,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     state = EmulatorState(seed=args.seed)
     state.services.operation_duration_s = args.operation_duration
+    state.online.operation_duration_s = args.operation_duration
     ca = CertificateAuthority.create(args.tls_dir) if args.tls_dir else None
     server = EmulatorServer(state, host=args.host, port=args.port, ca=ca, tls_dir=args.tls_dir)
     server.start()

@@ -207,7 +207,13 @@ class EmulatorApp:
 
         if route.auth == "none":
             return None
-        audiences = ARM_AUDIENCES if route.auth == "arm" else frozenset({LOG_ANALYTICS_AUDIENCE})
+        # azure-ai-ml asks a custom cloud for tokens whose audience is the cloud's resource
+        # manager URL (here, ours), as sovereign clouds do: accept it beside the public ones.
+        audiences = (
+            ARM_AUDIENCES | {self.state.base_url}
+            if route.auth == "arm"
+            else frozenset({LOG_ANALYTICS_AUDIENCE})
+        )
         return self.state.verify_bearer(request.headers.get("Authorization"), audiences)
 
     def _apply_faults(self, faults: list[Fault], family: str) -> Response | None:
@@ -391,9 +397,9 @@ class _Gateway(wsgi.Gateway_10):
 
 def build_app(state: EmulatorState) -> EmulatorApp:
     """Assemble the WSGI app from every route module."""
-    from emulator import admin, arm, data_export, entra, export_delivery, mms
+    from emulator import admin, arm, data_export, entra, export_delivery, mms, online
 
-    routes = [*entra.ROUTES, *arm.ROUTES, *mms.ROUTES, *admin.ROUTES, *LA_ROUTES]
+    routes = [*entra.ROUTES, *arm.ROUTES, *online.ROUTES, *mms.ROUTES, *admin.ROUTES, *LA_ROUTES]
     routes += data_export.ROUTES + export_delivery.ROUTES
     return EmulatorApp(state, routes)
 

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from emulator.faults import ArmThrottle, FaultInjector, RequestLog
 from emulator.mms import ServiceCatalog
+from emulator.online_catalog import OnlineCatalog
 from emulator.tls import certificate_thumbprints
 
 ARM_AUDIENCES = frozenset({"https://management.azure.com", "https://management.core.windows.net"})
@@ -218,6 +219,7 @@ class EmulatorState:
         self.request_log = RequestLog()
         self.throttle = ArmThrottle()
         self.services = ServiceCatalog(self.lock)
+        self.online = OnlineCatalog(self.lock)
         self.tenants: dict[str, Tenant] = {}
         self.confidential_clients: dict[tuple[str, str], ServicePrincipal] = {}
         self.public_clients: dict[tuple[str, str], PublicClient] = {}

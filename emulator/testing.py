@@ -77,6 +77,30 @@ class Sandbox:
         """Out-of-band change, as if someone flipped it in the portal."""
         self.emulator.state.set_service_property(self.workspace, name, path, value)
 
+    def add_online_endpoint(
+        self, name: str | None = None, *, compute_type: str = "Managed"
+    ) -> dict[str, Any]:
+        """Create an online endpoint (SDK v2) in this workspace: Managed or Kubernetes."""
+        return self.emulator.state.online.add_endpoint(
+            self.workspace,
+            name or unique_name("oe"),
+            compute_type=compute_type,  # type: ignore[arg-type]
+        )
+
+    def add_online_deployment(self, endpoint: str, name: str, **options: Any) -> dict[str, Any]:
+        """Create a deployment of an online endpoint (see `OnlineCatalog.add_deployment`)."""
+        return self.emulator.state.online.add_deployment(self.workspace, endpoint, name, **options)
+
+    def online_deployment(self, endpoint: str, name: str) -> dict[str, Any] | None:
+        """The deployment document as the emulator currently holds it."""
+        return self.emulator.state.online.get_deployment(self.workspace, endpoint, name)
+
+    def set_online_deployment_property(
+        self, endpoint: str, name: str, key: str, value: Any
+    ) -> None:
+        """Out-of-band change of one deployment property (as in the portal)."""
+        self.emulator.state.online.set_property(self.workspace, endpoint, name, key, value)
+
     def credential(self, **kwargs: Any) -> ClientSecretCredential:
         """An azure-identity ClientSecretCredential for this sandbox's service principal."""
         from azure.identity import ClientSecretCredential

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 
+from service.adapters.azure_ai_ml import AzureOnlineDeployments
 from service.adapters.azureml import AzureMlControlPlane
 from service.adapters.data_export import AzureDataExports
 from service.adapters.host_coordination import HostCoordination
 from service.adapters.identity import AzureIdentity
 from service.adapters.logs import AzureLogs
+from service.adapters.ml_targets import MlTargets
 from service.adapters.secretbox import FernetSecretBox, load_or_create_key_file
 from service.config import (
     PROJECT_ROOT,
@@ -92,7 +94,12 @@ def build_runtime(settings: Settings, database: Database | None = None) -> Runti
         database=database or Database(settings.database_url),
         secret_box=FernetSecretBox(settings.credential_keys),
         identity=AzureIdentity(settings.azure),
-        ml=AzureMlControlPlane(settings.azure, call_timeout_s=settings.reconciler.call_timeout_s),
+        ml=MlTargets(
+            AzureMlControlPlane(settings.azure, call_timeout_s=settings.reconciler.call_timeout_s),
+            AzureOnlineDeployments(
+                settings.azure, call_timeout_s=settings.reconciler.call_timeout_s
+            ),
+        ),
         logs=LogGateway(
             AzureLogs(settings.azure),
             settings.log_query,

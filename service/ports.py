@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from service.domain.budget import Decision, Limits
 from service.domain.kql import Timespan
+from service.domain.targets import Capabilities
 
 
 class SecretBox(Protocol):
@@ -233,7 +234,8 @@ class MlTarget:
 
 @dataclass(frozen=True)
 class ServiceSnapshot:
-    """A web service as Azure reports it."""
+    """A governed target as Azure reports it: a v1 web service or a v2 online deployment
+    (``name`` = ``{endpoint}.{deployment}``, see ``service.domain.targets``)."""
 
     name: str
     compute_type: str
@@ -242,6 +244,23 @@ class ServiceSnapshot:
     data_collection_enabled: bool | None
     scoring_uri: str | None
     updated_at: datetime | None
+    kind: str | None = None  # a TargetKind; None: derived from compute_type (v1)
+    online_endpoint: str | None = None
+    deployment: str | None = None
+    busy: bool | None = None  # mid-operation in Azure; None: derived from ``state`` (v1)
+    # Opaque fingerprint of what a decision was made on: start_update refuses to write when the
+    # target changed since (the lost-update guard where Azure offers no ETag). None for v1.
+    version: str | None = None
+
+    @property
+    def target_kind(self) -> str:
+        from service.domain.targets import kind_for
+
+        return self.kind or kind_for(self.compute_type).value
+
+    @property
+    def in_progress(self) -> bool:
+        return self.busy if self.busy is not None else self.state == "Transitioning"
 
 
 @dataclass(frozen=True)
@@ -253,16 +272,23 @@ class AzureOperationStatus:
 
 
 class MlControlPlane(Protocol):
-    """AML model management (azureml-core). Every method raises ServiceError subclasses only:
-    AzureCallFailed (temporary, with the server's Retry-After), AzureRejected (permanent),
-    NotFound, or a credential error (LoginRequired, CredentialRejected)."""
+    """The AML control plane, speaking in governed targets of several kinds (v1 web services
+    through azureml-core, v2 online deployments through azure-ai-ml). Every method raises
+    ServiceError subclasses only: AzureCallFailed (temporary, with the server's Retry-After),
+    AzureRejected (permanent), NotFound, or a credential error (LoginRequired,
+    CredentialRejected)."""
+
+    def capabilities(self, kind: str) -> Capabilities:
+        """What a kind of target supports: monitoring fields, whether a change rolls its
+        instances, how its operation is followed."""
+        ...
 
     def list_services(self, target: MlTarget) -> list[ServiceSnapshot]:
-        """Every web service of the workspace (all pages)."""
+        """Every target of the workspace (all pages): web services and online deployments."""
         ...
 
     def get_service(self, target: MlTarget, name: str) -> ServiceSnapshot | None:
-        """One web service, or None when it does not exist."""
+        """One target, or None when it does not exist."""
         ...
 
     def start_update(
@@ -272,8 +298,12 @@ class MlControlPlane(Protocol):
         *,
         app_insights: bool | None = None,
         model_data_collection: bool | None = None,
+        expected_version: str | None = None,
     ) -> str:
-        """Start an update of the given settings; returns the Azure operation id."""
+        """Start an update of the given settings; returns the Azure operation id.
+
+        ``expected_version``: the snapshot's ``version`` the change was decided on; a target
+        that changed since is not written (AzureCallFailed: decide again)."""
         ...
 
     def operation_status(

@@ -105,8 +105,13 @@ class Endpoint(Versioned, Base):
         ID, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False, index=True
     )
     tenant_id: Mapped[str] = mapped_column(ID, nullable=False, index=True)
+    # The target's name: a v1 web service name, or "{online endpoint}.{deployment}" for v2.
     name: Mapped[str] = mapped_column(String(255), nullable=False)
+    # aci | aks | managed_online | kubernetes_online (service.domain.targets.TargetKind).
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
     compute_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    online_endpoint: Mapped[str | None] = mapped_column(String(255))
+    deployment: Mapped[str | None] = mapped_column(String(255))
     state: Mapped[str | None] = mapped_column(String(64))
     app_insights_enabled: Mapped[bool | None] = mapped_column(Boolean)
     data_collection_enabled: Mapped[bool | None] = mapped_column(Boolean)
@@ -125,6 +130,10 @@ class Policy(Versioned, Base):
         UniqueConstraint("tenant_id", "scope_key", name="uq_policies_tenant_scope"),
         CheckConstraint("scope IN ('tenant', 'workspace', 'endpoint')", name="scope"),
         CheckConstraint("mode IS NULL OR mode IN ('enforce', 'audit')", name="mode"),
+        CheckConstraint(
+            "max_parallel_updates IS NULL OR max_parallel_updates >= 1",
+            name="max_parallel_updates",
+        ),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
@@ -141,6 +150,8 @@ class Policy(Versioned, Base):
     app_insights: Mapped[bool | None] = mapped_column(Boolean)
     model_data_collection: Mapped[bool | None] = mapped_column(Boolean)
     mode: Mapped[str | None] = mapped_column(String(16))
+    # How many deployments of one online endpoint may be updated at once (default 1).
+    max_parallel_updates: Mapped[int | None] = mapped_column(Integer)
 
 
 class Operation(Versioned, Base):
@@ -167,6 +178,9 @@ class Operation(Versioned, Base):
     max_attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=5)
     last_error: Mapped[str | None] = mapped_column(Text)
     azure_operation_id: Mapped[str | None] = mapped_column(String(128))
+    # Set while the attempt holds one of its online endpoint's parallel-update slots
+    # ("{workspace id}/{online endpoint}"); a slot counts while the operation runs under a lease.
+    rollout_group: Mapped[str | None] = mapped_column(String(300))
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -2,7 +2,11 @@
 
 A policy may be set at three scopes; for each field the most specific scope that sets it wins
 (endpoint > workspace > tenant), and a field nobody sets falls back to the default (``None`` for
-the monitoring switches, meaning "not managed": the service leaves that setting alone).
+the monitoring switches, meaning "not managed": the service leaves that setting alone). For an
+online deployment (SDK v2) the endpoint scope is two layers: a policy on the deployment's own
+target name (``{endpoint}.{deployment}``, source ``deployment``) overrides one on its online
+endpoint's name (source ``endpoint``), which applies to all of the endpoint's deployments.
+What each kind of target supports comes from ``service.domain.targets``.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ from typing import Any
 from service.domain.capabilities import SETTINGS, has_setting
 from service.domain.capabilities import unsupported_reason as _unsupported_setting
 
-FIELDS = ("app_insights", "model_data_collection", "mode")
-SCOPES = ("endpoint", "workspace", "tenant")  # most specific first
+FIELDS = ("app_insights", "model_data_collection", "mode", "max_parallel_updates")
+MONITORING_FIELDS = SETTINGS
+SCOPES = ("deployment", "endpoint", "workspace", "tenant")  # most specific first
 MODES = ("enforce", "audit")
 DEFAULT_MODE = "enforce"
+DEFAULT_MAX_PARALLEL_UPDATES = 1
 
 
 class Compliance(StrEnum):
@@ -36,6 +42,7 @@ class PolicySpec:
     app_insights: bool | None = None
     model_data_collection: bool | None = None
     mode: str | None = None
+    max_parallel_updates: int | None = None
 
 
 @dataclass(frozen=True)
@@ -51,10 +58,15 @@ class EffectivePolicy:
     app_insights: Resolved
     model_data_collection: Resolved
     mode: Resolved
+    max_parallel_updates: Resolved
 
     @property
     def enforced(self) -> bool:
         return bool(self.mode.value == "enforce")
+
+    @property
+    def parallel_updates(self) -> int:
+        return int(self.max_parallel_updates.value or DEFAULT_MAX_PARALLEL_UPDATES)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
         return {
@@ -72,12 +84,21 @@ class Observed:
 
 
 def resolve(
-    tenant: PolicySpec | None, workspace: PolicySpec | None, endpoint: PolicySpec | None
+    tenant: PolicySpec | None,
+    workspace: PolicySpec | None,
+    endpoint: PolicySpec | None,
+    deployment: PolicySpec | None = None,
 ) -> EffectivePolicy:
-    """The effective policy of one endpoint, field by field, with provenance."""
-    layers = (("endpoint", endpoint), ("workspace", workspace), ("tenant", tenant))
+    """The effective policy of one target, field by field, with provenance."""
+    layers = (
+        ("deployment", deployment),
+        ("endpoint", endpoint),
+        ("workspace", workspace),
+        ("tenant", tenant),
+    )
     defaults: dict[str, Any] = {"app_insights": None, "model_data_collection": None}
     defaults["mode"] = DEFAULT_MODE
+    defaults["max_parallel_updates"] = DEFAULT_MAX_PARALLEL_UPDATES
     picked: dict[str, Resolved] = {}
     for name in FIELDS:
         picked[name] = Resolved(defaults[name], "default")

@@ -44,6 +44,7 @@ class Monitoring:
 @dataclass(frozen=True)
 class Offender:
     endpoint: str
+    kind: str | None
     compliance: Compliance
     reason: str | None
 
@@ -212,11 +213,11 @@ def tenant_compliance(uow: UnitOfWork, ctx: CallContext, tenant: str) -> Complia
             view = views[ep.id]
             counts[view.compliance.value] += 1
             if view.compliance is not Compliance.COMPLIANT:
-                offenders.append(Offender(ep.name, view.compliance, view.reason))
+                offenders.append(Offender(ep.name, ep.kind, view.compliance, view.reason))
         for _, name in sorted(k for k in pending_discovery if k[0] == ws.id):
             counts[Compliance.UNKNOWN.value] += 1
             reason = not_discovered_reason(vanished.get((ws.id, name)), listed_at.get(ws.id))
-            offenders.append(Offender(name, Compliance.UNKNOWN, reason))
+            offenders.append(Offender(name, None, Compliance.UNKNOWN, reason))
         totals.update(counts)
         report.append(WorkspaceCompliance(ws.slug, dict(counts), offenders[:MAX_OFFENDERS]))
     retention = workspace_retention(session, t.id)

@@ -100,6 +100,9 @@ def discover(rt: Runtime, workspace_id: str, *, created_by: str = "reconciler") 
                     data_collection_enabled=s.data_collection_enabled,
                     scoring_uri=s.scoring_uri,
                     azure_updated_at=s.updated_at,
+                    kind=s.target_kind,
+                    online_endpoint=s.online_endpoint,
+                    deployment=s.deployment,
                 )
                 for s in services
             ],

@@ -12,6 +12,7 @@ from service.db.session import UnitOfWork
 from service.db.types import utcnow
 from service.domain.access import Role
 from service.domain.etags import etag_for
+from service.domain.targets import capabilities, kind_for
 from service.services.compliance import Monitoring, monitoring_of
 from service.services.context import CallContext
 from service.services.lookup import visible_endpoint, visible_workspace
@@ -20,7 +21,7 @@ from service.services.pagination import Page, PageRequest, paginate
 
 @dataclass(frozen=True)
 class ObservedEndpoint:
-    """What discovery saw of one web service."""
+    """What discovery saw of one target (a web service or an online deployment)."""
 
     name: str
     compute_type: str
@@ -29,6 +30,9 @@ class ObservedEndpoint:
     data_collection_enabled: bool | None
     scoring_uri: str | None
     azure_updated_at: datetime | None
+    kind: str | None = None  # None: derived from compute_type
+    online_endpoint: str | None = None
+    deployment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,10 @@ class EndpointView:
     tenant: str
     workspace: str
     name: str
+    kind: str
+    online_endpoint: str | None
+    deployment: str | None
+    rolls_instances: bool
     compute_type: str
     state: str | None
     app_insights_enabled: bool | None
@@ -58,6 +66,10 @@ def view(
         tenant=tenant,
         workspace=workspace,
         name=ep.name,
+        kind=ep.kind,
+        online_endpoint=ep.online_endpoint,
+        deployment=ep.deployment,
+        rolls_instances=capabilities(ep.kind).rolls_instances,
         compute_type=ep.compute_type,
         state=ep.state,
         app_insights_enabled=ep.app_insights_enabled,
@@ -116,6 +128,9 @@ def record_observations(
             ep = Endpoint(workspace_id=workspace.id, tenant_id=workspace.tenant_id, name=seen.name)
             uow.session.add(ep)
         ep.compute_type = seen.compute_type
+        ep.kind = seen.kind or kind_for(seen.compute_type).value
+        ep.online_endpoint = seen.online_endpoint
+        ep.deployment = seen.deployment
         ep.state = seen.state
         ep.app_insights_enabled = seen.app_insights_enabled
         ep.data_collection_enabled = seen.data_collection_enabled

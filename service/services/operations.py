@@ -7,7 +7,7 @@ the planner that turns drift into operations, shared by policy changes, discover
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from service.domain.policy import (
     changes_needed,
     resolve,
 )
+from service.domain.targets import capabilities, split_target
 from service.errors import Conflict, NotFound
 from service.services import audit
 from service.services.context import CallContext
@@ -57,6 +58,9 @@ class OperationView:
     updated_at: datetime
     finished_at: datetime | None
     etag: str
+    # The target's kind, and whether applying the change replaces its serving instances.
+    target_kind: str | None = None
+    rolls_instances: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,8 @@ class AttemptView:
 class OperationDetailView(OperationView):
     """An operation with every attempt, oldest first."""
 
-    history: list[AttemptView]
+    # A default only because the base view's last fields have one; always given.
+    history: list[AttemptView] = field(default_factory=list)
 
 
 def _attempt_view(a: OperationAttempt) -> AttemptView:
@@ -113,10 +118,31 @@ def operation_views(session: Session, ops: Iterable[Operation]) -> list[Operatio
             .where(Workspace.id.in_(ws_ids))
         )
         slugs = {wid: (t, w) for wid, t, w in rows}
-    return [_view(op, *slugs.get(op.workspace_id, ("?", "?"))) for op in ops]
+    kinds = _kinds(session, ops)
+    return [
+        _view(
+            op,
+            *slugs.get(op.workspace_id, ("?", "?")),
+            kinds.get((op.workspace_id, op.endpoint_name)),
+        )
+        for op in ops
+    ]
 
 
-def _view(op: Operation, tenant: str, workspace: str) -> OperationView:
+def _kinds(session: Session, ops: list[Operation]) -> dict[tuple[str, str], str]:
+    if not ops:
+        return {}
+    names = {op.endpoint_name for op in ops}
+    rows = session.execute(
+        select(Endpoint.workspace_id, Endpoint.name, Endpoint.kind).where(
+            Endpoint.workspace_id.in_({op.workspace_id for op in ops}),
+            Endpoint.name.in_(names) if len(names) <= 500 else Endpoint.name.is_not(None),
+        )
+    )
+    return {(w, n): k for w, n, k in rows}
+
+
+def _view(op: Operation, tenant: str, workspace: str, kind: str | None = None) -> OperationView:
     return OperationView(
         id=op.id,
         tenant=tenant,
@@ -136,6 +162,8 @@ def _view(op: Operation, tenant: str, workspace: str) -> OperationView:
         updated_at=op.updated_at,
         finished_at=op.finished_at,
         etag=etag_for(op.version),
+        target_kind=kind,
+        rolls_instances=capabilities(kind).rolls_instances if kind else False,
     )
 
 
@@ -143,7 +171,9 @@ def _view(op: Operation, tenant: str, workspace: str) -> OperationView:
 def spec_of(policy: Policy | None) -> PolicySpec | None:
     if policy is None:
         return None
-    return PolicySpec(policy.app_insights, policy.model_data_collection, policy.mode)
+    return PolicySpec(
+        policy.app_insights, policy.model_data_collection, policy.mode, policy.max_parallel_updates
+    )
 
 
 @dataclass(frozen=True)
@@ -171,9 +201,19 @@ class PolicyIndex:
         return cls(tenant, workspaces, endpoints)
 
     def effective(self, workspace_id: str, endpoint_name: str) -> EffectivePolicy:
+        """A v2 deployment ``e.d`` takes the policy of its online endpoint ``e``, overridden
+        field by field by its own."""
+        online = split_target(endpoint_name)
+        if online is None:
+            return resolve(
+                self.tenant,
+                self.workspaces.get(workspace_id),
+                self.endpoints.get((workspace_id, endpoint_name)),
+            )
         return resolve(
             self.tenant,
             self.workspaces.get(workspace_id),
+            self.endpoints.get((workspace_id, online[0])),
             self.endpoints.get((workspace_id, endpoint_name)),
         )
 
@@ -247,7 +287,8 @@ def live_endpoints(
     if workspace_id is not None:
         stmt = stmt.where(Endpoint.workspace_id == workspace_id)
     if name is not None:
-        stmt = stmt.where(Endpoint.name == name)
+        # An online endpoint's name selects all of its deployments.
+        stmt = stmt.where((Endpoint.name == name) | (Endpoint.online_endpoint == name))
     return list(session.scalars(stmt.order_by(Endpoint.workspace_id, Endpoint.name)))
 
 

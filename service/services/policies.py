@@ -25,7 +25,7 @@ from service.services.context import CallContext
 from service.services.lookup import check_if_match, visible_tenant, visible_workspace
 from service.services.operations import OperationView, live_endpoints, operation_views, plan
 
-POLICY_FIELDS = ("app_insights", "model_data_collection", "mode")
+POLICY_FIELDS = ("app_insights", "model_data_collection", "mode", "max_parallel_updates")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class PolicyView:
     app_insights: bool | None
     model_data_collection: bool | None
     mode: str | None
+    max_parallel_updates: int | None
     created_at: datetime
     updated_at: datetime
     etag: str
@@ -103,6 +104,7 @@ def _view(p: Policy, scope: _Scope) -> PolicyView:
         app_insights=p.app_insights,
         model_data_collection=p.model_data_collection,
         mode=p.mode,
+        max_parallel_updates=p.max_parallel_updates,
         created_at=p.created_at,
         updated_at=p.updated_at,
         etag=etag_for(p.version),

@@ -64,6 +64,7 @@ from service.services.discovery import discover, due_workspaces, lock_workspace,
 from service.services.leases import AttemptRecord, Claim
 from service.services.operations import PolicyIndex
 from service.services.operations_stats import oldest_due_age_s
+from service.services.rollouts import rollout_group, take_slot
 from service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -315,7 +316,7 @@ class Reconciler:
         snapshot = self._read(lease, lambda: self.rt.ml.get_service(target, name))
         if snapshot is None:
             return Outcome("cancelled", "the endpoint no longer exists in Azure")
-        if snapshot.state == "Transitioning":
+        if snapshot.in_progress:
             # Someone's update (maybe ours, from an attempt that died before saving its id)
             # is running: writing now would collide. Look again shortly.
             return Outcome(
@@ -328,17 +329,23 @@ class Reconciler:
         changes = self._changes(claim, snapshot)
         if not changes:
             return Outcome("succeeded", snapshot=snapshot)
+        waiting = self._rollout_slot(claim, snapshot)
+        if waiting is not None:
+            return waiting
         wait_s = leases.reserve_write(self.rt, ws.subscription_id)
         if wait_s > 0:
             THROTTLE_WAITS.labels("subscription_writes").inc()
         lease.wait(wait_s)
-        lease.keep_for_write()  # fenced: an attempt that lost its lease never sends a write
+        # THE fence: renewed with this attempt's token right before the write, so an attempt
+        # that lost its lease (taken over, or cancelled) never sends one.
+        lease.keep_for_write()
         try:
             operation_id = self.rt.ml.start_update(
                 target,
                 name,
                 app_insights=changes.get("app_insights"),
                 model_data_collection=changes.get("model_data_collection"),
+                expected_version=snapshot.version,
             )
         except WriteOutcomeUnknown as unanswered:
             operation_id = self._settle(lease, unanswered)
@@ -427,6 +434,33 @@ class Reconciler:
             )
         return Outcome("succeeded", snapshot=snapshot)
 
+    def _rollout_slot(self, claim: Claim, snapshot: ServiceSnapshot) -> Outcome | None:
+        """Kinds whose change rolls instances wait for a parallel-update slot of their online
+        endpoint (the policy's ``max_parallel_updates``); None when the attempt may write."""
+        caps = self.rt.ml.capabilities(snapshot.target_kind)
+        if not caps.online or snapshot.online_endpoint is None:
+            return None
+        with self.rt.uow() as uow:
+            limit = (
+                PolicyIndex.load(uow.session, claim.tenant_id)
+                .effective(claim.workspace_id, claim.endpoint_name)
+                .parallel_updates
+            )
+        group = rollout_group(claim.workspace_id, snapshot.online_endpoint)
+        slot = take_slot(self.rt, claim, self.worker_id, group, limit)
+        if slot == "taken":
+            return None
+        if slot == "lost":
+            raise _LeaseLost  # fenced like every state change: taken over, or cancelled
+        return Outcome(
+            "retry",
+            f"waiting: {limit} deployment(s) of online endpoint '{snapshot.online_endpoint}' "
+            "are being updated (max_parallel_updates)",
+            self.cfg.poll_interval_s,
+            refund=True,
+            snapshot=snapshot,
+        )
+
     def _read(self, lease: _Lease, call: Any) -> Any:
         """A read, retried in place on temporary errors whose wait is short."""
         for attempt in range(1, READ_TRIES + 1):
@@ -490,6 +524,7 @@ class Reconciler:
         else:
             state = "failed" if outcome.state == "retry" else outcome.state
             values.update(state=state, finished_at=now, last_error=outcome.error)
+            values["rollout_group"] = None
             attempt_outcome = state
         record = AttemptRecord(
             outcome=attempt_outcome,

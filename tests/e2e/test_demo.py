@@ -153,6 +153,22 @@ def test_the_walkthrough_works_as_printed(demo: dict[str, Any]) -> None:
     )
     assert all(e["workspace"] == "analytics" for e in fabrikam["items"])
 
+    # The tenant policy reaches SDK v2 deployments too (the walkthrough's last three steps).
+    v2_step, v2_policy, v2_logs = STEPS[-3:]
+    deployment = _until(
+        lambda: (r := _call(s, demo, v2_step, values))["app_insights_enabled"] and r,
+        "App Insights on churn-v2.blue",
+    )
+    assert (deployment["kind"], deployment["rolls_instances"]) == ("managed_online", True)
+    change = _call(s, demo, v2_policy, values)
+    assert {op["endpoint"] for op in change["operations"]} == {"churn-v2.blue"}
+    assert all(op["rolls_instances"] for op in change["operations"])
+    _until(
+        lambda: bool(_call(s, demo, v2_step, values)["data_collection_enabled"]),
+        "model data collection on churn-v2.blue",
+    )
+    assert "instanceGeneration" in _call(s, demo, v2_logs, values)["content"]
+
 
 def test_the_retention_steps_work_as_printed_and_exported_rows_reach_azurite(
     demo: dict[str, Any],

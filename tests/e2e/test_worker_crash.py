@@ -187,3 +187,77 @@ def test_a_worker_killed_mid_operation_is_resumed_without_a_duplicate_patch(
         patches = fresh_emulator.requests("mms.service_patch")
         assert {e.status for e in patches} == {202}  # no 409: never a second PATCH while one ran
         assert set(Counter(e.path.rsplit("/", 1)[-1] for e in patches).values()) == {1}
+
+
+def test_a_worker_killed_mid_deployment_update_follows_the_async_operation_without_a_second_put(
+    world: World,
+    settings: Settings,
+    database: Database,
+    fresh_emulator: EmulatorHandle,
+    tmp_path: Path,
+) -> None:
+    fresh_emulator.state.online.operation_duration_s = 1.5
+    box = fresh_emulator.sandbox()
+    names = [f"oe-{i}" for i in range(3)]
+    for name in names:
+        box.add_online_endpoint(name, compute_type="Managed" if name != "oe-2" else "Kubernetes")
+        box.add_online_deployment(name, "blue")
+    rt = fast_runtime(settings, database, fresh_emulator, call_timeout_s=10.0)
+    w = wire(world, rt, box)
+    _discover(rt, w.workspace_id)
+    with rt.uow() as uow:
+        policies.put_policy(
+            uow,
+            CLI,
+            w.tenant,
+            None,
+            None,
+            {"app_insights": True, "model_data_collection": True},
+            None,
+            max_attempts=5,
+        )
+    log = tmp_path / "workers.log"
+
+    first = _worker(database, fresh_emulator, log, w.tenant_id)
+    try:
+        _until(
+            lambda: any(
+                e.status in (200, 201) for e in fresh_emulator.requests("arm.online_deployment_put")
+            ),
+            PROCESS_DEADLINE_S,
+            "the first worker's deployment PUT",
+        )
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    # Killed before converging: its leases are orphaned, or (a call timed out under load after
+    # the PUT was accepted) the operation waits for a retry that must not PUT again.
+    unfinished = [o for o in operations_of(rt, w.tenant_id) if o.state in ("queued", "running")]
+    assert unfinished, log.read_text()
+
+    second = _worker(database, fresh_emulator, log, w.tenant_id)
+    try:
+        _until(lambda: settled(rt, w.tenant_id), PROCESS_DEADLINE_S, "convergence after the crash")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(20) == 0, log.read_text()
+
+    ops = operations_of(rt, w.tenant_id)
+    assert {op.state for op in ops} == {"succeeded"}, (
+        [(o.state, o.last_error) for o in ops],
+        [(e.time, e.route, e.status, e.path[-12:]) for e in fresh_emulator.requests("arm.")],
+    )
+    for name in names:
+        props = box.online_deployment(name, "blue")["properties"]
+        assert props["appInsightsEnabled"] is True
+        assert props["dataCollector"]["collections"]["model_inputs"]["dataCollectionMode"] == (
+            "Enabled"
+        )
+    puts = fresh_emulator.requests("arm.online_deployment_put")
+    assert {e.status for e in puts} == {200}  # no 409: never a second PUT while one ran
+    assert Counter(e.path for e in puts) == Counter({p: 1 for p in {e.path for e in puts}}), (
+        "a deployment was written twice"
+    )
+    assert len(puts) == len(names)
+    # The resumed attempt followed Azure-AsyncOperation (mfeOperationsStatus) to the end.
+    assert fresh_emulator.requests("arm.mfe_operation")

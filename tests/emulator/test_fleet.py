@@ -32,6 +32,23 @@ def test_demo_fleet_has_two_tenants_three_workspaces_thirty_services() -> None:
     assert dev.app_insights_resource_id is None
 
 
+def test_demo_fleet_has_managed_and_kubernetes_online_deployments() -> None:
+    state = EmulatorState()
+    summary = load_fleet(state, DEMO)
+    assert summary.online_deployments == 5
+    deployments = [
+        d
+        for ws in state.workspaces.values()
+        for ep in state.online.list_endpoints(ws)
+        for d in state.online.list_deployments(ws, ep["name"])
+    ]
+    computes = {d["properties"]["endpointComputeType"] for d in deployments}
+    assert computes == {"Managed", "Kubernetes"}
+    assert {d["properties"]["appInsightsEnabled"] for d in deployments} == {True, False}
+    collecting = [d["name"] for d in deployments if d["properties"]["dataCollector"]]
+    assert collecting == ["green"]
+
+
 def test_demo_fleet_registers_telemetry_when_the_generator_exists() -> None:
     pytest.importorskip("emulator.telemetry")
     state = EmulatorState()

@@ -120,7 +120,9 @@ def test_a_sync_racing_the_reconcilers_discovery_both_succeed(
     sandbox: Sandbox,
 ) -> None:
     w = _fleet(world, settings, database, emulator, sandbox)
-    rt = fast_runtime(settings, database, emulator)
+    # Each discovery also builds this runtime's azure-ai-ml clients (CPU-bound, seconds on a
+    # loaded machine) beside the racers' listings: the 1 s call deadline is not what is tested.
+    rt = fast_runtime(settings, database, emulator, call_timeout_s=5.0)
     rec = Reconciler(rt, "racing-worker", only_tenants={w.tenant_id})
 
     def tick() -> int:  # the workspace was never listed: the tick starts its discovery

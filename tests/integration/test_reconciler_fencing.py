@@ -21,6 +21,7 @@ from service.db.types import utcnow
 from service.errors import AzureCallFailed
 from service.services import credentials, leases, policies
 from service.services.reconciler import Reconciler
+from service.services.rollouts import rollout_group, take_slot
 from service.services.runtime import Runtime
 from tests.support.api import World, new_guid
 from tests.support.fake_ml import FakeIdentity, FakeMl
@@ -136,6 +137,21 @@ def test_an_attempt_taken_over_by_the_same_worker_can_no_longer_change_anything(
     assert leases.renew(rt, second, "worker")
     (op,) = operations_of(rt, q.tenant_id)
     assert (op.state, op.fence) == ("running", second.fence)
+
+
+def test_a_rollout_slot_is_fenced_by_the_token_not_by_the_attempt_count(
+    world: World, rt: Runtime, database: Database, fake: FakeMl
+) -> None:
+    """A take-over refunds the lost attempt, so both attempts have the same attempt count: only
+    the fencing token tells the stale one apart (the v2 parallel-update slot included)."""
+    q = _queued(world, rt, fake)
+    (first,) = leases.claim(rt, "worker", 1, only_tenants={q.tenant_id})
+    _expire(database, q.operation_id)
+    (second,) = leases.claim(rt, "worker", 1, only_tenants={q.tenant_id})
+    assert second.attempts == first.attempts
+    group = rollout_group(first.workspace_id, "online-endpoint")
+    assert take_slot(rt, first, "worker", group, 1) == "lost"
+    assert take_slot(rt, second, "worker", group, 1) == "taken"
 
 
 def test_a_tick_never_claims_an_operation_whose_attempt_it_still_runs(

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.domain.targets import Capabilities, capabilities
 from service.errors import AzureCallFailed, ServiceError, WriteOutcomeUnknown
 from service.ports import AzureOperationStatus, CertificateInfo, MlTarget, ServiceSnapshot
 
@@ -47,6 +48,9 @@ class FakeMl:
         self.services[name] = FakeService(name, app_insights)
 
     # -- the port --------------------------------------------------------------------------
+    def capabilities(self, kind: str) -> Capabilities:
+        return capabilities(kind)
+
     def list_services(self, target: MlTarget) -> list[ServiceSnapshot]:
         return [self._snapshot(s) for s in self.services.values()]
 
@@ -74,6 +78,7 @@ class FakeMl:
         *,
         app_insights: bool | None = None,
         model_data_collection: bool | None = None,
+        expected_version: str | None = None,  # v2 only; these fake services are v1
     ) -> str:
         changes = {"app_insights": app_insights}
         with self._lock:

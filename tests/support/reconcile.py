@@ -46,10 +46,13 @@ def fast_runtime(
     """A runtime on the test database, aimed at ``emulator``, with fast reconciler settings."""
     from dataclasses import replace
 
+    reconciler = replace(FAST, **overrides)
+    if reconciler.call_timeout_s * 2 > reconciler.lease_s and "lease_s" not in overrides:
+        # A longer call deadline needs a lease twice as long, as Settings.from_env requires: the
+        # reconciler renews right before a write so that the lease outlasts the call.
+        reconciler = replace(reconciler, lease_s=reconciler.call_timeout_s * 2)
     return build_runtime(
-        settings.with_overrides(
-            azure=emulator_azure_settings(emulator), reconciler=replace(FAST, **overrides)
-        ),
+        settings.with_overrides(azure=emulator_azure_settings(emulator), reconciler=reconciler),
         database,
     )
 

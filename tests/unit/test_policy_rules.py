@@ -21,7 +21,10 @@ from service.domain.policy import (
 from service.domain.retry import RetryPolicy
 
 AKS_OFF = Observed("AKS", app_insights_enabled=False, data_collection_enabled=False)
-NO_ACI_MDC = "model data collection is not available on ACI web services (only on AKS)"
+NO_ACI_MDC = (
+    "model data collection is not available on ACI web services "
+    "(only on AKS and online deployments)"
+)
 ACI_OFF = Observed("ACI", app_insights_enabled=False, data_collection_enabled=None)
 
 

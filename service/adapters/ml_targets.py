@@ -1,0 +1,68 @@
+"""The ML control-plane port over both SDKs: v1 web services (azureml-core) and v2 online
+deployments (azure-ai-ml), dispatched by target name (``{endpoint}.{deployment}`` is v2).
+
+Each SDK stays behind its own adapter, imported lazily; the use cases see one port that speaks
+in targets and says what each kind supports (``service.domain.targets``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.adapters.azure_ai_ml import AzureOnlineDeployments
+from service.adapters.azureml import AzureMlControlPlane
+from service.domain.targets import Capabilities, capabilities, split_target
+from service.ports import AzureOperationStatus, MlTarget, ServiceSnapshot
+
+
+class MlTargets:
+    """Implements ``service.ports.MlControlPlane`` for every kind of target."""
+
+    def __init__(self, v1: AzureMlControlPlane, v2: AzureOnlineDeployments) -> None:
+        self.v1 = v1
+        self.v2 = v2
+
+    def capabilities(self, kind: str) -> Capabilities:
+        return capabilities(kind)
+
+    def _for(self, name: str) -> Any:
+        return self.v2 if split_target(name) is not None else self.v1
+
+    def list_services(self, target: MlTarget) -> list[ServiceSnapshot]:
+        # Both listings must succeed: a partial listing would mark the rest vanished.
+        return [*self.v1.list_services(target), *self.v2.list_services(target)]
+
+    def get_service(self, target: MlTarget, name: str) -> ServiceSnapshot | None:
+        snapshot: ServiceSnapshot | None = self._for(name).get_service(target, name)
+        return snapshot
+
+    def start_update(
+        self,
+        target: MlTarget,
+        name: str,
+        *,
+        app_insights: bool | None = None,
+        model_data_collection: bool | None = None,
+        expected_version: str | None = None,
+    ) -> str:
+        if split_target(name) is not None:
+            return self.v2.start_update(
+                target,
+                name,
+                app_insights=app_insights,
+                model_data_collection=model_data_collection,
+                expected_version=expected_version,
+            )
+        # v1 PATCHes single values (JSON patch): nothing else of the service is written back.
+        return self.v1.start_update(
+            target, name, app_insights=app_insights, model_data_collection=model_data_collection
+        )
+
+    def operation_status(
+        self, target: MlTarget, name: str, operation_id: str
+    ) -> AzureOperationStatus:
+        status: AzureOperationStatus = self._for(name).operation_status(target, name, operation_id)
+        return status
+
+    def get_logs(self, target: MlTarget, name: str, tail: int) -> str:
+        return str(self._for(name).get_logs(target, name, tail))

@@ -1,0 +1,134 @@
+"""Governed targets and what each kind supports. Pure rules.
+
+A target is one thing in Azure that carries monitoring settings: an SDK v1 web service (ACI or
+AKS) or an SDK v2 online deployment (managed or Kubernetes). A v2 deployment's target name is
+``{online endpoint}.{deployment}``: Azure allows neither ``.`` in endpoint nor in deployment
+names, so the name is unambiguous, and a policy on the online endpoint's own name applies to
+all of its deployments (the deployment's own policy overrides it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+SEPARATOR = "."
+
+
+class TargetKind(StrEnum):
+    ACI = "aci"
+    AKS = "aks"
+    MANAGED_ONLINE = "managed_online"
+    KUBERNETES_ONLINE = "kubernetes_online"
+
+
+class Follow(StrEnum):
+    """How a started change is followed to its end."""
+
+    MMS_OPERATION = "mms_operation"  # v1: GET .../operations/{id} (Operation-Location)
+    AZURE_ASYNC_OPERATION = "azure_async_operation"  # v2: Azure-AsyncOperation status URL
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a kind of target supports.
+
+    ``rolls_instances``: applying a monitoring change replaces the target's serving instances
+    (a v2 deployment PUT replaces the whole deployment definition and Azure rolls it out);
+    callers are shown this before they change a policy. ``max_parallel_scope``: changes to
+    targets that share this group are limited by the policy's ``max_parallel_updates``.
+    """
+
+    kind: TargetKind
+    fields: frozenset[str]
+    reasons: tuple[tuple[str, str], ...]  # (field, why it is unsupported)
+    rolls_instances: bool
+    follow: Follow
+    online: bool
+
+    def supports(self, field: str) -> bool:
+        return field in self.fields
+
+    def reason(self, field: str, compute_type: str) -> str:
+        for name, why in self.reasons:
+            if name == field:
+                return why.format(compute_type=compute_type)
+        return f"{field} is not available on {compute_type}"
+
+
+_BOTH = frozenset({"app_insights", "model_data_collection"})
+CAPABILITIES: dict[TargetKind, Capabilities] = {
+    TargetKind.ACI: Capabilities(
+        TargetKind.ACI,
+        frozenset({"app_insights"}),
+        (
+            (
+                "model_data_collection",
+                "model data collection is not available on {compute_type} web services",
+            ),
+        ),
+        rolls_instances=False,
+        follow=Follow.MMS_OPERATION,
+        online=False,
+    ),
+    TargetKind.AKS: Capabilities(
+        TargetKind.AKS, _BOTH, (), rolls_instances=False, follow=Follow.MMS_OPERATION, online=False
+    ),
+    TargetKind.MANAGED_ONLINE: Capabilities(
+        TargetKind.MANAGED_ONLINE,
+        _BOTH,
+        (),
+        rolls_instances=True,
+        follow=Follow.AZURE_ASYNC_OPERATION,
+        online=True,
+    ),
+    TargetKind.KUBERNETES_ONLINE: Capabilities(
+        TargetKind.KUBERNETES_ONLINE,
+        _BOTH,
+        (),
+        rolls_instances=True,
+        follow=Follow.AZURE_ASYNC_OPERATION,
+        online=True,
+    ),
+}
+
+
+def capabilities(kind: str) -> Capabilities:
+    """The capabilities of a kind (an unknown kind supports nothing new: like ACI)."""
+    try:
+        return CAPABILITIES[TargetKind(kind)]
+    except ValueError:
+        return CAPABILITIES[TargetKind.ACI]
+
+
+def v1_kind(compute_type: str) -> TargetKind:
+    """The kind of a v1 web service: AKS, or ACI-like for every other compute type (no model
+    data collection, as before kinds existed)."""
+    return TargetKind.AKS if compute_type.upper() == "AKS" else TargetKind.ACI
+
+
+def online_kind(endpoint_compute_type: str) -> TargetKind:
+    return (
+        TargetKind.KUBERNETES_ONLINE
+        if endpoint_compute_type.lower() == "kubernetes"
+        else TargetKind.MANAGED_ONLINE
+    )
+
+
+def kind_for(compute_type: str) -> TargetKind:
+    """The kind of a target from its recorded compute type (v1 ``AKS``/``ACI``, v2
+    ``Managed``/``Kubernetes``)."""
+    lowered = compute_type.lower()
+    if lowered in ("managed", "kubernetes"):
+        return online_kind(compute_type)
+    return v1_kind(compute_type)
+
+
+def deployment_target(endpoint: str, deployment: str) -> str:
+    return f"{endpoint}{SEPARATOR}{deployment}"
+
+
+def split_target(name: str) -> tuple[str, str] | None:
+    """(online endpoint, deployment) of a v2 target name, or None for a v1 service name."""
+    endpoint, sep, deployment = name.partition(SEPARATOR)
+    return (endpoint, deployment) if sep and endpoint and deployment else None

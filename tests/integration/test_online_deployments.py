@@ -1,0 +1,337 @@
+"""Online deployments (SDK v2) governed like web services: discovery, both monitoring fields,
+endpoint-scope policy with deployment overrides, the lost-update guard, failed operations,
+429 + Retry-After and the parallel-update limit. Real azure-ai-ml against a private emulator."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from emulator.testing import EmulatorHandle, Sandbox
+from service.config import Settings
+from service.db.session import Database
+from service.errors import AzureCallFailed
+from service.services import compliance, discovery, endpoints, policies
+from service.services.pagination import PageRequest
+from service.services.reconciler import Reconciler
+from service.services.runtime import Runtime
+from tests.support.api import World
+from tests.support.reconcile import (
+    CLI,
+    Wired,
+    fast_runtime,
+    operations_of,
+    run_until,
+    settled,
+    wire,
+)
+
+USER_COLLECTIONS = {
+    "collections": {
+        "request": {"dataCollectionMode": "Enabled", "samplingRate": 0.5},
+        "custom_features": {"dataCollectionMode": "Enabled"},
+    },
+    "rollingRate": "Day",
+}
+
+
+@pytest.fixture
+def rt(settings: Settings, database: Database, fresh_emulator: EmulatorHandle) -> Runtime:
+    return fast_runtime(settings, database, fresh_emulator, call_timeout_s=10.0)
+
+
+@pytest.fixture
+def box(fresh_emulator: EmulatorHandle) -> Sandbox:
+    box = fresh_emulator.sandbox()
+    box.add_online_endpoint("churn", compute_type="Managed")
+    box.add_online_deployment("churn", "blue", traffic=90)
+    box.add_online_deployment("churn", "green", traffic=10, data_collector=USER_COLLECTIONS)
+    box.add_online_endpoint("fraud", compute_type="Kubernetes")
+    box.add_online_deployment("fraud", "main", app_insights_enabled=True)
+    box.add_service("legacy", compute_type="ACI", app_insights_enabled=False)
+    return box
+
+
+@pytest.fixture
+def wired(world: World, rt: Runtime, box: Sandbox) -> Wired:
+    return wire(world, rt, box)
+
+
+@pytest.fixture
+def reconciler(rt: Runtime, wired: Wired) -> Iterator[Reconciler]:
+    rec = Reconciler(rt, "online-worker", only_tenants={wired.tenant_id})
+    yield rec
+    rec.close()
+
+
+def _put_policy(rt: Runtime, w: Wired, data: dict[str, Any], endpoint: str | None = None) -> Any:
+    with rt.uow() as uow:
+        change, _ = policies.put_policy(
+            uow,
+            CLI,
+            w.tenant,
+            w.workspace if endpoint else None,
+            endpoint,
+            data,
+            None,
+            max_attempts=4,
+        )
+    return change
+
+
+def _targets(rt: Runtime, w: Wired) -> dict[str, Any]:
+    with rt.uow() as uow:
+        page = endpoints.list_endpoints(uow, CLI, w.tenant, w.workspace, PageRequest(200, None))
+    return {e.name: e for e in page.items}
+
+
+def _offenders(rt: Runtime, w: Wired) -> dict[str, tuple[str | None, str, str | None]]:
+    with rt.uow() as uow:
+        report = compliance.tenant_compliance(uow, CLI, w.tenant)
+    return {
+        o.endpoint: (o.kind, o.compliance.value, o.reason)
+        for ws in report.workspaces
+        for o in ws.offenders
+    }
+
+
+def test_discovery_lists_web_services_and_every_online_deployment_with_its_kind(
+    rt: Runtime, wired: Wired, fresh_emulator: EmulatorHandle
+) -> None:
+    fresh_emulator.state.online.page_size = 1  # every list is paged: nextLink is followed
+    result = discovery.discover(rt, wired.workspace_id)
+    assert result.appeared == ["churn.blue", "churn.green", "fraud.main", "legacy"]
+    targets = _targets(rt, wired)
+    assert {n: t.kind for n, t in targets.items()} == {
+        "churn.blue": "managed_online",
+        "churn.green": "managed_online",
+        "fraud.main": "kubernetes_online",
+        "legacy": "aci",
+    }
+    blue = targets["churn.blue"]
+    assert (blue.online_endpoint, blue.deployment, blue.compute_type) == (
+        "churn",
+        "blue",
+        "Managed",
+    )
+    assert blue.rolls_instances
+    assert not targets["legacy"].rolls_instances
+    assert targets["fraud.main"].app_insights_enabled is True
+    # green collects request payloads and custom data, not model inputs/outputs: not "enabled".
+    assert targets["churn.green"].data_collection_enabled is False
+    assert fresh_emulator.requests("arm.online_endpoints_list")[0].query.startswith(
+        "api-version=2022-02-01-preview"
+    )
+    assert all(
+        "api-version=2023-04-01-preview" in e.query
+        for e in fresh_emulator.requests("arm.online_deployments_list")
+    )
+
+
+def test_an_endpoint_policy_governs_all_its_deployments_and_a_deployment_overrides_it(
+    rt: Runtime, wired: Wired, box: Sandbox, reconciler: Reconciler
+) -> None:
+    discovery.discover(rt, wired.workspace_id)
+    change = _put_policy(rt, wired, {"app_insights": True, "model_data_collection": True}, "churn")
+    assert sorted(op.endpoint for op in change.operations) == ["churn.blue", "churn.green"]
+    assert all(
+        op.rolls_instances and op.target_kind == "managed_online" for op in change.operations
+    )
+    _put_policy(rt, wired, {"model_data_collection": False}, "churn.green")
+    run_until(reconciler, lambda: settled(rt, wired.tenant_id))
+    assert [op.state for op in operations_of(rt, wired.tenant_id)] == ["succeeded", "succeeded"]
+
+    blue = box.online_deployment("churn", "blue")["properties"]
+    assert blue["appInsightsEnabled"] is True
+    assert blue["dataCollector"]["collections"] == {
+        "model_inputs": {"dataCollectionMode": "Enabled"},
+        "model_outputs": {"dataCollectionMode": "Enabled"},
+    }
+    green = box.online_deployment("churn", "green")["properties"]
+    assert green["appInsightsEnabled"] is True
+    # The deployment override keeps data collection off; the user's own collections stay.
+    assert green["dataCollector"]["collections"]["request"] == {
+        "dataCollectionMode": "Enabled",
+        "samplingRate": 0.5,
+    }
+    assert green["dataCollector"]["collections"]["custom_features"]["dataCollectionMode"] == (
+        "Enabled"
+    )
+    assert green["dataCollector"]["rollingRate"] == "Day"
+    targets = _targets(rt, wired)
+    desired = targets["churn.green"].monitoring.desired
+    assert desired["app_insights"] == {"value": True, "source": "endpoint"}
+    assert desired["model_data_collection"] == {"value": False, "source": "deployment"}
+    assert "churn.blue" not in _offenders(rt, wired)  # compliant
+    # fraud.main is governed by nobody: untouched.
+    assert box.online_deployment("fraud", "main")["properties"]["dataCollector"] is None
+
+
+def test_both_fields_are_switched_off_again_and_drift_is_corrected(
+    rt: Runtime, wired: Wired, box: Sandbox, reconciler: Reconciler
+) -> None:
+    discovery.discover(rt, wired.workspace_id)
+    _put_policy(rt, wired, {"app_insights": True, "model_data_collection": True}, "fraud")
+    run_until(reconciler, lambda: settled(rt, wired.tenant_id))
+    assert box.online_deployment("fraud", "main")["properties"]["dataCollector"] is not None
+    _put_policy(rt, wired, {"app_insights": False, "model_data_collection": False}, "fraud")
+    run_until(reconciler, lambda: settled(rt, wired.tenant_id))
+    props = box.online_deployment("fraud", "main")["properties"]
+    assert props["appInsightsEnabled"] is False
+    assert {c["dataCollectionMode"] for c in props["dataCollector"]["collections"].values()} == {
+        "Disabled"
+    }
+    # Someone switches App Insights back on in the portal: the next sweep corrects it.
+    box.set_online_deployment_property("fraud", "main", "appInsightsEnabled", True)
+    result = discovery.discover(rt, wired.workspace_id)
+    assert len(result.operations) == 1
+    run_until(reconciler, lambda: settled(rt, wired.tenant_id))
+    assert box.online_deployment("fraud", "main")["properties"]["appInsightsEnabled"] is False
+    assert _offenders(rt, wired).get("fraud.main") is None
+
+
+def test_a_change_made_between_read_and_write_is_not_overwritten(
+    rt: Runtime, wired: Wired, box: Sandbox, fresh_emulator: EmulatorHandle, reconciler: Reconciler
+) -> None:
+    from service.services.discovery import target_of
+
+    discovery.discover(rt, wired.workspace_id)
+    with rt.uow() as uow:
+        from service.db.models import Workspace
+
+        ws = uow.session.get(Workspace, wired.workspace_id)
+        assert ws is not None
+        uow.session.expunge(ws)
+    target = target_of(rt, ws)
+    decided_on = rt.ml.get_service(target, "churn.blue")
+    assert decided_on is not None
+    assert decided_on.version is not None
+    # Someone changes the deployment after our read: our PUT would write their change back.
+    box.set_online_deployment_property("churn", "blue", "environmentVariables", {"WORKERS": "4"})
+    with pytest.raises(AzureCallFailed, match="changed in Azure since it was read"):
+        rt.ml.start_update(
+            target, "churn.blue", app_insights=True, expected_version=decided_on.version
+        )
+    assert fresh_emulator.requests("arm.online_deployment_put") == []
+    # Through the reconciler: it reads again, writes once, and both changes hold.
+    _put_policy(rt, wired, {"app_insights": True}, "churn.blue")
+    run_until(reconciler, lambda: settled(rt, wired.tenant_id))
+    props = box.online_deployment("churn", "blue")["properties"]
+    assert props["appInsightsEnabled"] is True
+    assert props["environmentVariables"] == {"WORKERS": "4"}
+    assert len(fresh_emulator.requests("arm.online_deployment_put")) == 1
+
+
+def test_a_failed_deployment_operation_fails_the_operation_with_azures_error(
+    rt: Runtime, wired: Wired, box: Sandbox, fresh_emulator: EmulatorHandle, reconciler: Reconciler
+) -> None:
+    discovery.discover(rt, wired.workspace_id)
+    fresh_emulator.state.online.fail_next_operations(1, "Not enough quota for Standard_DS3_v2")
+    _put_policy(rt, wired, {"app_insights": True}, "churn.blue")
+    run_until(reconciler, lambda: settled(rt, wired.tenant_id))
+    (op,) = operations_of(rt, wired.tenant_id)
+    assert op.state == "failed"
+    assert "Not enough quota" in (op.last_error or "")
+    assert box.online_deployment("churn", "blue")["properties"]["appInsightsEnabled"] is False
+    assert _offenders(rt, wired)["churn.blue"][1] == "failed"
+
+
+def test_a_throttled_put_is_retried_no_earlier_than_retry_after(
+    rt: Runtime, wired: Wired, box: Sandbox, fresh_emulator: EmulatorHandle, reconciler: Reconciler
+) -> None:
+    discovery.discover(rt, wired.workspace_id)
+    fresh_emulator.add_fault("throttle", "arm.online_deployment_put", retry_after_s=1, count=1)
+    _put_policy(rt, wired, {"app_insights": True}, "churn.blue")
+    run_until(reconciler, lambda: settled(rt, wired.tenant_id))
+    (op,) = operations_of(rt, wired.tenant_id)
+    assert (op.state, op.attempts) == ("succeeded", 2)
+    first, second = fresh_emulator.requests("arm.online_deployment_put")
+    assert (first.status, second.status) == (429, 200)
+    assert second.time - first.time >= 1.0
+    assert box.online_deployment("churn", "blue")["properties"]["appInsightsEnabled"] is True
+
+
+def test_one_deployment_of_an_endpoint_is_updated_at_a_time_by_default(
+    rt: Runtime, wired: Wired, box: Sandbox, fresh_emulator: EmulatorHandle, reconciler: Reconciler
+) -> None:
+    discovery.discover(rt, wired.workspace_id)
+    fresh_emulator.state.online.operation_duration_s = 0.3
+    _put_policy(rt, wired, {"app_insights": True}, "churn")
+    run_until(reconciler, lambda: settled(rt, wired.tenant_id))
+    assert [op.state for op in operations_of(rt, wired.tenant_id)] == ["succeeded", "succeeded"]
+    puts = fresh_emulator.requests("arm.online_deployment_put")
+    polls = fresh_emulator.requests("arm.mfe_operation")
+    assert len(puts) == 2
+    # The second PUT starts only after the first operation was seen finished.
+    first_done = min(p.time for p in polls if p.path.endswith(_op_name(fresh_emulator, 0)))
+    assert puts[1].time > first_done
+    assert _max_parallel_puts(fresh_emulator) == 1
+
+
+def test_max_parallel_updates_lets_more_deployments_update_together(
+    rt: Runtime, wired: Wired, box: Sandbox, fresh_emulator: EmulatorHandle, reconciler: Reconciler
+) -> None:
+    discovery.discover(rt, wired.workspace_id)
+    fresh_emulator.state.online.operation_duration_s = 0.5
+    change = _put_policy(rt, wired, {"app_insights": True, "max_parallel_updates": 2}, "churn")
+    assert change.policy.max_parallel_updates == 2
+    run_until(reconciler, lambda: settled(rt, wired.tenant_id))
+    assert _max_parallel_puts(fresh_emulator) == 2
+
+
+def _op_name(emulator: EmulatorHandle, index: int) -> str:
+    ops = sorted(emulator.state.online._operations.values(), key=lambda o: o.created)
+    return ops[index].id
+
+
+def _max_parallel_puts(emulator: EmulatorHandle) -> int:
+    """The most deployment operations of one endpoint running at the same time."""
+    spans = sorted(
+        (o.created, o.end_time or o.created) for o in emulator.state.online._operations.values()
+    )
+    most = 0
+    for start, _ in spans:
+        most = max(most, sum(1 for s, e in spans if s <= start < e or s == start))
+    return most
+
+
+def test_a_deployment_put_without_an_answer_in_time_keeps_its_lease_and_is_never_sent_twice(
+    world: World, settings: Settings, database: Database, fresh_emulator: EmulatorHandle
+) -> None:
+    """The PUT is answered three call deadlines late (longer than a lease): it may have been
+    applied, so the attempt keeps its lease until it is answered, then follows the operation it
+    started. Another worker ticking all along starts no attempt and nothing is PUT again."""
+    box = fresh_emulator.sandbox()
+    box.add_online_endpoint("late", compute_type="Managed")
+    box.add_online_deployment("late", "blue")
+    rt = fast_runtime(settings, database, fresh_emulator, call_timeout_s=2.0)
+    w = wire(world, rt, box)
+    discovery.discover(rt, w.workspace_id)
+    _put_policy(rt, w, {"app_insights": True}, "late")
+    fresh_emulator.add_fault(
+        "latency", "arm.online_deployment_put", latency_s=6.0, count=1, tenant_id=box.tenant_id
+    )
+    first = Reconciler(rt, "first", only_tenants={w.tenant_id})
+    second = Reconciler(rt, "second", only_tenants={w.tenant_id})
+    claimed_by_second = 0
+    try:
+        first.reconcile_once()
+        deadline = time.monotonic() + 60
+        while not settled(rt, w.tenant_id) and time.monotonic() < deadline:
+            first.reconcile_once()
+            claimed_by_second += second.reconcile_once().claimed
+            time.sleep(0.05)
+        first.drain(10)
+        second.drain(10)
+    finally:
+        first.close()
+        second.close()
+    (op,) = operations_of(rt, w.tenant_id)
+    assert (op.state, op.attempts, op.last_error) == ("succeeded", 1, None)
+    assert claimed_by_second == 0
+    puts = fresh_emulator.requests("arm.online_deployment_put")
+    assert [e.status for e in puts] == [200]
+    assert box.online_deployment("late", "blue")["properties"]["appInsightsEnabled"] is True

@@ -39,12 +39,12 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from service.adapters.client_cache import ClientCache, close_quietly
 from service.adapters.identity import map_identity_error
 from service.config import AzureSettings
 from service.domain.targets import deployment_target, online_kind, split_target
@@ -111,13 +111,29 @@ def fingerprint(document: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def _close_clients(clients: tuple[Any, Any, Any]) -> None:
+    ml, arm, _credential = clients  # the credential is the identity adapter's to close
+    close_quietly(arm)
+    # MLClient has no close(): its generated service clients hold the connection pools.
+    close_quietly(*_service_clients(ml))
+
+
+def _service_clients(ml: Any) -> list[Any]:
+    return [
+        value
+        for name, value in vars(ml).items()
+        if name.startswith("_service_client") and callable(getattr(value, "close", None))
+    ]
+
+
 class AzureOnlineDeployments:
     """Online deployments as governed targets (names ``{endpoint}.{deployment}``)."""
 
     def __init__(self, settings: AzureSettings, *, call_timeout_s: float = 30.0) -> None:
         self._settings = settings
         self._timeout = call_timeout_s
-        self._clients: OrderedDict[tuple[Any, ...], tuple[Any, Any, Any]] = OrderedDict()
+        # (MLClient, ARM client, credential) per (tenant, credential, workspace).
+        self._clients: ClientCache[tuple[Any, Any, Any]] = ClientCache(close=_close_clients)
         # Writes that got no answer in time and may still be sent, by deployment: never write
         # the same deployment again from this process before they have ended.
         self._unanswered: dict[tuple[str, ...], threading.Event] = {}
@@ -347,22 +363,14 @@ class AzureOnlineDeployments:
     def _clients_for(self, target: MlTarget) -> tuple[Any, Any, Any]:
         key = (
             target.tenant_key,
-            id(target.credential),
             target.subscription_id.lower(),
             target.resource_group.lower(),
             target.workspace_name.lower(),
         )
-        with self._lock:
-            cached = self._clients.get(key)
-            if cached is not None and cached[2] is target.credential:
-                self._clients.move_to_end(key)
-                return cached
-        clients = self._build(target)
-        with self._lock:
-            self._clients[key] = clients
-            while len(self._clients) > 512:
-                self._clients.popitem(last=False)
-        return clients
+        return self._clients.get(target.credential, key, lambda: self._build(target))
+
+    def close(self) -> None:
+        self._clients.close()
 
     def _build(self, target: MlTarget) -> tuple[Any, Any, Any]:
         from azure.ai.ml import MLClient

@@ -35,6 +35,7 @@ import requests
 from azure.core.exceptions import ClientAuthenticationError
 
 from service.adapters.azureml_auth import token_credential_authentication
+from service.adapters.client_cache import ClientCache
 from service.adapters.delegated import LoginRequiredError, TokenRefreshFailed
 from service.adapters.identity import map_identity_error
 from service.config import AzureSettings
@@ -72,7 +73,7 @@ class AzureMlControlPlane:
         self._settings = settings
         self._timeout = call_timeout_s
         self._cache_size = workspace_cache_size
-        self._workspaces: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._workspaces: ClientCache[Any] = ClientCache(max_size=workspace_cache_size)
         # The service object of each update started here, to poll without re-reading it.
         self._updating: OrderedDict[str, Any] = OrderedDict()
         # Writes that got no answer in time and may still be sent, by service: never write the
@@ -181,16 +182,10 @@ class AzureMlControlPlane:
     def _workspace(self, target: MlTarget) -> Any:
         key = (
             target.tenant_key,
-            id(target.credential),
             target.subscription_id.lower(),
             target.resource_group.lower(),
             target.workspace_name.lower(),
         )
-        with self._lock:
-            cached = self._workspaces.get(key)
-            if cached is not None and cached[0] is target.credential:
-                self._workspaces.move_to_end(key)
-                return cached[1]
 
         def load() -> Any:
             from azureml.core import Workspace
@@ -198,17 +193,20 @@ class AzureMlControlPlane:
             auth = token_credential_authentication(
                 target.credential, resource_manager_url=self._settings.resource_manager
             )
-            return Workspace(
-                target.subscription_id, target.resource_group, target.workspace_name, auth=auth
+            return self._call(
+                "load workspace",
+                lambda: Workspace(
+                    target.subscription_id,
+                    target.resource_group,
+                    target.workspace_name,
+                    auth=auth,
+                ),
             )
 
-        ws = self._call("load workspace", load)
-        with self._lock:
-            # Keep the credential referenced so its id() cannot be reused by another object.
-            self._workspaces[key] = (target.credential, ws)
-            while len(self._workspaces) > self._cache_size:
-                self._workspaces.popitem(last=False)
-        return ws
+        return self._workspaces.get(target.credential, key, load)
+
+    def close(self) -> None:
+        self._workspaces.close()
 
     def _webservice(self, target: MlTarget, name: str) -> Any | None:
         from azureml.core.webservice import Webservice

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from typing import Any
 
@@ -18,6 +17,7 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.identity import CredentialUnavailableError
 
 from service.adapters.azureml_auth import ARM_SCOPE
+from service.adapters.client_cache import ClientCache
 from service.adapters.delegated import LoginRequiredError, TokenRefreshFailed
 from service.adapters.identity import map_identity_error
 from service.config import AzureSettings
@@ -48,32 +48,29 @@ class AzureDataExports:
     def __init__(self, settings: AzureSettings, *, call_timeout_s: float = 30.0) -> None:
         self._settings = settings
         self._timeout = call_timeout_s
-        self._clients: dict[tuple[int, str], tuple[Any, Any]] = {}
-        self._lock = threading.Lock()
+        self._clients: ClientCache[Any] = ClientCache(max_size=_CACHE_MAX)
+
+    def close(self) -> None:
+        self._clients.close()
 
     def _client(self, credential: Any, subscription_id: str) -> Any:
-        key = (id(credential), subscription_id.lower())
-        with self._lock:
-            hit = self._clients.get(key)
-            if hit is not None and hit[0] is credential:
-                return hit[1]
+        return self._clients.get(
+            credential, subscription_id.lower(), lambda: self._build(credential, subscription_id)
+        )
+
+    def _build(self, credential: Any, subscription_id: str) -> Any:
         from azure.mgmt.loganalytics import LogAnalyticsManagementClient
 
         options: dict[str, Any] = {"retry_total": 0}  # our reconciler owns retries
         if self._settings.ca_bundle:
             options["connection_verify"] = self._settings.ca_bundle
-        client = LogAnalyticsManagementClient(
+        return LogAnalyticsManagementClient(
             credential,
             subscription_id,
             base_url=self._settings.resource_manager,
             credential_scopes=[ARM_SCOPE],  # ARM's audience, wherever ARM is reached
             **options,
         )
-        with self._lock:
-            if len(self._clients) >= _CACHE_MAX:
-                self._clients.clear()
-            self._clients[key] = (credential, client)
-        return client
 
     def _call(self, what: str, call: Any) -> Any:
         started = time.perf_counter()

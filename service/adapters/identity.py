@@ -36,6 +36,7 @@ from azure.identity import (
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from service.adapters.client_cache import close_quietly
 from service.adapters.delegated import DelegatedCredential, LoginRequiredError, TokenRefreshFailed
 from service.config import AzureSettings
 from service.errors import (
@@ -138,7 +139,7 @@ class TenantBoundCredential:
         return token
 
     def close(self) -> None:
-        _close(self._inner)
+        close_quietly(self._inner)
 
 
 class _HostIdentity:
@@ -166,7 +167,7 @@ class _HostIdentity:
         raise CredentialUnavailableError(message="no Azure identity is available on this host")
 
     def close(self) -> None:
-        _close(self._chain)
+        close_quietly(self._chain)
 
 
 class AzureIdentity:
@@ -186,14 +187,21 @@ class AzureIdentity:
             credential = TenantBoundCredential(self._build(spec), spec.entra_tenant_id)
             self._credentials[spec.tenant_key] = (spec.fingerprint, credential)
         if cached is not None:
-            _close(cached[1])
+            close_quietly(cached[1])
         return credential
+
+    def close(self) -> None:
+        """Close every credential built here (their token clients hold connection pools)."""
+        with self._lock:
+            cached = list(self._credentials.values())
+            self._credentials.clear()
+        close_quietly(*(credential for _, credential in cached))
 
     def forget(self, tenant_key: str) -> None:
         with self._lock:
             cached = self._credentials.pop(tenant_key, None)
         if cached is not None:
-            _close(cached[1])
+            close_quietly(cached[1])
 
     def _common(self) -> dict[str, Any]:
         options: dict[str, Any] = {
@@ -482,12 +490,3 @@ def _claims_identity(jwt: str) -> dict[str, str]:
         "username": claims.get("upn") or claims.get("preferred_username"),
     }
     return {k: str(v) for k, v in picked.items() if v}
-
-
-def _close(credential: object) -> None:
-    close = getattr(credential, "close", None)
-    if callable(close):
-        try:
-            close()
-        except Exception:
-            log.debug("closing a replaced credential failed", exc_info=True)

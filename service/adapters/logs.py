@@ -1,7 +1,8 @@
 """Log Analytics queries with the tenant's credential: typed (LogsQueryClient) and pass-through.
 
 One LogsQueryClient and one azure-core PipelineClient per credential (so per tenant identity),
-kept while the credential lives: their connection pools stay warm (keep-alive, TLS reused).
+kept in a bounded ``ClientCache`` that closes them when dropped: their connection pools stay warm
+(keep-alive, TLS reused) and never leak.
 Both run with azure-core's retries off; the use case owns retries so that each attempt is
 charged to the identity's budget and a long Retry-After becomes our 429 instead of a stall.
 """
@@ -10,9 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-import weakref
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,6 +32,7 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest
 from azure.monitor.query import LogsQueryClient, LogsQueryStatus
 
+from service.adapters.client_cache import ClientCache
 from service.adapters.identity import map_identity_error
 from service.config import AzureSettings
 from service.domain.kql import Timespan
@@ -56,22 +56,23 @@ class _Clients:
         self.typed = typed
         self.raw = raw
 
+    def close(self) -> None:
+        self.typed.close()
+        self.raw.close()
+
 
 class AzureLogs:
     """Implements ``service.ports.LogQuery`` with azure-monitor-query and azure-core."""
 
     def __init__(self, settings: AzureSettings) -> None:
         self._settings = settings
-        self._lock = threading.Lock()
-        # Keyed by the credential object: a replaced credential drops its clients with it.
-        self._clients: weakref.WeakKeyDictionary[Any, _Clients] = weakref.WeakKeyDictionary()
+        self._clients: ClientCache[_Clients] = ClientCache()
 
     def _for(self, credential: Any) -> _Clients:
-        with self._lock:
-            clients = self._clients.get(credential)
-            if clients is None:
-                clients = self._clients[credential] = self._build(credential)
-            return clients
+        return self._clients.get(credential, "logs", lambda: self._build(credential))
+
+    def close(self) -> None:
+        self._clients.close()
 
     def _build(self, credential: Any) -> _Clients:
         s = self._settings

@@ -22,6 +22,10 @@ class MlTargets:
         self.v1 = v1
         self.v2 = v2
 
+    def close(self) -> None:
+        self.v1.close()
+        self.v2.close()
+
     def capabilities(self, kind: str) -> Capabilities:
         return capabilities(kind)
 

@@ -74,6 +74,12 @@ class LogGateway:
             follow_max_s=self.settings.queue_timeout_s + self.settings.max_server_timeout_s,
         )
 
+    def close(self) -> None:
+        """Close the port's clients, when it keeps any (the tests' fakes keep none)."""
+        close = getattr(self.port, "close", None)
+        if callable(close):
+            close()
+
     def query(
         self, identity: str, caller: str, credential: Any, target: LogTarget, spec: LogQuerySpec
     ) -> tuple[LogQueryResult, str]:

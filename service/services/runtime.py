@@ -24,3 +24,14 @@ class Runtime:
 
     def uow(self) -> UnitOfWork:
         return self.database.unit_of_work()
+
+    def close(self) -> None:
+        """Close the Azure clients the adapters keep (their connection pools).
+
+        Adapters that keep nothing (the tests' fakes) need no ``close``; those that do close
+        every client they built. Called by each composition root when its process ends.
+        """
+        for part in (self.ml, self.logs, self.exports, self.identity):
+            close = getattr(part, "close", None)
+            if callable(close):
+                close()

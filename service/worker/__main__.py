@@ -59,6 +59,7 @@ def main() -> int:
     log.info("reconciler %s started", reconciler.worker_id)
     reconciler.run(stop)
     log.info("reconciler %s stopped", reconciler.worker_id)
+    runtime.close()
     runtime.database.dispose()
     return 0
 

@@ -5,7 +5,7 @@ The API edge turns these into RFC 9457 ``application/problem+json``; nothing her
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -59,10 +59,6 @@ class MethodNotAllowed(ServiceError):
     status, code, title = 405, "method_not_allowed", "Method not allowed"
 
 
-class NotAcceptable(ServiceError):
-    status, code, title = 406, "not_acceptable", "Not acceptable"
-
-
 class Conflict(ServiceError):
     status, code, title = 409, "conflict", "Conflict"
 
@@ -97,10 +93,6 @@ class DatabaseUnavailable(ServiceUnavailable):
 
     def __init__(self, detail: str, *, retry_after_s: int = 2) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
-
-
-class Internal(ServiceError):
-    """An unexpected failure: the detail shown to the caller never carries internals."""
 
 
 class FailedDependency(ServiceError):
@@ -278,3 +270,19 @@ def server_retry_after_s(exc: ServiceError) -> float | None:
     """The Retry-After the remote server asked for, if the error carries one."""
     value = getattr(exc, "retry_after_s", None)
     return float(value) if isinstance(value, int | float) else None
+
+
+def exception_chain(exc: BaseException, *, limit: int = 10) -> Iterator[BaseException]:
+    """``exc`` and what it wraps, outermost first: azure-core's ``inner_exception`` when set,
+    else ``__cause__``, else ``__context__``. Stops at a cycle or after ``limit`` links."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(seen) < limit and all(current is not s for s in seen):
+        seen.append(current)
+        yield current
+        inner = getattr(current, "inner_exception", None)
+        current = (
+            inner
+            if isinstance(inner, BaseException)
+            else (current.__cause__ or current.__context__)
+        )

@@ -47,6 +47,7 @@ from urllib.parse import quote
 from service.adapters.client_cache import ClientCache, close_quietly
 from service.adapters.identity import map_identity_error
 from service.config import AzureSettings
+from service.domain.retry import parse_retry_after
 from service.domain.targets import deployment_target, online_kind, split_target
 from service.errors import (
     AzureCallFailed,
@@ -494,7 +495,7 @@ def map_ai_ml_error(exc: BaseException, what: str) -> ServiceError:
     if isinstance(exc, HttpResponseError) and status is not None:
         response = getattr(exc, "response", None)
         header = response.headers.get("Retry-After") if response is not None else None
-        retry_after = _seconds(header)
+        retry_after = parse_retry_after(header)
         message = _first_line(getattr(exc, "message", None) or str(exc))
         if status in (401, 403):
             return CredentialRejected(
@@ -505,13 +506,6 @@ def map_ai_ml_error(exc: BaseException, what: str) -> ServiceError:
         return AzureRejected(f"Azure ML: {what}: HTTP {status}: {message}")
     log.warning("unexpected azure-ai-ml failure (%s) in %s", type(exc).__name__, what)
     return AzureRejected(f"Azure ML: {what} failed ({type(exc).__name__}): {_first_line(str(exc))}")
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _first_line(text: str) -> str:

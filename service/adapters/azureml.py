@@ -39,6 +39,7 @@ from service.adapters.client_cache import ClientCache
 from service.adapters.delegated import LoginRequiredError, TokenRefreshFailed
 from service.adapters.identity import map_identity_error
 from service.config import AzureSettings
+from service.domain.retry import parse_retry_after
 from service.errors import (
     AzureCallFailed,
     AzureRejected,
@@ -46,6 +47,7 @@ from service.errors import (
     NotFound,
     ServiceError,
     WriteOutcomeUnknown,
+    exception_chain,
 )
 from service.metrics import AZURE_CALLS, AZURE_LATENCY
 from service.ports import AzureOperationStatus, MlTarget, ServiceSnapshot
@@ -279,12 +281,14 @@ def map_azureml_error(exc: BaseException, what: str) -> ServiceError:
     """One error model for everything azureml-core (and the credential under it) can raise."""
     if isinstance(exc, ServiceError):
         return exc
-    for cause in _chain(exc):
+    for cause in exception_chain(exc):
         if isinstance(cause, ServiceError):  # e.g. a wrong-tenant token, wrapped by the SDK
             return cause
         if isinstance(cause, ClientAuthenticationError | LoginRequiredError | TokenRefreshFailed):
             return map_identity_error(cause)
-    if any(isinstance(c, requests.Timeout | requests.ConnectionError) for c in _chain(exc)):
+    if any(
+        isinstance(c, requests.Timeout | requests.ConnectionError) for c in exception_chain(exc)
+    ):
         return AzureCallFailed(f"Azure ML: {what} failed: Azure unreachable")
     text = str(exc)
     if "WebserviceNotFound" in text:
@@ -315,41 +319,20 @@ def map_azureml_error(exc: BaseException, what: str) -> ServiceError:
     return AzureRejected(f"Azure ML: {what} failed ({type(exc).__name__}): {_first_line(text)}")
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and all(current is not s for s in seen) and len(seen) < 10:
-        seen.append(current)
-        inner = getattr(current, "inner_exception", None)
-        current = (
-            inner
-            if isinstance(inner, BaseException)
-            else (current.__cause__ or current.__context__)
-        )
-    return seen
-
-
 def _status_of(exc: BaseException) -> tuple[int | None, float | None]:
     """HTTP status and Retry-After, from a response object in the chain or the SDK's message."""
-    for cause in _chain(exc):
+    for cause in exception_chain(exc):
         response = getattr(cause, "response", None)
         status = getattr(response, "status_code", None)
         if isinstance(status, int):
             header = (getattr(response, "headers", None) or {}).get("Retry-After")
-            return status, _seconds(header)
+            return status, parse_retry_after(header)
     text = str(exc)
     match = _STATUS.search(text)
     if match is None:
         return None, None
     after = _RETRY_AFTER.search(text)
-    return int(match.group(1)), _seconds(after.group(1) if after else None)
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    return int(match.group(1)), parse_retry_after(after.group(1) if after else None)
 
 
 def _first_line(text: str) -> str:

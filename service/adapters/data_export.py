@@ -21,6 +21,7 @@ from service.adapters.client_cache import ClientCache
 from service.adapters.delegated import LoginRequiredError, TokenRefreshFailed
 from service.adapters.identity import map_identity_error
 from service.config import AzureSettings
+from service.domain.retry import parse_retry_after
 from service.errors import AzureCallFailed, AzureRejected, NotFound, ServiceError
 from service.metrics import AZURE_CALLS, AZURE_LATENCY
 from service.ports import ExportRuleSnapshot, LaWorkspaceRef
@@ -179,9 +180,7 @@ def _azure_error(what: str, exc: HttpResponseError) -> ServiceError:
     detail = f"{what}: Azure answered {status}: {message}"[:1000]
     if status == 429 or status >= 500:
         headers = getattr(exc.response, "headers", None) or {}
-        header = headers.get("Retry-After")
-        retry = float(header) if header and header.isdigit() else None
-        return AzureCallFailed(detail, retry_after_s=retry)
+        return AzureCallFailed(detail, retry_after_s=parse_retry_after(headers.get("Retry-After")))
     if status == 404:
         return NotFound(detail)
     return AzureRejected(detail)

@@ -8,9 +8,6 @@ DefaultAzureCredential.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import logging
 import threading
 import time
@@ -46,6 +43,7 @@ from service.errors import (
     NoHostIdentity,
     ServiceError,
     WrongTenantToken,
+    exception_chain,
 )
 from service.ports import (
     AccessTokenInfo,
@@ -403,12 +401,6 @@ class AzureIdentity:
         )
 
 
-def spec_fingerprint(*parts: str | None) -> str:
-    """A cheap identity of a stored credential: changes when any part changes."""
-    digest = hashlib.sha256("\x1f".join(p or "" for p in parts).encode()).hexdigest()
-    return digest[:24]
-
-
 def map_identity_error(exc: BaseException) -> ServiceError:
     """One error model for every way getting a token can fail (messages carry no secrets)."""
     if isinstance(exc, ServiceError):
@@ -451,18 +443,8 @@ _NETWORK_ERRORS = (ServiceRequestError, requests.ConnectionError, requests.Timeo
 
 def _caused_by_network(exc: BaseException) -> bool:
     """azure-identity wraps transport failures in ClientAuthenticationError; find them."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, _NETWORK_ERRORS):
-            return True
-        inner = getattr(current, "inner_exception", None)
-        current = (
-            inner
-            if isinstance(inner, BaseException)
-            else (current.__cause__ or current.__context__)
-        )
+    if any(isinstance(cause, _NETWORK_ERRORS) for cause in exception_chain(exc)):
+        return True
     message = str(getattr(exc, "message", "") or exc)
     return "Failed to establish a new connection" in message or "Max retries exceeded" in message
 
@@ -476,12 +458,11 @@ def _entra_error(result: dict[str, Any], default: str) -> str:
     return default
 
 
-def _claims_identity(jwt: str) -> dict[str, str]:
+def _claims_identity(token: str) -> dict[str, str]:
     """Who the (unverified, display-only) access token names. Never the token itself."""
     try:
-        payload = jwt.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError):
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
         return {}
     picked = {
         "tenant_id": claims.get("tid"),

@@ -36,7 +36,8 @@ from service.adapters.client_cache import ClientCache
 from service.adapters.identity import map_identity_error
 from service.config import AzureSettings
 from service.domain.kql import Timespan
-from service.errors import AzureQueryError, AzureUnavailable, ServiceError
+from service.domain.retry import parse_retry_after
+from service.errors import AzureQueryError, AzureUnavailable, ServiceError, exception_chain
 from service.logs import request_id_var
 from service.metrics import AZURE_CALLS, AZURE_LATENCY
 from service.ports import LogQueryResult, LogQuerySpec, LogTable, LogTarget, RawLogResponse
@@ -248,13 +249,9 @@ def _credential_failure(exc: BaseException) -> ClientAuthenticationError | None:
     ClientAuthenticationError is a subclass of HttpResponseError, and azure-monitor-query
     re-raises it as a bare HttpResponseError (the original stays on ``__context__``).
     """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ClientAuthenticationError):
-            return current
-        current = current.__cause__ or current.__context__
+    for cause in exception_chain(exc):
+        if isinstance(cause, ClientAuthenticationError):
+            return cause
     return None
 
 
@@ -274,12 +271,7 @@ def _azure_error(exc: HttpResponseError) -> ServiceError:
             error = body.get("error") if isinstance(body.get("error"), dict) else {}
         except (ValueError, AttributeError):
             error = {}
-        raw_retry = getattr(response, "headers", {}).get("Retry-After")
-        if raw_retry:
-            try:
-                retry_after = float(raw_retry)
-            except ValueError:
-                retry_after = None
+        retry_after = parse_retry_after(getattr(response, "headers", {}).get("Retry-After"))
     if not error:
         error = {"code": f"Http{status}", "message": f"Log Analytics answered {status}"}
     return AzureQueryError(status, error, retry_after_s=retry_after)

@@ -21,7 +21,6 @@ from service.domain.capabilities import unsupported_reason as _unsupported_setti
 FIELDS = ("app_insights", "model_data_collection", "mode", "max_parallel_updates")
 MONITORING_FIELDS = SETTINGS
 SCOPES = ("deployment", "endpoint", "workspace", "tenant")  # most specific first
-MODES = ("enforce", "audit")
 DEFAULT_MODE = "enforce"
 DEFAULT_MAX_PARALLEL_UPDATES = 1
 

@@ -1,10 +1,40 @@
-"""The reconciler's retry policy: exponential backoff with jitter that honours Retry-After."""
+"""The reconciler's retry policy: exponential backoff with jitter that honours Retry-After,
+and the one parser of a server's Retry-After header."""
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+# A server asking for longer than this is taken to mean this long: no wait, backoff or
+# Retry-After of ours is ever unbounded (or infinite, or NaN) because of one header.
+MAX_RETRY_AFTER_S = 86_400.0
+# delta-seconds (RFC 9110 10.2.3) is digits; Azure services send fractions too. Never a sign,
+# exponent, "inf" or "nan" (float() alone accepts all of those).
+_DELTA_SECONDS = re.compile(r"[0-9]{1,30}(?:\.[0-9]{1,9})?")
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After value: delta-seconds or an HTTP-date (RFC 9110
+    10.2.3). None when absent or unreadable (the caller's own backoff decides); a date in the
+    past is 0; anything longer than :data:`MAX_RETRY_AFTER_S` is capped to it."""
+    if value is None:
+        return None
+    text = value.strip()
+    if _DELTA_SECONDS.fullmatch(text):
+        return min(float(text), MAX_RETRY_AFTER_S)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000": RFC 5322's "no zone information"; HTTP-dates are GMT
+        when = when.replace(tzinfo=UTC)
+    delta = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(0.0, delta), MAX_RETRY_AFTER_S)
 
 
 @dataclass(frozen=True)

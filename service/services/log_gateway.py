@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from service.config import LogQuerySettings
+from service.domain.retry import parse_retry_after
 from service.errors import (
     AzureQueryError,
     AzureUnavailable,
@@ -186,12 +187,7 @@ class _RetryableAnswer(Exception):
 
 def _raise_retryable(response: RawLogResponse) -> RawLogResponse:
     if response.status == 429 or response.status in TRANSIENT_STATUSES:
-        raw = response.headers.get("Retry-After")
-        try:
-            retry_after = float(raw) if raw else None
-        except ValueError:
-            retry_after = None
-        raise _RetryableAnswer(response, retry_after)
+        raise _RetryableAnswer(response, parse_retry_after(response.headers.get("Retry-After")))
     return response
 
 

@@ -34,7 +34,6 @@ from service.services.lookup import visible_endpoint, visible_tenant, visible_wo
 from service.services.pagination import Page, PageRequest, paginate
 
 ACTIVE_STATES = ("queued", "running")
-FINAL_STATES = ("succeeded", "failed", "cancelled")
 KIND = "apply_policy"
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import ipaddress
 import logging
 import os
 import re
@@ -13,137 +10,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from service import config_parsing as P
+from service.config_parsing import SettingsError as SettingsError
+from service.config_parsing import parse_credential_keys as parse_credential_keys
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE_PATH = PROJECT_ROOT / "var" / "service.db"
 # The embedded default's key for secrets at rest, made on first start (see README, "First run").
 DEFAULT_CREDENTIAL_KEYS_FILE = PROJECT_ROOT / "var" / "credential-keys"
-
-
-class SettingsError(ValueError):
-    """A setting is missing or malformed. The message names the environment variable."""
-
-
-def _parse_int(env: Mapping[str, str], name: str, default: int, *, lo: int, hi: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
-    return value
-
-
-def _parse_bind(env: Mapping[str, str], name: str, default: str) -> str:
-    raw = (env.get(name) or default).strip()
-    host, sep, port = raw.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise SettingsError(f"{name} must be HOST:PORT, got {raw!r}")
-    host = host.strip("[]")
-    if host != "localhost":
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            raise SettingsError(
-                f"{name} host must be an IP address or localhost, got {host!r}"
-            ) from None
-    return raw
-
-
-def _parse_log_level(env: Mapping[str, str], name: str) -> str:
-    raw = (env.get(name) or "INFO").strip().upper()
-    if raw not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-        raise SettingsError(
-            f"{name} must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL; got {raw!r}"
-        )
-    return raw
-
-
-def _parse_database_url(env: Mapping[str, str], name: str) -> str:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return f"sqlite:///{DEFAULT_SQLITE_PATH}"
-    scheme = raw.split(":", 1)[0]
-    if scheme in {"postgresql", "postgres"}:
-        # psycopg 3 is the only PostgreSQL driver installed; make the plain scheme use it.
-        return "postgresql+psycopg" + raw[len(scheme) :]
-    if scheme not in {"sqlite", "postgresql+psycopg"}:
-        raise SettingsError(f"{name} must be a sqlite:/// or postgresql+psycopg:// URL")
-    return raw
-
-
-def _parse_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = (env.get(name) or "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name} must be true or false, got {raw!r}")
-
-
-def _parse_tenant_ids(env: Mapping[str, str], name: str) -> frozenset[str]:
-    ids = frozenset(t.strip().lower() for t in env.get(name, "").split(",") if t.strip())
-    for tenant_id in ids:
-        if not re.fullmatch(
-            r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", tenant_id
-        ):
-            raise SettingsError(f"{name}: {tenant_id!r} is not a tenant id (a UUID)")
-    return ids
-
-
-def _parse_slugs(env: Mapping[str, str], name: str) -> frozenset[str]:
-    slugs = frozenset(t.strip() for t in env.get(name, "").split(",") if t.strip())
-    for slug in slugs:
-        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", slug):
-            raise SettingsError(f"{name}: {slug!r} is not a tenant slug")
-    return slugs
-
-
-def _parse_origins(env: Mapping[str, str], name: str) -> frozenset[str]:
-    origins = [o.strip().rstrip("/") for o in env.get(name, "").split(",") if o.strip()]
-    for origin in origins:
-        if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
-            raise SettingsError(f"{name}: {origin!r} is not an origin like https://portal.example")
-    return frozenset(origins)
-
-
-def _parse_log_format(env: Mapping[str, str], name: str) -> bool:
-    raw = (env.get(name) or "json").strip().lower()
-    if raw not in ("json", "text"):
-        raise SettingsError(f"{name} must be json or text, got {raw!r}")
-    return raw == "json"
-
-
-def _parse_url(env: Mapping[str, str], name: str, default: str) -> str:
-    raw = (env.get(name) or default).strip().rstrip("/")
-    if not raw.startswith("https://"):
-        raise SettingsError(f"{name} must be an https:// URL, got {raw!r}")
-    return raw
-
-
-def _parse_credential_keys(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    return parse_credential_keys(env.get(name, ""), name)
-
-
-def parse_credential_keys(raw: str, source: str) -> tuple[str, ...]:
-    """Fernet keys separated by commas or newlines (``CREDENTIAL_KEYS`` or the key file)."""
-    keys = tuple(k.strip() for k in re.split(r"[,\n]", raw) if k.strip())
-    for index, key in enumerate(keys):
-        padded = key + "=" * (-len(key) % 4)
-        try:
-            decoded = base64.urlsafe_b64decode(padded.encode())
-        except (binascii.Error, ValueError):
-            decoded = b""
-        if len(decoded) != 32:
-            raise SettingsError(
-                f"{source}: key #{index + 1} is not a url-safe base64 32-byte key "
-                "(make one with: python -m service.cli credentials new-key)"
-            )
-    return keys
+# gunicorn.conf.py's worker count when GUNICORN_WORKERS is unset.
+GUNICORN_WORKERS_DEFAULT = 2
 
 
 @dataclass(frozen=True)
@@ -162,22 +38,22 @@ class AzureSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AzureSettings:
-        authority = _parse_url(env, "AZURE_AUTHORITY_HOST", cls.authority_host)
+        authority = P.parse_url(env, "AZURE_AUTHORITY_HOST", cls.authority_host)
         ca_bundle = (env.get("AZURE_CA_BUNDLE") or "").strip() or None
         if ca_bundle is not None and not Path(ca_bundle).is_file():
             raise SettingsError(f"AZURE_CA_BUNDLE: no such file {ca_bundle!r}")
         return cls(
             authority_host=authority,
-            resource_manager=_parse_url(env, "AZURE_RESOURCE_MANAGER", cls.resource_manager),
-            log_analytics_endpoint=_parse_url(
+            resource_manager=P.parse_url(env, "AZURE_RESOURCE_MANAGER", cls.resource_manager),
+            log_analytics_endpoint=P.parse_url(
                 env, "AZURE_LOG_ANALYTICS_ENDPOINT", cls.log_analytics_endpoint
             ),
-            log_analytics_audience=_parse_url(
+            log_analytics_audience=P.parse_url(
                 env, "AZURE_LOG_ANALYTICS_AUDIENCE", cls.log_analytics_audience
             ),
             ca_bundle=ca_bundle,
             instance_discovery=authority.startswith("https://login.microsoftonline.com"),
-            managed_identity=_parse_bool(env, "AZURE_MANAGED_IDENTITY", True),
+            managed_identity=P.parse_bool(env, "AZURE_MANAGED_IDENTITY", cls.managed_identity),
         )
 
 
@@ -208,27 +84,32 @@ class LogQuerySettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> LogQuerySettings:
-        workers = _parse_int(env, "GUNICORN_WORKERS", 2, lo=1, hi=256)
+        def count(name: str, default: int, lo: int, hi: int) -> int:
+            return P.parse_int(env, name, default, lo=lo, hi=hi)
+
+        def seconds(name: str, default: float, lo: float, hi: float) -> float:
+            return P.parse_float(env, name, default, lo=lo, hi=hi)
+
+        # Unset, every gunicorn worker of the host counts as one API process.
+        workers = count("GUNICORN_WORKERS", GUNICORN_WORKERS_DEFAULT, 1, 256)
         return cls(
-            max_concurrent=_parse_int(env, "LOG_QUERY_MAX_CONCURRENT", 5, lo=1, hi=100),
-            rate_limit=_parse_int(env, "LOG_QUERY_RATE_LIMIT", 200, lo=1, hi=100_000),
-            rate_window_s=_parse_float(env, "LOG_QUERY_RATE_WINDOW_S", 30.0, lo=1.0, hi=3600.0),
-            processes=_parse_int(env, "LOG_QUERY_PROCESSES", workers, lo=1, hi=256),
-            queue_timeout_s=_parse_float(env, "LOG_QUERY_QUEUE_TIMEOUT_S", 10.0, lo=0.0, hi=170.0),
-            queue_per_key=_parse_int(env, "LOG_QUERY_QUEUE_PER_KEY", 20, lo=0, hi=10_000),
-            cache_ttl_s=_parse_float(env, "LOG_QUERY_CACHE_TTL_S", 0.0, lo=0.0, hi=3600.0),
-            coalesce=_parse_bool(env, "LOG_QUERY_COALESCE", True),
-            max_query_chars=_parse_int(env, "LOG_QUERY_MAX_CHARS", 10_000, lo=100, hi=1_000_000),
-            default_server_timeout_s=_parse_int(
-                env, "LOG_QUERY_DEFAULT_TIMEOUT_S", 180, lo=1, hi=600
+            max_concurrent=count("LOG_QUERY_MAX_CONCURRENT", cls.max_concurrent, 1, 100),
+            rate_limit=count("LOG_QUERY_RATE_LIMIT", cls.rate_limit, 1, 100_000),
+            rate_window_s=seconds("LOG_QUERY_RATE_WINDOW_S", cls.rate_window_s, 1.0, 3600.0),
+            processes=count("LOG_QUERY_PROCESSES", workers, 1, 256),
+            queue_timeout_s=seconds("LOG_QUERY_QUEUE_TIMEOUT_S", cls.queue_timeout_s, 0.0, 170.0),
+            queue_per_key=count("LOG_QUERY_QUEUE_PER_KEY", cls.queue_per_key, 0, 10_000),
+            cache_ttl_s=seconds("LOG_QUERY_CACHE_TTL_S", cls.cache_ttl_s, 0.0, 3600.0),
+            coalesce=P.parse_bool(env, "LOG_QUERY_COALESCE", cls.coalesce),
+            max_query_chars=count("LOG_QUERY_MAX_CHARS", cls.max_query_chars, 100, 1_000_000),
+            default_server_timeout_s=count(
+                "LOG_QUERY_DEFAULT_TIMEOUT_S", cls.default_server_timeout_s, 1, 600
             ),
-            max_server_timeout_s=_parse_int(env, "LOG_QUERY_MAX_TIMEOUT_S", 600, lo=1, hi=600),
-            max_rows=_parse_int(env, "LOG_QUERY_MAX_ROWS", 500_000, lo=1, hi=500_000),
-            max_bytes=_parse_int(
-                env, "LOG_QUERY_MAX_BYTES", 64 * 1024 * 1024, lo=1024, hi=64 * 1024 * 1024
-            ),
-            audit_query_chars=_parse_int(env, "LOG_QUERY_AUDIT_CHARS", 2_000, lo=0, hi=100_000),
-            audit_queue=_parse_int(env, "LOG_QUERY_AUDIT_QUEUE", 1_000, lo=0, hi=100_000),
+            max_server_timeout_s=count("LOG_QUERY_MAX_TIMEOUT_S", cls.max_server_timeout_s, 1, 600),
+            max_rows=count("LOG_QUERY_MAX_ROWS", cls.max_rows, 1, 500_000),
+            max_bytes=count("LOG_QUERY_MAX_BYTES", cls.max_bytes, 1024, 64 * 1024 * 1024),
+            audit_query_chars=count("LOG_QUERY_AUDIT_CHARS", cls.audit_query_chars, 0, 100_000),
+            audit_queue=count("LOG_QUERY_AUDIT_QUEUE", cls.audit_queue, 0, 100_000),
         )
 
 
@@ -258,30 +139,15 @@ class CoordinationSettings:
         return cls(
             redis_url=url,
             redis_prefix=prefix,
-            redis_timeout_s=_parse_float(
+            redis_timeout_s=P.parse_float(
                 env, "REDIS_TIMEOUT_S", cls.redis_timeout_s, lo=0.01, hi=10
             ),
-            redis_retry_s=_parse_float(env, "REDIS_RETRY_S", cls.redis_retry_s, lo=0.1, hi=300),
+            redis_retry_s=P.parse_float(env, "REDIS_RETRY_S", cls.redis_retry_s, lo=0.1, hi=300),
             host_file=(env.get("COORDINATION_FILE") or "").strip() or None,
-            slot_lease_s=_parse_float(
+            slot_lease_s=P.parse_float(
                 env, "LOG_QUERY_SLOT_LEASE_S", cls.slot_lease_s, lo=1, hi=600
             ),
         )
-
-
-def _parse_float(
-    env: Mapping[str, str], name: str, default: float, *, lo: float, hi: float
-) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise SettingsError(f"{name} must be between {lo:g} and {hi:g}, got {value:g}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -307,29 +173,33 @@ class ReconcilerSettings:
     def from_env(cls, env: Mapping[str, str]) -> ReconcilerSettings:
         day = 86400.0
         built = cls(
-            only_tenants=_parse_tenant_ids(env, "RECONCILER_TENANTS"),
-            interval_s=_parse_float(env, "RECONCILER_INTERVAL_S", cls.interval_s, lo=0.01, hi=3600),
-            discovery_interval_s=_parse_float(
+            only_tenants=P.parse_tenant_ids(env, "RECONCILER_TENANTS"),
+            interval_s=P.parse_float(
+                env, "RECONCILER_INTERVAL_S", cls.interval_s, lo=0.01, hi=3600
+            ),
+            discovery_interval_s=P.parse_float(
                 env, "DISCOVERY_INTERVAL_S", cls.discovery_interval_s, lo=1, hi=day
             ),
-            lease_s=_parse_float(env, "OPERATION_LEASE_S", cls.lease_s, lo=1, hi=3600),
-            subscription_writes_per_s=_parse_float(
+            lease_s=P.parse_float(env, "OPERATION_LEASE_S", cls.lease_s, lo=1, hi=3600),
+            subscription_writes_per_s=P.parse_float(
                 env, "SUBSCRIPTION_WRITES_PER_S", cls.subscription_writes_per_s, lo=0.01, hi=1000
             ),
-            tenant_concurrency=_parse_int(
+            tenant_concurrency=P.parse_int(
                 env, "TENANT_CONCURRENCY", cls.tenant_concurrency, lo=1, hi=1000
             ),
-            worker_threads=_parse_int(env, "RECONCILER_THREADS", cls.worker_threads, lo=1, hi=1000),
-            max_attempts=_parse_int(env, "OPERATION_MAX_ATTEMPTS", cls.max_attempts, lo=1, hi=100),
-            retry_base_s=_parse_float(env, "RETRY_BASE_S", cls.retry_base_s, lo=0.001, hi=3600),
-            retry_max_s=_parse_float(env, "RETRY_MAX_S", cls.retry_max_s, lo=0.001, hi=day),
-            call_timeout_s=_parse_float(
+            worker_threads=P.parse_int(
+                env, "RECONCILER_THREADS", cls.worker_threads, lo=1, hi=1000
+            ),
+            max_attempts=P.parse_int(env, "OPERATION_MAX_ATTEMPTS", cls.max_attempts, lo=1, hi=100),
+            retry_base_s=P.parse_float(env, "RETRY_BASE_S", cls.retry_base_s, lo=0.001, hi=3600),
+            retry_max_s=P.parse_float(env, "RETRY_MAX_S", cls.retry_max_s, lo=0.001, hi=day),
+            call_timeout_s=P.parse_float(
                 env, "AZURE_CALL_TIMEOUT_S", cls.call_timeout_s, lo=0.1, hi=3600
             ),
-            operation_timeout_s=_parse_float(
+            operation_timeout_s=P.parse_float(
                 env, "AZURE_OPERATION_TIMEOUT_S", cls.operation_timeout_s, lo=1, hi=day
             ),
-            poll_interval_s=_parse_float(
+            poll_interval_s=P.parse_float(
                 env, "OPERATION_POLL_INTERVAL_S", cls.poll_interval_s, lo=0.01, hi=600
             ),
         )
@@ -390,28 +260,38 @@ class Settings:
         pepper = env.get("API_KEY_PEPPER", "")
         if pepper and len(pepper) < 16:
             raise SettingsError("API_KEY_PEPPER must be at least 16 characters when set")
-        keys = _parse_credential_keys(env, "CREDENTIAL_KEYS")
+        keys = P.parse_credential_keys_env(env, "CREDENTIAL_KEYS")
         embedded = not (env.get("DATABASE_URL") or "").strip()
         return cls(
-            database_url=_parse_database_url(env, "DATABASE_URL"),
-            bind=_parse_bind(env, "BIND", "127.0.0.1:8080"),
-            log_level=_parse_log_level(env, "LOG_LEVEL"),
-            max_body_bytes=_parse_int(env, "MAX_BODY_BYTES", 1024 * 1024, lo=1024, hi=64 * 2**20),
-            header_timeout_s=_parse_float(env, "HEADER_TIMEOUT_S", 5.0, lo=0.5, hi=300.0),
-            body_timeout_s=_parse_float(env, "BODY_TIMEOUT_S", 15.0, lo=0.5, hi=3600.0),
-            page_size_max=_parse_int(env, "PAGE_SIZE_MAX", 200, lo=1, hi=1000),
+            database_url=P.parse_database_url(env, "DATABASE_URL", cls.database_url),
+            bind=P.parse_bind(env, "BIND", cls.bind),
+            log_level=P.parse_log_level(env, "LOG_LEVEL", cls.log_level),
+            max_body_bytes=P.parse_int(
+                env, "MAX_BODY_BYTES", cls.max_body_bytes, lo=1024, hi=64 * 2**20
+            ),
+            header_timeout_s=P.parse_float(
+                env, "HEADER_TIMEOUT_S", cls.header_timeout_s, lo=0.5, hi=300.0
+            ),
+            body_timeout_s=P.parse_float(
+                env, "BODY_TIMEOUT_S", cls.body_timeout_s, lo=0.5, hi=3600.0
+            ),
+            page_size_max=P.parse_int(env, "PAGE_SIZE_MAX", cls.page_size_max, lo=1, hi=1000),
             api_key_pepper=pepper.encode(),
-            api_key_cache_ttl_s=_parse_float(env, "API_KEY_CACHE_TTL_S", 2.0, lo=0.0, hi=2.0),
+            api_key_cache_ttl_s=P.parse_float(
+                env, "API_KEY_CACHE_TTL_S", cls.api_key_cache_ttl_s, lo=0.0, hi=2.0
+            ),
             credential_keys=keys,
             credential_keys_file=DEFAULT_CREDENTIAL_KEYS_FILE if embedded and not keys else None,
             credential_keys_required=True,
             azure=AzureSettings.from_env(env),
-            cors_allowed_origins=_parse_origins(env, "CORS_ALLOWED_ORIGINS"),
-            worker_metrics_port=_parse_int(env, "WORKER_METRICS_PORT", 0, lo=0, hi=65535),
-            log_json=_parse_log_format(env, "LOG_FORMAT"),
+            cors_allowed_origins=P.parse_origins(env, "CORS_ALLOWED_ORIGINS"),
+            worker_metrics_port=P.parse_int(
+                env, "WORKER_METRICS_PORT", cls.worker_metrics_port, lo=0, hi=65535
+            ),
+            log_json=P.parse_log_format(env, "LOG_FORMAT", cls.log_json),
             reconciler=ReconcilerSettings.from_env(env),
             log_query=LogQuerySettings.from_env(env),
-            host_identity_tenants=_parse_slugs(env, "HOST_IDENTITY_TENANTS"),
+            host_identity_tenants=P.parse_slugs(env, "HOST_IDENTITY_TENANTS"),
             coordination=CoordinationSettings.from_env(env),
         )
 

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from service.config import DEFAULT_SQLITE_PATH, Settings, SettingsError
+from service.config import (
+    DEFAULT_CREDENTIAL_KEYS_FILE,
+    DEFAULT_SQLITE_PATH,
+    GUNICORN_WORKERS_DEFAULT,
+    Settings,
+    SettingsError,
+)
 
 
 def test_an_empty_environment_gives_the_defaults() -> None:
@@ -18,6 +26,20 @@ def test_an_empty_environment_gives_the_defaults() -> None:
     )
     assert s.api_key_pepper == b""
     assert s.is_sqlite
+
+
+def test_the_environment_s_defaults_are_the_dataclass_defaults() -> None:
+    """Each default is written once: an empty environment builds the same settings as code,
+    but for what only the environment decides (keys are required, the embedded key file, the
+    API processes counted from gunicorn's workers, Entra's instance discovery)."""
+    from_env = Settings.from_env({})
+    decided_by_env = dataclasses.replace(
+        Settings(),
+        credential_keys_required=True,
+        credential_keys_file=DEFAULT_CREDENTIAL_KEYS_FILE,
+        log_query=dataclasses.replace(Settings().log_query, processes=GUNICORN_WORKERS_DEFAULT),
+    )
+    assert from_env == decided_by_env
 
 
 def test_a_plain_postgresql_url_uses_psycopg_3() -> None:

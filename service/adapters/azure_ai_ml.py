@@ -45,7 +45,8 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from service.adapters.client_cache import ClientCache, close_quietly
-from service.adapters.identity import map_identity_error
+from service.adapters.identity_errors import map_identity_error
+from service.adapters.tenant_credentials import sdk_credential
 from service.config import AzureSettings
 from service.domain.retry import parse_retry_after
 from service.domain.targets import deployment_target, online_kind, split_target
@@ -395,7 +396,7 @@ class AzureOnlineDeployments:
             before = os.environ.get(_CLOUD_ENV)
             try:
                 ml = MLClient(
-                    target.credential,
+                    sdk_credential(target.credential),
                     target.subscription_id,
                     target.resource_group,
                     target.workspace_name,
@@ -412,7 +413,7 @@ class AzureOnlineDeployments:
             if k not in ("cloud", "enable_telemetry", "show_progress")
         }
         arm = MachineLearningServicesMgmtClient(
-            credential=target.credential,
+            credential=sdk_credential(target.credential),
             subscription_id=target.subscription_id,
             base_url=arm_url,
             api_version=deployment_api_version(),

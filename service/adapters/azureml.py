@@ -37,7 +37,7 @@ from azure.core.exceptions import ClientAuthenticationError
 from service.adapters.azureml_auth import token_credential_authentication
 from service.adapters.client_cache import ClientCache
 from service.adapters.delegated import LoginRequiredError, TokenRefreshFailed
-from service.adapters.identity import map_identity_error
+from service.adapters.identity_errors import map_identity_error
 from service.config import AzureSettings
 from service.domain.retry import parse_retry_after
 from service.errors import (

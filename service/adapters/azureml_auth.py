@@ -18,7 +18,7 @@ import functools
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from azure.core.credentials import TokenCredential
+    from service.ports import TokenCredential
 
 ARM_SCOPE = "https://management.azure.com/.default"
 DEFAULT_CLOUD = "AzureCloud"
@@ -89,10 +89,12 @@ def _authentication_class() -> type[Any]:
             import jwt
             from azure.mgmt.resource import SubscriptionClient
 
+            from service.adapters.tenant_credentials import sdk_credential
+
             token = self._get_arm_token()
             tenant_id = str(jwt.decode(token, options={"verify_signature": False})["tid"])
             client = SubscriptionClient(
-                self._credential,
+                sdk_credential(self._credential),
                 base_url=self._cloud_type.endpoints.resource_manager,
                 credential_scopes=[self._scope],
             )

@@ -19,12 +19,13 @@ from azure.identity import CredentialUnavailableError
 from service.adapters.azureml_auth import ARM_SCOPE
 from service.adapters.client_cache import ClientCache
 from service.adapters.delegated import LoginRequiredError, TokenRefreshFailed
-from service.adapters.identity import map_identity_error
+from service.adapters.identity_errors import map_identity_error
+from service.adapters.tenant_credentials import sdk_credential
 from service.config import AzureSettings
 from service.domain.retry import parse_retry_after
 from service.errors import AzureCallFailed, AzureRejected, NotFound, ServiceError
 from service.metrics import AZURE_CALLS, AZURE_LATENCY
-from service.ports import ExportRuleSnapshot, LaWorkspaceRef
+from service.ports import ExportRuleSnapshot, LaWorkspaceRef, TokenCredential
 
 log = logging.getLogger(__name__)
 _WORKSPACE_ID = re.compile(
@@ -54,19 +55,19 @@ class AzureDataExports:
     def close(self) -> None:
         self._clients.close()
 
-    def _client(self, credential: Any, subscription_id: str) -> Any:
+    def _client(self, credential: TokenCredential, subscription_id: str) -> Any:
         return self._clients.get(
             credential, subscription_id.lower(), lambda: self._build(credential, subscription_id)
         )
 
-    def _build(self, credential: Any, subscription_id: str) -> Any:
+    def _build(self, credential: TokenCredential, subscription_id: str) -> Any:
         from azure.mgmt.loganalytics import LogAnalyticsManagementClient
 
         options: dict[str, Any] = {"retry_total": 0}  # our reconciler owns retries
         if self._settings.ca_bundle:
             options["connection_verify"] = self._settings.ca_bundle
         return LogAnalyticsManagementClient(
-            credential,
+            sdk_credential(credential),
             subscription_id,
             base_url=self._settings.resource_manager,
             credential_scopes=[ARM_SCOPE],  # ARM's audience, wherever ARM is reached
@@ -99,7 +100,7 @@ class AzureDataExports:
         return result
 
     def find_workspace(
-        self, credential: Any, subscription_id: str, customer_id: str
+        self, credential: TokenCredential, subscription_id: str, customer_id: str
     ) -> LaWorkspaceRef | None:
         client = self._client(credential, subscription_id)
         workspaces = self._call(
@@ -111,7 +112,9 @@ class AzureDataExports:
                 return LaWorkspaceRef(ws.id, (ws.location or "").lower(), ws.customer_id)
         return None
 
-    def list_rules(self, credential: Any, workspace_resource_id: str) -> list[ExportRuleSnapshot]:
+    def list_rules(
+        self, credential: TokenCredential, workspace_resource_id: str
+    ) -> list[ExportRuleSnapshot]:
         sub, rg, name = parse_workspace_id(workspace_resource_id)
         client = self._client(credential, sub)
         rules = self._call(
@@ -122,7 +125,7 @@ class AzureDataExports:
 
     def put_rule(
         self,
-        credential: Any,
+        credential: TokenCredential,
         workspace_resource_id: str,
         name: str,
         *,
@@ -153,7 +156,9 @@ class AzureDataExports:
         )
         return _snapshot(rule)
 
-    def delete_rule(self, credential: Any, workspace_resource_id: str, name: str) -> None:
+    def delete_rule(
+        self, credential: TokenCredential, workspace_resource_id: str, name: str
+    ) -> None:
         sub, rg, workspace = parse_workspace_id(workspace_resource_id)
         client = self._client(credential, sub)
         self._call(

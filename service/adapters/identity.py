@@ -1,9 +1,10 @@
 """Azure identity for tenants: one TokenCredential per tenant, device-code sign-in, verification.
 
-The only module that imports azure-identity and msal. Service principals use azure-identity's
-ClientSecretCredential / CertificateCredential; delegated tenants use msal directly with the token
-cache kept (encrypted) in our database (see ``delegated.py``); the host identity is
-DefaultAzureCredential.
+Service principals use azure-identity's ClientSecretCredential / CertificateCredential;
+delegated tenants use msal directly with the token cache kept (encrypted) in our database (see
+``delegated.py``); the host identity is DefaultAzureCredential (``tenant_credentials.py``, which
+also binds every credential to its Entra tenant). Failures map to the service's error model in
+``identity_errors.py``. Device-code sign-ins and certificate checks live here.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from typing import Any
 import jwt
 import msal
 import requests
-from azure.core.credentials import AccessToken
+from azure.core.credentials import TokenCredential as SdkTokenCredential
 from azure.core.exceptions import (
-    ClientAuthenticationError,
     HttpResponseError,
     ServiceRequestError,
     ServiceResponseError,
@@ -27,23 +27,20 @@ from azure.core.exceptions import (
 from azure.identity import (
     CertificateCredential,
     ClientSecretCredential,
-    CredentialUnavailableError,
     DefaultAzureCredential,
 )
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from service.adapters.client_cache import close_quietly
-from service.adapters.delegated import DelegatedCredential, LoginRequiredError, TokenRefreshFailed
+from service.adapters.delegated import DelegatedCredential
+from service.adapters.identity_errors import map_identity_error
+from service.adapters.tenant_credentials import HostIdentity, TenantBoundCredential
 from service.config import AzureSettings
 from service.errors import (
     AzureUnavailable,
     CredentialRejected,
-    LoginRequired,
-    NoHostIdentity,
     ServiceError,
-    WrongTenantToken,
-    exception_chain,
 )
 from service.ports import (
     AccessTokenInfo,
@@ -100,74 +97,6 @@ def msal_http_client(
     return session
 
 
-def token_tenant(token: str) -> str | None:
-    """The ``tid`` claim of an access token (read without verification: Azure verifies it)."""
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        return None
-    tid = claims.get("tid") if isinstance(claims, dict) else None
-    return str(tid).lower() if tid else None
-
-
-class TenantBoundCredential:
-    """Hands out a token only when it was issued for the tenant's registered Entra tenant.
-
-    Wraps every tenant credential (service principal, delegated, host identity): a token whose
-    ``tid`` differs (or that carries none) is never returned, so no Azure call is made with it.
-    """
-
-    def __init__(self, inner: Any, entra_tenant_id: str) -> None:
-        self._inner = inner
-        self._tenant = entra_tenant_id.lower()
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        token: AccessToken = self._inner.get_token(*scopes, **kwargs)
-        issued_for = token_tenant(token.token)
-        if issued_for != self._tenant:
-            log.warning(
-                "refused a token issued for Entra tenant %s (expected %s)",
-                issued_for or "unknown",
-                self._tenant,
-            )
-            raise WrongTenantToken(
-                f"the credential obtained a token for Entra tenant '{issued_for or 'unknown'}', "
-                f"not for this tenant's '{self._tenant}': it was not used"
-            )
-        return token
-
-    def close(self) -> None:
-        close_quietly(self._inner)
-
-
-class _HostIdentity:
-    """DefaultAzureCredential's chain, walked here so that its outcomes stay distinct.
-
-    DefaultAzureCredential folds "no identity on this host" and "Entra refused the identity"
-    into one ClientAuthenticationError; walking its credentials keeps Entra's own error (mapped
-    with its AADSTS code) and raises CredentialUnavailableError only when none is available.
-    """
-
-    def __init__(self, chain: DefaultAzureCredential) -> None:
-        self._chain = chain
-        self._chosen: Any = None
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        if self._chosen is not None:
-            return self._chosen.get_token(*scopes, **kwargs)  # type: ignore[no-any-return]
-        for credential in list[Any](self._chain.credentials):
-            try:
-                token: AccessToken = credential.get_token(*scopes, **kwargs)
-            except CredentialUnavailableError:
-                continue
-            self._chosen = credential
-            return token
-        raise CredentialUnavailableError(message="no Azure identity is available on this host")
-
-    def close(self) -> None:
-        close_quietly(self._chain)
-
-
 class AzureIdentity:
     """Implements ``service.ports.IdentityProvider``."""
 
@@ -214,7 +143,7 @@ class AzureIdentity:
             options["connection_verify"] = self._settings.ca_bundle
         return options
 
-    def _build(self, spec: CredentialSpec) -> Any:
+    def _build(self, spec: CredentialSpec) -> SdkTokenCredential:
         if spec.kind == "service_principal":
             assert spec.client_id is not None
             if spec.certificate_pem is not None:
@@ -245,7 +174,7 @@ class AzureIdentity:
             # A server's ambient identity is the environment, workload identity or managed
             # identity; developer-tool credentials (az CLI, PowerShell, VS Code, shared cache)
             # would spawn processes or read a person's files, so they are never tried.
-            return _HostIdentity(
+            return HostIdentity(
                 DefaultAzureCredential(
                     exclude_managed_identity_credential=not self._settings.managed_identity,
                     exclude_shared_token_cache_credential=True,
@@ -399,54 +328,6 @@ class AzureIdentity:
             subject=cert.subject.rfc4514_string(),
             not_after=cert.not_valid_after_utc,
         )
-
-
-def map_identity_error(exc: BaseException) -> ServiceError:
-    """One error model for every way getting a token can fail (messages carry no secrets)."""
-    if isinstance(exc, ServiceError):
-        return exc
-    if isinstance(exc, LoginRequiredError):
-        return LoginRequired(str(exc))
-    if isinstance(exc, CredentialUnavailableError):
-        return NoHostIdentity(
-            "no Azure identity is available on this host (environment, workload identity or "
-            "managed identity); Entra ID was not contacted"
-        )
-    if isinstance(exc, ClientAuthenticationError) and _caused_by_network(exc):
-        return AzureUnavailable("Entra ID unreachable")
-    if isinstance(exc, ClientAuthenticationError):
-        message = exc.message or ""
-        for marker, reason in (
-            ("AADSTS7000215", "invalid client secret"),
-            ("AADSTS700016", "unknown application (client id) in this tenant"),
-            ("AADSTS90002", "unknown tenant"),
-            ("AADSTS700027", "the certificate assertion was rejected"),
-            ("AADSTS7000222", "the client secret has expired"),
-            ("invalid_client", "the client credentials were rejected"),
-        ):
-            if marker in message:
-                return CredentialRejected(f"Entra ID rejected the credential: {reason}")
-        status = exc.response.status_code if exc.response is not None else None
-        if status is not None and (status >= 500 or status == 429):
-            return AzureUnavailable("Entra ID answered with a server error")
-        return CredentialRejected("Entra ID rejected the credential")
-    if isinstance(exc, TokenRefreshFailed):
-        return AzureUnavailable(str(exc))
-    if isinstance(exc, ServiceRequestError | requests.RequestException | OSError):
-        return AzureUnavailable(f"Entra ID unreachable ({type(exc).__name__})")
-    log.warning("unexpected token acquisition failure: %s", type(exc).__name__)
-    return AzureUnavailable(f"token acquisition failed ({type(exc).__name__})")
-
-
-_NETWORK_ERRORS = (ServiceRequestError, requests.ConnectionError, requests.Timeout, OSError)
-
-
-def _caused_by_network(exc: BaseException) -> bool:
-    """azure-identity wraps transport failures in ClientAuthenticationError; find them."""
-    if any(isinstance(cause, _NETWORK_ERRORS) for cause in exception_chain(exc)):
-        return True
-    message = str(getattr(exc, "message", "") or exc)
-    return "Failed to establish a new connection" in message or "Max retries exceeded" in message
 
 
 def _entra_error(result: dict[str, Any], default: str) -> str:

@@ -33,14 +33,22 @@ from azure.core.rest import HttpRequest
 from azure.monitor.query import LogsQueryClient, LogsQueryStatus
 
 from service.adapters.client_cache import ClientCache
-from service.adapters.identity import map_identity_error
+from service.adapters.identity_errors import map_identity_error
+from service.adapters.tenant_credentials import sdk_credential
 from service.config import AzureSettings
 from service.domain.kql import Timespan
 from service.domain.retry import parse_retry_after
 from service.errors import AzureQueryError, AzureUnavailable, ServiceError, exception_chain
 from service.logs import request_id_var
 from service.metrics import AZURE_CALLS, AZURE_LATENCY
-from service.ports import LogQueryResult, LogQuerySpec, LogTable, LogTarget, RawLogResponse
+from service.ports import (
+    LogQueryResult,
+    LogQuerySpec,
+    LogTable,
+    LogTarget,
+    RawLogResponse,
+    TokenCredential,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +77,17 @@ class AzureLogs:
         self._settings = settings
         self._clients: ClientCache[_Clients] = ClientCache()
 
-    def _for(self, credential: Any) -> _Clients:
+    def _for(self, credential: TokenCredential) -> _Clients:
         return self._clients.get(credential, "logs", lambda: self._build(credential))
 
     def close(self) -> None:
         self._clients.close()
 
-    def _build(self, credential: Any) -> _Clients:
+    def _build(self, credential: TokenCredential) -> _Clients:
         s = self._settings
         verify: Any = s.ca_bundle or True
         typed = LogsQueryClient(
-            credential,
+            sdk_credential(credential),
             endpoint=s.log_analytics_endpoint,
             audience=s.log_analytics_audience,
             connection_verify=verify,
@@ -92,7 +100,7 @@ class AzureLogs:
             policies=[
                 HeadersPolicy(),
                 UserAgentPolicy(sdk_moniker="amlcp-log-proxy"),
-                BearerTokenCredentialPolicy(credential, scope),
+                BearerTokenCredentialPolicy(sdk_credential(credential), scope),
             ],
             transport=RequestsTransport(
                 connection_verify=verify, connection_timeout=CONNECT_TIMEOUT_S
@@ -101,7 +109,9 @@ class AzureLogs:
         return _Clients(typed, raw)
 
     # -- typed ---------------------------------------------------------------------------------
-    def query(self, credential: Any, target: LogTarget, spec: LogQuerySpec) -> LogQueryResult:
+    def query(
+        self, credential: TokenCredential, target: LogTarget, spec: LogQuerySpec
+    ) -> LogQueryResult:
         client = self._for(credential).typed
         seen: dict[str, Any] = {}
 
@@ -151,7 +161,7 @@ class AzureLogs:
 
     # -- pass-through --------------------------------------------------------------------------
     def forward(
-        self, credential: Any, path: str, body: bytes, prefer: str | None
+        self, credential: TokenCredential, path: str, body: bytes, prefer: str | None
     ) -> RawLogResponse:
         client = self._for(credential).raw
         headers = {"Content-Type": "application/json"}

@@ -631,7 +631,7 @@ def test_a_revoked_refresh_token_turns_into_login_required(
     # The cached ARM token is still good; a new resource needs the (revoked) refresh token.
     with pytest.raises(Exception) as caught:
         credential.get_token("https://api.loganalytics.io/.default")
-    from service.adapters.identity import map_identity_error
+    from service.adapters.identity_errors import map_identity_error
 
     mapped = map_identity_error(caught.value)
     assert isinstance(mapped, LoginRequired)

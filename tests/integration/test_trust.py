@@ -16,7 +16,8 @@ from azure.core.credentials import AccessToken
 from sqlalchemy import select
 
 from emulator.testing import EmulatorHandle, Sandbox
-from service.adapters.identity import AzureIdentity, TenantBoundCredential
+from service.adapters.identity import AzureIdentity
+from service.adapters.tenant_credentials import TenantBoundCredential
 from service.config import Settings
 from service.db.models import Operation, Tenant
 from service.db.session import Database

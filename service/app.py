@@ -25,7 +25,7 @@ from service.api.openapi import OpenApiContract
 from service.api.problems import register_error_handlers
 from service.bootstrap import build_runtime, refuse_secrets_without_key, with_credential_keys
 from service.config import Settings
-from service.db.migrate import current_revision, head_revision
+from service.db.migrate import schema_behind
 from service.db.session import Database
 from service.logs import configure_logging
 
@@ -65,14 +65,11 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 def _verify_schema(database: Database) -> bool:
     """True when the database answered and is at head; raises when it answered otherwise."""
     try:
-        revision = current_revision(database.engine)
+        behind = schema_behind(database.engine)
     except SQLAlchemyError as exc:
         # Start anyway: /readyz reports 503 until the database answers.
         log.warning("database unreachable at start-up (%s)", type(exc).__name__)
         return False
-    if revision != head_revision():
-        raise SchemaNotAtHead(
-            f"database schema is at {revision or 'nothing'}, code expects {head_revision()}: "
-            "run 'python -m service.cli db-upgrade' first"
-        )
+    if behind is not None:
+        raise SchemaNotAtHead(f"{behind}: run 'python -m service.cli db-upgrade' first")
     return True

@@ -80,13 +80,6 @@ WORKSPACE_COLUMNS: Final[dict[str, tuple[Column, ...]]] = {
     ),
 }
 
-APP_TABLE_OF: Final = {
-    "requests": "AppRequests",
-    "dependencies": "AppDependencies",
-    "exceptions": "AppExceptions",
-    "traces": "AppTraces",
-}
-
 _BUCKETS: Final = (
     (250, "<250ms"),
     (500, "250ms-500ms"),

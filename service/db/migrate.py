@@ -45,5 +45,10 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def schema_is_at_head(engine: Engine) -> bool:
-    return current_revision(engine) == head_revision()
+def schema_behind(engine: Engine) -> str | None:
+    """None when the database's schema is at the migrations' head, else what is wrong (for the
+    start-up refusal of the API and the worker). Raises SQLAlchemyError when it cannot tell."""
+    revision, expected = current_revision(engine), head_revision()
+    if revision == expected:
+        return None
+    return f"database schema is at {revision or 'nothing'}, code expects {expected}"

@@ -18,7 +18,7 @@ from prometheus_client import start_http_server
 
 from service.bootstrap import build_runtime, refuse_secrets_without_key, with_credential_keys
 from service.config import Settings, SettingsError
-from service.db.migrate import current_revision, head_revision
+from service.db.migrate import schema_behind
 from service.logs import configure_logging
 from service.services.reconciler import Reconciler
 
@@ -35,11 +35,9 @@ def main() -> int:
         sys.stderr.write(f"configuration error: {exc}\n")
         return 2
     runtime = build_runtime(settings)
-    revision = current_revision(runtime.database.engine)
-    if revision != head_revision():
-        log.error(
-            "database schema is at %s, expected %s: run db-upgrade", revision, head_revision()
-        )
+    behind = schema_behind(runtime.database.engine)
+    if behind is not None:
+        log.error("%s: run db-upgrade", behind)
         return 3
     refuse_secrets_without_key(runtime)
     stop = threading.Event()

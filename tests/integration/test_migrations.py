@@ -41,12 +41,21 @@ def test_migrations_go_up_down_and_up_again_and_match_the_models(empty_database_
     engine = make_engine(url)
     try:
         assert migrate.current_revision(engine) == migrate.head_revision()
+        assert migrate.schema_behind(engine) is None
     finally:
         engine.dispose()
     assert _drift(url) == []
 
     migrate.downgrade(url, "base")
     assert _tables(url) == set()
+    engine = make_engine(url)
+    try:
+        # What the API and the worker refuse to start on.
+        assert migrate.schema_behind(engine) == (
+            f"database schema is at nothing, code expects {migrate.head_revision()}"
+        )
+    finally:
+        engine.dispose()
 
     migrate.upgrade(url)
     assert _tables(url) == set(Base.metadata.tables)

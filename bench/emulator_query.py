@@ -18,8 +18,8 @@ from azure.monitor.query import LogsQueryClient, LogsQueryStatus
 
 from emulator.kql import Column, Table
 from emulator.loganalytics import LogAnalyticsLimits
-from emulator.state import LOG_ANALYTICS_AUDIENCE
 from emulator.testing import run_emulator, trust_ca
+from emulator.tokens import LOG_ANALYTICS_AUDIENCE
 
 TARGET_MEDIAN_MS = 3.0
 QUERY = "AppRequests | take 5"

@@ -18,10 +18,11 @@ import requests
 from cryptography.fernet import Fernet
 
 from demo.walkthrough import RETENTION_STORAGE, RETENTION_STORAGE_DEV
+from emulator.app import build_app
 from emulator.azurite import Azurite, start_azurite, unavailable_reason
 from emulator.data_export import add_storage_account
 from emulator.fleet import load_fleet
-from emulator.server import EmulatorServer
+from emulator.https import EmulatorServer
 from emulator.state import EmulatorState
 from emulator.tls import CertificateAuthority
 
@@ -125,7 +126,9 @@ class DemoStack:
         ca = CertificateAuthority.create(tls)
         state = EmulatorState()
         state.services.operation_duration_s = 2.0
-        self.emulator = EmulatorServer(state, port=self.emulator_port, ca=ca, tls_dir=tls)
+        self.emulator = EmulatorServer(
+            build_app(state), port=self.emulator_port, ca=ca, tls_dir=tls
+        )
         self.emulator.start()
         load_fleet(state, FLEET)
         self._retention_destinations(state)

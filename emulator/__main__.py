@@ -12,8 +12,9 @@ import sys
 import threading
 from pathlib import Path
 
+from emulator.app import build_app
 from emulator.fleet import load_fleet
-from emulator.server import EmulatorServer
+from emulator.https import EmulatorServer
 from emulator.state import EmulatorState
 from emulator.tls import CertificateAuthority
 
@@ -50,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     state.services.operation_duration_s = args.operation_duration
     state.online.operation_duration_s = args.operation_duration
     ca = CertificateAuthority.create(args.tls_dir) if args.tls_dir else None
-    server = EmulatorServer(state, host=args.host, port=args.port, ca=ca, tls_dir=args.tls_dir)
+    server = EmulatorServer(
+        build_app(state), host=args.host, port=args.port, ca=ca, tls_dir=args.tls_dir
+    )
     server.start()
     if args.fleet:
         summary = load_fleet(state, args.fleet)

@@ -15,6 +15,7 @@ from werkzeug.wrappers import Response
 
 from emulator.server import RequestContext, Route, error_response, json_response
 from emulator.state import Subscription, Workspace
+from emulator.tokens import issuer
 
 DISCOVERY_SERVICES = (
     "api",
@@ -54,8 +55,8 @@ def authorize_arm(ctx: RequestContext, subscription_id: str | None) -> Response 
         message = f"The subscription '{subscription_id}' could not be found."
         return error_response(family, 404, "SubscriptionNotFound", message)
     if subscription.tenant_id != ctx.identity.tenant_id:
-        token_issuer = ctx.state.issuer(ctx.identity.tenant_id)
-        expected = ctx.state.issuer(subscription.tenant_id)
+        token_issuer = issuer(ctx.base_url, ctx.identity.tenant_id)
+        expected = issuer(ctx.base_url, subscription.tenant_id)
         message = (
             f"The access token is from the wrong issuer '{token_issuer}'. It must match the tenant "
             f"'{expected}' associated with this subscription. Please use the authority (URL) above "

@@ -1,8 +1,10 @@
 """The HTTPS front door: cheroot (keep-alive, threaded, TLS) + a werkzeug router + middleware.
 
 Per request: route -> identify the caller (bearer JWT) -> injected faults -> authentication and
-tenant checks -> ARM throttling -> handler -> request log. Route modules (entra, arm, mms, admin)
-declare `ROUTES`; everything under `/v1/` goes to the Log Analytics service when it is present.
+tenant checks -> ARM throttling -> handler -> request log. Route modules (entra, arm, mms, admin,
+...) declare `ROUTES` and import this module; this module imports none of them.
+`emulator.app.build_app` assembles their routes and `Gates` (the checks of the middleware) into
+an `EmulatorApp`, which an `EmulatorServer` serves.
 """
 
 from __future__ import annotations
@@ -13,31 +15,27 @@ import json
 import logging
 import re
 import socket
-import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 from urllib.parse import unquote
 
-from cheroot import wsgi
-from cheroot.ssl.builtin import BuiltinSSLAdapter
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from emulator.tls import CertificateAuthority
+from emulator.tokens import ARM_AUDIENCES, LOG_ANALYTICS_AUDIENCE
 
 if TYPE_CHECKING:
     from emulator.faults import Fault
-    from emulator.state import EmulatorState, Identity
+    from emulator.state import EmulatorState
+    from emulator.tokens import Identity
 
 log = logging.getLogger(__name__)
 
 AuthKind = Literal["none", "arm", "la"]
-_CONNECTION_KEY = "emulator.connection"
+CONNECTION_KEY = "emulator.connection"  # the cheroot connection, set by emulator.https
 _SUBSCRIPTION_IN_PATH = re.compile(r"/subscriptions/([^/]+)", re.IGNORECASE)
 
 
@@ -70,6 +68,25 @@ class Route:
     handler: Handler
     auth: AuthKind = "none"
     throttle: Literal["reads", "writes"] | None = None
+
+
+Guard = Callable[[RequestContext, str | None], Response | None]
+"""Checks a caller for a route of one auth kind (given the subscription in the URL, if any):
+None lets the request through, a response refuses it."""
+ThrottleCharge = Callable[[RequestContext, str | None, Literal["reads", "writes"]], Response | None]
+"""Spends one token of a throttle bucket: None lets the request through, a 429 refuses it."""
+
+
+@dataclass(frozen=True)
+class Gates:
+    """The checks the middleware runs before a handler, supplied by whoever assembles the app.
+
+    `authorize[route.auth]` runs for every route whose auth is not "none"; `throttle` runs for
+    routes that name a bucket, once the caller is known.
+    """
+
+    authorize: Mapping[str, Guard]
+    throttle: ThrottleCharge
 
 
 def json_response(
@@ -144,9 +161,14 @@ _STATUS_CODES = {
 class EmulatorApp:
     """The WSGI application: routing plus the generic middleware."""
 
-    def __init__(self, state: EmulatorState, routes: Iterable[Route]) -> None:
+    def __init__(self, state: EmulatorState, routes: Iterable[Route], gates: Gates) -> None:
         self.state = state
+        self.gates = gates
         self.routes = {route.name: route for route in routes}
+        kinds: set[str] = {r.auth for r in self.routes.values()}
+        unguarded = kinds - {"none"} - set(gates.authorize)
+        if unguarded:
+            raise ValueError(f"no guard for auth kind(s) {sorted(unguarded)}")
         rules = [
             Rule(r.rule, endpoint=r.name, methods=list(r.methods)) for r in self.routes.values()
         ]
@@ -185,7 +207,7 @@ class EmulatorApp:
             )
         route = self.routes[trace.route]
         trace.identity = identity = self._identify(request, route)
-        trace.subscription = params.get("subscription_id") or _subscription_in_path(request.path)
+        trace.subscription = params.get("subscription_id") or subscription_in_path(request.path)
         if identity is not None:
             trace.tenant = identity.tenant_id
         elif "tenant" in params:
@@ -203,8 +225,6 @@ class EmulatorApp:
         return self._serve(route, request, params, identity, trace.subscription)
 
     def _identify(self, request: Request, route: Route) -> Identity | None:
-        from emulator.state import ARM_AUDIENCES, LOG_ANALYTICS_AUDIENCE
-
         if route.auth == "none":
             return None
         # azure-ai-ml asks a custom cloud for tokens whose audience is the cloud's resource
@@ -214,7 +234,7 @@ class EmulatorApp:
             if route.auth == "arm"
             else frozenset({LOG_ANALYTICS_AUDIENCE})
         )
-        return self.state.verify_bearer(request.headers.get("Authorization"), audiences)
+        return self.state.signer.verify_bearer(request.headers.get("Authorization"), audiences)
 
     def _apply_faults(self, faults: list[Fault], family: str) -> Response | None:
         for fault in faults:
@@ -243,19 +263,13 @@ class EmulatorApp:
         identity: Identity | None,
         subscription: str | None,
     ) -> Response:
-        from emulator.arm import authorize_arm, charge_throttle
-
         ctx = RequestContext(self.state, request, params, route.name, identity)
-        if route.auth == "arm":
-            denied = authorize_arm(ctx, subscription)
-            if denied is not None:
-                return denied
-        elif route.auth == "la":
-            denied = _authorize_la(ctx)
+        if route.auth != "none":
+            denied = self.gates.authorize[route.auth](ctx, subscription)
             if denied is not None:
                 return denied
         if route.throttle and identity is not None:
-            refused = charge_throttle(ctx, subscription, route.throttle)
+            refused = self.gates.throttle(ctx, subscription, route.throttle)
             if refused is not None:
                 return refused
         response = route.handler(ctx)
@@ -293,81 +307,10 @@ class _Trace:
     fault: str | None = None
 
 
-def _subscription_in_path(path: str) -> str | None:
+def subscription_in_path(path: str) -> str | None:
     # Resource-centric Log Analytics paths may carry the ARM id percent-encoded.
     match = _SUBSCRIPTION_IN_PATH.search(unquote(path))
     return match.group(1) if match else None
-
-
-# --- Log Analytics gate: authentication and tenant isolation, then emulator.loganalytics ------
-
-
-def _la_handler(ctx: RequestContext) -> Response:
-    service = ctx.state.log_analytics
-    if service is None:
-        return error_response(
-            "la", 501, "NotImplemented", "The Log Analytics query API is not built in."
-        )
-    assert ctx.identity is not None  # _authorize_la ran first
-    tenant = ctx.identity.tenant_id
-    state = ctx.state
-
-    def workspace_allowed(workspace_id: str) -> bool:
-        # Another tenant's workspace answers 403, per batch entry and per extra workspace.
-        return state.tenant_of_log_analytics_workspace(workspace_id) in (None, tenant)
-
-    response: Response = service.handle(
-        ctx.request, ctx.identity.key, workspace_allowed=workspace_allowed
-    )
-    return response
-
-
-def _authorize_la(ctx: RequestContext) -> Response | None:
-    """401 without a valid api.loganalytics.io token; 403 for another tenant's workspace."""
-    if ctx.identity is None:
-        body = {
-            "error": {
-                "code": "InvalidTokenError",
-                "message": "The provided authentication is not valid for this resource",
-                "innererror": {
-                    "code": "TokenValidationFailed",
-                    "message": "Missing or invalid bearer token",
-                },
-            }
-        }
-        return json_response(body, 401, {"WWW-Authenticate": "Bearer"})
-    owners: set[str | None] = set()
-    if ctx.route == "la.workspace_query":
-        owners.add(ctx.state.tenant_of_log_analytics_workspace(ctx.params["workspace_id"]))
-    elif ctx.route == "la.resource_query":
-        subscription = _subscription_in_path(ctx.request.path)
-        owners.add(ctx.state.tenant_of_subscription(subscription) if subscription else None)
-    # A batch is checked per entry by the query service (workspace_allowed in _la_handler): an
-    # entry naming another tenant's workspace gets its own 403, the others still run, as each
-    # entry of a Log Analytics batch carries its own status.
-    owners.discard(None)
-    if owners - {ctx.identity.tenant_id}:
-        message = (
-            "The provided credentials have insufficient access to perform the requested operation"
-        )
-        return error_response("la", 403, "InsufficientAccessError", message)
-    return None
-
-
-LA_ROUTES = [
-    Route("la.batch", "/v1/$batch", ("POST",), _la_handler, auth="la"),
-    Route(
-        "la.workspace_query",
-        "/v1/workspaces/<workspace_id>/query",
-        ("GET", "POST"),
-        _la_handler,
-        auth="la",
-    ),
-    Route(
-        "la.resource_query", "/v1/<path:resource_id>/query", ("GET", "POST"), _la_handler, auth="la"
-    ),
-    Route("la.other", "/v1/<path:rest>", ("GET", "POST"), _la_handler, auth="la"),
-]
 
 
 class _DropRequested(Exception):
@@ -379,98 +322,8 @@ class _DroppedConnection(ConnectionResetError):
 
 
 def _drop_connection(environ: dict[str, Any]) -> NoReturn:
-    conn = environ.get(_CONNECTION_KEY)
+    conn = environ.get(CONNECTION_KEY)
     if conn is not None:
         with contextlib.suppress(OSError):  # the client may have gone already
             conn.socket.shutdown(socket.SHUT_RDWR)
     raise _DroppedConnection(errno.ECONNRESET, "connection dropped by fault injection")
-
-
-class _Gateway(wsgi.Gateway_10):
-    """Exposes the connection to the app so a fault can close it without answering."""
-
-    def get_environ(self) -> dict[str, Any]:
-        env: dict[str, Any] = super().get_environ()
-        env[_CONNECTION_KEY] = self.req.conn
-        return env
-
-
-def build_app(state: EmulatorState) -> EmulatorApp:
-    """Assemble the WSGI app from every route module."""
-    from emulator import admin, arm, data_export, entra, export_delivery, mms, online
-
-    routes = [*entra.ROUTES, *arm.ROUTES, *online.ROUTES, *mms.ROUTES, *admin.ROUTES, *LA_ROUTES]
-    routes += data_export.ROUTES + export_delivery.ROUTES
-    return EmulatorApp(state, routes)
-
-
-def _cheroot_error_log(msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
-    # cheroot prints to stderr by default; clients that give up mid-handshake are routine here.
-    log.log(min(level, logging.INFO), "cheroot: %s", msg, exc_info=traceback)
-
-
-class EmulatorServer:
-    """One emulator instance on https://host:port, serving `state`."""
-
-    def __init__(
-        self,
-        state: EmulatorState,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        ca: CertificateAuthority | None = None,
-        tls_dir: Path | str | None = None,
-        threads: int = 48,
-    ) -> None:
-        self.state = state
-        self._tls_dir = (
-            Path(tls_dir) if tls_dir else Path(tempfile.mkdtemp(prefix="azure-emulator-tls-"))
-        )
-        self.ca = ca or CertificateAuthority.create(self._tls_dir)
-        cert_path, key_path = self.ca.issue_server_cert(self._tls_dir)
-        self._server = wsgi.Server(
-            (host, port), build_app(state), numthreads=threads, shutdown_timeout=2
-        )
-        self._server.gateway = _Gateway
-        self._server.error_log = _cheroot_error_log
-        # The accept loop notices stop() only between select() rounds: keep them short.
-        self._server.expiration_interval = 0.05
-        self._server.ssl_adapter = BuiltinSSLAdapter(str(cert_path), str(key_path))
-        self._host = host
-        self._thread: threading.Thread | None = None
-
-    @property
-    def ca_path(self) -> Path:
-        return self.ca.ca_path
-
-    @property
-    def port(self) -> int:
-        return int(self._server.bind_addr[1])
-
-    @property
-    def url(self) -> str:
-        return f"https://{self._host}:{self.port}"
-
-    def start(self) -> None:
-        """Bind and serve in a background thread; `url` is valid afterwards."""
-        self._server.prepare()
-        self.state.base_url = self.url
-        self._thread = threading.Thread(
-            target=self._server.serve, name="azure-emulator", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Release hung requests and stop serving."""
-        self.state.faults.clear()
-        self._server.stop()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> EmulatorServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -1,54 +1,31 @@
-"""Thread-safe in-memory model of the emulated Azure estate, and the token signer.
+"""Thread-safe in-memory model of the emulated Azure estate (the resource registry).
 
 Everything the HTTP handlers serve lives in one `EmulatorState`: directory objects (tenants,
 applications, users), ARM objects (subscriptions, workspaces), AML web services (held by
-`emulator.mms.ServiceCatalog`), device codes, refresh tokens, faults, throttling and the request
-log. Tests mutate it directly through the `add_*` helpers; the admin API does the same over HTTP.
+`emulator.mms_catalog.ServiceCatalog`), device codes, refresh tokens, faults, throttling and the
+request log. It holds the instance's `emulator.tokens.TokenSigner` but signs nothing itself.
+Tests mutate it directly through the `add_*` helpers; the admin API does the same over HTTP.
 """
 
 from __future__ import annotations
 
-import functools
 import secrets
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
+from typing import Any
 
 from emulator.faults import ArmThrottle, FaultInjector, RequestLog
-from emulator.mms import ServiceCatalog
+from emulator.mms_catalog import ServiceCatalog
 from emulator.online_catalog import OnlineCatalog
 from emulator.tls import certificate_thumbprints
-
-ARM_AUDIENCES = frozenset({"https://management.azure.com", "https://management.core.windows.net"})
-LOG_ANALYTICS_AUDIENCE = "https://api.loganalytics.io"
-_TOKEN_CACHE_MAX = 4096
+from emulator.tokens import TokenSigner
 
 
 def new_guid() -> str:
     """A random GUID string, the shape of every Azure id."""
     return str(uuid.uuid4())
-
-
-@dataclass(frozen=True)
-class Identity:
-    """The principal behind a verified bearer token."""
-
-    tenant_id: str
-    object_id: str
-    client_id: str
-    kind: Literal["app", "user"]
-    audience: str
-    username: str | None = None
-
-    @property
-    def key(self) -> str:
-        """Stable per-principal key (tenant/object id), e.g. for per-identity limits."""
-        return f"{self.tenant_id}/{self.object_id}"
 
 
 @dataclass
@@ -147,64 +124,6 @@ class EntraSettings:
     device_code_interval_s: int = 1
     # Entra keeps a redeemed refresh token valid; strict mode invalidates it to test write-back.
     strict_refresh_token_rotation: bool = False
-
-
-@functools.cache
-def _process_signing_key() -> rsa.RSAPrivateKey:
-    # RSA generation costs ~0.1 s; states in one process share the key but not the `kid`, and
-    # verification checks the kid, so tokens never cross emulator instances.
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-class TokenSigner:
-    """Issues and verifies the emulator's RS256 access and id tokens."""
-
-    def __init__(self) -> None:
-        self.kid = secrets.token_hex(8)
-        self._key = _process_signing_key()
-        self._public = self._key.public_key()
-        self._cache: dict[str, tuple[Identity, float]] = {}
-        self._lock = threading.Lock()
-
-    def sign(self, claims: dict[str, Any]) -> str:
-        """Sign claims with the emulator key."""
-        return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid})
-
-    def jwks(self) -> dict[str, Any]:
-        """The JSON Web Key Set served at /discovery/v2.0/keys."""
-        jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self._public, as_dict=True)
-        jwk.update({"kid": self.kid, "use": "sig", "alg": "RS256"})
-        return {"keys": [jwk]}
-
-    def verify(self, token: str, audiences: frozenset[str]) -> Identity | None:
-        """Return the identity of a valid, unexpired token for one of `audiences`, else None."""
-        now = time.time()
-        with self._lock:
-            hit = self._cache.get(token)
-        if hit is not None:
-            identity, exp = hit
-            return identity if exp > now and identity.audience in audiences else None
-        try:
-            if jwt.get_unverified_header(token).get("kid") != self.kid:
-                return None
-            claims = jwt.decode(
-                token, self._public, algorithms=["RS256"], options={"verify_aud": False}
-            )
-        except jwt.PyJWTError:
-            return None
-        identity = Identity(
-            tenant_id=claims["tid"],
-            object_id=claims["oid"],
-            client_id=claims["appid"],
-            kind="user" if claims.get("idtyp") == "user" else "app",
-            audience=str(claims["aud"]).rstrip("/"),
-            username=claims.get("upn"),
-        )
-        with self._lock:
-            if len(self._cache) >= _TOKEN_CACHE_MAX:
-                self._cache.clear()
-            self._cache[token] = (identity, float(claims["exp"]))
-        return identity if identity.audience in audiences else None
 
 
 class EmulatorState:
@@ -444,73 +363,6 @@ class EmulatorState:
                     record.revoked = True
                     count += 1
         return count
-
-    # --- tokens -----------------------------------------------------------------------------
-
-    def issuer(self, tenant_id: str) -> str:
-        return f"{self.base_url}/{tenant_id}/v2.0"
-
-    def issue_access_token(
-        self,
-        tenant_id: str,
-        *,
-        object_id: str,
-        client_id: str,
-        audience: str,
-        user: User | None = None,
-        scopes: list[str] | None = None,
-    ) -> tuple[str, int]:
-        """Sign an access token; returns (jwt, expires_in)."""
-        now = int(time.time())
-        lifetime = self.entra.access_token_lifetime_s
-        claims: dict[str, Any] = {
-            "aud": audience,
-            "iss": self.issuer(tenant_id),
-            "iat": now,
-            "nbf": now,
-            "exp": now + lifetime,
-            "tid": tenant_id,
-            "oid": object_id,
-            "sub": object_id,
-            "appid": client_id,
-            "azp": client_id,
-            "idtyp": "user" if user else "app",
-            "ver": "2.0",
-            "uti": secrets.token_urlsafe(12),
-        }
-        if user:
-            claims.update(
-                upn=user.username,
-                preferred_username=user.username,
-                name=user.display_name,
-                scp=" ".join(scopes or []),
-            )
-        return self.signer.sign(claims), lifetime
-
-    def issue_id_token(self, tenant_id: str, client_id: str, user: User) -> str:
-        now = int(time.time())
-        claims = {
-            "aud": client_id,
-            "iss": self.issuer(tenant_id),
-            "iat": now,
-            "nbf": now,
-            "exp": now + self.entra.access_token_lifetime_s,
-            "tid": tenant_id,
-            "oid": user.object_id,
-            "sub": user.object_id,
-            "preferred_username": user.username,
-            "name": user.display_name,
-            "ver": "2.0",
-        }
-        return self.signer.sign(claims)
-
-    def verify_bearer(
-        self, authorization: str | None, audiences: frozenset[str]
-    ) -> Identity | None:
-        """Identity for an `Authorization: Bearer <jwt>` header value, or None if invalid."""
-        if not authorization or not authorization.lower().startswith("bearer "):
-            return None
-        return self.signer.verify(authorization[7:].strip(), audiences)
 
     def _require_tenant(self, tenant_id: str) -> None:
         with self.lock:

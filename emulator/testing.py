@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emulator.admin import apply_limits
+from emulator.app import build_app
 from emulator.faults import Fault, FaultKind, RequestLogEntry
-from emulator.server import EmulatorServer
+from emulator.https import EmulatorServer
 from emulator.state import EmulatorState, Workspace
 from emulator.tls import CertificateAuthority
 
@@ -217,7 +218,8 @@ def run_emulator(
     tls_dir: Path | str | None = None,
 ) -> Iterator[EmulatorHandle]:
     """Start an emulator in a background thread for the duration of the block."""
-    server = EmulatorServer(state or EmulatorState(), host=host, port=port, ca=ca, tls_dir=tls_dir)
+    app = build_app(state or EmulatorState())
+    server = EmulatorServer(app, host=host, port=port, ca=ca, tls_dir=tls_dir)
     server.start()
     handle = EmulatorHandle(server)
     try:

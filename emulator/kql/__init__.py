@@ -16,6 +16,7 @@ from functools import lru_cache
 from . import aggregates as _aggregates  # noqa: F401
 from . import functions as _functions  # noqa: F401
 from . import functions_general as _functions_general  # noqa: F401
+from . import scalar_membership as _scalar_membership  # noqa: F401
 from . import scalar_ops as _scalar_ops  # noqa: F401
 from .engine import Executor
 from .model import UNSUPPORTED, Column, KqlError, Table

@@ -78,7 +78,7 @@ def authenticate(uow: UnitOfWork, secret: str, pepper: bytes) -> Principal:
     """Resolve a bearer secret to its principal, or raise 401 (one message for every failure)."""
     if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
         raise Unauthorized("invalid API key")
-    return _lookup(uow, hash_key(secret, pepper))[0]
+    return _lookup(uow, hash_key(secret, pepper), utcnow())[0]
 
 
 class KeyCache:
@@ -139,7 +139,7 @@ class KeyCache:
                 raise Unauthorized("invalid, expired or revoked API key")
             return principal
         with uow_factory() as uow:
-            principal, expires_at = _lookup(uow, digest)
+            principal, expires_at = _lookup(uow, digest, self._wall_clock())
         if stamp is not None:
             with self._lock:
                 if generation == self._generation:
@@ -164,7 +164,7 @@ class KeyCache:
 _CACHE_MAX = 10_000
 
 
-def _lookup(uow: UnitOfWork, digest: str) -> tuple[Principal, datetime | None]:
+def _lookup(uow: UnitOfWork, digest: str, now: datetime) -> tuple[Principal, datetime | None]:
     row = uow.session.execute(
         select(
             ApiKey.id, ApiKey.role, ApiKey.tenant_id, ApiKey.revoked_at, ApiKey.expires_at
@@ -173,7 +173,7 @@ def _lookup(uow: UnitOfWork, digest: str) -> tuple[Principal, datetime | None]:
     if (
         row is None
         or row.revoked_at is not None
-        or (row.expires_at is not None and row.expires_at <= utcnow())
+        or (row.expires_at is not None and row.expires_at <= now)
     ):
         raise Unauthorized("invalid, expired or revoked API key")
     principal = Principal(key_id=row.id, role=Role.parse(row.role), tenant_id=row.tenant_id)

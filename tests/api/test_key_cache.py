@@ -119,7 +119,8 @@ def test_while_the_counter_is_unreachable_every_request_is_checked_in_the_databa
 
 
 def test_a_cached_key_still_expires_on_time(world: World, database: Database) -> None:
-    wall = [datetime.now(UTC)]
+    """Expiry reads the injected wall clock, from the cache and from the database alike."""
+    wall = [datetime(2031, 1, 1, tzinfo=UTC)]  # any instant: no check reads the real clock
     cache = KeyCache(clock=Clock(), wall_clock=lambda: wall[0])
     secret = world.key("reader")
     principal = cache.authenticate(database.unit_of_work, secret, b"", TTL)
@@ -131,6 +132,9 @@ def test_a_cached_key_still_expires_on_time(world: World, database: Database) ->
     cache.forget_all()
     cache.authenticate(database.unit_of_work, secret, b"", TTL)  # cached with its expiry
     wall[0] += timedelta(minutes=5)  # the entry is still fresh (frozen clock): the expiry wins
+    with pytest.raises(Unauthorized):
+        cache.authenticate(database.unit_of_work, secret, b"", TTL)
+    cache.forget_all()  # looked up again in the database, at the same injected instant
     with pytest.raises(Unauthorized):
         cache.authenticate(database.unit_of_work, secret, b"", TTL)
 

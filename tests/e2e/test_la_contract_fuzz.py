@@ -16,13 +16,13 @@ from emulator.testing import EmulatorHandle
 from service.config import PROJECT_ROOT
 from tests.e2e.conftest import LiveService
 from tests.integration.log_support import NOW, START
+from tests.support.reference import reference, require
 
 CONFIG = Path(__file__).with_name("schemathesis_loganalytics.toml")
-SPEC = (
-    PROJECT_ROOT.parent / "shared" / "reference" / "azure" / "azure-rest-api-specs"
-    / "specification" / "operationalinsights" / "data-plane" / "Microsoft.OperationalInsights"
-    / "stable" / "2022-10-27" / "OperationalInsights.json"
-)  # fmt: skip
+SPEC = reference(
+    "azure-rest-api-specs/specification/operationalinsights/data-plane"
+    "/Microsoft.OperationalInsights/stable/2022-10-27/OperationalInsights.json"
+)
 
 
 def _spec_copy(directory: Path) -> Path:
@@ -46,7 +46,7 @@ def _spec_copy(directory: Path) -> Path:
 def test_the_compat_endpoint_honours_azures_log_analytics_contract(
     live_service: LiveService, emulator: EmulatorHandle, tmp_path: Path
 ) -> None:
-    assert SPEC.is_file(), f"the reference document is missing: {SPEC}"
+    require(SPEC)
     box = emulator.sandbox()
     admin = live_service.create_key("admin")
     auth = {"Authorization": f"Bearer {admin}"}

@@ -2,7 +2,7 @@
 
 Its leases expire, a second worker resumes (following the Azure operation the first one started
 instead of writing again), and the emulator's request log shows no duplicate PATCH. When it
-fails it prints the operations, their attempts, the emulator's PATCHes and the workers' log.
+fails it prints the operations, their attempts, the emulator's writes and the workers' log tail.
 ``bench/crash_loop.py`` runs it many times in a row.
 """
 
@@ -117,9 +117,13 @@ def _diagnostics(rt: Runtime, tenant_id: str, emulator: EmulatorHandle, log: Pat
                     f"charged={a.charged} azure={a.azure_status}/{a.azure_code} "
                     f"op={a.azure_operation_id} error={a.error!r}"
                 )
-    lines.append("emulator PATCHes:")
-    for e in emulator.requests("mms.service_patch"):
-        lines.append(f"  {e.time:.3f} {e.path.rsplit('/', 1)[-1]} -> {e.status}")
+    lines.append("emulator writes (service PATCHes, deployment PUTs):")
+    for route in ("mms.service_patch", "arm.online_deployment_put"):
+        for e in emulator.requests(route):
+            target = "/".join(e.path.split("/")[-3:])
+            lines.append(f"  {e.time:.3f} {route} {target} -> {e.status}")
+    polls = Counter(e.status for e in emulator.requests("arm.mfe_operation"))
+    lines.append(f"deployment operation polls by status: {dict(polls)}")
     tail = log.read_text(errors="replace").splitlines()[-120:] if log.exists() else []
     lines.append("workers' log (tail):")
     lines += [f"  {line}" for line in tail]
@@ -128,7 +132,7 @@ def _diagnostics(rt: Runtime, tenant_id: str, emulator: EmulatorHandle, log: Pat
 
 @contextmanager
 def _explained(rt: Runtime, tenant_id: str, emulator: EmulatorHandle, log: Path) -> Iterator[None]:
-    """On failure, say what happened: rows, attempts, PATCHes and the workers' log."""
+    """On failure, say what happened: rows, attempts, Azure writes and the workers' log tail."""
     try:
         yield
     except AssertionError as exc:
@@ -217,47 +221,47 @@ def test_a_worker_killed_mid_deployment_update_follows_the_async_operation_witho
             max_attempts=5,
         )
     log = tmp_path / "workers.log"
+    with _explained(rt, w.tenant_id, fresh_emulator, log):
+        first = _worker(database, fresh_emulator, log, w.tenant_id)
+        try:
+            _until(
+                lambda: any(
+                    e.status in (200, 201)
+                    for e in fresh_emulator.requests("arm.online_deployment_put")
+                ),
+                PROCESS_DEADLINE_S,
+                "the first worker's deployment PUT",
+            )
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+        # Killed before converging: its leases are orphaned, or (a call timed out under load
+        # after the PUT was accepted) the operation waits for a retry that must not PUT again.
+        ops = operations_of(rt, w.tenant_id)
+        unfinished = [o for o in ops if o.state in ("queued", "running")]
+        assert unfinished, "killed before converging: some operation is unfinished"
 
-    first = _worker(database, fresh_emulator, log, w.tenant_id)
-    try:
-        _until(
-            lambda: any(
-                e.status in (200, 201) for e in fresh_emulator.requests("arm.online_deployment_put")
-            ),
-            PROCESS_DEADLINE_S,
-            "the first worker's deployment PUT",
-        )
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    # Killed before converging: its leases are orphaned, or (a call timed out under load after
-    # the PUT was accepted) the operation waits for a retry that must not PUT again.
-    unfinished = [o for o in operations_of(rt, w.tenant_id) if o.state in ("queued", "running")]
-    assert unfinished, log.read_text()
+        second = _worker(database, fresh_emulator, log, w.tenant_id)
+        try:
+            _until(
+                lambda: settled(rt, w.tenant_id), PROCESS_DEADLINE_S, "convergence after the crash"
+            )
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(20) == 0, "the second worker did not stop cleanly"
 
-    second = _worker(database, fresh_emulator, log, w.tenant_id)
-    try:
-        _until(lambda: settled(rt, w.tenant_id), PROCESS_DEADLINE_S, "convergence after the crash")
-    finally:
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(20) == 0, log.read_text()
-
-    ops = operations_of(rt, w.tenant_id)
-    assert {op.state for op in ops} == {"succeeded"}, (
-        [(o.state, o.last_error) for o in ops],
-        [(e.time, e.route, e.status, e.path[-12:]) for e in fresh_emulator.requests("arm.")],
-    )
-    for name in names:
-        props = box.online_deployment(name, "blue")["properties"]
-        assert props["appInsightsEnabled"] is True
-        assert props["dataCollector"]["collections"]["model_inputs"]["dataCollectionMode"] == (
-            "Enabled"
-        )
-    puts = fresh_emulator.requests("arm.online_deployment_put")
-    assert {e.status for e in puts} == {200}  # no 409: never a second PUT while one ran
-    assert Counter(e.path for e in puts) == Counter({p: 1 for p in {e.path for e in puts}}), (
-        "a deployment was written twice"
-    )
-    assert len(puts) == len(names)
-    # The resumed attempt followed Azure-AsyncOperation (mfeOperationsStatus) to the end.
-    assert fresh_emulator.requests("arm.mfe_operation")
+        ops = operations_of(rt, w.tenant_id)
+        assert {op.state for op in ops} == {"succeeded"}
+        for name in names:
+            props = box.online_deployment(name, "blue")["properties"]
+            assert props["appInsightsEnabled"] is True
+            assert props["dataCollector"]["collections"]["model_inputs"]["dataCollectionMode"] == (
+                "Enabled"
+            )
+        puts = fresh_emulator.requests("arm.online_deployment_put")
+        assert {e.status for e in puts} == {200}  # no 409: never a second PUT while one ran
+        written = Counter(e.path for e in puts)
+        assert set(written.values()) == {1}, "a deployment was written twice"
+        assert len(puts) == len(names)
+        # The resumed attempt followed Azure-AsyncOperation (mfeOperationsStatus) to the end.
+        assert fresh_emulator.requests("arm.mfe_operation")

@@ -12,9 +12,9 @@ import requests
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import CertificateCredential, ClientSecretCredential
 
-from emulator.state import ARM_AUDIENCES
 from emulator.testing import EmulatorHandle, Sandbox
 from emulator.tls import generate_client_certificate
+from emulator.tokens import ARM_AUDIENCES
 
 ARM_SCOPE = "https://management.azure.com/.default"
 
@@ -29,7 +29,7 @@ def test_client_secret_credential_gets_a_verifiable_jwt(
     assert claims["aud"] == "https://management.azure.com"
     assert claims["appid"] == sandbox.client_id
     assert {"exp", "iat", "nbf", "oid", "iss", "sub", "azp"} <= claims.keys()
-    identity = emulator.state.verify_bearer(f"Bearer {token.token}", ARM_AUDIENCES)
+    identity = emulator.state.signer.verify_bearer(f"Bearer {token.token}", ARM_AUDIENCES)
     assert identity is not None
     assert identity.kind == "app"
 

@@ -23,6 +23,7 @@ from tests.emulator.test_la_support import (
     make_service,
     validator,
 )
+from tests.support.reference import require
 
 QUERY_PATH = f"/v1/workspaces/{WORKSPACE}/query"
 
@@ -117,7 +118,7 @@ def test_the_schema_adaptation_accepts_azures_own_recorded_answers() -> None:
     # Guards the one change made to the swagger (row cells may be any JSON value): every real
     # recorded body must validate, so the tests above hold the emulator to Azure's standard.
     checked = 0
-    for path in sorted(RECORDINGS.glob("*.json")):
+    for path in sorted(require(RECORDINGS).glob("*.json")):
         for entry in json.loads(path.read_text())["Entries"]:
             if "api.loganalytics.io" not in entry["RequestUri"]:
                 continue

@@ -1,6 +1,7 @@
 """Shared helpers of the Log Analytics emulator tests (this module holds no tests).
 
-The official swagger and the real recordings live in ../shared/reference/azure (see SOURCES.md).
+The official swagger and the real recordings live in ../shared/reference/azure (see SOURCES.md);
+the tests that read them skip, saying so, where that folder is absent (`tests.support.reference`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -20,13 +20,13 @@ from werkzeug.wrappers import Request, Response
 from emulator import la_errors
 from emulator.kql import Column, Table
 from emulator.loganalytics import LogAnalyticsLimits, LogAnalyticsService, TelemetryStore
+from tests.support.reference import reference, require
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "azure"
-SWAGGER = (
-    REFERENCE / "azure-rest-api-specs/specification/operationalinsights/data-plane"
+SWAGGER = reference(
+    "azure-rest-api-specs/specification/operationalinsights/data-plane"
     "/Microsoft.OperationalInsights/stable/2022-10-27/OperationalInsights.json"
 )
-RECORDINGS = REFERENCE / "azure-sdk-for-python/sdk/monitor/azure-monitor-query/tests/recordings"
+RECORDINGS = reference("azure-sdk-for-python/sdk/monitor/azure-monitor-query/tests/recordings")
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 WORKSPACE = "11111111-2222-3333-4444-555555555555"
@@ -127,7 +127,7 @@ def body_of(response: Response) -> Any:
 
 @cache
 def _swagger_definitions() -> dict[str, Any]:
-    definitions = copy.deepcopy(json.loads(SWAGGER.read_text())["definitions"])
+    definitions = copy.deepcopy(json.loads(require(SWAGGER).read_text())["definitions"])
     # The swagger types each row cell as `{"type": "object"}`, which AutoRest reads as "any
     # value"; read literally it would reject Azure's own recorded rows of strings and numbers.
     definitions["table"]["properties"]["rows"]["items"]["items"] = {}
@@ -150,5 +150,5 @@ def assert_valid(body: Any, definition: str) -> None:
 
 def recording(name: str) -> dict[str, Any]:
     """The data-plane (non-login) entries of one recording file, by test name suffix."""
-    path = next(RECORDINGS.glob(f"*{name}.json"))
+    path = next(require(RECORDINGS).glob(f"*{name}.json"))
     return json.loads(path.read_text())

@@ -25,10 +25,10 @@ from azure.monitor.query import (
 
 from emulator.kql import Table
 from emulator.loganalytics import LogAnalyticsLimits, LogAnalyticsService
-from emulator.state import LOG_ANALYTICS_AUDIENCE
 from emulator.telemetry import TelemetrySpec, generate
 from emulator.testing import EmulatorHandle, Sandbox, run_emulator
 from emulator.tls import CertificateAuthority
+from emulator.tokens import LOG_ANALYTICS_AUDIENCE
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

@@ -19,8 +19,8 @@ from azure.identity import ClientSecretCredential
 from azure.monitor.query import LogsBatchQuery, LogsQueryClient, LogsQueryResult, LogsQueryStatus
 
 from emulator.loganalytics import LogAnalyticsService
-from emulator.state import LOG_ANALYTICS_AUDIENCE
 from emulator.testing import EmulatorHandle, Sandbox
+from emulator.tokens import LOG_ANALYTICS_AUDIENCE
 from tests.emulator.test_la_support import recording
 
 

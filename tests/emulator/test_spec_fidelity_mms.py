@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -16,20 +15,19 @@ import pytest
 import requests
 
 from emulator.testing import EmulatorHandle, Sandbox
+from tests.support.reference import reference, require
 
-SPEC = Path(
-    "/work/shared/reference/azure/azure-rest-api-specs/specification/machinelearningservices/data-plane/"
+SPEC = reference(
+    "azure-rest-api-specs/specification/machinelearningservices/data-plane/"
     "Microsoft.MachineLearningServices/preview/2019-09-30/modelManagement.json"
 )
 # azureml-core's ContainerResourceRequirements.deserialize needs these two; the swagger omits them.
 UNDECLARED_BUT_REQUIRED_BY_SDK = {"containerResourceRequirements": {"cpuLimit", "memoryInGBLimit"}}
 
-pytestmark = pytest.mark.skipif(not SPEC.exists(), reason="reference swagger not available")
-
 
 @cache
 def _definitions() -> dict[str, Any]:
-    return json.loads(SPEC.read_text())["definitions"]
+    return json.loads(require(SPEC).read_text())["definitions"]
 
 
 def _validate(document: Any, definition: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -46,10 +47,12 @@ _SMALL_TELEMETRY = {
     if name.startswith("App")
 }
 
-# Every secret the tests hand out or receive; the last test scans responses and logs for them.
+# What the current test handed out or received, and what it answered and logged: reset before
+# each test and scanned after it (`no_secret_leaks`), so every test checks itself, in any order.
 SECRETS: set[str] = set()
 RESPONSE_BODIES: list[str] = []
 LOG = io.StringIO()
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -78,6 +81,36 @@ def at_debug(capture_all_logs: None) -> None:
     logging.getLogger().setLevel(logging.DEBUG)
 
 
+def leaks(secrets: set[str], haystacks: dict[str, str]) -> list[str]:
+    """Where a secret or a JWT shows in the haystacks (named responses, logs)."""
+    found = []
+    for where, text in haystacks.items():
+        found += [f"a secret ({s[:4]}...) leaked into {where}" for s in secrets if s in text]
+        if _JWT.search(text) or ("eyJ" in text and "[REDACTED-JWT]" not in text):
+            found.append(f"a JWT leaked into {where}")
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_secret_leaks(at_debug: None, emulator: EmulatorHandle) -> Iterator[None]:
+    """No secret or token of this test appears in any response or log line it produced.
+
+    Logs are captured at DEBUG (msal, azure-identity and urllib3 included). Device codes (msal
+    logs its token-cache event with the device code as "code") and refresh tokens count as
+    secrets: responses show a user code to the admin, never a device code.
+    """
+    SECRETS.clear()
+    RESPONSE_BODIES.clear()
+    LOG.seek(0)
+    LOG.truncate()
+    yield
+    SECRETS.update(emulator.state.refresh_tokens)
+    SECRETS.update(c.device_code for c in emulator.state.device_codes.values())
+    SECRETS.discard("")
+    haystacks = {"responses": "\n".join(RESPONSE_BODIES), "logs": LOG.getvalue()}
+    assert leaks(SECRETS, haystacks) == []
+
+
 def call(api: ApiClient, method: str, path: str, key: str, **kw: Any) -> TestResponse:
     """An API call whose response is kept for the final secret scan."""
     response = api.call(method, path, key, **kw)
@@ -90,6 +123,7 @@ def put_secret_credential(
     client: ApiClient, key: str, slug: str, client_id: str, secret: str
 ) -> TestResponse:
     """Configure a service principal with a client secret for the tenant."""
+    SECRETS.add(secret)
     return call(
         client,
         "PUT",
@@ -272,7 +306,7 @@ def test_an_unknown_client_is_rejected_with_a_clear_reason(
     sandbox: Sandbox,
 ) -> None:
     slug = tenant_for(world, sandbox)
-    put_secret_credential(api, admin_key, slug, new_guid(), "x")
+    put_secret_credential(api, admin_key, slug, new_guid(), f"secret-of-nobody-{new_guid()}")
     v = call(api, "POST", f"/v1/tenants/{slug}/credential/verify", admin_key)
     assert v.status_code == 424
     assert v.json["code"] == "credential_rejected"
@@ -736,23 +770,14 @@ def test_the_service_refuses_to_start_with_stored_secrets_and_no_key(
         create_app(settings.with_overrides(credential_keys=()), database=database)
 
 
-def test_no_secret_or_token_appears_in_any_response_or_log_line(emulator: EmulatorHandle) -> None:
-    """Logs are captured at DEBUG (msal, azure-identity and urllib3 included)."""
-    SECRETS.update(t for t in emulator.state.refresh_tokens)
-    # Device codes (msal logs its token-cache event with the device code as "code") and the
-    # codes of the sign-ins: responses show a user code to the admin, never a device code.
-    device_codes = {c.device_code for c in emulator.state.device_codes.values()}
-    assert device_codes, "the tests above should have run device-code sign-ins"
-    SECRETS.update(device_codes)
-    SECRETS.discard("")
-    assert SECRETS, "the tests above should have produced secrets to look for"
+def test_the_leak_scan_sees_a_secret_logged_at_debug_and_a_jwt() -> None:
+    """The scan after each test is not vacuous: DEBUG lines of the SDKs reach the capture."""
+    probe = f"probe-{new_guid()}"
+    logging.getLogger("msal.token_cache").debug("probe line %s", probe)
     logs = LOG.getvalue()
-    assert logs, "log capture saw nothing: the scan would prove nothing"
-    haystacks = {"responses": "\n".join(RESPONSE_BODIES), "logs": logs}
-    for where, text in haystacks.items():
-        for secret in SECRETS:
-            assert secret not in text, f"a secret leaked into {where}"
-        assert "eyJ" not in text or "[REDACTED-JWT]" in text, f"a JWT leaked into {where}"
-        import re
-
-        assert not re.search(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.", text), where
+    assert probe in logs, "log capture missed a DEBUG line: the scan would prove nothing"
+    jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwcm9iZSJ9.c2lnbmF0dXJl"
+    found = leaks({probe}, {"logs": logs, "responses": jwt})
+    assert found == ["a secret (prob...) leaked into logs", "a JWT leaked into responses"]
+    LOG.seek(0)  # the probe is not a leak of this test
+    LOG.truncate()

@@ -127,103 +127,105 @@ def encrypt_secret(rt: Runtime, value: bytes) -> str:
 # -- configuration -----------------------------------------------------------------------------
 def put_credential(
     rt: Runtime,
-    uow: UnitOfWork,
     ctx: CallContext,
     slug: str,
     data: dict[str, Any],
     if_match: str | None,
 ) -> tuple[CredentialView, bool]:
     """Create or replace the tenant's credential. Returns the view and whether it was created."""
-    tenant = admin_tenant(uow, ctx, slug)
-    if data["kind"] == "host_identity":
-        check_host_identity_allowed(rt, ctx, tenant)
-    existing = uow.session.scalar(
-        select(TenantCredential).where(TenantCredential.tenant_id == tenant.id)
-    )
-    if existing is not None:
-        check_if_match(if_match, existing.version)
-    elif if_match is not None and if_match.strip() != "*":
-        check_if_match(if_match, 0)  # nothing to match: 412, as RFC 9110 asks
-    kind = data["kind"]
-    values: dict[str, Any] = {
-        "kind": kind,
-        "client_id": (data.get("client_id") or "").lower() or None,
-        "secret_ciphertext": None,
-        "certificate_thumbprint": None,
-        "certificate_not_after": None,
-        "token_cache_ciphertext": None,
-        "token_refresh_lease_until": None,
-        "identity": None,
-        "status": "unverified",
-        "status_detail": None,
-        "last_verified_at": None,
-    }
-    if kind == "service_principal" and data.get("certificate_pem"):
-        pem = data["certificate_pem"].encode()
-        try:
-            info = rt.identity.inspect_certificate(pem)
-        except ValueError as exc:
-            raise ValidationFailed(
-                f"certificate_pem: {exc}", [{"field": "body.certificate_pem", "message": str(exc)}]
-            ) from None
-        if info.not_after <= utcnow():
-            raise ValidationFailed(
-                "certificate_pem: the certificate has expired",
-                [{"field": "body.certificate_pem", "message": "the certificate has expired"}],
+    with rt.uow() as uow:
+        tenant = admin_tenant(uow, ctx, slug)
+        if data["kind"] == "host_identity":
+            check_host_identity_allowed(rt, ctx, tenant)
+        existing = uow.session.scalar(
+            select(TenantCredential).where(TenantCredential.tenant_id == tenant.id)
+        )
+        if existing is not None:
+            check_if_match(if_match, existing.version)
+        elif if_match is not None and if_match.strip() != "*":
+            check_if_match(if_match, 0)  # nothing to match: 412, as RFC 9110 asks
+        kind = data["kind"]
+        values: dict[str, Any] = {
+            "kind": kind,
+            "client_id": (data.get("client_id") or "").lower() or None,
+            "secret_ciphertext": None,
+            "certificate_thumbprint": None,
+            "certificate_not_after": None,
+            "token_cache_ciphertext": None,
+            "token_refresh_lease_until": None,
+            "identity": None,
+            "status": "unverified",
+            "status_detail": None,
+            "last_verified_at": None,
+        }
+        if kind == "service_principal" and data.get("certificate_pem"):
+            pem = data["certificate_pem"].encode()
+            try:
+                info = rt.identity.inspect_certificate(pem)
+            except ValueError as exc:
+                raise ValidationFailed(
+                    f"certificate_pem: {exc}",
+                    [{"field": "body.certificate_pem", "message": str(exc)}],
+                ) from None
+            if info.not_after <= utcnow():
+                raise ValidationFailed(
+                    "certificate_pem: the certificate has expired",
+                    [{"field": "body.certificate_pem", "message": "the certificate has expired"}],
+                )
+            values.update(
+                method="certificate",
+                secret_ciphertext=encrypt_secret(rt, pem),
+                certificate_thumbprint=info.thumbprint_sha1,
+                certificate_not_after=info.not_after,
             )
-        values.update(
-            method="certificate",
-            secret_ciphertext=encrypt_secret(rt, pem),
-            certificate_thumbprint=info.thumbprint_sha1,
-            certificate_not_after=info.not_after,
-        )
-    elif kind == "service_principal":
-        values.update(
-            method="secret", secret_ciphertext=encrypt_secret(rt, data["client_secret"].encode())
-        )
-    elif kind == "delegated":
-        values.update(
-            method="device_code",
-            status="login_required",
-            status_detail="no user has signed in yet: start a device login",
-        )
-    else:
-        values.update(method="ambient")
+        elif kind == "service_principal":
+            values.update(
+                method="secret",
+                secret_ciphertext=encrypt_secret(rt, data["client_secret"].encode()),
+            )
+        elif kind == "delegated":
+            values.update(
+                method="device_code",
+                status="login_required",
+                status_detail="no user has signed in yet: start a device login",
+            )
+        else:
+            values.update(method="ambient")
 
-    before = _view(existing, slug) if existing is not None else None
-    if existing is not None:
-        # A refresh of the old credential still in flight must not store into the new one.
-        values["token_cache_version"] = existing.token_cache_version + 1
-    if existing is None:
-        cred = TenantCredential(tenant_id=tenant.id, **values)
-        uow.session.add(cred)
-    else:
-        cred = existing
-        for key, value in values.items():
-            setattr(cred, key, value)
-    # A replaced credential ends any sign-in in progress for the old one.
-    uow.session.execute(
-        delete(DeviceLogin).where(
-            DeviceLogin.tenant_id == tenant.id, DeviceLogin.state == "pending"
+        before = _view(existing, slug) if existing is not None else None
+        if existing is not None:
+            # A refresh of the old credential still in flight must not store into the new one.
+            values["token_cache_version"] = existing.token_cache_version + 1
+        if existing is None:
+            cred = TenantCredential(tenant_id=tenant.id, **values)
+            uow.session.add(cred)
+        else:
+            cred = existing
+            for key, value in values.items():
+                setattr(cred, key, value)
+        # A replaced credential ends any sign-in in progress for the old one.
+        uow.session.execute(
+            delete(DeviceLogin).where(
+                DeviceLogin.tenant_id == tenant.id, DeviceLogin.state == "pending"
+            )
         )
-    )
-    uow.flush()
-    discover_soon(uow.session, tenant.id)  # list its workspaces with the new credential now
-    after = _view(cred, slug)
-    audit.record(
-        uow,
-        ctx,
-        action="credential.put",
-        target_type="credential",
-        target_id=cred.id,
-        tenant_id=tenant.id,
-        before=before,
-        after=after,
-    )
-    uow.commit()
-    forget_recent(tenant.id)
-    rt.identity.forget(tenant.id)
-    return after, existing is None
+        uow.flush()
+        discover_soon(uow.session, tenant.id)  # list its workspaces with the new credential now
+        after = _view(cred, slug)
+        audit.record(
+            uow,
+            ctx,
+            action="credential.put",
+            target_type="credential",
+            target_id=cred.id,
+            tenant_id=tenant.id,
+            before=before,
+            after=after,
+        )
+        uow.commit()
+        forget_recent(tenant.id)
+        rt.identity.forget(tenant.id)
+        return after, existing is None
 
 
 def _set_credential(uow: UnitOfWork, tenant: Tenant) -> TenantCredential:
@@ -235,32 +237,32 @@ def _set_credential(uow: UnitOfWork, tenant: Tenant) -> TenantCredential:
         raise NotFound(exc.detail) from None
 
 
-def get_credential(uow: UnitOfWork, ctx: CallContext, slug: str) -> CredentialView:
-    tenant = admin_tenant(uow, ctx, slug)
-    return _view(_set_credential(uow, tenant), slug)
+def get_credential(rt: Runtime, ctx: CallContext, slug: str) -> CredentialView:
+    with rt.uow() as uow:
+        tenant = admin_tenant(uow, ctx, slug)
+        return _view(_set_credential(uow, tenant), slug)
 
 
-def delete_credential(
-    rt: Runtime, uow: UnitOfWork, ctx: CallContext, slug: str, if_match: str | None
-) -> None:
-    tenant = admin_tenant(uow, ctx, slug)
-    cred = _set_credential(uow, tenant)
-    check_if_match(if_match, cred.version)
-    before = _view(cred, slug)
-    uow.session.execute(delete(DeviceLogin).where(DeviceLogin.tenant_id == tenant.id))
-    uow.session.delete(cred)
-    audit.record(
-        uow,
-        ctx,
-        action="credential.delete",
-        target_type="credential",
-        target_id=cred.id,
-        tenant_id=tenant.id,
-        before=before,
-    )
-    uow.commit()
-    forget_recent(tenant.id)
-    rt.identity.forget(tenant.id)
+def delete_credential(rt: Runtime, ctx: CallContext, slug: str, if_match: str | None) -> None:
+    with rt.uow() as uow:
+        tenant = admin_tenant(uow, ctx, slug)
+        cred = _set_credential(uow, tenant)
+        check_if_match(if_match, cred.version)
+        before = _view(cred, slug)
+        uow.session.execute(delete(DeviceLogin).where(DeviceLogin.tenant_id == tenant.id))
+        uow.session.delete(cred)
+        audit.record(
+            uow,
+            ctx,
+            action="credential.delete",
+            target_type="credential",
+            target_id=cred.id,
+            tenant_id=tenant.id,
+            before=before,
+        )
+        uow.commit()
+        forget_recent(tenant.id)
+        rt.identity.forget(tenant.id)
 
 
 # -- using it ----------------------------------------------------------------------------------
@@ -344,71 +346,70 @@ def _load_credential(rt: Runtime, tenant_id: str) -> Any:
     return rt.identity.credential(spec)
 
 
-def verify_credential(
-    rt: Runtime, uow: UnitOfWork, ctx: CallContext, slug: str
-) -> VerificationView:
+def verify_credential(rt: Runtime, ctx: CallContext, slug: str) -> VerificationView:
     """Acquire a token now; record the outcome on the credential and in the audit trail."""
-    tenant = admin_tenant(uow, ctx, slug)
-    cred = credential_of(uow, tenant)
-    now = utcnow()
-    failure: ServiceError | None = None
-    try:
-        spec = credential_spec(rt, tenant, cred)
-        if cred.kind == "delegated" and cred.token_cache_ciphertext is None:
-            raise LoginRequired("no user has signed in for this tenant yet")
-        info = rt.identity.verify(spec)
-    except SecretsUnavailable:
-        raise  # the service's own configuration, not the credential's
-    except ServiceError as exc:
-        failure = exc
-    status = (
-        "ok"
-        if failure is None
-        else {
-            "login_required": "login_required",
-            "credential_rejected": "rejected",
-            "wrong_tenant_token": "rejected",
-            "host_identity_not_allowed": "rejected",
-            "no_host_identity": "no_host_identity",
-        }.get(failure.code, "unreachable")
-    )
-    # The token-cache column may have moved on under a concurrent refresh: update only these.
-    uow.session.execute(
-        update(TenantCredential)
-        .where(TenantCredential.id == cred.id)
-        .values(
-            status=status,
-            status_detail=None if failure is None else failure.detail[:500],
-            last_verified_at=now,
-            identity=(
-                (info.identity.get("username") or info.identity.get("app_id") or cred.identity)
-                if failure is None
-                else cred.identity
-            ),
+    with rt.uow() as uow:
+        tenant = admin_tenant(uow, ctx, slug)
+        cred = credential_of(uow, tenant)
+        now = utcnow()
+        failure: ServiceError | None = None
+        try:
+            spec = credential_spec(rt, tenant, cred)
+            if cred.kind == "delegated" and cred.token_cache_ciphertext is None:
+                raise LoginRequired("no user has signed in for this tenant yet")
+            info = rt.identity.verify(spec)
+        except SecretsUnavailable:
+            raise  # the service's own configuration, not the credential's
+        except ServiceError as exc:
+            failure = exc
+        status = (
+            "ok"
+            if failure is None
+            else {
+                "login_required": "login_required",
+                "credential_rejected": "rejected",
+                "wrong_tenant_token": "rejected",
+                "host_identity_not_allowed": "rejected",
+                "no_host_identity": "no_host_identity",
+            }.get(failure.code, "unreachable")
         )
-        .execution_options(synchronize_session=False)
-    )
-    if failure is None and cred.status != "ok":
-        discover_soon(uow.session, tenant.id)  # usable again: list its workspaces at once
-    audit.record(
-        uow,
-        ctx,
-        action="credential.verify",
-        target_type="credential",
-        target_id=cred.id,
-        tenant_id=tenant.id,
-        after={"status": status, "error": None if failure is None else failure.code},
-    )
-    uow.commit()
-    if failure is not None:
-        raise failure
-    return VerificationView(
-        tenant=slug,
-        kind=cred.kind,
-        identity=info.identity,
-        token_expires_on=info.expires_on,
-        verified_at=now,
-    )
+        # The token-cache column may have moved on under a concurrent refresh: update only these.
+        uow.session.execute(
+            update(TenantCredential)
+            .where(TenantCredential.id == cred.id)
+            .values(
+                status=status,
+                status_detail=None if failure is None else failure.detail[:500],
+                last_verified_at=now,
+                identity=(
+                    (info.identity.get("username") or info.identity.get("app_id") or cred.identity)
+                    if failure is None
+                    else cred.identity
+                ),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if failure is None and cred.status != "ok":
+            discover_soon(uow.session, tenant.id)  # usable again: list its workspaces at once
+        audit.record(
+            uow,
+            ctx,
+            action="credential.verify",
+            target_type="credential",
+            target_id=cred.id,
+            tenant_id=tenant.id,
+            after={"status": status, "error": None if failure is None else failure.code},
+        )
+        uow.commit()
+        if failure is not None:
+            raise failure
+        return VerificationView(
+            tenant=slug,
+            kind=cred.kind,
+            identity=info.identity,
+            token_expires_on=info.expires_on,
+            verified_at=now,
+        )
 
 
 # -- key rotation ------------------------------------------------------------------------------

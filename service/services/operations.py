@@ -32,6 +32,7 @@ from service.services import audit
 from service.services.context import CallContext
 from service.services.lookup import visible_endpoint, visible_tenant, visible_workspace
 from service.services.pagination import Page, PageRequest, paginate
+from service.services.runtime import Runtime
 
 ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
@@ -294,49 +295,51 @@ def live_endpoints(
 
 # -- use cases ---------------------------------------------------------------------------------
 def apply(
-    uow: UnitOfWork,
+    rt: Runtime,
     ctx: CallContext,
     tenant: str,
     *,
     workspace: str | None = None,
     endpoint: str | None = None,
-    max_attempts: int,
+    max_attempts: int | None = None,
 ) -> list[OperationView]:
     """Apply the effective policy now (``manual`` cause, audit mode included): to one endpoint,
     or to every drifted endpoint of a workspace or tenant. Returns the operations queued."""
-    if endpoint is not None and workspace is not None:
-        ep = visible_endpoint(uow, ctx.principal, tenant, workspace, endpoint)
-        if ep.vanished_at is not None:
-            raise NotFound(f"endpoint '{endpoint}' not found in workspace '{workspace}'")
-        tenant_id, workspace_id = ep.tenant_id, ep.workspace_id
-    elif workspace is not None:
-        ws = visible_workspace(uow, ctx.principal, tenant, workspace)
-        tenant_id, workspace_id = ws.tenant_id, ws.id
-    else:
-        tenant_id, workspace_id = visible_tenant(uow, ctx.principal, tenant).id, None
-    ctx.require(Role.OPERATOR)
-    targets = live_endpoints(uow.session, tenant_id, workspace_id, endpoint)
-    created = plan(
-        uow.session,
-        tenant_id,
-        targets,
-        cause="manual",
-        created_by=ctx.principal.key_id,
-        max_attempts=max_attempts,
-        manual=True,
-    )
-    views = operation_views(uow.session, created)
-    audit.record(
-        uow,
-        ctx,
-        action="operation.apply",
-        target_type="endpoint" if endpoint else ("workspace" if workspace else "tenant"),
-        target_id=endpoint or workspace_id or tenant_id,
-        tenant_id=tenant_id,
-        after={"operations": [v.id for v in views]},
-    )
-    uow.commit()
-    return views
+    attempts = rt.settings.reconciler.max_attempts if max_attempts is None else max_attempts
+    with rt.uow() as uow:
+        if endpoint is not None and workspace is not None:
+            ep = visible_endpoint(uow, ctx.principal, tenant, workspace, endpoint)
+            if ep.vanished_at is not None:
+                raise NotFound(f"endpoint '{endpoint}' not found in workspace '{workspace}'")
+            tenant_id, workspace_id = ep.tenant_id, ep.workspace_id
+        elif workspace is not None:
+            ws = visible_workspace(uow, ctx.principal, tenant, workspace)
+            tenant_id, workspace_id = ws.tenant_id, ws.id
+        else:
+            tenant_id, workspace_id = visible_tenant(uow, ctx.principal, tenant).id, None
+        ctx.require(Role.OPERATOR)
+        targets = live_endpoints(uow.session, tenant_id, workspace_id, endpoint)
+        created = plan(
+            uow.session,
+            tenant_id,
+            targets,
+            cause="manual",
+            created_by=ctx.principal.key_id,
+            max_attempts=attempts,
+            manual=True,
+        )
+        views = operation_views(uow.session, created)
+        audit.record(
+            uow,
+            ctx,
+            action="operation.apply",
+            target_type="endpoint" if endpoint else ("workspace" if workspace else "tenant"),
+            target_id=endpoint or workspace_id or tenant_id,
+            tenant_id=tenant_id,
+            after={"operations": [v.id for v in views]},
+        )
+        uow.commit()
+        return views
 
 
 def _visible_operation(uow: UnitOfWork, ctx: CallContext, operation_id: str) -> Operation:
@@ -346,22 +349,23 @@ def _visible_operation(uow: UnitOfWork, ctx: CallContext, operation_id: str) -> 
     return op
 
 
-def get_operation(uow: UnitOfWork, ctx: CallContext, operation_id: str) -> OperationDetailView:
+def get_operation(rt: Runtime, ctx: CallContext, operation_id: str) -> OperationDetailView:
     """One operation with its attempts (who ran each, how it ended, what Azure answered)."""
-    op = _visible_operation(uow, ctx, operation_id)
-    ctx.require(Role.READER)
-    view = operation_views(uow.session, [op])[0]
-    attempts = uow.session.scalars(
-        select(OperationAttempt)
-        .where(OperationAttempt.operation_id == op.id)
-        .order_by(OperationAttempt.number)
-    )
-    history = [_attempt_view(a) for a in attempts]
-    return OperationDetailView(**{**view.__dict__, "history": history})
+    with rt.uow() as uow:
+        op = _visible_operation(uow, ctx, operation_id)
+        ctx.require(Role.READER)
+        view = operation_views(uow.session, [op])[0]
+        attempts = uow.session.scalars(
+            select(OperationAttempt)
+            .where(OperationAttempt.operation_id == op.id)
+            .order_by(OperationAttempt.number)
+        )
+        history = [_attempt_view(a) for a in attempts]
+        return OperationDetailView(**{**view.__dict__, "history": history})
 
 
 def list_operations(
-    uow: UnitOfWork,
+    rt: Runtime,
     ctx: CallContext,
     page: PageRequest,
     *,
@@ -369,49 +373,51 @@ def list_operations(
     state: str | None = None,
 ) -> Page[OperationView]:
     """Newest first (ids are random, so pages follow creation order only roughly: by id)."""
-    ctx.require(Role.READER)
-    stmt = select(Operation)
-    if tenant is not None:
-        stmt = stmt.where(Operation.tenant_id == visible_tenant(uow, ctx.principal, tenant).id)
-    elif ctx.principal.tenant_id is not None:
-        stmt = stmt.where(Operation.tenant_id == ctx.principal.tenant_id)
-    if state is not None:
-        stmt = stmt.where(Operation.state == state)
-    rows, cursor = paginate(uow.session, stmt, Operation.id, page)
-    return Page(operation_views(uow.session, rows), cursor)
+    with rt.uow() as uow:
+        ctx.require(Role.READER)
+        stmt = select(Operation)
+        if tenant is not None:
+            stmt = stmt.where(Operation.tenant_id == visible_tenant(uow, ctx.principal, tenant).id)
+        elif ctx.principal.tenant_id is not None:
+            stmt = stmt.where(Operation.tenant_id == ctx.principal.tenant_id)
+        if state is not None:
+            stmt = stmt.where(Operation.state == state)
+        rows, cursor = paginate(uow.session, stmt, Operation.id, page)
+        return Page(operation_views(uow.session, rows), cursor)
 
 
-def cancel_operation(uow: UnitOfWork, ctx: CallContext, operation_id: str) -> OperationView:
+def cancel_operation(rt: Runtime, ctx: CallContext, operation_id: str) -> OperationView:
     """Cancel a queued or running operation. An Azure update already started still completes;
     the reconciler drops this attempt's result and retries nothing."""
-    op = _visible_operation(uow, ctx, operation_id)
-    ctx.require(Role.OPERATOR)
-    if op.state not in ACTIVE_STATES:
-        raise Conflict(f"operation '{operation_id}' is already {op.state}")
-    before = op.state
-    op.state = "cancelled"
-    op.finished_at = utcnow()
-    op.lease_owner = None
-    op.lease_expires_at = None
-    op.last_error = f"cancelled by {ctx.principal.key_id}"
-    # A running attempt can no longer record anything (it is not running any more): close it.
-    uow.session.execute(
-        update(OperationAttempt)
-        .where(OperationAttempt.operation_id == op.id, OperationAttempt.outcome.is_(None))
-        .values(outcome="cancelled", charged=False, finished_at=op.finished_at)
-        .execution_options(synchronize_session=False)
-    )
-    uow.flush()
-    view = operation_views(uow.session, [op])[0]
-    audit.record(
-        uow,
-        ctx,
-        action="operation.cancel",
-        target_type="operation",
-        target_id=op.id,
-        tenant_id=op.tenant_id,
-        before={"state": before},
-        after={"state": op.state},
-    )
-    uow.commit()
-    return view
+    with rt.uow() as uow:
+        op = _visible_operation(uow, ctx, operation_id)
+        ctx.require(Role.OPERATOR)
+        if op.state not in ACTIVE_STATES:
+            raise Conflict(f"operation '{operation_id}' is already {op.state}")
+        before = op.state
+        op.state = "cancelled"
+        op.finished_at = utcnow()
+        op.lease_owner = None
+        op.lease_expires_at = None
+        op.last_error = f"cancelled by {ctx.principal.key_id}"
+        # A running attempt can no longer record anything (it is not running any more): close it.
+        uow.session.execute(
+            update(OperationAttempt)
+            .where(OperationAttempt.operation_id == op.id, OperationAttempt.outcome.is_(None))
+            .values(outcome="cancelled", charged=False, finished_at=op.finished_at)
+            .execution_options(synchronize_session=False)
+        )
+        uow.flush()
+        view = operation_views(uow.session, [op])[0]
+        audit.record(
+            uow,
+            ctx,
+            action="operation.cancel",
+            target_type="operation",
+            target_id=op.id,
+            tenant_id=op.tenant_id,
+            before={"state": before},
+            after={"state": op.state},
+        )
+        uow.commit()
+        return view

@@ -24,6 +24,7 @@ from service.services.compliance import not_discovered_reason
 from service.services.context import CallContext
 from service.services.lookup import check_if_match, visible_tenant, visible_workspace
 from service.services.operations import OperationView, live_endpoints, operation_views, plan
+from service.services.runtime import Runtime
 
 POLICY_FIELDS = ("app_insights", "model_data_collection", "mode", "max_parallel_updates")
 
@@ -112,22 +113,23 @@ def _view(p: Policy, scope: _Scope) -> PolicyView:
 
 
 def get_policy(
-    uow: UnitOfWork,
+    rt: Runtime,
     ctx: CallContext,
     tenant: str,
     workspace: str | None = None,
     endpoint: str | None = None,
 ) -> PolicyView:
-    scope = _scope(uow, ctx, tenant, workspace, endpoint)
-    ctx.require(Role.READER)
-    policy = _find(uow, scope)
-    if policy is None:
-        raise NotFound(f"no policy is set at this {scope.name} scope")
-    return _view(policy, scope)
+    with rt.uow() as uow:
+        scope = _scope(uow, ctx, tenant, workspace, endpoint)
+        ctx.require(Role.READER)
+        policy = _find(uow, scope)
+        if policy is None:
+            raise NotFound(f"no policy is set at this {scope.name} scope")
+        return _view(policy, scope)
 
 
 def put_policy(
-    uow: UnitOfWork,
+    rt: Runtime,
     ctx: CallContext,
     tenant: str,
     workspace: str | None,
@@ -135,82 +137,86 @@ def put_policy(
     data: dict[str, Any],
     if_match: str | None,
     *,
-    max_attempts: int,
+    max_attempts: int | None = None,
 ) -> tuple[PolicyChange, bool]:
     """Create or replace a scope's policy (omitted fields inherit); returns (change, created)."""
-    scope = _scope(uow, ctx, tenant, workspace, endpoint)
-    ctx.require(Role.OPERATOR)
-    policy = _find(uow, scope)
-    if policy is None and if_match is not None and if_match.strip() != "*":
-        raise PreconditionFailed("If-Match names a version, but no policy is set at this scope")
-    if policy is not None:
-        check_if_match(if_match, policy.version)
-    _refuse_unsupported(uow, scope, data)
-    before = _view(policy, scope) if policy is not None else None
-    created = policy is None
-    if policy is None:
-        policy = Policy(
+    attempts = rt.settings.reconciler.max_attempts if max_attempts is None else max_attempts
+    with rt.uow() as uow:
+        scope = _scope(uow, ctx, tenant, workspace, endpoint)
+        ctx.require(Role.OPERATOR)
+        policy = _find(uow, scope)
+        if policy is None and if_match is not None and if_match.strip() != "*":
+            raise PreconditionFailed("If-Match names a version, but no policy is set at this scope")
+        if policy is not None:
+            check_if_match(if_match, policy.version)
+        _refuse_unsupported(uow, scope, data)
+        before = _view(policy, scope) if policy is not None else None
+        created = policy is None
+        if policy is None:
+            policy = Policy(
+                tenant_id=scope.tenant.id,
+                workspace_id=scope.workspace.id if scope.workspace else None,
+                endpoint_name=scope.endpoint,
+                scope=scope.name,
+                scope_key=scope.key,
+            )
+            uow.session.add(policy)
+        for name in POLICY_FIELDS:
+            if getattr(policy, name) != data.get(name):
+                setattr(policy, name, data.get(name))
+        uow.flush()
+        after = _view(policy, scope)
+        operations = _replan(uow, ctx, scope, attempts)
+        warnings = _undiscovered(uow, scope)
+        audit.record(
+            uow,
+            ctx,
+            action="policy.put",
+            target_type="policy",
+            target_id=policy.id,
             tenant_id=scope.tenant.id,
-            workspace_id=scope.workspace.id if scope.workspace else None,
-            endpoint_name=scope.endpoint,
-            scope=scope.name,
-            scope_key=scope.key,
+            before=before,
+            after={"policy": after, "operations": [o.id for o in operations]},
         )
-        uow.session.add(policy)
-    for name in POLICY_FIELDS:
-        if getattr(policy, name) != data.get(name):
-            setattr(policy, name, data.get(name))
-    uow.flush()
-    after = _view(policy, scope)
-    operations = _replan(uow, ctx, scope, max_attempts)
-    warnings = _undiscovered(uow, scope)
-    audit.record(
-        uow,
-        ctx,
-        action="policy.put",
-        target_type="policy",
-        target_id=policy.id,
-        tenant_id=scope.tenant.id,
-        before=before,
-        after={"policy": after, "operations": [o.id for o in operations]},
-    )
-    uow.commit()
-    return PolicyChange(after, operations, warnings), created
+        uow.commit()
+        return PolicyChange(after, operations, warnings), created
 
 
 def delete_policy(
-    uow: UnitOfWork,
+    rt: Runtime,
     ctx: CallContext,
     tenant: str,
     workspace: str | None,
     endpoint: str | None,
     if_match: str | None,
     *,
-    max_attempts: int,
+    max_attempts: int | None = None,
 ) -> PolicyChange:
     """Remove a scope's policy: its endpoints fall back to the wider scopes."""
-    scope = _scope(uow, ctx, tenant, workspace, endpoint)
-    ctx.require(Role.OPERATOR)
-    policy = _find(uow, scope)
-    if policy is None:
-        raise NotFound(f"no policy is set at this {scope.name} scope")
-    check_if_match(if_match, policy.version)
-    before = _view(policy, scope)
-    uow.session.delete(policy)
-    uow.flush()
-    operations = _replan(uow, ctx, scope, max_attempts)
-    audit.record(
-        uow,
-        ctx,
-        action="policy.delete",
-        target_type="policy",
-        target_id=policy.id,
-        tenant_id=scope.tenant.id,
-        before=before,
-        after={"operations": [o.id for o in operations]},
-    )
-    uow.commit()
-    return PolicyChange(None, operations)
+    attempts = rt.settings.reconciler.max_attempts if max_attempts is None else max_attempts
+    with rt.uow() as uow:
+        scope = _scope(uow, ctx, tenant, workspace, endpoint)
+        ctx.require(Role.OPERATOR)
+        policy = _find(uow, scope)
+        if policy is None:
+            raise NotFound(f"no policy is set at this {scope.name} scope")
+        check_if_match(if_match, policy.version)
+        before = _view(policy, scope)
+        uow.session.delete(policy)
+        uow.flush()
+        operations = _replan(uow, ctx, scope, attempts)
+        audit.record(
+            uow,
+            ctx,
+            action="policy.delete",
+            target_type="policy",
+            target_id=policy.id,
+            tenant_id=scope.tenant.id,
+            before=before,
+            after={"operations": [o.id for o in operations]},
+        )
+        uow.commit()
+        return PolicyChange(None, operations)
 
 
 def _refuse_unsupported(uow: UnitOfWork, scope: _Scope, data: dict[str, Any]) -> None:

@@ -139,116 +139,121 @@ def _view(p: RetentionPolicy, scope: _Scope) -> RetentionPolicyView:
 
 
 def get_retention_policy(
-    uow: UnitOfWork, ctx: CallContext, tenant: str, workspace: str | None = None
+    rt: Runtime, ctx: CallContext, tenant: str, workspace: str | None = None
 ) -> RetentionPolicyView:
-    scope = _scope(uow, ctx, tenant, workspace)
-    ctx.require(Role.READER)
-    policy = _find(uow.session, scope)
-    if policy is None:
-        raise NotFound(f"no retention policy is set at this {scope.name} scope")
-    return _view(policy, scope)
+    with rt.uow() as uow:
+        scope = _scope(uow, ctx, tenant, workspace)
+        ctx.require(Role.READER)
+        policy = _find(uow.session, scope)
+        if policy is None:
+            raise NotFound(f"no retention policy is set at this {scope.name} scope")
+        return _view(policy, scope)
 
 
 def put_retention_policy(
-    uow: UnitOfWork,
+    rt: Runtime,
     ctx: CallContext,
     tenant: str,
     workspace: str | None,
     data: dict[str, Any],
     if_match: str | None,
     *,
-    max_attempts: int,
+    max_attempts: int | None = None,
 ) -> tuple[RetentionChange, bool]:
     """Create or replace a scope's retention policy (omitted fields inherit)."""
-    scope = _scope(uow, ctx, tenant, workspace)
-    ctx.require(Role.OPERATOR)
-    errors = validate_spec(data)
-    if errors:
-        raise ValidationFailed("the retention policy is not valid", errors)
-    policy = _find(uow.session, scope)
-    if policy is None and if_match is not None and if_match.strip() != "*":
-        raise PreconditionFailed("If-Match names a version, but no policy is set at this scope")
-    if policy is not None:
-        check_if_match(if_match, policy.version)
-    before = _view(policy, scope) if policy is not None else None
-    created = policy is None
-    if policy is None:
-        policy = RetentionPolicy(
-            tenant_id=scope.tenant.id,
-            workspace_id=scope.workspace.id if scope.workspace else None,
-            scope=scope.name,
-            scope_key=scope.key,
+    attempts = rt.settings.reconciler.max_attempts if max_attempts is None else max_attempts
+    with rt.uow() as uow:
+        scope = _scope(uow, ctx, tenant, workspace)
+        ctx.require(Role.OPERATOR)
+        errors = validate_spec(data)
+        if errors:
+            raise ValidationFailed("the retention policy is not valid", errors)
+        policy = _find(uow.session, scope)
+        if policy is None and if_match is not None and if_match.strip() != "*":
+            raise PreconditionFailed("If-Match names a version, but no policy is set at this scope")
+        if policy is not None:
+            check_if_match(if_match, policy.version)
+        before = _view(policy, scope) if policy is not None else None
+        created = policy is None
+        if policy is None:
+            policy = RetentionPolicy(
+                tenant_id=scope.tenant.id,
+                workspace_id=scope.workspace.id if scope.workspace else None,
+                scope=scope.name,
+                scope_key=scope.key,
+            )
+            uow.session.add(policy)
+        for name in POLICY_FIELDS:
+            value = data.get(name)
+            if getattr(policy, name) != value:
+                setattr(policy, name, list(value) if isinstance(value, list | tuple) else value)
+        uow.flush()
+        after = _view(policy, scope)
+        queued = queue_repairs(
+            uow.session,
+            scope.tenant.id,
+            [scope.workspace.id] if scope.workspace else None,
+            cause="policy_change",
+            created_by=ctx.principal.key_id,
+            max_attempts=attempts,
         )
-        uow.session.add(policy)
-    for name in POLICY_FIELDS:
-        value = data.get(name)
-        if getattr(policy, name) != value:
-            setattr(policy, name, list(value) if isinstance(value, list | tuple) else value)
-    uow.flush()
-    after = _view(policy, scope)
-    queued = queue_repairs(
-        uow.session,
-        scope.tenant.id,
-        [scope.workspace.id] if scope.workspace else None,
-        cause="policy_change",
-        created_by=ctx.principal.key_id,
-        max_attempts=max_attempts,
-    )
-    operations = operation_views(uow.session, queued)
-    audit.record(
-        uow,
-        ctx,
-        action="retention_policy.put",
-        target_type="retention_policy",
-        target_id=policy.id,
-        tenant_id=scope.tenant.id,
-        before=before,
-        after={"policy": after, "operations": [o.id for o in operations]},
-    )
-    uow.commit()
-    return RetentionChange(after, operations), created
+        operations = operation_views(uow.session, queued)
+        audit.record(
+            uow,
+            ctx,
+            action="retention_policy.put",
+            target_type="retention_policy",
+            target_id=policy.id,
+            tenant_id=scope.tenant.id,
+            before=before,
+            after={"policy": after, "operations": [o.id for o in operations]},
+        )
+        uow.commit()
+        return RetentionChange(after, operations), created
 
 
 def delete_retention_policy(
-    uow: UnitOfWork,
+    rt: Runtime,
     ctx: CallContext,
     tenant: str,
     workspace: str | None,
     if_match: str | None,
     *,
-    max_attempts: int,
+    max_attempts: int | None = None,
 ) -> RetentionChange:
     """Remove a scope's policy. Rules already in Azure stay: nothing is deleted implicitly."""
-    scope = _scope(uow, ctx, tenant, workspace)
-    ctx.require(Role.OPERATOR)
-    policy = _find(uow.session, scope)
-    if policy is None:
-        raise NotFound(f"no retention policy is set at this {scope.name} scope")
-    check_if_match(if_match, policy.version)
-    before = _view(policy, scope)
-    uow.session.delete(policy)
-    uow.flush()
-    queued = queue_repairs(
-        uow.session,
-        scope.tenant.id,
-        [scope.workspace.id] if scope.workspace else None,
-        cause="policy_change",
-        created_by=ctx.principal.key_id,
-        max_attempts=max_attempts,
-    )
-    operations = operation_views(uow.session, queued)
-    audit.record(
-        uow,
-        ctx,
-        action="retention_policy.delete",
-        target_type="retention_policy",
-        target_id=policy.id,
-        tenant_id=scope.tenant.id,
-        before=before,
-        after={"operations": [o.id for o in operations]},
-    )
-    uow.commit()
-    return RetentionChange(None, operations)
+    attempts = rt.settings.reconciler.max_attempts if max_attempts is None else max_attempts
+    with rt.uow() as uow:
+        scope = _scope(uow, ctx, tenant, workspace)
+        ctx.require(Role.OPERATOR)
+        policy = _find(uow.session, scope)
+        if policy is None:
+            raise NotFound(f"no retention policy is set at this {scope.name} scope")
+        check_if_match(if_match, policy.version)
+        before = _view(policy, scope)
+        uow.session.delete(policy)
+        uow.flush()
+        queued = queue_repairs(
+            uow.session,
+            scope.tenant.id,
+            [scope.workspace.id] if scope.workspace else None,
+            cause="policy_change",
+            created_by=ctx.principal.key_id,
+            max_attempts=attempts,
+        )
+        operations = operation_views(uow.session, queued)
+        audit.record(
+            uow,
+            ctx,
+            action="retention_policy.delete",
+            target_type="retention_policy",
+            target_id=policy.id,
+            tenant_id=scope.tenant.id,
+            before=before,
+            after={"operations": [o.id for o in operations]},
+        )
+        uow.commit()
+        return RetentionChange(None, operations)
 
 
 # -- effective policy, observation and planning ------------------------------------------------
@@ -454,38 +459,40 @@ def discover_exports(
 
 
 def apply_retention(
-    uow: UnitOfWork,
+    rt: Runtime,
     ctx: CallContext,
     tenant: str,
     workspace: str | None,
     *,
-    max_attempts: int,
+    max_attempts: int | None = None,
 ) -> list[OperationView]:
     """Queue repairs now for drifted workspaces (audit mode included: an operator asked)."""
-    if workspace is not None:
-        ws = visible_workspace(uow, ctx.principal, tenant, workspace)
-        tenant_id, ids = ws.tenant_id, [ws.id]
-    else:
-        tenant_id, ids = visible_tenant(uow, ctx.principal, tenant).id, None
-    ctx.require(Role.OPERATOR)
-    queued = queue_repairs(
-        uow.session,
-        tenant_id,
-        ids,
-        cause="manual",
-        created_by=ctx.principal.key_id,
-        max_attempts=max_attempts,
-        manual=True,
-    )
-    views = operation_views(uow.session, queued)
-    audit.record(
-        uow,
-        ctx,
-        action="retention.apply",
-        target_type="workspace" if workspace else "tenant",
-        target_id=ids[0] if ids else tenant_id,
-        tenant_id=tenant_id,
-        after={"operations": [v.id for v in views]},
-    )
-    uow.commit()
-    return views
+    attempts = rt.settings.reconciler.max_attempts if max_attempts is None else max_attempts
+    with rt.uow() as uow:
+        if workspace is not None:
+            ws = visible_workspace(uow, ctx.principal, tenant, workspace)
+            tenant_id, ids = ws.tenant_id, [ws.id]
+        else:
+            tenant_id, ids = visible_tenant(uow, ctx.principal, tenant).id, None
+        ctx.require(Role.OPERATOR)
+        queued = queue_repairs(
+            uow.session,
+            tenant_id,
+            ids,
+            cause="manual",
+            created_by=ctx.principal.key_id,
+            max_attempts=attempts,
+            manual=True,
+        )
+        views = operation_views(uow.session, queued)
+        audit.record(
+            uow,
+            ctx,
+            action="retention.apply",
+            target_type="workspace" if workspace else "tenant",
+            target_id=ids[0] if ids else tenant_id,
+            tenant_id=tenant_id,
+            after={"operations": [v.id for v in views]},
+        )
+        uow.commit()
+        return views

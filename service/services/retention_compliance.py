@@ -15,7 +15,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db.models import Operation, RetentionObservation, Workspace
-from service.db.session import UnitOfWork
 from service.domain.access import Role
 from service.domain.policy import Compliance
 from service.domain.retention import (
@@ -158,10 +157,11 @@ def _compliance(
     return Compliance.COMPLIANT, None
 
 
-def tenant_retention(uow: UnitOfWork, ctx: CallContext, tenant: str) -> list[WorkspaceRetention]:
-    t = visible_tenant(uow, ctx.principal, tenant)
-    ctx.require(Role.READER)
-    return workspace_retention(uow.session, t.id)
+def tenant_retention(rt: Runtime, ctx: CallContext, tenant: str) -> list[WorkspaceRetention]:
+    with rt.uow() as uow:
+        t = visible_tenant(uow, ctx.principal, tenant)
+        ctx.require(Role.READER)
+        return workspace_retention(uow.session, t.id)
 
 
 def sync_retention(

@@ -69,7 +69,7 @@ def test_reconcile_sweeps_azure_ml_calls_and_operations_show_in_metrics(
     rt = fast_runtime(settings, database, emulator)
     wired_ws = wire_ml(world, rt, sandbox)
     sandbox.add_service("metered", compute_type="ACI", app_insights_enabled=False)
-    add_policy(database, wired_ws.tenant)
+    add_policy(rt, wired_ws.tenant)
     before = api.get("/metrics").get_data(as_text=True)
     reconciler = Reconciler(rt, only_tenants={wired_ws.tenant_id})
     try:

@@ -189,7 +189,7 @@ def _run(
     from service.domain.access import CLI_PRINCIPAL
     from service.services import credentials, policies, tenants, workspaces
     from service.services.context import CallContext
-    from service.services.reconciler import Reconciler
+    from service.worker.reconciler import Reconciler
 
     db_url = f"sqlite:///{work / 'service.db'}"
     migrate.upgrade(db_url)

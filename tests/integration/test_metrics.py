@@ -14,8 +14,8 @@ from service.config import Settings
 from service.db.models import Tenant
 from service.db.session import Database
 from service.services import audit_queue
-from service.services.reconciler import Reconciler
 from service.services.runtime import Runtime
+from service.worker.reconciler import Reconciler
 from tests.integration.log_support import wire
 from tests.support.api import ApiClient, World
 from tests.support.reconcile import add_policy, fast_runtime, operations_of, run_until, settled

@@ -16,8 +16,8 @@ from service.db.session import Database
 from service.errors import AzureCallFailed
 from service.services import compliance, discovery, endpoints, policies
 from service.services.pagination import PageRequest
-from service.services.reconciler import Reconciler
 from service.services.runtime import Runtime
+from service.worker.reconciler import Reconciler
 from tests.support.api import World
 from tests.support.reconcile import (
     CLI,

@@ -17,7 +17,7 @@ from service.config import Settings
 from service.db.models import Endpoint, Operation, WorkspaceSync
 from service.db.session import Database
 from service.services import discovery, policies
-from service.services.reconciler import Reconciler
+from service.worker.reconciler import Reconciler
 from tests.support.api import ApiClient, World
 from tests.support.reconcile import CLI, Wired, fast_runtime, wire
 

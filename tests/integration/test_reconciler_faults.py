@@ -11,8 +11,8 @@ from emulator.testing import EmulatorHandle, Sandbox
 from service.config import Settings
 from service.db.session import Database
 from service.services import compliance, credentials, discovery, operations, policies
-from service.services.reconciler import Reconciler
 from service.services.runtime import Runtime
+from service.worker.reconciler import Reconciler
 from tests.support.api import World
 from tests.support.reconcile import (
     CLI,

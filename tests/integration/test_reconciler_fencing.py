@@ -20,9 +20,9 @@ from service.db.session import Database
 from service.db.types import utcnow
 from service.errors import AzureCallFailed
 from service.services import credentials, leases, policies
-from service.services.reconciler import Reconciler
 from service.services.rollouts import rollout_group, take_slot
 from service.services.runtime import Runtime
+from service.worker.reconciler import Reconciler
 from tests.support.api import World, new_guid
 from tests.support.fake_ml import FakeIdentity, FakeMl
 from tests.support.reconcile import CLI, FAST, operations_of, run_until, settled

@@ -15,7 +15,7 @@ from service.db.models import Operation
 from service.db.session import Database
 from service.db.types import utcnow
 from service.services import discovery, leases, policies
-from service.services.reconciler import Reconciler
+from service.worker.reconciler import Reconciler
 from tests.support.api import World
 from tests.support.reconcile import CLI, fast_runtime, operations_of, settled, wire
 

@@ -17,8 +17,8 @@ from service.db.session import Database
 from service.domain.access import CLI_PRINCIPAL
 from service.services import credentials
 from service.services.context import CallContext
-from service.services.reconciler import Reconciler
 from service.services.runtime import Runtime
+from service.worker.reconciler import Reconciler
 from tests.support.api import World, emulator_azure_settings
 
 CLI = CallContext(CLI_PRINCIPAL)

@@ -6,8 +6,6 @@ runtime's SecretBox before they reach the database and never leave this module i
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -223,7 +221,7 @@ def put_credential(
             after=after,
         )
         uow.commit()
-        forget_recent(tenant.id)
+        forget_recent(rt, tenant.id)
         rt.identity.forget(tenant.id)
         return after, existing is None
 
@@ -261,7 +259,7 @@ def delete_credential(rt: Runtime, ctx: CallContext, slug: str, if_match: str | 
             before=before,
         )
         uow.commit()
-        forget_recent(tenant.id)
+        forget_recent(rt, tenant.id)
         rt.identity.forget(tenant.id)
 
 
@@ -305,33 +303,18 @@ def _fingerprint(tenant: Tenant, cred: TenantCredential) -> str:
     )
 
 
-# Reading and decrypting the credential row costs a few database round trips; log queries need
-# the credential on every call. A change made in this process drops the entry at once; other
-# processes see it after at most this long.
-RECENT_TTL_S = 5.0
-_recent: dict[tuple[int, str], tuple[float, Any]] = {}
-_recent_lock = threading.Lock()
-
-
-def forget_recent(tenant_id: str) -> None:
+def forget_recent(rt: Runtime, tenant_id: str) -> None:
     """Drop the memoised credential of a tenant (it was changed or deleted here)."""
-    with _recent_lock:
-        for key in [k for k in _recent if k[1] == tenant_id]:
-            del _recent[key]
+    rt.credential_memo.forget(tenant_id)
 
 
 def tenant_credential(rt: Runtime, tenant_id: str) -> Any:
-    """The TokenCredential for a tenant (one per tenant, reused): for the Azure adapters."""
-    key = (id(rt.identity), tenant_id)
-    now = time.monotonic()
-    with _recent_lock:
-        hit = _recent.get(key)
-    if hit is not None and hit[0] > now:
-        return hit[1]
-    credential = _load_credential(rt, tenant_id)
-    with _recent_lock:
-        _recent[key] = (now + RECENT_TTL_S, credential)
-    return credential
+    """The TokenCredential for a tenant (one per tenant, reused): for the Azure adapters.
+
+    Memoised on the runtime for a few seconds (``credential_memo``): log queries need it on
+    every call, and reading and decrypting the row costs a few database round trips.
+    """
+    return rt.credential_memo.get(tenant_id, lambda: _load_credential(rt, tenant_id))
 
 
 def _load_credential(rt: Runtime, tenant_id: str) -> Any:

@@ -209,7 +209,7 @@ def _finish(
         )
         uow.commit()
         if state == "succeeded":
-            forget_recent(login.tenant_id)
+            forget_recent(rt, login.tenant_id)
             rt.identity.forget(login.tenant_id)
         return state
 

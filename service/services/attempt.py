@@ -40,7 +40,6 @@ from service.errors import (
     is_temporary,
     server_retry_after_s,
 )
-from service.metrics import THROTTLE_WAITS
 from service.ports import MlTarget, ServiceSnapshot
 from service.services import leases, retention_apply
 from service.services.discovery import target_of
@@ -172,7 +171,7 @@ class _Attempt:
             return waiting
         wait_s = leases.reserve_write(self.rt, ws.subscription_id)
         if wait_s > 0:
-            THROTTLE_WAITS.labels("subscription_writes").inc()
+            self.rt.meter.throttle_wait("subscription_writes")
         lease.wait(wait_s)
         # THE fence: renewed with this attempt's token right before the write, so an attempt
         # that lost its lease (taken over, or cancelled) never sends one.

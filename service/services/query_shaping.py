@@ -36,8 +36,8 @@ from typing import Any, Generic, TypeVar
 from service.config import LogQuerySettings
 from service.domain.budget import GRANTED, KEY_QUEUE, RATE, BudgetState, Decision, Limits
 from service.errors import TooManyRequests
-from service.metrics import THROTTLE_WAITS, THROTTLED_RESPONSES
 from service.ports import BudgetStore, CoordinationUnavailable, SharedResults
+from service.services.meter import Meter, NoMeter
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -127,7 +127,9 @@ class TrafficShaper:
         lease_s: float = 15.0,
         retry_shared_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        meter: Meter | None = None,
     ) -> None:
+        self.meter: Meter = meter or NoMeter()
         self.limits = Limits(
             concurrency=settings.max_concurrent,
             rate_limit=settings.rate_limit,
@@ -193,7 +195,7 @@ class TrafficShaper:
                     retry_after_s=1,
                 )
             if not counted:
-                THROTTLE_WAITS.labels("log_query_slot").inc()
+                self.meter.throttle_wait("log_query_slot")
                 counted = True
             remaining = deadline - self._clock()
             if remaining <= 0:
@@ -288,7 +290,7 @@ class TrafficShaper:
 
     def _refuse(self, reason: str) -> None:
         self.refused += 1
-        THROTTLED_RESPONSES.labels(reason).inc()
+        self.meter.throttled_response(reason)
 
     def _hold(self, lease: Lease) -> Lease:
         with self._cond:

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from service.db.models import RetentionObservation, Workspace
 from service.domain.retention import ObservedRule, plan
 from service.errors import AzureRejected, NotFound
-from service.metrics import THROTTLE_WAITS
 from service.services import leases
 from service.services.credentials import tenant_credential
 from service.services.leases import Claim
@@ -104,6 +103,6 @@ def _write_slot(
     """Wait for the subscription's next ARM write slot, then fence the write."""
     wait_s = leases.reserve_write(rt, subscription_id)
     if wait_s > 0:
-        THROTTLE_WAITS.labels("subscription_writes").inc()
+        rt.meter.throttle_wait("subscription_writes")
         pause(wait_s)
     fence()

@@ -13,6 +13,7 @@ from service.services.api_keys import KeyCache
 from service.services.audit_queue import AuditQueue, write_rows
 from service.services.credential_memo import CredentialMemo
 from service.services.log_gateway import LogGateway
+from service.services.meter import Meter, NoMeter
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Runtime:
     logs: LogGateway
     key_cache: KeyCache = field(default_factory=KeyCache)  # API-key look-ups of this process
     exports: DataExportControl | None = None  # Log Analytics data export rules (retention)
+    meter: Meter = field(default_factory=NoMeter)  # what the use cases count (metrics)
     credential_memo: CredentialMemo = field(default_factory=CredentialMemo)  # tenants' Azure creds
     _audit: AuditQueue | None = field(default=None, init=False, repr=False)
     _audit_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)

@@ -30,6 +30,7 @@ from typing import Any, Protocol, TypeVar
 from service.db.models import Workspace
 from service.domain.policy import Observed, changes_needed
 from service.domain.retry import RetryPolicy
+from service.domain.states import AttemptEnd
 from service.errors import (
     AzureCallFailed,
     AzureRejected,
@@ -98,18 +99,18 @@ def run_attempt(
     try:
         return _Attempt(rt, claim, lease, worker_id, stopping, retry).run()
     except Stopping:
-        return Outcome("released", keep_azure_operation=True)
+        return Outcome(AttemptEnd.RELEASED, keep_azure_operation=True)
     except LeaseLost:
-        return Outcome("lost")
+        return Outcome(AttemptEnd.LOST)
     except Abandon:
-        return Outcome("abandoned")
+        return Outcome(AttemptEnd.ABANDONED)
     except ServiceError as exc:
         temporary = is_temporary(exc)
         retry_after = server_retry_after_s(exc)
         status, code = azure_answer(exc)
         # Keep any Azure operation id: the next attempt follows it instead of writing again.
         return Outcome(
-            "retry" if temporary else "failed",
+            AttemptEnd.RETRY if temporary else AttemptEnd.FAILED,
             exc.detail[:1000],
             retry.delay_s(claim.attempts, retry_after),
             keep_azure_operation=True,
@@ -119,7 +120,7 @@ def run_attempt(
         )
     except Exception as exc:
         log.exception("operation %s crashed", claim.id)
-        return Outcome("failed", f"internal error ({type(exc).__name__})")
+        return Outcome(AttemptEnd.FAILED, f"internal error ({type(exc).__name__})")
 
 
 class _Attempt:
@@ -152,12 +153,12 @@ class _Attempt:
                 return followed
         snapshot = self._read(lambda: self.rt.ml.get_service(target, name))
         if snapshot is None:
-            return Outcome("cancelled", "the endpoint no longer exists in Azure")
+            return Outcome(AttemptEnd.CANCELLED, "the endpoint no longer exists in Azure")
         if snapshot.in_progress:
             # Someone's update (maybe ours, from an attempt that died before saving its id)
             # is running: writing now would collide. Look again shortly.
             return Outcome(
-                "retry",
+                AttemptEnd.RETRY,
                 "an update is in progress on the service",
                 self.cfg.poll_interval_s,
                 refund=True,
@@ -165,7 +166,7 @@ class _Attempt:
             )
         changes = self._changes(snapshot)
         if not changes:
-            return Outcome("succeeded", snapshot=snapshot)
+            return Outcome(AttemptEnd.SUCCEEDED, snapshot=snapshot)
         waiting = self._rollout_slot(snapshot)
         if waiting is not None:
             return waiting
@@ -198,7 +199,7 @@ class _Attempt:
         state, error = retention_apply.attempt(
             self.rt, self.claim, pause=self.lease.wait, fence=self.lease.keep_for_write
         )
-        delay = self.retry.delay_s(self.claim.attempts) if state == "retry" else 0.0
+        delay = self.retry.delay_s(self.claim.attempts) if state == AttemptEnd.RETRY else 0.0
         return Outcome(state, error, delay)
 
     def _settle(self, unanswered: WriteOutcomeUnknown) -> str:
@@ -241,27 +242,27 @@ class _Attempt:
             except NotFound:
                 return None
             if status.state == "failed":
-                return Outcome("failed", f"the Azure operation failed: {status.error}")
+                return Outcome(AttemptEnd.FAILED, f"the Azure operation failed: {status.error}")
             if status.state == "succeeded":
                 break
             if time.monotonic() > deadline:
                 return Outcome(
-                    "failed",
+                    AttemptEnd.FAILED,
                     f"the Azure operation did not finish within {self.cfg.operation_timeout_s:g} s",
                 )
             self.lease.wait(self.cfg.poll_interval_s)
         snapshot = self._read(lambda: self.rt.ml.get_service(target, name))
         if snapshot is None:
-            return Outcome("cancelled", "the endpoint no longer exists in Azure")
+            return Outcome(AttemptEnd.CANCELLED, "the endpoint no longer exists in Azure")
         if self._changes(snapshot):
             # Changed again out of band while we worked: level-triggered, so go round again.
             return Outcome(
-                "retry",
+                AttemptEnd.RETRY,
                 "the service still differs after the update",
                 self.retry.delay_s(self.claim.attempts),
                 snapshot=snapshot,
             )
-        return Outcome("succeeded", snapshot=snapshot)
+        return Outcome(AttemptEnd.SUCCEEDED, snapshot=snapshot)
 
     def _rollout_slot(self, snapshot: ServiceSnapshot) -> Outcome | None:
         """Kinds whose change rolls instances wait for a parallel-update slot of their online
@@ -283,7 +284,7 @@ class _Attempt:
         if slot == "lost":
             raise LeaseLost  # fenced like every state change: taken over, or cancelled
         return Outcome(
-            "retry",
+            AttemptEnd.RETRY,
             f"waiting: {limit} deployment(s) of online endpoint '{snapshot.online_endpoint}' "
             "are being updated (max_parallel_updates)",
             self.cfg.poll_interval_s,

@@ -14,13 +14,10 @@ from service.db.models import Endpoint, Operation, Policy, Workspace, WorkspaceS
 from service.db.types import utcnow
 from service.domain.access import Role
 from service.domain.policy import Compliance, ComplianceFacts, compliance
+from service.domain.states import ACTIVE_STATES, OperationState
 from service.services.context import CallContext
 from service.services.lookup import visible_tenant
-from service.services.operations import (
-    ACTIVE_STATES,
-    PolicyIndex,
-    observed_of,
-)
+from service.services.operations import PolicyIndex, observed_of
 from service.services.retention_compliance import WorkspaceRetention, workspace_retention
 from service.services.runtime import Runtime
 
@@ -115,12 +112,12 @@ class _Facts:
                 Operation.endpoint_name,
                 func.max(Operation.created_at).label("at"),
             )
-            .where(*scoped, Operation.state.in_(("succeeded", "failed")))
+            .where(*scoped, Operation.state.in_((OperationState.SUCCEEDED, OperationState.FAILED)))
             .group_by(Operation.workspace_id, Operation.endpoint_name)
             .subquery()
         )
         last_failed = {
-            (w, n): state == "failed"
+            (w, n): state == OperationState.FAILED
             for w, n, state in session.execute(
                 select(Operation.workspace_id, Operation.endpoint_name, Operation.state).join(
                     latest,

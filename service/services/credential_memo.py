@@ -38,6 +38,11 @@ class CredentialMemo:
             self._entries[tenant_id] = (now + self._ttl_s, credential)
         return credential
 
+    def put(self, tenant_id: str, credential: Any) -> None:
+        """Keep ``credential`` (just loaded) for the TTL."""
+        with self._lock:
+            self._entries[tenant_id] = (self._clock() + self._ttl_s, credential)
+
     def forget(self, tenant_id: str) -> None:
         """Drop a tenant's entry (its credential was changed or deleted)."""
         with self._lock:

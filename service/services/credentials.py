@@ -17,6 +17,7 @@ from service.db.session import UnitOfWork
 from service.db.types import utcnow
 from service.domain.access import Role
 from service.domain.etags import etag_for
+from service.domain.states import CredentialKind, CredentialMethod
 from service.errors import (
     CredentialMissing,
     HostIdentityNotAllowed,
@@ -38,8 +39,8 @@ from service.services.token_cache import DbTokenCacheStore
 @dataclass(frozen=True)
 class CredentialView:
     tenant: str
-    kind: str
-    method: str
+    kind: CredentialKind
+    method: CredentialMethod
     client_id: str | None
     identity: str | None
     status: str
@@ -56,7 +57,7 @@ class CredentialView:
 @dataclass(frozen=True)
 class VerificationView:
     tenant: str
-    kind: str
+    kind: CredentialKind
     identity: dict[str, str]
     token_expires_on: datetime
     verified_at: datetime
@@ -65,8 +66,8 @@ class VerificationView:
 def _view(c: TenantCredential, tenant: str) -> CredentialView:
     return CredentialView(
         tenant=tenant,
-        kind=c.kind,
-        method=c.method,
+        kind=CredentialKind(c.kind),
+        method=CredentialMethod(c.method),
         client_id=c.client_id,
         identity=c.identity,
         status=c.status,
@@ -133,7 +134,7 @@ def put_credential(
     """Create or replace the tenant's credential. Returns the view and whether it was created."""
     with rt.uow() as uow:
         tenant = admin_tenant(uow, ctx, slug)
-        if data["kind"] == "host_identity":
+        if data["kind"] == CredentialKind.HOST_IDENTITY:
             check_host_identity_allowed(rt, ctx, tenant)
         existing = uow.session.scalar(
             select(TenantCredential).where(TenantCredential.tenant_id == tenant.id)
@@ -156,7 +157,7 @@ def put_credential(
             "status_detail": None,
             "last_verified_at": None,
         }
-        if kind == "service_principal" and data.get("certificate_pem"):
+        if kind == CredentialKind.SERVICE_PRINCIPAL and data.get("certificate_pem"):
             pem = data["certificate_pem"].encode()
             try:
                 info = rt.identity.inspect_certificate(pem)
@@ -171,24 +172,24 @@ def put_credential(
                     [{"field": "body.certificate_pem", "message": "the certificate has expired"}],
                 )
             values.update(
-                method="certificate",
+                method=CredentialMethod.CERTIFICATE,
                 secret_ciphertext=encrypt_secret(rt, pem),
                 certificate_thumbprint=info.thumbprint_sha1,
                 certificate_not_after=info.not_after,
             )
-        elif kind == "service_principal":
+        elif kind == CredentialKind.SERVICE_PRINCIPAL:
             values.update(
-                method="secret",
+                method=CredentialMethod.SECRET,
                 secret_ciphertext=encrypt_secret(rt, data["client_secret"].encode()),
             )
-        elif kind == "delegated":
+        elif kind == CredentialKind.DELEGATED:
             values.update(
-                method="device_code",
+                method=CredentialMethod.DEVICE_CODE,
                 status="login_required",
                 status_detail="no user has signed in yet: start a device login",
             )
         else:
-            values.update(method="ambient")
+            values.update(method=CredentialMethod.AMBIENT)
 
         before = _view(existing, slug) if existing is not None else None
         if existing is not None:
@@ -269,7 +270,7 @@ def credential_spec(rt: Runtime, tenant: Tenant, cred: TenantCredential) -> Cred
 
     A ``host_identity`` credential is usable only while its tenant is still allowed to use it.
     """
-    if cred.kind == "host_identity":
+    if cred.kind == CredentialKind.HOST_IDENTITY:
         host_identity_allowed(rt, tenant)
     secret = rt.secret_box.decrypt(cred.secret_ciphertext) if cred.secret_ciphertext else None
     return CredentialSpec(
@@ -278,11 +279,13 @@ def credential_spec(rt: Runtime, tenant: Tenant, cred: TenantCredential) -> Cred
         entra_tenant_id=tenant.entra_tenant_id,
         kind=cred.kind,
         client_id=cred.client_id,
-        client_secret=secret.decode() if secret is not None and cred.method == "secret" else None,
-        certificate_pem=secret if cred.method == "certificate" else None,
+        client_secret=secret.decode()
+        if secret is not None and cred.method == CredentialMethod.SECRET
+        else None,
+        certificate_pem=secret if cred.method == CredentialMethod.CERTIFICATE else None,
         cache_store=(
             DbTokenCacheStore(rt.database, rt.secret_box, cred.id)
-            if cred.kind == "delegated"
+            if cred.kind == CredentialKind.DELEGATED
             else None
         ),
     )
@@ -308,12 +311,19 @@ def forget_recent(rt: Runtime, tenant_id: str) -> None:
     rt.credential_memo.forget(tenant_id)
 
 
-def tenant_credential(rt: Runtime, tenant_id: str) -> Any:
+def tenant_credential(rt: Runtime, tenant_id: str, *, fresh: bool = False) -> Any:
     """The TokenCredential for a tenant (one per tenant, reused): for the Azure adapters.
 
     Memoised on the runtime for a few seconds (``credential_memo``): log queries need it on
-    every call, and reading and decrypting the row costs a few database round trips.
+    every call, and reading and decrypting the row costs a few database round trips. A change
+    made through this runtime drops the entry at once; other processes (the API for the worker)
+    would see it only when the entry expires, so work that runs once per discovery or attempt
+    asks for it ``fresh``: a credential replaced a moment ago is used at once.
     """
+    if fresh:
+        credential = _load_credential(rt, tenant_id)
+        rt.credential_memo.put(tenant_id, credential)
+        return credential
     return rt.credential_memo.get(tenant_id, lambda: _load_credential(rt, tenant_id))
 
 
@@ -323,7 +333,7 @@ def _load_credential(rt: Runtime, tenant_id: str) -> Any:
         if tenant is None:
             raise NotFound("tenant not found")
         cred = credential_of(uow, tenant)
-        if cred.kind == "delegated" and cred.token_cache_ciphertext is None:
+        if cred.kind == CredentialKind.DELEGATED and cred.token_cache_ciphertext is None:
             raise LoginRequired("no user has signed in for this tenant yet")
         spec = credential_spec(rt, tenant, cred)
     return rt.identity.credential(spec)
@@ -338,7 +348,7 @@ def verify_credential(rt: Runtime, ctx: CallContext, slug: str) -> VerificationV
         failure: ServiceError | None = None
         try:
             spec = credential_spec(rt, tenant, cred)
-            if cred.kind == "delegated" and cred.token_cache_ciphertext is None:
+            if cred.kind == CredentialKind.DELEGATED and cred.token_cache_ciphertext is None:
                 raise LoginRequired("no user has signed in for this tenant yet")
             info = rt.identity.verify(spec)
         except SecretsUnavailable:
@@ -388,7 +398,7 @@ def verify_credential(rt: Runtime, ctx: CallContext, slug: str) -> VerificationV
             raise failure
         return VerificationView(
             tenant=slug,
-            kind=cred.kind,
+            kind=CredentialKind(cred.kind),
             identity=info.identity,
             token_expires_on=info.expires_on,
             verified_at=now,

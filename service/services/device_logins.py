@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from service.db.models import DeviceLogin, Tenant, TenantCredential
 from service.db.types import utcnow
 from service.domain.access import Principal, Role
+from service.domain.states import CredentialKind
 from service.errors import Conflict, NotFound, SecretsUnavailable, ServiceError
 from service.services import audit
 from service.services.context import CallContext
@@ -64,7 +65,7 @@ def start_device_login(rt: Runtime, ctx: CallContext, slug: str) -> DeviceLoginV
     with rt.uow() as uow:
         tenant = admin_tenant(uow, ctx, slug)
         cred = credential_of(uow, tenant)
-        if cred.kind != "delegated" or cred.client_id is None:
+        if cred.kind != CredentialKind.DELEGATED or cred.client_id is None:
             raise Conflict("device-code sign-in is only for a 'delegated' credential")
         if not rt.secret_box.configured:
             raise SecretsUnavailable("the service has no CREDENTIAL_KEYS configured")
@@ -187,7 +188,7 @@ def _finish(
             state == "succeeded"
             and cache is not None
             and cred is not None
-            and cred.kind == "delegated"
+            and cred.kind == CredentialKind.DELEGATED
             and cred.client_id == login.client_id
         ):
             cred.token_cache_ciphertext = rt.secret_box.encrypt(cache.encode())

@@ -54,10 +54,11 @@ class ContainerLogs:
 
 
 def target_of(rt: Runtime, ws: Workspace) -> MlTarget:
-    """How to reach a workspace in Azure (raises credential errors)."""
+    """How to reach a workspace in Azure (raises credential errors), with the tenant's
+    credential as stored now (once per discovery, attempt or call: never a stale memo)."""
     return MlTarget(
         tenant_key=ws.tenant_id,
-        credential=tenant_credential(rt, ws.tenant_id),
+        credential=tenant_credential(rt, ws.tenant_id, fresh=True),
         subscription_id=ws.subscription_id,
         resource_group=ws.resource_group,
         workspace_name=ws.workspace_name,

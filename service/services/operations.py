@@ -26,6 +26,7 @@ from service.domain.policy import (
     changes_needed,
     resolve,
 )
+from service.domain.states import ACTIVE_STATES, AttemptOutcome, OperationState
 from service.domain.targets import capabilities, split_target
 from service.errors import Conflict, NotFound
 from service.services import audit
@@ -34,8 +35,6 @@ from service.services.lookup import visible_endpoint, visible_tenant, visible_wo
 from service.services.pagination import Page, PageRequest, paginate
 from service.services.runtime import Runtime
 
-ACTIVE_STATES = ("queued", "running")
-FINAL_STATES = ("succeeded", "failed", "cancelled")
 KIND = "apply_policy"
 
 
@@ -47,7 +46,7 @@ class OperationView:
     endpoint: str
     kind: str
     cause: str
-    state: str
+    state: OperationState
     desired: dict[str, Any]
     attempts: int
     max_attempts: int
@@ -72,7 +71,7 @@ class AttemptView:
     worker: str
     started_at: datetime
     finished_at: datetime | None
-    outcome: str | None
+    outcome: AttemptOutcome | None
     charged: bool
     error: str | None
     azure_status: int | None
@@ -96,7 +95,7 @@ def _attempt_view(a: OperationAttempt) -> AttemptView:
         worker=a.worker,
         started_at=a.started_at,
         finished_at=a.finished_at,
-        outcome=a.outcome,
+        outcome=AttemptOutcome(a.outcome) if a.outcome else None,
         charged=a.charged,
         error=a.error,
         azure_status=a.azure_status,
@@ -151,7 +150,7 @@ def _view(op: Operation, tenant: str, workspace: str, kind: str | None = None) -
         endpoint=op.endpoint_name,
         kind=op.kind,
         cause=op.cause,
-        state=op.state,
+        state=OperationState(op.state),
         desired=dict(op.desired),
         attempts=op.attempts,
         max_attempts=op.max_attempts,
@@ -270,7 +269,7 @@ def plan(
             kind=KIND,
             desired=changes,
             cause=cause,
-            state="queued",
+            state=OperationState.QUEUED,
             max_attempts=max_attempts,
             created_by=created_by,
         )
@@ -372,7 +371,9 @@ def list_operations(
     tenant: str | None = None,
     state: str | None = None,
 ) -> Page[OperationView]:
-    """Newest first (ids are random, so pages follow creation order only roughly: by id)."""
+    """Oldest first: ids are UUIDv7 (``domain.ids.new_id``, time-ordered), so paging by id in
+    ascending order is creation order (ids minted by two processes in the same millisecond may
+    interleave)."""
     with rt.uow() as uow:
         ctx.require(Role.READER)
         stmt = select(Operation)
@@ -395,7 +396,7 @@ def cancel_operation(rt: Runtime, ctx: CallContext, operation_id: str) -> Operat
         if op.state not in ACTIVE_STATES:
             raise Conflict(f"operation '{operation_id}' is already {op.state}")
         before = op.state
-        op.state = "cancelled"
+        op.state = OperationState.CANCELLED
         op.finished_at = utcnow()
         op.lease_owner = None
         op.lease_expires_at = None
@@ -404,7 +405,7 @@ def cancel_operation(rt: Runtime, ctx: CallContext, operation_id: str) -> Operat
         uow.session.execute(
             update(OperationAttempt)
             .where(OperationAttempt.operation_id == op.id, OperationAttempt.outcome.is_(None))
-            .values(outcome="cancelled", charged=False, finished_at=op.finished_at)
+            .values(outcome=AttemptOutcome.CANCELLED, charged=False, finished_at=op.finished_at)
             .execution_options(synchronize_session=False)
         )
         uow.flush()

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from service.db.models import Endpoint
 from service.db.types import utcnow
+from service.domain.states import AttemptEnd, AttemptOutcome, OperationState, Recorded
 from service.errors import ServiceError
 from service.ports import ServiceSnapshot
 from service.services import leases
@@ -24,12 +25,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Outcome:
-    """How an attempt ended: ``succeeded``, ``retry``, ``failed``, ``cancelled``, ``released``
-    (stopping: the lease is handed back for another worker), ``lost`` (taken over or cancelled:
-    nothing to write) or ``abandoned`` (stopping while a write may still be sent: the lease is
-    left to expire after this process has exited)."""
+    """How an attempt ended (see :class:`AttemptEnd`: ``released`` when stopping hands the
+    lease back to another worker, ``lost`` when taken over or cancelled, ``abandoned`` when
+    stopping while a write may still be sent), and what to record."""
 
-    state: str
+    state: AttemptEnd
     error: str | None = None
     delay_s: float = 0.0
     refund: bool = False  # a wait, not a failure: the attempt does not count
@@ -42,37 +42,42 @@ class Outcome:
 
 def record_outcome(
     rt: Runtime, claim: Claim, worker_id: str, outcome: Outcome, azure_operation_id: str | None
-) -> str:
+) -> Recorded:
     """Record the outcome (while the attempt's fencing token is current); returns the state
     written, ``lost`` when the token was no longer current, ``unrecorded`` when the database
-    could not be written."""
-    if outcome.state in ("lost", "abandoned"):
-        return outcome.state  # the new owner (or the one after this process) decides
+    could not be written (see :class:`Recorded`)."""
+    if outcome.state in (AttemptEnd.LOST, AttemptEnd.ABANDONED):
+        return Recorded(outcome.state)  # the new owner (or the one after this process) decides
     now = utcnow()
     values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
     charged = True
-    if outcome.state == "released":
+    if outcome.state == AttemptEnd.RELEASED:
         # Handed back: the next claim takes it over at once and this attempt is refunded.
         values.update(lease_owner=worker_id, lease_expires_at=now - timedelta(seconds=1))
-        values.update(state="running")
-        attempt_outcome, charged = "released", False
-    elif outcome.state == "retry" and (outcome.refund or claim.attempts < claim.max_attempts):
+        values.update(state=OperationState.RUNNING)
+        attempt_outcome, charged = AttemptOutcome.RELEASED, False
+    elif outcome.state == AttemptEnd.RETRY and (
+        outcome.refund or claim.attempts < claim.max_attempts
+    ):
         values.update(
-            state="queued",
+            state=OperationState.QUEUED,
             not_before=now + timedelta(seconds=outcome.delay_s),
             last_error=outcome.error,
         )
-        attempt_outcome = "retry"
+        attempt_outcome = AttemptOutcome.RETRY
         if outcome.refund:
             values["attempts"] = claim.attempts - 1
-            attempt_outcome, charged = "waited", False
+            attempt_outcome, charged = AttemptOutcome.WAITED, False
         if not outcome.keep_azure_operation:
             values["azure_operation_id"] = None
     else:
-        state = "failed" if outcome.state == "retry" else outcome.state
-        values.update(state=state, finished_at=now, last_error=outcome.error)
+        # succeeded, failed or cancelled (a retry past the last attempt fails)
+        final = OperationState(
+            OperationState.FAILED if outcome.state == AttemptEnd.RETRY else outcome.state
+        )
+        values.update(state=final, finished_at=now, last_error=outcome.error)
         values["rollout_group"] = None
-        attempt_outcome = state
+        attempt_outcome = AttemptOutcome(final)
     record = AttemptRecord(
         outcome=attempt_outcome,
         charged=charged,
@@ -95,8 +100,8 @@ def record_outcome(
     except ServiceError as exc:
         # The lease will expire and another attempt re-reads Azure: nothing is lost.
         log.warning("could not record the outcome of operation %s: %s", claim.id, exc.detail)
-        return "unrecorded"
-    return str(values.get("state", "running")) if finished else "lost"
+        return Recorded.UNRECORDED
+    return Recorded(values.get("state", OperationState.RUNNING)) if finished else Recorded.LOST
 
 
 def _observe(session: Session, claim: Claim, snapshot: ServiceSnapshot) -> None:

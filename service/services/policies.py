@@ -18,6 +18,7 @@ from service.db.session import UnitOfWork
 from service.domain.access import Role
 from service.domain.capabilities import unsupported_reason
 from service.domain.etags import etag_for
+from service.domain.states import PolicyMode
 from service.errors import NotFound, PreconditionFailed, ValidationFailed
 from service.services import audit
 from service.services.compliance import not_discovered_reason
@@ -37,7 +38,7 @@ class PolicyView:
     endpoint: str | None
     app_insights: bool | None
     model_data_collection: bool | None
-    mode: str | None
+    mode: PolicyMode | None
     max_parallel_updates: int | None
     created_at: datetime
     updated_at: datetime
@@ -104,7 +105,7 @@ def _view(p: Policy, scope: _Scope) -> PolicyView:
         endpoint=p.endpoint_name,
         app_insights=p.app_insights,
         model_data_collection=p.model_data_collection,
-        mode=p.mode,
+        mode=PolicyMode(p.mode) if p.mode else None,
         max_parallel_updates=p.max_parallel_updates,
         created_at=p.created_at,
         updated_at=p.updated_at,

@@ -33,6 +33,7 @@ from service.domain.retention import (
     unsupported_tables,
     validate_spec,
 )
+from service.domain.states import ACTIVE_STATES, FINAL_STATES, OperationState, PolicyMode
 from service.errors import (
     NotFound,
     PreconditionFailed,
@@ -43,7 +44,7 @@ from service.services import audit
 from service.services.context import CallContext
 from service.services.credentials import tenant_credential
 from service.services.lookup import check_if_match, visible_tenant, visible_workspace
-from service.services.operations import ACTIVE_STATES, OperationView, operation_views
+from service.services.operations import OperationView, operation_views
 from service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class RetentionPolicyView:
     destination_resource_id: str | None
     tables: list[str] | None
     enabled: bool | None
-    mode: str | None
+    mode: PolicyMode | None
     remove_unmanaged: bool | None
     unsupported_tables: dict[str, str]
     created_at: datetime
@@ -129,7 +130,7 @@ def _view(p: RetentionPolicy, scope: _Scope) -> RetentionPolicyView:
         destination_resource_id=p.destination_resource_id,
         tables=list(p.tables) if p.tables is not None else None,
         enabled=p.enabled,
-        mode=p.mode,
+        mode=PolicyMode(p.mode) if p.mode else None,
         remove_unmanaged=p.remove_unmanaged,
         unsupported_tables=flagged,
         created_at=p.created_at,
@@ -299,12 +300,12 @@ def _last_failed_desired(session: Session, workspace_ids: list[str]) -> dict[str
         select(Operation).where(
             Operation.workspace_id.in_(workspace_ids),
             Operation.endpoint_name == TARGET,
-            Operation.state.in_(("succeeded", "failed", "cancelled")),
+            Operation.state.in_(FINAL_STATES),
         )
     ):
         if op.workspace_id not in latest or op.created_at > latest[op.workspace_id].created_at:
             latest[op.workspace_id] = op
-    return {w: op.desired for w, op in latest.items() if op.state == "failed"}
+    return {w: op.desired for w, op in latest.items() if op.state == OperationState.FAILED}
 
 
 def queue_repairs(
@@ -356,7 +357,7 @@ def queue_repairs(
             kind=KIND,
             desired=desired,
             cause=cause,
-            state="queued",
+            state=OperationState.QUEUED,
             max_attempts=max_attempts,
             created_by=created_by,
         )
@@ -421,7 +422,7 @@ def discover_exports(
         has_observation = uow.session.get(RetentionObservation, ws.id) is not None
     if not (managed or has_observation or force):
         return  # nobody asked for retention here: spend no ARM reads on it
-    credential = tenant_credential(rt, ws.tenant_id)  # no credential: nothing to record
+    credential = tenant_credential(rt, ws.tenant_id, fresh=True)  # none: nothing to record
     try:
         if not ws.log_analytics_workspace_id:
             raise NotFound("the workspace links no Log Analytics workspace")

@@ -25,6 +25,7 @@ from service.domain.retention import (
     rule_matches,
     unsupported_tables,
 )
+from service.domain.states import FINAL_STATES, OperationState
 from service.errors import CredentialMissing, ServiceError, ServiceUnavailable
 from service.services.context import CallContext
 from service.services.lookup import visible_tenant, visible_workspace
@@ -64,13 +65,13 @@ def _last_failed(session: Session, workspace_ids: list[str]) -> set[str]:
         select(Operation.workspace_id, Operation.state, Operation.created_at).where(
             Operation.workspace_id.in_(workspace_ids),
             Operation.endpoint_name == TARGET,
-            Operation.state.in_(("succeeded", "failed", "cancelled")),
+            Operation.state.in_(FINAL_STATES),
         )
     ):
         if w not in latest or at > latest[w][0]:
             latest[w] = (at, state)
     for w, (_, state) in latest.items():
-        if state == "failed":
+        if state == OperationState.FAILED:
             failed.add(w)
     return failed
 

@@ -12,6 +12,7 @@ from service.db.models import Operation, Tenant, Workspace
 from service.db.session import UnitOfWork
 from service.domain.access import Role
 from service.domain.etags import etag_for
+from service.domain.states import ACTIVE_STATES
 from service.errors import Conflict, SubscriptionNotInTenant
 from service.services import audit
 from service.services.context import CallContext
@@ -26,7 +27,6 @@ from service.services.pagination import Page, PageRequest, paginate
 from service.services.runtime import Runtime
 
 MUTABLE_FIELDS = ("display_name", "app_insights_resource_id", "log_analytics_workspace_id")
-ACTIVE_OPERATION_STATES = ("queued", "running")
 
 
 @dataclass(frozen=True)
@@ -210,9 +210,7 @@ def delete_workspace(
         check_if_match(if_match, ws.version)
         busy = uow.session.scalar(
             select(
-                exists().where(
-                    Operation.workspace_id == ws.id, Operation.state.in_(ACTIVE_OPERATION_STATES)
-                )
+                exists().where(Operation.workspace_id == ws.id, Operation.state.in_(ACTIVE_STATES))
             )
         )
         if busy:

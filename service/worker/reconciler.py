@@ -31,6 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.domain.states import Recorded
 from service.errors import AzureCallFailed, ServiceError
 from service.metrics import RECONCILE_LAG, RECONCILE_SWEEP
 from service.services import leases, retention
@@ -50,7 +51,7 @@ class TickReport:
     discoveries: int = 0
     claimed: int = 0
     in_flight: int = 0
-    finished: dict[str, int] = field(default_factory=dict)
+    finished: dict[Recorded, int] = field(default_factory=dict)  # attempts ended, by result
 
 
 class _Lease:
@@ -115,9 +116,9 @@ class Reconciler:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stopping = threading.Event()
         self._pool = ThreadPoolExecutor(self.cfg.worker_threads, thread_name_prefix="reconcile")
-        self._in_flight: dict[str, Future[str]] = {}
+        self._in_flight: dict[str, Future[Recorded]] = {}
         self._discovering: dict[str, Future[None]] = {}
-        self._finished: dict[str, int] = {}
+        self._finished: dict[Recorded, int] = {}
         self._lock = threading.Lock()
         self._next_sign_in_poll = 0.0
 
@@ -211,7 +212,7 @@ class Reconciler:
         except Exception:
             log.exception("export rule discovery of workspace %s crashed", workspace_id)
 
-    def _run(self, claim: Claim) -> str:
+    def _run(self, claim: Claim) -> Recorded:
         lease = _Lease(self, claim)
         outcome = run_attempt(self.rt, claim, lease, self.worker_id, self.stopping)
         recorded = record_outcome(self.rt, claim, self.worker_id, outcome, lease.azure_operation_id)

@@ -90,3 +90,10 @@ def test_closing_a_runtime_writes_its_queued_audit_events() -> None:
     rt.close()
     assert [n for batch in written for n in batch] == [1, 2]
     assert queue.pending() == 0
+
+
+def test_a_credential_put_in_the_memo_replaces_the_memoised_one() -> None:
+    memo = CredentialMemo(ttl_s=60.0, clock=Clock())
+    memo.get("t1", lambda: "old")
+    memo.put("t1", "fresh")
+    assert memo.get("t1", lambda: "loaded") == "fresh"

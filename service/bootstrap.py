@@ -119,7 +119,7 @@ def build_runtime(settings: Settings, database: Database | None = None) -> Runti
 
 def refuse_secrets_without_key(runtime: Runtime) -> None:
     """Starting without a key would turn every credential use into an error: stop instead."""
-    from service.services.credentials import stored_secret_count
+    from service.services.azure_credentials import stored_secret_count
 
     if not runtime.secret_box.configured and stored_secret_count(runtime) > 0:
         raise SecretsKeyMissing(

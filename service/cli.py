@@ -21,8 +21,8 @@ from service.db.types import utcnow
 from service.domain.access import CLI_PRINCIPAL
 from service.errors import ServiceError
 from service.services import api_keys
+from service.services.azure_credentials import reencrypt_all
 from service.services.context import CallContext
-from service.services.credentials import reencrypt_all
 
 
 def _settings() -> Settings:

@@ -6,7 +6,7 @@ from flask import Blueprint, Response
 
 from service.api.hooks import runtime, valid
 from service.api.responses import call_context, if_match, json_response
-from service.services import retention, retention_compliance
+from service.services import retention_compliance, retention_policies
 
 bp = Blueprint("retention", __name__)
 
@@ -15,12 +15,12 @@ WORKSPACE = TENANT + "/workspaces/<workspace>"
 
 
 def _get(tenant: str, workspace: str | None) -> Response:
-    view = retention.get_retention_policy(runtime(), call_context(), tenant, workspace)
+    view = retention_policies.get_retention_policy(runtime(), call_context(), tenant, workspace)
     return json_response(view, etag=view.etag)
 
 
 def _put(tenant: str, workspace: str | None) -> Response:
-    change, _ = retention.put_retention_policy(
+    change, _ = retention_policies.put_retention_policy(
         runtime(), call_context(), tenant, workspace, valid().body, if_match()
     )
     assert change.policy is not None
@@ -28,7 +28,7 @@ def _put(tenant: str, workspace: str | None) -> Response:
 
 
 def _delete(tenant: str, workspace: str | None) -> Response:
-    change = retention.delete_retention_policy(
+    change = retention_policies.delete_retention_policy(
         runtime(), call_context(), tenant, workspace, if_match()
     )
     return json_response(change, 202)
@@ -80,5 +80,5 @@ def sync_workspace_retention(tenant: str, workspace: str) -> Response:
 
 @bp.post(TENANT + "/retention/apply")
 def apply_tenant_retention(tenant: str) -> Response:
-    queued = retention.apply_retention(runtime(), call_context(), tenant, None)
+    queued = retention_policies.apply_retention(runtime(), call_context(), tenant, None)
     return json_response({"operations": queued}, 202)

@@ -45,8 +45,8 @@ from service.ports import MlTarget, ServiceSnapshot
 from service.services import leases, retention_apply
 from service.services.discovery import target_of
 from service.services.leases import Claim
-from service.services.operations import PolicyIndex
 from service.services.outcomes import Outcome
+from service.services.planning import PolicyIndex
 from service.services.rollouts import rollout_group, take_slot
 from service.services.runtime import Runtime
 

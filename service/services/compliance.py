@@ -17,7 +17,7 @@ from service.domain.policy import Compliance, ComplianceFacts, compliance
 from service.domain.states import ACTIVE_STATES, OperationState
 from service.services.context import CallContext
 from service.services.lookup import visible_tenant
-from service.services.operations import PolicyIndex, observed_of
+from service.services.planning import PolicyIndex, observed_of
 from service.services.retention_compliance import WorkspaceRetention, workspace_retention
 from service.services.runtime import Runtime
 

@@ -19,13 +19,9 @@ from service.domain.access import Principal, Role
 from service.domain.states import CredentialKind
 from service.errors import Conflict, NotFound, SecretsUnavailable, ServiceError
 from service.services import audit
+from service.services.azure_credentials import credential_of, forget_recent
 from service.services.context import CallContext
-from service.services.credentials import (
-    admin_tenant,
-    credential_of,
-    encrypt_secret,
-    forget_recent,
-)
+from service.services.credentials import admin_tenant, encrypt_secret
 from service.services.discovery_due import discover_soon
 from service.services.runtime import Runtime
 

@@ -26,12 +26,12 @@ from service.domain.retry import RetryPolicy
 from service.errors import ServiceError, is_temporary, server_retry_after_s
 from service.ports import MlTarget
 from service.services import audit, leases
+from service.services.azure_credentials import tenant_credential
 from service.services.compliance import failed_endpoints
 from service.services.context import CallContext
-from service.services.credentials import tenant_credential
 from service.services.endpoints import ObservedEndpoint, record_observations
 from service.services.lookup import visible_endpoint, visible_workspace
-from service.services.operations import live_endpoints, plan
+from service.services.planning import live_endpoints, plan
 from service.services.runtime import Runtime
 
 

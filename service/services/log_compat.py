@@ -23,8 +23,8 @@ from service.domain.azure_errors import azure_error_body
 from service.domain.kql import KqlInputError, check_query, parse_timespan
 from service.errors import BadRequest, NotFound, ServiceError
 from service.ports import LogTarget, RawLogResponse
+from service.services.azure_credentials import tenant_credential
 from service.services.context import CallContext
-from service.services.credentials import tenant_credential
 from service.services.log_queries import AuditTarget, record_query
 from service.services.runtime import Runtime
 

@@ -35,8 +35,9 @@ from service.ports import (
     RawLogResponse,
     SharedResults,
 )
+from service.services.coalescing import Coalescer, Codec
 from service.services.meter import Meter, NoMeter
-from service.services.query_shaping import Coalescer, Codec, Lease, TrafficShaper
+from service.services.query_shaping import Lease, TrafficShaper
 
 T = TypeVar("T")
 

@@ -36,8 +36,8 @@ from service.errors import (
 )
 from service.ports import LogQueryResult, LogQuerySpec, LogTable, LogTarget
 from service.services import audit_queue
+from service.services.azure_credentials import tenant_credential
 from service.services.context import CallContext
-from service.services.credentials import tenant_credential
 from service.services.lookup import visible_endpoint, visible_workspace
 from service.services.runtime import Runtime
 

@@ -16,7 +16,7 @@ from service.domain.retention import ObservedRule, plan
 from service.domain.states import AttemptEnd
 from service.errors import AzureRejected, NotFound
 from service.services import leases
-from service.services.credentials import tenant_credential
+from service.services.azure_credentials import tenant_credential
 from service.services.leases import Claim
 from service.services.retention import TARGET, effective, record_observation, rule_dict
 from service.services.runtime import Runtime

@@ -15,8 +15,8 @@ from service.domain.etags import etag_for
 from service.domain.states import ACTIVE_STATES
 from service.errors import Conflict, SubscriptionNotInTenant
 from service.services import audit
+from service.services.azure_credentials import credential_of, credential_spec
 from service.services.context import CallContext
-from service.services.credentials import credential_of, credential_spec
 from service.services.lookup import (
     apply_changes,
     check_if_match,

@@ -133,13 +133,13 @@ def add_policy(
 
 def add_retention_policy(rt: Runtime, tenant: str, workspace: str | None = None) -> None:
     """A retention policy at the scope named (through the use case, as an operator would)."""
-    from service.services import retention
+    from service.services import retention_policies
 
     storage = (
         "/subscriptions/0f6c2a1e-1b2c-4d3e-8f4a-5b6c7d8e9f01/resourceGroups/rg/providers/"
         "Microsoft.Storage/storageAccounts/keepsa"
     )
-    retention.put_retention_policy(
+    retention_policies.put_retention_policy(
         rt, CLI, tenant, workspace, {"destination_resource_id": storage}, None, max_attempts=3
     )
 

@@ -189,7 +189,7 @@ def _run(
     from service.domain.access import CLI_PRINCIPAL
     from service.services import credentials, policies, tenants, workspaces
     from service.services.context import CallContext
-    from service.services.reconciler import Reconciler
+    from service.worker.reconciler import Reconciler
 
     db_url = f"sqlite:///{work / 'service.db'}"
     migrate.upgrade(db_url)
@@ -222,44 +222,37 @@ def _run(
     for row in rows:
         if row["baseline"] == "True":
             continue
-        with rt.uow() as uow:
-            if row["tenant"] not in slugs:
-                slug = f"t-{len(slugs)}"
-                tenants.create_tenant(
-                    uow, ctx, {"slug": slug, "display_name": slug, "entra_tenant_id": row["tenant"]}
-                )
-                slugs[row["tenant"]] = slug
+        if row["tenant"] not in slugs:
+            slug = f"t-{len(slugs)}"
+            tenants.create_tenant(
+                rt, ctx, {"slug": slug, "display_name": slug, "entra_tenant_id": row["tenant"]}
+            )
+            slugs[row["tenant"]] = slug
         slug = slugs[row["tenant"]]
-        with rt.uow() as uow:
-            credentials.put_credential(
-                rt,
-                uow,
-                ctx,
-                slug,
-                {
-                    "kind": "service_principal",
-                    "client_id": row["client_id"],
-                    "client_secret": row["secret"],
-                },
-                None,
-            )
-        with rt.uow() as uow:
-            workspaces.create_workspace(
-                uow,
-                ctx,
-                slug,
-                {
-                    "slug": row["workspace"],
-                    "subscription_id": row["subscription"],
-                    "resource_group": "rg-bench",
-                    "workspace_name": row["workspace"],
-                },
-            )
+        credentials.put_credential(
+            rt,
+            ctx,
+            slug,
+            {
+                "kind": "service_principal",
+                "client_id": row["client_id"],
+                "client_secret": row["secret"],
+            },
+            None,
+        )
+        workspaces.create_workspace(
+            rt,
+            ctx,
+            slug,
+            {
+                "slug": row["workspace"],
+                "subscription_id": row["subscription"],
+                "resource_group": "rg-bench",
+                "workspace_name": row["workspace"],
+            },
+        )
     for slug in slugs.values():
-        with rt.uow() as uow:
-            policies.put_policy(
-                uow, ctx, slug, None, None, {"app_insights": True}, None, max_attempts=5
-            )
+        policies.put_policy(rt, ctx, slug, None, None, {"app_insights": True}, None, max_attempts=5)
 
     admin.put(f"{url}/_admin/limits", json={"arm_throttle": {"enabled": True}}).raise_for_status()
     families = ["mms."] + (ONLINE_ROUTES if args.online else [])

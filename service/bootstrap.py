@@ -20,6 +20,7 @@ from service.config import (
     parse_credential_keys,
 )
 from service.db.session import Database
+from service.metrics import PrometheusMeter
 from service.ports import BudgetStore, RevocationFeed, SharedResults
 from service.services.api_keys import KeyCache
 from service.services.log_gateway import LogGateway
@@ -89,6 +90,7 @@ def build_coordination(
 
 def build_runtime(settings: Settings, database: Database | None = None) -> Runtime:
     store, revocations, results = build_coordination(settings.coordination)
+    meter = PrometheusMeter()
     return Runtime(
         settings=settings,
         database=database or Database(settings.database_url),
@@ -107,15 +109,17 @@ def build_runtime(settings: Settings, database: Database | None = None) -> Runti
             shared_results=results,
             lease_s=settings.coordination.slot_lease_s,
             retry_shared_s=settings.coordination.redis_retry_s,
+            meter=meter,
         ),
         key_cache=KeyCache(revocations=revocations),
         exports=AzureDataExports(settings.azure, call_timeout_s=settings.reconciler.call_timeout_s),
+        meter=meter,
     )
 
 
 def refuse_secrets_without_key(runtime: Runtime) -> None:
     """Starting without a key would turn every credential use into an error: stop instead."""
-    from service.services.credentials import stored_secret_count
+    from service.services.azure_credentials import stored_secret_count
 
     if not runtime.secret_box.configured and stored_secret_count(runtime) > 0:
         raise SecretsKeyMissing(

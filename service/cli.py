@@ -17,13 +17,12 @@ from service.adapters.secretbox import FernetSecretBox
 from service.bootstrap import build_runtime, with_credential_keys
 from service.config import Settings, SettingsError
 from service.db import migrate
-from service.db.session import Database
 from service.db.types import utcnow
 from service.domain.access import CLI_PRINCIPAL
 from service.errors import ServiceError
 from service.services import api_keys
+from service.services.azure_credentials import reencrypt_all
 from service.services.context import CallContext
-from service.services.credentials import reencrypt_all
 
 
 def _settings() -> Settings:
@@ -73,8 +72,7 @@ def keys() -> None:
 @click.option("--expires-in-days", type=click.IntRange(1, 3650), default=None)
 def keys_create(name: str, role: str, tenant: str | None, expires_in_days: int | None) -> None:
     """Create an API key and print its secret (shown once; only a hash is stored)."""
-    settings = _settings()
-    database = Database(settings.database_url)
+    runtime = build_runtime(_settings())
     data = {
         "name": name,
         "role": role,
@@ -82,14 +80,12 @@ def keys_create(name: str, role: str, tenant: str | None, expires_in_days: int |
         "expires_at": utcnow() + timedelta(days=expires_in_days) if expires_in_days else None,
     }
     try:
-        with database.unit_of_work() as uow:
-            created = api_keys.create_api_key(
-                uow, CallContext(CLI_PRINCIPAL), data, settings.api_key_pepper
-            )
+        created = api_keys.create_api_key(runtime, CallContext(CLI_PRINCIPAL), data)
     except ServiceError as exc:
         raise click.ClickException(exc.detail) from exc
     finally:
-        database.dispose()
+        runtime.close()
+        runtime.database.dispose()
     click.echo(f"created key {created.api_key.id} ({role}); the secret is shown once:", err=True)
     click.echo(created.secret)
 

@@ -72,3 +72,19 @@ def render() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
+
+
+class PrometheusMeter:
+    """The use cases' :class:`service.services.meter.Meter`, counted in the collectors above."""
+
+    def throttle_wait(self, budget: str) -> None:
+        THROTTLE_WAITS.labels(budget).inc()
+
+    def throttled_response(self, reason: str) -> None:
+        THROTTLED_RESPONSES.labels(reason).inc()
+
+    def log_query(self, tenant_id: str, outcome: str) -> None:
+        LOG_QUERIES.labels(tenant_id, outcome).inc()
+
+    def log_query_cache(self, result: str) -> None:
+        LOG_QUERY_CACHE.labels(result).inc()

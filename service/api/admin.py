@@ -15,7 +15,7 @@ from service.api.responses import (
     page_response,
 )
 from service.errors import ValidationFailed
-from service.services import api_keys, audit, audit_queue
+from service.services import api_keys, audit
 
 bp = Blueprint("admin", __name__)
 
@@ -23,10 +23,9 @@ bp = Blueprint("admin", __name__)
 @bp.get("/v1/api-keys")
 def list_api_keys() -> Response:
     tenant = valid().query.get("tenant")
-    with runtime().uow() as uow:
-        return page_response(
-            api_keys.list_api_keys(uow, call_context(), page_request(), tenant=tenant)
-        )
+    return page_response(
+        api_keys.list_api_keys(runtime(), call_context(), page_request(), tenant=tenant)
+    )
 
 
 @bp.post("/v1/api-keys")
@@ -34,9 +33,7 @@ def create_api_key() -> Response:
     data = dict(valid().body)
     if data.get("expires_at") is not None:
         data["expires_at"] = _timestamp(data["expires_at"], "body.expires_at")
-    rt = runtime()
-    with rt.uow() as uow:
-        created = api_keys.create_api_key(uow, call_context(), data, rt.settings.api_key_pepper)
+    created = api_keys.create_api_key(runtime(), call_context(), data)
     location = url_for("admin.get_api_key", key_id=created.api_key.id)
     return json_response(created, 201, location=location)
 
@@ -58,35 +55,29 @@ def _timestamp(raw: str, field: str) -> datetime:
 
 @bp.get("/v1/whoami")
 def whoami() -> Response:
-    with runtime().uow() as uow:
-        return json_response(api_keys.whoami(uow, call_context()))
+    return json_response(api_keys.whoami(runtime(), call_context()))
 
 
 @bp.get("/v1/api-keys/<key_id>")
 def get_api_key(key_id: str) -> Response:
-    with runtime().uow() as uow:
-        return json_response(api_keys.get_api_key(uow, call_context(), key_id))
+    return json_response(api_keys.get_api_key(runtime(), call_context(), key_id))
 
 
 @bp.delete("/v1/api-keys/<key_id>")
 def revoke_api_key(key_id: str) -> Response:
-    with runtime().uow() as uow:
-        api_keys.revoke_api_key(uow, call_context(), key_id, runtime().key_cache)
+    api_keys.revoke_api_key(runtime(), call_context(), key_id)
     return no_content()
 
 
 @bp.get("/v1/audit-events")
 def list_audit_events() -> Response:
     q = valid().query
-    # Query audit events are written by a background thread: this process's are written first.
-    audit_queue.flush(runtime())
-    with runtime().uow() as uow:
-        page = audit.list_events(
-            uow,
-            call_context(),
-            page_request(),
-            tenant=q.get("tenant"),
-            action=q.get("action"),
-            target_id=q.get("target_id"),
-        )
+    page = audit.list_events(
+        runtime(),
+        call_context(),
+        page_request(),
+        tenant=q.get("tenant"),
+        action=q.get("action"),
+        target_id=q.get("target_id"),
+    )
     return page_response(page)

@@ -16,20 +16,18 @@ ENDPOINTS = "/v1/tenants/<tenant>/workspaces/<workspace>/endpoints"
 @bp.get(ENDPOINTS)
 def list_endpoints(tenant: str, workspace: str) -> Response:
     include_vanished = bool(valid().query.get("include_vanished", False))
-    with runtime().uow() as uow:
-        page = endpoints.list_endpoints(
-            uow,
-            call_context(),
-            tenant,
-            workspace,
-            page_request(),
-            include_vanished=include_vanished,
-        )
+    page = endpoints.list_endpoints(
+        runtime(),
+        call_context(),
+        tenant,
+        workspace,
+        page_request(),
+        include_vanished=include_vanished,
+    )
     return page_response(page)
 
 
 @bp.get(ENDPOINTS + "/<endpoint>")
 def get_endpoint(tenant: str, workspace: str, endpoint: str) -> Response:
-    with runtime().uow() as uow:
-        ep = endpoints.get_endpoint(uow, call_context(), tenant, workspace, endpoint)
+    ep = endpoints.get_endpoint(runtime(), call_context(), tenant, workspace, endpoint)
     return json_response(ep, etag=ep.etag)

@@ -60,8 +60,7 @@ def _register_converter(state: BlueprintSetupState) -> None:
 def query(rest: str) -> Response:
     if rest == "$batch":
         _allow(_BATCH_METHODS)
-        rt, ctx = runtime(), call_context()
-        body = log_compat.batch(rt, ctx, _json_body())
+        body = log_compat.batch(runtime(), call_context(), _json_body())
         return Response(body, 200, content_type=CONTENT_TYPE)
     if rest.startswith("workspaces/") and rest.endswith("/metadata"):
         # Azure's metadata API (GET|POST) is not proxied by this service.
@@ -69,12 +68,10 @@ def query(rest: str) -> Response:
         raise NotFound("The metadata API is not available through this endpoint")
     target = _target(rest)
     _allow(_QUERY_METHODS)
-    rt, ctx = runtime(), call_context()
     payload = _json_body() if request.method == "POST" else _query_string_body()
-    resolved = log_compat.resolve(rt, ctx.principal, target)
-    clean = log_compat.clean_body(rt, ctx.principal, resolved, payload)
-    prefer = log_compat.clean_prefer(rt, request.headers.get("Prefer"))
-    answer = log_compat.forward(rt, ctx, resolved, clean, prefer)
+    answer = log_compat.query(
+        runtime(), call_context(), target, payload, request.headers.get("Prefer")
+    )
     return Response(answer.chunks, answer.status, headers=answer.headers)
 
 

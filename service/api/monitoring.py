@@ -21,45 +21,25 @@ WORKSPACE = TENANT + "/workspaces/<workspace>"
 ENDPOINT = WORKSPACE + "/endpoints/<endpoint>"
 
 
-def _max_attempts() -> int:
-    return runtime().settings.reconciler.max_attempts
-
-
 # -- policies (one set of handlers for the three scopes) ----------------------------------------
 def _get_policy(tenant: str, workspace: str | None, endpoint: str | None) -> Response:
-    with runtime().uow() as uow:
-        view = policies.get_policy(uow, call_context(), tenant, workspace, endpoint)
+    view = policies.get_policy(runtime(), call_context(), tenant, workspace, endpoint)
     return json_response(view, etag=view.etag)
 
 
 def _put_policy(tenant: str, workspace: str | None, endpoint: str | None) -> Response:
-    with runtime().uow() as uow:
-        change, _ = policies.put_policy(
-            uow,
-            call_context(),
-            tenant,
-            workspace,
-            endpoint,
-            valid().body,
-            if_match(),
-            max_attempts=_max_attempts(),
-        )
+    change, _ = policies.put_policy(
+        runtime(), call_context(), tenant, workspace, endpoint, valid().body, if_match()
+    )
     assert change.policy is not None
     # 202: the policy is stored; the operations it queued run asynchronously.
     return json_response(change, 202, etag=change.policy.etag)
 
 
 def _delete_policy(tenant: str, workspace: str | None, endpoint: str | None) -> Response:
-    with runtime().uow() as uow:
-        change = policies.delete_policy(
-            uow,
-            call_context(),
-            tenant,
-            workspace,
-            endpoint,
-            if_match(),
-            max_attempts=_max_attempts(),
-        )
+    change = policies.delete_policy(
+        runtime(), call_context(), tenant, workspace, endpoint, if_match()
+    )
     return json_response(change, 202)
 
 
@@ -115,15 +95,9 @@ def sync_workspace(tenant: str, workspace: str) -> Response:
 
 
 def _apply(tenant: str, workspace: str | None = None, endpoint: str | None = None) -> Response:
-    with runtime().uow() as uow:
-        queued = operations.apply(
-            uow,
-            call_context(),
-            tenant,
-            workspace=workspace,
-            endpoint=endpoint,
-            max_attempts=_max_attempts(),
-        )
+    queued = operations.apply(
+        runtime(), call_context(), tenant, workspace=workspace, endpoint=endpoint
+    )
     return json_response({"operations": queued}, 202)
 
 
@@ -144,8 +118,7 @@ def apply_tenant(tenant: str) -> Response:
 
 @bp.get(TENANT + "/compliance")
 def get_compliance(tenant: str) -> Response:
-    with runtime().uow() as uow:
-        return json_response(compliance.tenant_compliance(uow, call_context(), tenant))
+    return json_response(compliance.tenant_compliance(runtime(), call_context(), tenant))
 
 
 @bp.get(ENDPOINT + "/container-logs")
@@ -159,22 +132,19 @@ def get_container_logs(tenant: str, workspace: str, endpoint: str) -> Response:
 @bp.get("/v1/operations")
 def list_operations() -> Response:
     q = valid().query
-    with runtime().uow() as uow:
-        page = operations.list_operations(
-            uow, call_context(), page_request(), tenant=q.get("tenant"), state=q.get("state")
-        )
+    page = operations.list_operations(
+        runtime(), call_context(), page_request(), tenant=q.get("tenant"), state=q.get("state")
+    )
     return page_response(page)
 
 
 @bp.get("/v1/operations/<operation_id>")
 def get_operation(operation_id: str) -> Response:
-    with runtime().uow() as uow:
-        view = operations.get_operation(uow, call_context(), operation_id)
+    view = operations.get_operation(runtime(), call_context(), operation_id)
     return json_response(view, etag=view.etag)
 
 
 @bp.post("/v1/operations/<operation_id>/cancel")
 def cancel_operation(operation_id: str) -> Response:
-    with runtime().uow() as uow:
-        view = operations.cancel_operation(uow, call_context(), operation_id)
+    view = operations.cancel_operation(runtime(), call_context(), operation_id)
     return json_response(view, etag=view.etag)

@@ -6,7 +6,7 @@ from flask import Blueprint, Response
 
 from service.api.hooks import runtime, valid
 from service.api.responses import call_context, if_match, json_response
-from service.services import retention, retention_compliance
+from service.services import retention_compliance, retention_policies
 
 bp = Blueprint("retention", __name__)
 
@@ -14,36 +14,23 @@ TENANT = "/v1/tenants/<tenant>"
 WORKSPACE = TENANT + "/workspaces/<workspace>"
 
 
-def _max_attempts() -> int:
-    return runtime().settings.reconciler.max_attempts
-
-
 def _get(tenant: str, workspace: str | None) -> Response:
-    with runtime().uow() as uow:
-        view = retention.get_retention_policy(uow, call_context(), tenant, workspace)
+    view = retention_policies.get_retention_policy(runtime(), call_context(), tenant, workspace)
     return json_response(view, etag=view.etag)
 
 
 def _put(tenant: str, workspace: str | None) -> Response:
-    with runtime().uow() as uow:
-        change, _ = retention.put_retention_policy(
-            uow,
-            call_context(),
-            tenant,
-            workspace,
-            valid().body,
-            if_match(),
-            max_attempts=_max_attempts(),
-        )
+    change, _ = retention_policies.put_retention_policy(
+        runtime(), call_context(), tenant, workspace, valid().body, if_match()
+    )
     assert change.policy is not None
     return json_response(change, 202, etag=change.policy.etag)
 
 
 def _delete(tenant: str, workspace: str | None) -> Response:
-    with runtime().uow() as uow:
-        change = retention.delete_retention_policy(
-            uow, call_context(), tenant, workspace, if_match(), max_attempts=_max_attempts()
-        )
+    change = retention_policies.delete_retention_policy(
+        runtime(), call_context(), tenant, workspace, if_match()
+    )
     return json_response(change, 202)
 
 
@@ -79,10 +66,9 @@ def delete_workspace_retention_policy(tenant: str, workspace: str) -> Response:
 
 @bp.get(TENANT + "/retention")
 def get_tenant_retention(tenant: str) -> Response:
-    with runtime().uow() as uow:
-        return json_response(
-            {"workspaces": retention_compliance.tenant_retention(uow, call_context(), tenant)}
-        )
+    return json_response(
+        {"workspaces": retention_compliance.tenant_retention(runtime(), call_context(), tenant)}
+    )
 
 
 @bp.post(WORKSPACE + "/retention/sync")
@@ -94,8 +80,5 @@ def sync_workspace_retention(tenant: str, workspace: str) -> Response:
 
 @bp.post(TENANT + "/retention/apply")
 def apply_tenant_retention(tenant: str) -> Response:
-    with runtime().uow() as uow:
-        queued = retention.apply_retention(
-            uow, call_context(), tenant, None, max_attempts=_max_attempts()
-        )
+    queued = retention_policies.apply_retention(runtime(), call_context(), tenant, None)
     return json_response({"operations": queued}, 202)

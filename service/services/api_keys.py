@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -25,6 +25,9 @@ from service.services import audit
 from service.services.context import CallContext
 from service.services.lookup import visible_tenant
 from service.services.pagination import Page, PageRequest, paginate
+
+if TYPE_CHECKING:  # runtime -> api_keys (KeyCache): the type only, no import cycle
+    from service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -180,51 +183,50 @@ def _lookup(uow: UnitOfWork, digest: str, now: datetime) -> tuple[Principal, dat
     return principal, row.expires_at
 
 
-def create_api_key(
-    uow: UnitOfWork, ctx: CallContext, data: dict[str, Any], pepper: bytes
-) -> CreatedApiKey:
+def create_api_key(rt: Runtime, ctx: CallContext, data: dict[str, Any]) -> CreatedApiKey:
     """Create a key. Admins only; a tenant-bound admin can only mint keys for its own tenant."""
-    principal = ctx.principal
-    tenant: Tenant | None = None
-    if data.get("tenant") is not None:
-        # Looked up before the role check: a foreign tenant is a 404 whatever the caller's role.
-        tenant = visible_tenant(uow, principal, data["tenant"])
-    ctx.require(Role.ADMIN)
-    role = Role.parse(data["role"])
-    if not principal.has_role(role):
-        raise Forbidden("cannot create a key with a higher role than your own")
-    if tenant is None and principal.tenant_id is not None:
-        raise Forbidden("a tenant-bound key can only create keys bound to its tenant")
-    expires_at = data.get("expires_at")
-    if expires_at is not None and expires_at <= utcnow():
-        raise ValidationFailed(
-            "expires_at is in the past",
-            [{"field": "expires_at", "message": "must be in the future"}],
+    with rt.uow() as uow:
+        principal = ctx.principal
+        tenant: Tenant | None = None
+        if data.get("tenant") is not None:
+            # Looked up before the role check: a foreign tenant is a 404 whatever the caller's role.
+            tenant = visible_tenant(uow, principal, data["tenant"])
+        ctx.require(Role.ADMIN)
+        role = Role.parse(data["role"])
+        if not principal.has_role(role):
+            raise Forbidden("cannot create a key with a higher role than your own")
+        if tenant is None and principal.tenant_id is not None:
+            raise Forbidden("a tenant-bound key can only create keys bound to its tenant")
+        expires_at = data.get("expires_at")
+        if expires_at is not None and expires_at <= utcnow():
+            raise ValidationFailed(
+                "expires_at is in the past",
+                [{"field": "expires_at", "message": "must be in the future"}],
+            )
+        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        key = ApiKey(
+            name=data["name"],
+            prefix=secret[:_SHOWN_PREFIX_LEN],
+            key_hash=hash_key(secret, rt.settings.api_key_pepper),
+            role=role.label,
+            tenant_id=tenant.id if tenant else None,
+            created_by=principal.key_id,
+            expires_at=expires_at,
         )
-    secret = KEY_PREFIX + secrets.token_urlsafe(32)
-    key = ApiKey(
-        name=data["name"],
-        prefix=secret[:_SHOWN_PREFIX_LEN],
-        key_hash=hash_key(secret, pepper),
-        role=role.label,
-        tenant_id=tenant.id if tenant else None,
-        created_by=principal.key_id,
-        expires_at=expires_at,
-    )
-    uow.session.add(key)
-    uow.flush()
-    result = _view(key, tenant.slug if tenant else None)
-    audit.record(
-        uow,
-        ctx,
-        action="api_key.create",
-        target_type="api_key",
-        target_id=key.id,
-        tenant_id=key.tenant_id,
-        after=result,
-    )
-    uow.commit()
-    return CreatedApiKey(api_key=result, secret=secret)
+        uow.session.add(key)
+        uow.flush()
+        result = _view(key, tenant.slug if tenant else None)
+        audit.record(
+            uow,
+            ctx,
+            action="api_key.create",
+            target_type="api_key",
+            target_id=key.id,
+            tenant_id=key.tenant_id,
+            after=result,
+        )
+        uow.commit()
+        return CreatedApiKey(api_key=result, secret=secret)
 
 
 def _visible_key(uow: UnitOfWork, principal: Principal, key_id: str) -> tuple[ApiKey, str | None]:
@@ -238,54 +240,58 @@ def _visible_key(uow: UnitOfWork, principal: Principal, key_id: str) -> tuple[Ap
     return row[0], row[1]
 
 
-def get_api_key(uow: UnitOfWork, ctx: CallContext, key_id: str) -> ApiKeyView:
-    found = _visible_key(uow, ctx.principal, key_id)
-    ctx.require(Role.ADMIN)
-    return _view(*found)
+def get_api_key(rt: Runtime, ctx: CallContext, key_id: str) -> ApiKeyView:
+    with rt.uow() as uow:
+        found = _visible_key(uow, ctx.principal, key_id)
+        ctx.require(Role.ADMIN)
+        return _view(*found)
 
 
-def whoami(uow: UnitOfWork, ctx: CallContext) -> ApiKeyView:
+def whoami(rt: Runtime, ctx: CallContext) -> ApiKeyView:
     """The caller's own key (any role): what a console or portal needs to show only what works."""
-    ctx.require(Role.READER)
-    return _view(*_visible_key(uow, ctx.principal, ctx.principal.key_id))
+    with rt.uow() as uow:
+        ctx.require(Role.READER)
+        return _view(*_visible_key(uow, ctx.principal, ctx.principal.key_id))
 
 
 def list_api_keys(
-    uow: UnitOfWork, ctx: CallContext, page: PageRequest, *, tenant: str | None = None
+    rt: Runtime, ctx: CallContext, page: PageRequest, *, tenant: str | None = None
 ) -> Page[ApiKeyView]:
-    stmt = select(ApiKey)
-    if tenant is not None:
-        stmt = stmt.where(ApiKey.tenant_id == visible_tenant(uow, ctx.principal, tenant).id)
-    elif ctx.principal.tenant_id is not None:
-        stmt = stmt.where(ApiKey.tenant_id == ctx.principal.tenant_id)
-    ctx.require(Role.ADMIN)
-    rows, cursor = paginate(uow.session, stmt, ApiKey.id, page)
-    slugs = _tenant_slugs(uow, {k.tenant_id for k in rows if k.tenant_id})
-    return Page([_view(k, slugs.get(k.tenant_id or "")) for k in rows], cursor)
+    with rt.uow() as uow:
+        stmt = select(ApiKey)
+        if tenant is not None:
+            stmt = stmt.where(ApiKey.tenant_id == visible_tenant(uow, ctx.principal, tenant).id)
+        elif ctx.principal.tenant_id is not None:
+            stmt = stmt.where(ApiKey.tenant_id == ctx.principal.tenant_id)
+        ctx.require(Role.ADMIN)
+        rows, cursor = paginate(uow.session, stmt, ApiKey.id, page)
+        slugs = _tenant_slugs(uow, {k.tenant_id for k in rows if k.tenant_id})
+        return Page([_view(k, slugs.get(k.tenant_id or "")) for k in rows], cursor)
 
 
-def revoke_api_key(uow: UnitOfWork, ctx: CallContext, key_id: str, key_cache: KeyCache) -> None:
-    """Revoke (idempotent): the key stops working at once in every process (``key_cache``
-    announces it); the record stays for the audit trail."""
-    key, slug = _visible_key(uow, ctx.principal, key_id)
-    ctx.require(Role.ADMIN)
-    if key.revoked_at is not None:
-        return
-    before = _view(key, slug)
-    key.revoked_at = utcnow()
-    uow.flush()
-    audit.record(
-        uow,
-        ctx,
-        action="api_key.revoke",
-        target_type="api_key",
-        target_id=key.id,
-        tenant_id=key.tenant_id,
-        before=before,
-        after=_view(key, slug),
-    )
-    uow.commit()
-    key_cache.forget_all()
+def revoke_api_key(rt: Runtime, ctx: CallContext, key_id: str) -> None:
+    """Revoke (idempotent): the key stops working at once in every process (the runtime's
+    key cache announces it); the record stays for the audit trail."""
+    with rt.uow() as uow:
+        key, slug = _visible_key(uow, ctx.principal, key_id)
+        ctx.require(Role.ADMIN)
+        if key.revoked_at is not None:
+            return
+        before = _view(key, slug)
+        key.revoked_at = utcnow()
+        uow.flush()
+        audit.record(
+            uow,
+            ctx,
+            action="api_key.revoke",
+            target_type="api_key",
+            target_id=key.id,
+            tenant_id=key.tenant_id,
+            before=before,
+            after=_view(key, slug),
+        )
+        uow.commit()
+        rt.key_cache.forget_all()
 
 
 def _tenant_slugs(uow: UnitOfWork, ids: set[str]) -> dict[str, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -19,10 +19,14 @@ from service.db.models import AuditEvent
 from service.db.session import UnitOfWork
 from service.domain.access import Principal, Role
 from service.domain.jsonable import jsonable
+from service.services import audit_queue
 from service.services.audit_queue import require_storable
 from service.services.context import CallContext
 from service.services.lookup import visible_tenant
 from service.services.pagination import Page, PageRequest, paginate
+
+if TYPE_CHECKING:  # runtime -> api_keys -> audit: the type only, no import cycle
+    from service.services.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,7 @@ def record(
 
 
 def list_events(
-    uow: UnitOfWork,
+    rt: Runtime,
     ctx: CallContext,
     page: PageRequest,
     *,
@@ -98,19 +102,24 @@ def list_events(
     target_id: str | None = None,
 ) -> Page[AuditEventView]:
     """Newest first. A tenant-bound key sees only its tenant's events."""
-    ctx.require(Role.READER)
-    stmt = select(AuditEvent)
-    principal = ctx.principal
-    if tenant is not None:
-        stmt = stmt.where(AuditEvent.tenant_id == visible_tenant(uow, principal, tenant).id)
-    elif principal.tenant_id is not None:
-        stmt = stmt.where(AuditEvent.tenant_id == principal.tenant_id)
-    if action is not None:
-        stmt = stmt.where(AuditEvent.action == action)
-    if target_id is not None:
-        stmt = stmt.where(AuditEvent.target_id == target_id)
-    rows, cursor = paginate(uow.session, stmt, AuditEvent.id, page, key_type=int, descending=True)
-    return Page([_view(r, principal) for r in rows], cursor)
+    # Query audit events are written by a background thread: this process's are written first.
+    audit_queue.flush(rt)
+    with rt.uow() as uow:
+        ctx.require(Role.READER)
+        stmt = select(AuditEvent)
+        principal = ctx.principal
+        if tenant is not None:
+            stmt = stmt.where(AuditEvent.tenant_id == visible_tenant(uow, principal, tenant).id)
+        elif principal.tenant_id is not None:
+            stmt = stmt.where(AuditEvent.tenant_id == principal.tenant_id)
+        if action is not None:
+            stmt = stmt.where(AuditEvent.action == action)
+        if target_id is not None:
+            stmt = stmt.where(AuditEvent.target_id == target_id)
+        rows, cursor = paginate(
+            uow.session, stmt, AuditEvent.id, page, key_type=int, descending=True
+        )
+        return Page([_view(r, principal) for r in rows], cursor)
 
 
 def _view(e: AuditEvent, principal: Principal) -> AuditEventView:

@@ -7,8 +7,11 @@ form by themselves under load). Guarantees:
 - never dropped silently: when the queue is full (or the writer is failing) the caller writes
   synchronously, queued events first, and a failure of that write reaches the caller;
 - order: events are written in the order they were queued, whoever writes them;
-- flushed on shutdown (``close``, registered with ``atexit``) and on demand (``flush``), which
-  ``/v1/audit-events`` does first so that a process reads its own writes.
+- flushed on shutdown (``close``: by ``Runtime.close``, and for every queue still open by the
+  one ``atexit`` hook of this module) and on demand (``flush``), which ``/v1/audit-events``
+  does first so that a process reads its own writes.
+
+Each :class:`Runtime` owns its queue (``Runtime.audit_queue()``).
 
 What a hard kill (SIGKILL, power cut) can lose: the events queued in that process, at most
 ``LOG_QUERY_AUDIT_QUEUE`` of them and normally only the last few milliseconds' worth.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -118,6 +122,7 @@ class AuditQueue:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
             self._thread.start()
+            _open.add(self)
 
     def _run(self) -> None:
         backoff = RETRY_MIN_S
@@ -146,27 +151,21 @@ def require_storable(value: Any, root: str) -> None:
         raise ValidationFailed(f"{problems[0]['field']}: {problems[0]['message']}", problems)
 
 
-_queues: dict[int, tuple[Runtime, AuditQueue]] = {}
-_queues_lock = threading.Lock()
+# The queues whose writer thread runs, so that the exit writes what they hold: weak (a runtime
+# owns its queue), and one exit hook for the process however many runtimes it builds.
+_open: weakref.WeakSet[AuditQueue] = weakref.WeakSet()
 
 
 def queue_for(rt: Runtime) -> AuditQueue:
-    """The runtime's audit queue (one per runtime, made on first use, closed at exit)."""
-    with _queues_lock:
-        entry = _queues.get(id(rt))
-        if entry is None or entry[0] is not rt:
-            queue = AuditQueue(lambda rows: write_rows(rt, rows), rt.settings.log_query.audit_queue)
-            _queues[id(rt)] = (rt, queue)
-            atexit.register(queue.close)
-            return queue
-        return entry[1]
+    """The runtime's audit queue (``Runtime.audit_queue``)."""
+    return rt.audit_queue()
 
 
+@atexit.register
 def close_all() -> None:
-    """Close every queue of this process (write what is left): for exits that skip atexit."""
-    with _queues_lock:
-        queues = [queue for _, queue in _queues.values()]
-    for queue in queues:
+    """Close every open queue of this process (write what is left): at exit, and for exits
+    that skip atexit (gunicorn's ``worker_exit``)."""
+    for queue in list(_open):
         try:
             queue.close()
         except Exception:  # the others must still be written; this one is logged
@@ -174,11 +173,8 @@ def close_all() -> None:
 
 
 def flush(rt: Runtime) -> None:
-    """Write this process's queued audit events now (read-your-writes, tests, shutdown)."""
-    with _queues_lock:
-        entry = _queues.get(id(rt))
-    if entry is not None and entry[0] is rt:
-        entry[1].flush()
+    """Write the runtime's queued audit events now (read-your-writes, tests, shutdown)."""
+    rt.audit_queue().flush()
 
 
 def write_rows(rt: Runtime, rows: Sequence[Row]) -> None:

@@ -11,18 +11,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.db.models import Endpoint, Operation, Policy, Workspace, WorkspaceSync
-from service.db.session import UnitOfWork
 from service.db.types import utcnow
 from service.domain.access import Role
 from service.domain.policy import Compliance, ComplianceFacts, compliance
+from service.domain.states import ACTIVE_STATES, OperationState
 from service.services.context import CallContext
 from service.services.lookup import visible_tenant
-from service.services.operations import (
-    ACTIVE_STATES,
-    PolicyIndex,
-    observed_of,
-)
+from service.services.planning import PolicyIndex, observed_of
 from service.services.retention_compliance import WorkspaceRetention, workspace_retention
+from service.services.runtime import Runtime
 
 # Discovery failures that mean "we cannot see this tenant's Azure": compliance is unknown.
 ACCESS_ERRORS = frozenset(
@@ -115,12 +112,12 @@ class _Facts:
                 Operation.endpoint_name,
                 func.max(Operation.created_at).label("at"),
             )
-            .where(*scoped, Operation.state.in_(("succeeded", "failed")))
+            .where(*scoped, Operation.state.in_((OperationState.SUCCEEDED, OperationState.FAILED)))
             .group_by(Operation.workspace_id, Operation.endpoint_name)
             .subquery()
         )
         last_failed = {
-            (w, n): state == "failed"
+            (w, n): state == OperationState.FAILED
             for w, n, state in session.execute(
                 select(Operation.workspace_id, Operation.endpoint_name, Operation.state).join(
                     latest,
@@ -169,59 +166,62 @@ def not_discovered_reason(vanished_at: datetime | None, last_synced_at: datetime
     )
 
 
-def tenant_compliance(uow: UnitOfWork, ctx: CallContext, tenant: str) -> ComplianceReport:
+def tenant_compliance(rt: Runtime, ctx: CallContext, tenant: str) -> ComplianceReport:
     """Counts per state for each workspace, with the endpoints that are not compliant."""
-    t = visible_tenant(uow, ctx.principal, tenant)
-    ctx.require(Role.READER)
-    session = uow.session
-    workspaces = list(
-        session.scalars(
-            select(Workspace).where(Workspace.tenant_id == t.id).order_by(Workspace.slug)
-        )
-    )
-    endpoints = list(
-        session.scalars(
-            select(Endpoint).where(Endpoint.tenant_id == t.id, Endpoint.vanished_at.is_(None))
-        )
-    )
-    views = monitoring_of(session, t.id, endpoints)
-    seen = {(ep.workspace_id, ep.name) for ep in endpoints}
-    # Endpoint policies that name no live endpoint (not discovered yet, or vanished): unknown,
-    # with the reason, until the endpoint appears.
-    pending_discovery = [
-        (p.workspace_id, p.endpoint_name)
-        for p in session.scalars(
-            select(Policy).where(Policy.tenant_id == t.id, Policy.scope == "endpoint")
-        )
-        if p.workspace_id and p.endpoint_name and (p.workspace_id, p.endpoint_name) not in seen
-    ]
-    vanished = _vanished_at(session, t.id, pending_discovery)
-    listed_at = {
-        workspace_id: at
-        for workspace_id, at in session.execute(
-            select(WorkspaceSync.workspace_id, WorkspaceSync.last_synced_at).where(
-                WorkspaceSync.workspace_id.in_([ws.id for ws in workspaces])
+    with rt.uow() as uow:
+        t = visible_tenant(uow, ctx.principal, tenant)
+        ctx.require(Role.READER)
+        session = uow.session
+        workspaces = list(
+            session.scalars(
+                select(Workspace).where(Workspace.tenant_id == t.id).order_by(Workspace.slug)
             )
         )
-    }
-    totals: Counter[str] = Counter({state.value: 0 for state in Compliance})
-    report = []
-    for ws in workspaces:
-        counts: Counter[str] = Counter({state.value: 0 for state in Compliance})
-        offenders = []
-        for ep in sorted((e for e in endpoints if e.workspace_id == ws.id), key=lambda e: e.name):
-            view = views[ep.id]
-            counts[view.compliance.value] += 1
-            if view.compliance is not Compliance.COMPLIANT:
-                offenders.append(Offender(ep.name, ep.kind, view.compliance, view.reason))
-        for _, name in sorted(k for k in pending_discovery if k[0] == ws.id):
-            counts[Compliance.UNKNOWN.value] += 1
-            reason = not_discovered_reason(vanished.get((ws.id, name)), listed_at.get(ws.id))
-            offenders.append(Offender(name, None, Compliance.UNKNOWN, reason))
-        totals.update(counts)
-        report.append(WorkspaceCompliance(ws.slug, dict(counts), offenders[:MAX_OFFENDERS]))
-    retention = workspace_retention(session, t.id)
-    return ComplianceReport(t.slug, utcnow(), dict(totals), report, retention)
+        endpoints = list(
+            session.scalars(
+                select(Endpoint).where(Endpoint.tenant_id == t.id, Endpoint.vanished_at.is_(None))
+            )
+        )
+        views = monitoring_of(session, t.id, endpoints)
+        seen = {(ep.workspace_id, ep.name) for ep in endpoints}
+        # Endpoint policies that name no live endpoint (not discovered yet, or vanished): unknown,
+        # with the reason, until the endpoint appears.
+        pending_discovery = [
+            (p.workspace_id, p.endpoint_name)
+            for p in session.scalars(
+                select(Policy).where(Policy.tenant_id == t.id, Policy.scope == "endpoint")
+            )
+            if p.workspace_id and p.endpoint_name and (p.workspace_id, p.endpoint_name) not in seen
+        ]
+        vanished = _vanished_at(session, t.id, pending_discovery)
+        listed_at = {
+            workspace_id: at
+            for workspace_id, at in session.execute(
+                select(WorkspaceSync.workspace_id, WorkspaceSync.last_synced_at).where(
+                    WorkspaceSync.workspace_id.in_([ws.id for ws in workspaces])
+                )
+            )
+        }
+        totals: Counter[str] = Counter({state.value: 0 for state in Compliance})
+        report = []
+        for ws in workspaces:
+            counts: Counter[str] = Counter({state.value: 0 for state in Compliance})
+            offenders = []
+            for ep in sorted(
+                (e for e in endpoints if e.workspace_id == ws.id), key=lambda e: e.name
+            ):
+                view = views[ep.id]
+                counts[view.compliance.value] += 1
+                if view.compliance is not Compliance.COMPLIANT:
+                    offenders.append(Offender(ep.name, ep.kind, view.compliance, view.reason))
+            for _, name in sorted(k for k in pending_discovery if k[0] == ws.id):
+                counts[Compliance.UNKNOWN.value] += 1
+                reason = not_discovered_reason(vanished.get((ws.id, name)), listed_at.get(ws.id))
+                offenders.append(Offender(name, None, Compliance.UNKNOWN, reason))
+            totals.update(counts)
+            report.append(WorkspaceCompliance(ws.slug, dict(counts), offenders[:MAX_OFFENDERS]))
+        retention = workspace_retention(session, t.id)
+        return ComplianceReport(t.slug, utcnow(), dict(totals), report, retention)
 
 
 def _vanished_at(

@@ -14,18 +14,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 
 from service.db.models import DeviceLogin, Tenant, TenantCredential
-from service.db.session import UnitOfWork
 from service.db.types import utcnow
 from service.domain.access import Principal, Role
+from service.domain.states import CredentialKind
 from service.errors import Conflict, NotFound, SecretsUnavailable, ServiceError
 from service.services import audit
+from service.services.azure_credentials import credential_of, forget_recent
 from service.services.context import CallContext
-from service.services.credentials import (
-    admin_tenant,
-    credential_of,
-    encrypt_secret,
-    forget_recent,
-)
+from service.services.credentials import admin_tenant, encrypt_secret
 from service.services.discovery_due import discover_soon
 from service.services.runtime import Runtime
 
@@ -61,59 +57,59 @@ def _login_view(d: DeviceLogin, tenant: str) -> DeviceLoginView:
     )
 
 
-def start_device_login(
-    rt: Runtime, uow: UnitOfWork, ctx: CallContext, slug: str
-) -> DeviceLoginView:
-    tenant = admin_tenant(uow, ctx, slug)
-    cred = credential_of(uow, tenant)
-    if cred.kind != "delegated" or cred.client_id is None:
-        raise Conflict("device-code sign-in is only for a 'delegated' credential")
-    if not rt.secret_box.configured:
-        raise SecretsUnavailable("the service has no CREDENTIAL_KEYS configured")
-    flow = rt.identity.start_device_flow(tenant.entra_tenant_id, cred.client_id)
-    now = utcnow()
-    login = DeviceLogin(
-        tenant_id=tenant.id,
-        client_id=cred.client_id,
-        user_code=flow.user_code,
-        verification_uri=flow.verification_uri,
-        message=flow.message[:1000],
-        expires_at=flow.expires_at,
-        interval_s=flow.interval_s,
-        next_poll_at=now + timedelta(seconds=flow.interval_s),
-        flow_ciphertext=encrypt_secret(rt, json.dumps(flow.state).encode()),
-        created_by=ctx.principal.key_id,
-    )
-    uow.session.add(login)
-    uow.flush()
-    audit.record(
-        uow,
-        ctx,
-        action="credential.device_login.start",
-        target_type="device_login",
-        target_id=login.id,
-        tenant_id=tenant.id,
-        # Never the user code or the device code: either completes someone else's sign-in.
-        after={"expires_at": login.expires_at, "verification_uri": login.verification_uri},
-    )
-    uow.commit()
-    return _login_view(login, slug)
+def start_device_login(rt: Runtime, ctx: CallContext, slug: str) -> DeviceLoginView:
+    with rt.uow() as uow:
+        tenant = admin_tenant(uow, ctx, slug)
+        cred = credential_of(uow, tenant)
+        if cred.kind != CredentialKind.DELEGATED or cred.client_id is None:
+            raise Conflict("device-code sign-in is only for a 'delegated' credential")
+        if not rt.secret_box.configured:
+            raise SecretsUnavailable("the service has no CREDENTIAL_KEYS configured")
+        flow = rt.identity.start_device_flow(tenant.entra_tenant_id, cred.client_id)
+        now = utcnow()
+        login = DeviceLogin(
+            tenant_id=tenant.id,
+            client_id=cred.client_id,
+            user_code=flow.user_code,
+            verification_uri=flow.verification_uri,
+            message=flow.message[:1000],
+            expires_at=flow.expires_at,
+            interval_s=flow.interval_s,
+            next_poll_at=now + timedelta(seconds=flow.interval_s),
+            flow_ciphertext=encrypt_secret(rt, json.dumps(flow.state).encode()),
+            created_by=ctx.principal.key_id,
+        )
+        uow.session.add(login)
+        uow.flush()
+        audit.record(
+            uow,
+            ctx,
+            action="credential.device_login.start",
+            target_type="device_login",
+            target_id=login.id,
+            tenant_id=tenant.id,
+            # Never the user code or the device code: either completes someone else's sign-in.
+            after={"expires_at": login.expires_at, "verification_uri": login.verification_uri},
+        )
+        uow.commit()
+        return _login_view(login, slug)
 
 
-def get_device_login(
-    rt: Runtime, uow: UnitOfWork, ctx: CallContext, slug: str, login_id: str
-) -> DeviceLoginView:
+def get_device_login(rt: Runtime, ctx: CallContext, slug: str, login_id: str) -> DeviceLoginView:
     """Read a sign-in; if it is pending and due, poll Entra once first (never blocks long)."""
-    tenant = admin_tenant(uow, ctx, slug)
-    login = uow.session.scalar(
-        select(DeviceLogin).where(DeviceLogin.id == login_id, DeviceLogin.tenant_id == tenant.id)
-    )
-    if login is None:
-        raise NotFound(f"device login '{login_id}' not found")
-    if login.state == "pending":
-        poll_device_login(rt, login.id)
-        uow.session.refresh(login)
-    return _login_view(login, slug)
+    with rt.uow() as uow:
+        tenant = admin_tenant(uow, ctx, slug)
+        login = uow.session.scalar(
+            select(DeviceLogin).where(
+                DeviceLogin.id == login_id, DeviceLogin.tenant_id == tenant.id
+            )
+        )
+        if login is None:
+            raise NotFound(f"device login '{login_id}' not found")
+        if login.state == "pending":
+            poll_device_login(rt, login.id)
+            uow.session.refresh(login)
+        return _login_view(login, slug)
 
 
 def poll_device_login(rt: Runtime, login_id: str) -> str:
@@ -188,7 +184,7 @@ def _finish(
             state == "succeeded"
             and cache is not None
             and cred is not None
-            and cred.kind == "delegated"
+            and cred.kind == CredentialKind.DELEGATED
             and cred.client_id == login.client_id
         ):
             cred.token_cache_ciphertext = rt.secret_box.encrypt(cache.encode())
@@ -210,7 +206,7 @@ def _finish(
         )
         uow.commit()
         if state == "succeeded":
-            forget_recent(login.tenant_id)
+            forget_recent(rt, login.tenant_id)
             rt.identity.forget(login.tenant_id)
         return state
 

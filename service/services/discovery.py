@@ -26,12 +26,12 @@ from service.domain.retry import RetryPolicy
 from service.errors import ServiceError, is_temporary, server_retry_after_s
 from service.ports import MlTarget
 from service.services import audit, leases
+from service.services.azure_credentials import tenant_credential
 from service.services.compliance import failed_endpoints
 from service.services.context import CallContext
-from service.services.credentials import tenant_credential
 from service.services.endpoints import ObservedEndpoint, record_observations
 from service.services.lookup import visible_endpoint, visible_workspace
-from service.services.operations import live_endpoints, plan
+from service.services.planning import live_endpoints, plan
 from service.services.runtime import Runtime
 
 
@@ -54,10 +54,11 @@ class ContainerLogs:
 
 
 def target_of(rt: Runtime, ws: Workspace) -> MlTarget:
-    """How to reach a workspace in Azure (raises credential errors)."""
+    """How to reach a workspace in Azure (raises credential errors), with the tenant's
+    credential as stored now (once per discovery, attempt or call: never a stale memo)."""
     return MlTarget(
         tenant_key=ws.tenant_id,
-        credential=tenant_credential(rt, ws.tenant_id),
+        credential=tenant_credential(rt, ws.tenant_id, fresh=True),
         subscription_id=ws.subscription_id,
         resource_group=ws.resource_group,
         workspace_name=ws.workspace_name,

@@ -17,6 +17,7 @@ from service.services.compliance import Monitoring, monitoring_of
 from service.services.context import CallContext
 from service.services.lookup import visible_endpoint, visible_workspace
 from service.services.pagination import Page, PageRequest, paginate
+from service.services.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def view(
 
 
 def list_endpoints(
-    uow: UnitOfWork,
+    rt: Runtime,
     ctx: CallContext,
     tenant: str,
     workspace: str,
@@ -92,22 +93,24 @@ def list_endpoints(
     *,
     include_vanished: bool = False,
 ) -> Page[EndpointView]:
-    ctx.require(Role.READER)
-    ws = visible_workspace(uow, ctx.principal, tenant, workspace)
-    stmt = select(Endpoint).where(Endpoint.workspace_id == ws.id)
-    if not include_vanished:
-        stmt = stmt.where(Endpoint.vanished_at.is_(None))
-    rows, cursor = paginate(uow.session, stmt, Endpoint.id, page)
-    monitoring = monitoring_of(uow.session, ws.tenant_id, list(rows))
-    return Page([view(ep, tenant, workspace, monitoring[ep.id]) for ep in rows], cursor)
+    with rt.uow() as uow:
+        ctx.require(Role.READER)
+        ws = visible_workspace(uow, ctx.principal, tenant, workspace)
+        stmt = select(Endpoint).where(Endpoint.workspace_id == ws.id)
+        if not include_vanished:
+            stmt = stmt.where(Endpoint.vanished_at.is_(None))
+        rows, cursor = paginate(uow.session, stmt, Endpoint.id, page)
+        monitoring = monitoring_of(uow.session, ws.tenant_id, list(rows))
+        return Page([view(ep, tenant, workspace, monitoring[ep.id]) for ep in rows], cursor)
 
 
 def get_endpoint(
-    uow: UnitOfWork, ctx: CallContext, tenant: str, workspace: str, name: str
+    rt: Runtime, ctx: CallContext, tenant: str, workspace: str, name: str
 ) -> EndpointView:
-    ctx.require(Role.READER)
-    ep = visible_endpoint(uow, ctx.principal, tenant, workspace, name)
-    return view(ep, tenant, workspace, monitoring_of(uow.session, ep.tenant_id, [ep])[ep.id])
+    with rt.uow() as uow:
+        ctx.require(Role.READER)
+        ep = visible_endpoint(uow, ctx.principal, tenant, workspace, name)
+        return view(ep, tenant, workspace, monitoring_of(uow.session, ep.tenant_id, [ep])[ep.id])
 
 
 def record_observations(

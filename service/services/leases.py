@@ -39,6 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from service.db.models import Operation, OperationAttempt, Tenant, WriteBudget
 from service.db.session import UnitOfWork
 from service.db.types import utcnow
+from service.domain.states import AttemptOutcome, OperationState
 from service.services.runtime import Runtime
 
 _SQLITE_WRITERS = threading.Lock()
@@ -81,11 +82,11 @@ class Claim:
 
 
 def _claimable(now: datetime) -> Any:
-    queued = (Operation.state == "queued") & (
+    queued = (Operation.state == OperationState.QUEUED) & (
         Operation.not_before.is_(None) | (Operation.not_before <= now)
     )
     # A running operation whose lease expired lost its worker (crash, kill, partition).
-    orphaned = (Operation.state == "running") & (Operation.lease_expires_at < now)
+    orphaned = (Operation.state == OperationState.RUNNING) & (Operation.lease_expires_at < now)
     return or_(queued, orphaned)
 
 
@@ -117,7 +118,7 @@ def claim(
         busy = dict(
             uow.session.execute(
                 select(Operation.tenant_id, func.count())
-                .where(Operation.state == "running", Operation.lease_expires_at >= now)
+                .where(Operation.state == OperationState.RUNNING, Operation.lease_expires_at >= now)
                 .group_by(Operation.tenant_id)
             ).all()
         )
@@ -152,7 +153,7 @@ def _claim_for_tenant(
             .select_from(Operation)
             .where(
                 Operation.tenant_id == tenant_id,
-                Operation.state == "running",
+                Operation.state == OperationState.RUNNING,
                 Operation.lease_expires_at >= now,
             )
         )
@@ -170,14 +171,14 @@ def _claim_for_tenant(
         claims = []
         leased_at = time.monotonic()
         for op in ops:
-            if op.state == "running" and not _take_over(session, op, now):
+            if op.state == OperationState.RUNNING and not _take_over(session, op, now):
                 continue  # failed: abandoned too often
-            elif op.state == "queued":
+            elif op.state == OperationState.QUEUED:
                 if op.attempts >= op.max_attempts:  # defensive: never past the cap
                     _fail(op, now, "no attempts left")
                     continue
                 op.attempts += 1
-            op.state = "running"
+            op.state = OperationState.RUNNING
             op.lease_owner = owner
             op.lease_expires_at = now + timedelta(seconds=lease_s)
             op.fence += 1
@@ -212,7 +213,7 @@ def _take_over(session: Any, op: Operation, now: datetime) -> bool:
             OperationAttempt.outcome.is_(None),
         )
         .values(
-            outcome="abandoned",
+            outcome=AttemptOutcome.ABANDONED,
             charged=False,
             finished_at=now,
             error=f"lease expired: worker {op.lease_owner} stopped renewing it",
@@ -222,7 +223,10 @@ def _take_over(session: Any, op: Operation, now: datetime) -> bool:
     abandoned = session.scalar(
         select(func.count())
         .select_from(OperationAttempt)
-        .where(OperationAttempt.operation_id == op.id, OperationAttempt.outcome == "abandoned")
+        .where(
+            OperationAttempt.operation_id == op.id,
+            OperationAttempt.outcome == AttemptOutcome.ABANDONED,
+        )
     )
     if int(abandoned or 0) >= op.max_attempts:
         _fail(op, now, f"{abandoned} attempts were abandoned by workers that stopped (crashed?)")
@@ -231,7 +235,7 @@ def _take_over(session: Any, op: Operation, now: datetime) -> bool:
 
 
 def _fail(op: Operation, now: datetime, error: str) -> None:
-    op.state = "failed"
+    op.state = OperationState.FAILED
     op.finished_at = now
     op.last_error = error
     op.lease_owner = None
@@ -258,7 +262,7 @@ def _guarded(claim: Claim, owner: str) -> Any:
         update(Operation)
         .where(
             Operation.id == claim.id,
-            Operation.state == "running",
+            Operation.state == OperationState.RUNNING,
             Operation.lease_owner == owner,
             Operation.fence == claim.fence,
         )
@@ -270,7 +274,7 @@ def _guarded(claim: Claim, owner: str) -> Any:
 class AttemptRecord:
     """How an attempt ended, for its ``operation_attempts`` row."""
 
-    outcome: str
+    outcome: AttemptOutcome
     charged: bool = True
     error: str | None = None
     azure_status: int | None = None

@@ -23,8 +23,8 @@ from service.domain.azure_errors import azure_error_body
 from service.domain.kql import KqlInputError, check_query, parse_timespan
 from service.errors import BadRequest, NotFound, ServiceError
 from service.ports import LogTarget, RawLogResponse
+from service.services.azure_credentials import tenant_credential
 from service.services.context import CallContext
-from service.services.credentials import tenant_credential
 from service.services.log_queries import AuditTarget, record_query
 from service.services.runtime import Runtime
 
@@ -124,6 +124,16 @@ def clean_prefer(rt: Runtime, header: str | None) -> str | None:
         elif part in _FLAGS:
             kept.append(part)
     return ",".join(kept) or None
+
+
+def query(
+    rt: Runtime, ctx: CallContext, target: LogTarget, payload: Any, prefer: str | None
+) -> RawLogResponse:
+    """Answer one query to ``target`` (a workspace or resource id): resolve it, check the body
+    and the Prefer header, forward; the answer streams back."""
+    resolved = resolve(rt, ctx.principal, target)
+    body = clean_body(rt, ctx.principal, resolved, payload)
+    return forward(rt, ctx, resolved, body, clean_prefer(rt, prefer))
 
 
 def forward(
@@ -233,13 +243,15 @@ def _batch_entry(
         if not isinstance(workspace, str) or not workspace:
             raise BadRequest("workspace is required")
         kind = "workspace" if _GUID.fullmatch(workspace) else "resource"
-        resolved = resolve(rt, ctx.principal, LogTarget(kind, workspace))
-        body = clean_body(rt, ctx.principal, resolved, item.get("body"))
         given = item.get("headers")
         headers: dict[str, Any] = given if isinstance(given, dict) else {}
         prefer = next((v for k, v in headers.items() if k.lower() == "prefer"), None)
-        answer = forward(
-            rt, ctx, resolved, body, clean_prefer(rt, prefer if isinstance(prefer, str) else None)
+        answer = query(
+            rt,
+            ctx,
+            LogTarget(kind, workspace),
+            item.get("body"),
+            prefer if isinstance(prefer, str) else None,
         )
         data = b"".join(answer.chunks)
         kept = {

@@ -36,7 +36,9 @@ from service.ports import (
     RawLogResponse,
     SharedResults,
 )
-from service.services.query_shaping import Coalescer, Codec, Lease, TrafficShaper
+from service.services.coalescing import Coalescer, Codec
+from service.services.meter import Meter, NoMeter
+from service.services.query_shaping import Lease, TrafficShaper
 
 T = TypeVar("T")
 
@@ -62,10 +64,15 @@ class LogGateway:
     shared_results: SharedResults | None = None  # cache and coalescing across replicas
     lease_s: float = 15.0
     retry_shared_s: float = 1.0
+    meter: Meter = field(default_factory=NoMeter)
 
     def __post_init__(self) -> None:
         self.shaper = TrafficShaper(
-            self.settings, self.store, lease_s=self.lease_s, retry_shared_s=self.retry_shared_s
+            self.settings,
+            self.store,
+            lease_s=self.lease_s,
+            retry_shared_s=self.retry_shared_s,
+            meter=self.meter,
         )
         self.coalescer = Coalescer(
             enabled=self.settings.coalesce,

@@ -34,11 +34,10 @@ from service.errors import (
     ServiceError,
     ValidationFailed,
 )
-from service.metrics import LOG_QUERIES, LOG_QUERY_CACHE
 from service.ports import LogQueryResult, LogQuerySpec, LogTable, LogTarget
 from service.services import audit_queue
+from service.services.azure_credentials import tenant_credential
 from service.services.context import CallContext
-from service.services.credentials import tenant_credential
 from service.services.lookup import visible_endpoint, visible_workspace
 from service.services.runtime import Runtime
 
@@ -249,13 +248,13 @@ def execute(
             "bytes": result.response_bytes,
             "served_from": source,
         }
-        LOG_QUERY_CACHE.labels(source).inc()
+        rt.meter.log_query_cache(source)
         return result, source
     except ServiceError as exc:
         outcome = {"status": "error", "error": exc.code}
         raise
     finally:
-        LOG_QUERIES.labels(where.tenant_id, str(outcome.get("error", outcome["status"]))).inc()
+        rt.meter.log_query(where.tenant_id, str(outcome.get("error", outcome["status"])))
         record_query(
             rt,
             ctx,

@@ -1,7 +1,7 @@
 """Operations: every change the service applies to an endpoint, from queued to a final state.
 
-Also the policy index (the policies of one tenant, to resolve endpoints' effective policies) and
-the planner that turns drift into operations, shared by policy changes, discovery and apply.
+Their views and the operator's use cases (apply, list, get, cancel); the planner that queues
+them is ``planning``.
 """
 
 from __future__ import annotations
@@ -14,27 +14,20 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service.db.models import Endpoint, Operation, OperationAttempt, Policy, Tenant, Workspace
+from service.db.models import Endpoint, Operation, OperationAttempt, Tenant, Workspace
 from service.db.session import UnitOfWork
 from service.db.types import utcnow
 from service.domain.access import Role
 from service.domain.etags import etag_for
-from service.domain.policy import (
-    EffectivePolicy,
-    Observed,
-    PolicySpec,
-    changes_needed,
-    resolve,
-)
-from service.domain.targets import capabilities, split_target
+from service.domain.states import ACTIVE_STATES, AttemptOutcome, OperationState
+from service.domain.targets import capabilities
 from service.errors import Conflict, NotFound
 from service.services import audit
 from service.services.context import CallContext
 from service.services.lookup import visible_endpoint, visible_tenant, visible_workspace
 from service.services.pagination import Page, PageRequest, paginate
-
-ACTIVE_STATES = ("queued", "running")
-KIND = "apply_policy"
+from service.services.planning import live_endpoints, plan
+from service.services.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -45,7 +38,7 @@ class OperationView:
     endpoint: str
     kind: str
     cause: str
-    state: str
+    state: OperationState
     desired: dict[str, Any]
     attempts: int
     max_attempts: int
@@ -70,7 +63,7 @@ class AttemptView:
     worker: str
     started_at: datetime
     finished_at: datetime | None
-    outcome: str | None
+    outcome: AttemptOutcome | None
     charged: bool
     error: str | None
     azure_status: int | None
@@ -94,7 +87,7 @@ def _attempt_view(a: OperationAttempt) -> AttemptView:
         worker=a.worker,
         started_at=a.started_at,
         finished_at=a.finished_at,
-        outcome=a.outcome,
+        outcome=AttemptOutcome(a.outcome) if a.outcome else None,
         charged=a.charged,
         error=a.error,
         azure_status=a.azure_status,
@@ -149,7 +142,7 @@ def _view(op: Operation, tenant: str, workspace: str, kind: str | None = None) -
         endpoint=op.endpoint_name,
         kind=op.kind,
         cause=op.cause,
-        state=op.state,
+        state=OperationState(op.state),
         desired=dict(op.desired),
         attempts=op.attempts,
         max_attempts=op.max_attempts,
@@ -166,176 +159,53 @@ def _view(op: Operation, tenant: str, workspace: str, kind: str | None = None) -
     )
 
 
-# -- effective policy --------------------------------------------------------------------------
-def spec_of(policy: Policy | None) -> PolicySpec | None:
-    if policy is None:
-        return None
-    return PolicySpec(
-        policy.app_insights, policy.model_data_collection, policy.mode, policy.max_parallel_updates
-    )
-
-
-@dataclass(frozen=True)
-class PolicyIndex:
-    """Every policy of one tenant, by scope."""
-
-    tenant: PolicySpec | None
-    workspaces: dict[str, PolicySpec]
-    endpoints: dict[tuple[str, str], PolicySpec]
-
-    @classmethod
-    def load(cls, session: Session, tenant_id: str) -> PolicyIndex:
-        tenant: PolicySpec | None = None
-        workspaces: dict[str, PolicySpec] = {}
-        endpoints: dict[tuple[str, str], PolicySpec] = {}
-        for p in session.scalars(select(Policy).where(Policy.tenant_id == tenant_id)):
-            spec = spec_of(p)
-            assert spec is not None
-            if p.scope == "tenant":
-                tenant = spec
-            elif p.scope == "workspace" and p.workspace_id:
-                workspaces[p.workspace_id] = spec
-            elif p.workspace_id and p.endpoint_name:
-                endpoints[(p.workspace_id, p.endpoint_name)] = spec
-        return cls(tenant, workspaces, endpoints)
-
-    def effective(self, workspace_id: str, endpoint_name: str) -> EffectivePolicy:
-        """A v2 deployment ``e.d`` takes the policy of its online endpoint ``e``, overridden
-        field by field by its own."""
-        online = split_target(endpoint_name)
-        if online is None:
-            return resolve(
-                self.tenant,
-                self.workspaces.get(workspace_id),
-                self.endpoints.get((workspace_id, endpoint_name)),
-            )
-        return resolve(
-            self.tenant,
-            self.workspaces.get(workspace_id),
-            self.endpoints.get((workspace_id, online[0])),
-            self.endpoints.get((workspace_id, endpoint_name)),
-        )
-
-
-def observed_of(ep: Endpoint) -> Observed:
-    return Observed(ep.compute_type, ep.app_insights_enabled, ep.data_collection_enabled)
-
-
-# -- planning ----------------------------------------------------------------------------------
-def active_endpoints(session: Session, workspace_ids: Iterable[str]) -> set[tuple[str, str]]:
-    ids = list(set(workspace_ids))
-    if not ids:
-        return set()
-    rows = session.execute(
-        select(Operation.workspace_id, Operation.endpoint_name).where(
-            Operation.workspace_id.in_(ids), Operation.state.in_(ACTIVE_STATES)
-        )
-    )
-    return {(w, n) for w, n in rows}
-
-
-def plan(
-    session: Session,
-    tenant_id: str,
-    endpoints: list[Endpoint],
-    *,
-    cause: str,
-    created_by: str,
-    max_attempts: int,
-    manual: bool = False,
-) -> list[Operation]:
-    """Queue an operation for each endpoint that drifted from its effective policy.
-
-    Automatic causes respect ``audit`` mode; a manual apply does not (an operator asked for it).
-    Endpoints that already have an active operation are skipped: it re-resolves the policy when
-    it runs. Adds to the session without committing.
-    """
-    index = PolicyIndex.load(session, tenant_id)
-    busy = active_endpoints(session, (ep.workspace_id for ep in endpoints))
-    created = []
-    for ep in endpoints:
-        if ep.vanished_at is not None or (ep.workspace_id, ep.name) in busy:
-            continue
-        policy = index.effective(ep.workspace_id, ep.name)
-        # Only the settings this kind of endpoint has: unsupported ones are never queued.
-        changes = changes_needed(policy, observed_of(ep))
-        if not changes or not (manual or policy.enforced):
-            continue
-        op = Operation(
-            tenant_id=tenant_id,
-            workspace_id=ep.workspace_id,
-            endpoint_name=ep.name,
-            kind=KIND,
-            desired=changes,
-            cause=cause,
-            state="queued",
-            max_attempts=max_attempts,
-            created_by=created_by,
-        )
-        session.add(op)
-        busy.add((ep.workspace_id, ep.name))
-        created.append(op)
-    session.flush()
-    return created
-
-
-def live_endpoints(
-    session: Session, tenant_id: str, workspace_id: str | None = None, name: str | None = None
-) -> list[Endpoint]:
-    stmt = select(Endpoint).where(Endpoint.tenant_id == tenant_id, Endpoint.vanished_at.is_(None))
-    if workspace_id is not None:
-        stmt = stmt.where(Endpoint.workspace_id == workspace_id)
-    if name is not None:
-        # An online endpoint's name selects all of its deployments.
-        stmt = stmt.where((Endpoint.name == name) | (Endpoint.online_endpoint == name))
-    return list(session.scalars(stmt.order_by(Endpoint.workspace_id, Endpoint.name)))
-
-
 # -- use cases ---------------------------------------------------------------------------------
 def apply(
-    uow: UnitOfWork,
+    rt: Runtime,
     ctx: CallContext,
     tenant: str,
     *,
     workspace: str | None = None,
     endpoint: str | None = None,
-    max_attempts: int,
+    max_attempts: int | None = None,
 ) -> list[OperationView]:
     """Apply the effective policy now (``manual`` cause, audit mode included): to one endpoint,
     or to every drifted endpoint of a workspace or tenant. Returns the operations queued."""
-    if endpoint is not None and workspace is not None:
-        ep = visible_endpoint(uow, ctx.principal, tenant, workspace, endpoint)
-        if ep.vanished_at is not None:
-            raise NotFound(f"endpoint '{endpoint}' not found in workspace '{workspace}'")
-        tenant_id, workspace_id = ep.tenant_id, ep.workspace_id
-    elif workspace is not None:
-        ws = visible_workspace(uow, ctx.principal, tenant, workspace)
-        tenant_id, workspace_id = ws.tenant_id, ws.id
-    else:
-        tenant_id, workspace_id = visible_tenant(uow, ctx.principal, tenant).id, None
-    ctx.require(Role.OPERATOR)
-    targets = live_endpoints(uow.session, tenant_id, workspace_id, endpoint)
-    created = plan(
-        uow.session,
-        tenant_id,
-        targets,
-        cause="manual",
-        created_by=ctx.principal.key_id,
-        max_attempts=max_attempts,
-        manual=True,
-    )
-    views = operation_views(uow.session, created)
-    audit.record(
-        uow,
-        ctx,
-        action="operation.apply",
-        target_type="endpoint" if endpoint else ("workspace" if workspace else "tenant"),
-        target_id=endpoint or workspace_id or tenant_id,
-        tenant_id=tenant_id,
-        after={"operations": [v.id for v in views]},
-    )
-    uow.commit()
-    return views
+    attempts = rt.settings.reconciler.max_attempts if max_attempts is None else max_attempts
+    with rt.uow() as uow:
+        if endpoint is not None and workspace is not None:
+            ep = visible_endpoint(uow, ctx.principal, tenant, workspace, endpoint)
+            if ep.vanished_at is not None:
+                raise NotFound(f"endpoint '{endpoint}' not found in workspace '{workspace}'")
+            tenant_id, workspace_id = ep.tenant_id, ep.workspace_id
+        elif workspace is not None:
+            ws = visible_workspace(uow, ctx.principal, tenant, workspace)
+            tenant_id, workspace_id = ws.tenant_id, ws.id
+        else:
+            tenant_id, workspace_id = visible_tenant(uow, ctx.principal, tenant).id, None
+        ctx.require(Role.OPERATOR)
+        targets = live_endpoints(uow.session, tenant_id, workspace_id, endpoint)
+        created = plan(
+            uow.session,
+            tenant_id,
+            targets,
+            cause="manual",
+            created_by=ctx.principal.key_id,
+            max_attempts=attempts,
+            manual=True,
+        )
+        views = operation_views(uow.session, created)
+        audit.record(
+            uow,
+            ctx,
+            action="operation.apply",
+            target_type="endpoint" if endpoint else ("workspace" if workspace else "tenant"),
+            target_id=endpoint or workspace_id or tenant_id,
+            tenant_id=tenant_id,
+            after={"operations": [v.id for v in views]},
+        )
+        uow.commit()
+        return views
 
 
 def _visible_operation(uow: UnitOfWork, ctx: CallContext, operation_id: str) -> Operation:
@@ -345,72 +215,77 @@ def _visible_operation(uow: UnitOfWork, ctx: CallContext, operation_id: str) -> 
     return op
 
 
-def get_operation(uow: UnitOfWork, ctx: CallContext, operation_id: str) -> OperationDetailView:
+def get_operation(rt: Runtime, ctx: CallContext, operation_id: str) -> OperationDetailView:
     """One operation with its attempts (who ran each, how it ended, what Azure answered)."""
-    op = _visible_operation(uow, ctx, operation_id)
-    ctx.require(Role.READER)
-    view = operation_views(uow.session, [op])[0]
-    attempts = uow.session.scalars(
-        select(OperationAttempt)
-        .where(OperationAttempt.operation_id == op.id)
-        .order_by(OperationAttempt.number)
-    )
-    history = [_attempt_view(a) for a in attempts]
-    return OperationDetailView(**{**view.__dict__, "history": history})
+    with rt.uow() as uow:
+        op = _visible_operation(uow, ctx, operation_id)
+        ctx.require(Role.READER)
+        view = operation_views(uow.session, [op])[0]
+        attempts = uow.session.scalars(
+            select(OperationAttempt)
+            .where(OperationAttempt.operation_id == op.id)
+            .order_by(OperationAttempt.number)
+        )
+        history = [_attempt_view(a) for a in attempts]
+        return OperationDetailView(**{**view.__dict__, "history": history})
 
 
 def list_operations(
-    uow: UnitOfWork,
+    rt: Runtime,
     ctx: CallContext,
     page: PageRequest,
     *,
     tenant: str | None = None,
     state: str | None = None,
 ) -> Page[OperationView]:
-    """Newest first (ids are random, so pages follow creation order only roughly: by id)."""
-    ctx.require(Role.READER)
-    stmt = select(Operation)
-    if tenant is not None:
-        stmt = stmt.where(Operation.tenant_id == visible_tenant(uow, ctx.principal, tenant).id)
-    elif ctx.principal.tenant_id is not None:
-        stmt = stmt.where(Operation.tenant_id == ctx.principal.tenant_id)
-    if state is not None:
-        stmt = stmt.where(Operation.state == state)
-    rows, cursor = paginate(uow.session, stmt, Operation.id, page)
-    return Page(operation_views(uow.session, rows), cursor)
+    """Oldest first: ids are UUIDv7 (``domain.ids.new_id``, time-ordered), so paging by id in
+    ascending order is creation order (ids minted by two processes in the same millisecond may
+    interleave)."""
+    with rt.uow() as uow:
+        ctx.require(Role.READER)
+        stmt = select(Operation)
+        if tenant is not None:
+            stmt = stmt.where(Operation.tenant_id == visible_tenant(uow, ctx.principal, tenant).id)
+        elif ctx.principal.tenant_id is not None:
+            stmt = stmt.where(Operation.tenant_id == ctx.principal.tenant_id)
+        if state is not None:
+            stmt = stmt.where(Operation.state == state)
+        rows, cursor = paginate(uow.session, stmt, Operation.id, page)
+        return Page(operation_views(uow.session, rows), cursor)
 
 
-def cancel_operation(uow: UnitOfWork, ctx: CallContext, operation_id: str) -> OperationView:
+def cancel_operation(rt: Runtime, ctx: CallContext, operation_id: str) -> OperationView:
     """Cancel a queued or running operation. An Azure update already started still completes;
     the reconciler drops this attempt's result and retries nothing."""
-    op = _visible_operation(uow, ctx, operation_id)
-    ctx.require(Role.OPERATOR)
-    if op.state not in ACTIVE_STATES:
-        raise Conflict(f"operation '{operation_id}' is already {op.state}")
-    before = op.state
-    op.state = "cancelled"
-    op.finished_at = utcnow()
-    op.lease_owner = None
-    op.lease_expires_at = None
-    op.last_error = f"cancelled by {ctx.principal.key_id}"
-    # A running attempt can no longer record anything (it is not running any more): close it.
-    uow.session.execute(
-        update(OperationAttempt)
-        .where(OperationAttempt.operation_id == op.id, OperationAttempt.outcome.is_(None))
-        .values(outcome="cancelled", charged=False, finished_at=op.finished_at)
-        .execution_options(synchronize_session=False)
-    )
-    uow.flush()
-    view = operation_views(uow.session, [op])[0]
-    audit.record(
-        uow,
-        ctx,
-        action="operation.cancel",
-        target_type="operation",
-        target_id=op.id,
-        tenant_id=op.tenant_id,
-        before={"state": before},
-        after={"state": op.state},
-    )
-    uow.commit()
-    return view
+    with rt.uow() as uow:
+        op = _visible_operation(uow, ctx, operation_id)
+        ctx.require(Role.OPERATOR)
+        if op.state not in ACTIVE_STATES:
+            raise Conflict(f"operation '{operation_id}' is already {op.state}")
+        before = op.state
+        op.state = OperationState.CANCELLED
+        op.finished_at = utcnow()
+        op.lease_owner = None
+        op.lease_expires_at = None
+        op.last_error = f"cancelled by {ctx.principal.key_id}"
+        # A running attempt can no longer record anything (it is not running any more): close it.
+        uow.session.execute(
+            update(OperationAttempt)
+            .where(OperationAttempt.operation_id == op.id, OperationAttempt.outcome.is_(None))
+            .values(outcome=AttemptOutcome.CANCELLED, charged=False, finished_at=op.finished_at)
+            .execution_options(synchronize_session=False)
+        )
+        uow.flush()
+        view = operation_views(uow.session, [op])[0]
+        audit.record(
+            uow,
+            ctx,
+            action="operation.cancel",
+            target_type="operation",
+            target_id=op.id,
+            tenant_id=op.tenant_id,
+            before={"state": before},
+            after={"state": op.state},
+        )
+        uow.commit()
+        return view

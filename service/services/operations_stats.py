@@ -6,9 +6,10 @@ from sqlalchemy import func, select
 
 from service.db.models import Operation
 from service.db.types import utcnow
+from service.domain.states import OperationState
 from service.services.runtime import Runtime
 
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+STATES = tuple(state.value for state in OperationState)
 
 
 def operation_counts(rt: Runtime) -> dict[str, int]:
@@ -28,7 +29,7 @@ def oldest_due_age_s(rt: Runtime) -> float:
     with rt.uow() as uow:
         oldest = uow.session.scalar(
             select(func.min(Operation.created_at)).where(
-                Operation.state == "queued",
+                Operation.state == OperationState.QUEUED,
                 (Operation.not_before.is_(None)) | (Operation.not_before <= now),
             )
         )

@@ -13,17 +13,21 @@ from typing import Any
 
 from sqlalchemy import select
 
-from service.db.models import Endpoint, Policy, Tenant, Workspace, WorkspaceSync
+from service.db.models import Endpoint, Policy, WorkspaceSync
 from service.db.session import UnitOfWork
 from service.domain.access import Role
 from service.domain.capabilities import unsupported_reason
 from service.domain.etags import etag_for
-from service.errors import NotFound, PreconditionFailed, ValidationFailed
+from service.domain.states import PolicyMode
+from service.errors import NotFound, ValidationFailed
 from service.services import audit
 from service.services.compliance import not_discovered_reason
 from service.services.context import CallContext
-from service.services.lookup import check_if_match, visible_tenant, visible_workspace
-from service.services.operations import OperationView, live_endpoints, operation_views, plan
+from service.services.lookup import check_if_match
+from service.services.operations import OperationView, operation_views
+from service.services.planning import live_endpoints, plan
+from service.services.policy_scope import PolicyScope, check_replace, find, scope_of
+from service.services.runtime import Runtime
 
 POLICY_FIELDS = ("app_insights", "model_data_collection", "mode", "max_parallel_updates")
 
@@ -36,7 +40,7 @@ class PolicyView:
     endpoint: str | None
     app_insights: bool | None
     model_data_collection: bool | None
-    mode: str | None
+    mode: PolicyMode | None
     max_parallel_updates: int | None
     created_at: datetime
     updated_at: datetime
@@ -61,41 +65,7 @@ class PolicyChange:
     warnings: list[PolicyWarning] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Scope:
-    tenant: Tenant
-    workspace: Workspace | None
-    endpoint: str | None
-
-    @property
-    def name(self) -> str:
-        return "endpoint" if self.endpoint else ("workspace" if self.workspace else "tenant")
-
-    @property
-    def key(self) -> str:
-        if self.workspace is None:
-            return "tenant"
-        if self.endpoint is None:
-            return f"workspace:{self.workspace.id}"
-        return f"endpoint:{self.workspace.id}:{self.endpoint}"
-
-
-def _scope(
-    uow: UnitOfWork, ctx: CallContext, tenant: str, workspace: str | None, endpoint: str | None
-) -> _Scope:
-    if workspace is None:
-        return _Scope(visible_tenant(uow, ctx.principal, tenant), None, None)
-    ws = visible_workspace(uow, ctx.principal, tenant, workspace)
-    return _Scope(ws.tenant, ws, endpoint)
-
-
-def _find(uow: UnitOfWork, scope: _Scope) -> Policy | None:
-    return uow.session.scalar(
-        select(Policy).where(Policy.tenant_id == scope.tenant.id, Policy.scope_key == scope.key)
-    )
-
-
-def _view(p: Policy, scope: _Scope) -> PolicyView:
+def _view(p: Policy, scope: PolicyScope) -> PolicyView:
     return PolicyView(
         scope=p.scope,
         tenant=scope.tenant.slug,
@@ -103,7 +73,7 @@ def _view(p: Policy, scope: _Scope) -> PolicyView:
         endpoint=p.endpoint_name,
         app_insights=p.app_insights,
         model_data_collection=p.model_data_collection,
-        mode=p.mode,
+        mode=PolicyMode(p.mode) if p.mode else None,
         max_parallel_updates=p.max_parallel_updates,
         created_at=p.created_at,
         updated_at=p.updated_at,
@@ -112,22 +82,23 @@ def _view(p: Policy, scope: _Scope) -> PolicyView:
 
 
 def get_policy(
-    uow: UnitOfWork,
+    rt: Runtime,
     ctx: CallContext,
     tenant: str,
     workspace: str | None = None,
     endpoint: str | None = None,
 ) -> PolicyView:
-    scope = _scope(uow, ctx, tenant, workspace, endpoint)
-    ctx.require(Role.READER)
-    policy = _find(uow, scope)
-    if policy is None:
-        raise NotFound(f"no policy is set at this {scope.name} scope")
-    return _view(policy, scope)
+    with rt.uow() as uow:
+        scope = scope_of(uow, ctx, tenant, workspace, endpoint)
+        ctx.require(Role.READER)
+        policy = find(uow.session, Policy, scope)
+        if policy is None:
+            raise NotFound(f"no policy is set at this {scope.name} scope")
+        return _view(policy, scope)
 
 
 def put_policy(
-    uow: UnitOfWork,
+    rt: Runtime,
     ctx: CallContext,
     tenant: str,
     workspace: str | None,
@@ -135,85 +106,80 @@ def put_policy(
     data: dict[str, Any],
     if_match: str | None,
     *,
-    max_attempts: int,
+    max_attempts: int | None = None,
 ) -> tuple[PolicyChange, bool]:
     """Create or replace a scope's policy (omitted fields inherit); returns (change, created)."""
-    scope = _scope(uow, ctx, tenant, workspace, endpoint)
-    ctx.require(Role.OPERATOR)
-    policy = _find(uow, scope)
-    if policy is None and if_match is not None and if_match.strip() != "*":
-        raise PreconditionFailed("If-Match names a version, but no policy is set at this scope")
-    if policy is not None:
-        check_if_match(if_match, policy.version)
-    _refuse_unsupported(uow, scope, data)
-    before = _view(policy, scope) if policy is not None else None
-    created = policy is None
-    if policy is None:
-        policy = Policy(
+    attempts = rt.settings.reconciler.max_attempts if max_attempts is None else max_attempts
+    with rt.uow() as uow:
+        scope = scope_of(uow, ctx, tenant, workspace, endpoint)
+        ctx.require(Role.OPERATOR)
+        policy = find(uow.session, Policy, scope)
+        check_replace(policy.version if policy is not None else None, if_match)
+        _refuse_unsupported(uow, scope, data)
+        before = _view(policy, scope) if policy is not None else None
+        created = policy is None
+        if policy is None:
+            policy = Policy(**scope.provenance())
+            uow.session.add(policy)
+        for name in POLICY_FIELDS:
+            if getattr(policy, name) != data.get(name):
+                setattr(policy, name, data.get(name))
+        uow.flush()
+        after = _view(policy, scope)
+        operations = _replan(uow, ctx, scope, attempts)
+        warnings = _undiscovered(uow, scope)
+        audit.record(
+            uow,
+            ctx,
+            action="policy.put",
+            target_type="policy",
+            target_id=policy.id,
             tenant_id=scope.tenant.id,
-            workspace_id=scope.workspace.id if scope.workspace else None,
-            endpoint_name=scope.endpoint,
-            scope=scope.name,
-            scope_key=scope.key,
+            before=before,
+            after={"policy": after, "operations": [o.id for o in operations]},
         )
-        uow.session.add(policy)
-    for name in POLICY_FIELDS:
-        if getattr(policy, name) != data.get(name):
-            setattr(policy, name, data.get(name))
-    uow.flush()
-    after = _view(policy, scope)
-    operations = _replan(uow, ctx, scope, max_attempts)
-    warnings = _undiscovered(uow, scope)
-    audit.record(
-        uow,
-        ctx,
-        action="policy.put",
-        target_type="policy",
-        target_id=policy.id,
-        tenant_id=scope.tenant.id,
-        before=before,
-        after={"policy": after, "operations": [o.id for o in operations]},
-    )
-    uow.commit()
-    return PolicyChange(after, operations, warnings), created
+        uow.commit()
+        return PolicyChange(after, operations, warnings), created
 
 
 def delete_policy(
-    uow: UnitOfWork,
+    rt: Runtime,
     ctx: CallContext,
     tenant: str,
     workspace: str | None,
     endpoint: str | None,
     if_match: str | None,
     *,
-    max_attempts: int,
+    max_attempts: int | None = None,
 ) -> PolicyChange:
     """Remove a scope's policy: its endpoints fall back to the wider scopes."""
-    scope = _scope(uow, ctx, tenant, workspace, endpoint)
-    ctx.require(Role.OPERATOR)
-    policy = _find(uow, scope)
-    if policy is None:
-        raise NotFound(f"no policy is set at this {scope.name} scope")
-    check_if_match(if_match, policy.version)
-    before = _view(policy, scope)
-    uow.session.delete(policy)
-    uow.flush()
-    operations = _replan(uow, ctx, scope, max_attempts)
-    audit.record(
-        uow,
-        ctx,
-        action="policy.delete",
-        target_type="policy",
-        target_id=policy.id,
-        tenant_id=scope.tenant.id,
-        before=before,
-        after={"operations": [o.id for o in operations]},
-    )
-    uow.commit()
-    return PolicyChange(None, operations)
+    attempts = rt.settings.reconciler.max_attempts if max_attempts is None else max_attempts
+    with rt.uow() as uow:
+        scope = scope_of(uow, ctx, tenant, workspace, endpoint)
+        ctx.require(Role.OPERATOR)
+        policy = find(uow.session, Policy, scope)
+        if policy is None:
+            raise NotFound(f"no policy is set at this {scope.name} scope")
+        check_if_match(if_match, policy.version)
+        before = _view(policy, scope)
+        uow.session.delete(policy)
+        uow.flush()
+        operations = _replan(uow, ctx, scope, attempts)
+        audit.record(
+            uow,
+            ctx,
+            action="policy.delete",
+            target_type="policy",
+            target_id=policy.id,
+            tenant_id=scope.tenant.id,
+            before=before,
+            after={"operations": [o.id for o in operations]},
+        )
+        uow.commit()
+        return PolicyChange(None, operations)
 
 
-def _refuse_unsupported(uow: UnitOfWork, scope: _Scope, data: dict[str, Any]) -> None:
+def _refuse_unsupported(uow: UnitOfWork, scope: PolicyScope, data: dict[str, Any]) -> None:
     """Data collection demanded of a known endpoint that cannot have it is a bad request."""
     if (
         scope.endpoint is None
@@ -234,7 +200,7 @@ def _refuse_unsupported(uow: UnitOfWork, scope: _Scope, data: dict[str, Any]) ->
         )
 
 
-def _undiscovered(uow: UnitOfWork, scope: _Scope) -> list[PolicyWarning]:
+def _undiscovered(uow: UnitOfWork, scope: PolicyScope) -> list[PolicyWarning]:
     """An endpoint policy naming no live endpoint is stored (it applies when the endpoint
     appears) but the caller is told: a typo would otherwise pass silently."""
     if scope.endpoint is None or scope.workspace is None:
@@ -260,7 +226,7 @@ def _undiscovered(uow: UnitOfWork, scope: _Scope) -> list[PolicyWarning]:
 
 
 def _replan(
-    uow: UnitOfWork, ctx: CallContext, scope: _Scope, max_attempts: int
+    uow: UnitOfWork, ctx: CallContext, scope: PolicyScope, max_attempts: int
 ) -> list[OperationView]:
     targets = live_endpoints(
         uow.session,

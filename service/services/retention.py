@@ -6,102 +6,37 @@ managed data export rule on the Log Analytics workspace each registered workspac
 rules nobody made through this service) and queues a repair when the managed rule drifted and the
 policy enforces. Repairs are operations of kind ``export_rule`` (endpoint name ``@retention``,
 so at most one is active per workspace) that the reconciler runs through
-``service.services.retention_apply``.
+``service.services.retention_apply``. Setting the policies is ``retention_policies``.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.db.models import Operation, RetentionObservation, RetentionPolicy, Tenant, Workspace
-from service.db.session import UnitOfWork
+from service.db.models import Operation, RetentionObservation, RetentionPolicy, Workspace
 from service.db.types import utcnow
-from service.domain.access import Role
-from service.domain.etags import etag_for
 from service.domain.retention import (
     EffectiveRetention,
     ObservedRule,
     RetentionSpec,
     plan,
     resolve,
-    unsupported_tables,
-    validate_spec,
 )
+from service.domain.states import ACTIVE_STATES, FINAL_STATES, OperationState
 from service.errors import (
     NotFound,
-    PreconditionFailed,
     ServiceError,
-    ValidationFailed,
 )
-from service.services import audit
-from service.services.context import CallContext
-from service.services.credentials import tenant_credential
-from service.services.lookup import check_if_match, visible_tenant, visible_workspace
-from service.services.operations import ACTIVE_STATES, OperationView, operation_views
+from service.services.azure_credentials import tenant_credential
 from service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
 KIND = "export_rule"
 TARGET = "@retention"  # the operations' endpoint name: never an AML service name
-POLICY_FIELDS = ("destination_resource_id", "tables", "enabled", "mode", "remove_unmanaged")
-
-
-@dataclass(frozen=True)
-class RetentionPolicyView:
-    scope: str
-    tenant: str
-    workspace: str | None
-    destination_resource_id: str | None
-    tables: list[str] | None
-    enabled: bool | None
-    mode: str | None
-    remove_unmanaged: bool | None
-    unsupported_tables: dict[str, str]
-    created_at: datetime
-    updated_at: datetime
-    etag: str
-
-
-@dataclass(frozen=True)
-class RetentionChange:
-    policy: RetentionPolicyView | None
-    operations: list[OperationView]
-
-
-# -- policy scopes -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Scope:
-    tenant: Tenant
-    workspace: Workspace | None
-
-    @property
-    def name(self) -> str:
-        return "workspace" if self.workspace else "tenant"
-
-    @property
-    def key(self) -> str:
-        return f"workspace:{self.workspace.id}" if self.workspace else "tenant"
-
-
-def _scope(uow: UnitOfWork, ctx: CallContext, tenant: str, workspace: str | None) -> _Scope:
-    if workspace is None:
-        return _Scope(visible_tenant(uow, ctx.principal, tenant), None)
-    ws = visible_workspace(uow, ctx.principal, tenant, workspace)
-    return _Scope(ws.tenant, ws)
-
-
-def _find(session: Session, scope: _Scope) -> RetentionPolicy | None:
-    return session.scalar(
-        select(RetentionPolicy).where(
-            RetentionPolicy.tenant_id == scope.tenant.id, RetentionPolicy.scope_key == scope.key
-        )
-    )
 
 
 def spec_of(p: RetentionPolicy | None) -> RetentionSpec | None:
@@ -114,141 +49,6 @@ def spec_of(p: RetentionPolicy | None) -> RetentionSpec | None:
         p.mode,
         p.remove_unmanaged,
     )
-
-
-def _view(p: RetentionPolicy, scope: _Scope) -> RetentionPolicyView:
-    spec = spec_of(p)
-    assert spec is not None
-    flagged = (
-        unsupported_tables(resolve(spec, None)) if p.tables and p.destination_resource_id else {}
-    )
-    return RetentionPolicyView(
-        scope=p.scope,
-        tenant=scope.tenant.slug,
-        workspace=scope.workspace.slug if scope.workspace else None,
-        destination_resource_id=p.destination_resource_id,
-        tables=list(p.tables) if p.tables is not None else None,
-        enabled=p.enabled,
-        mode=p.mode,
-        remove_unmanaged=p.remove_unmanaged,
-        unsupported_tables=flagged,
-        created_at=p.created_at,
-        updated_at=p.updated_at,
-        etag=etag_for(p.version),
-    )
-
-
-def get_retention_policy(
-    uow: UnitOfWork, ctx: CallContext, tenant: str, workspace: str | None = None
-) -> RetentionPolicyView:
-    scope = _scope(uow, ctx, tenant, workspace)
-    ctx.require(Role.READER)
-    policy = _find(uow.session, scope)
-    if policy is None:
-        raise NotFound(f"no retention policy is set at this {scope.name} scope")
-    return _view(policy, scope)
-
-
-def put_retention_policy(
-    uow: UnitOfWork,
-    ctx: CallContext,
-    tenant: str,
-    workspace: str | None,
-    data: dict[str, Any],
-    if_match: str | None,
-    *,
-    max_attempts: int,
-) -> tuple[RetentionChange, bool]:
-    """Create or replace a scope's retention policy (omitted fields inherit)."""
-    scope = _scope(uow, ctx, tenant, workspace)
-    ctx.require(Role.OPERATOR)
-    errors = validate_spec(data)
-    if errors:
-        raise ValidationFailed("the retention policy is not valid", errors)
-    policy = _find(uow.session, scope)
-    if policy is None and if_match is not None and if_match.strip() != "*":
-        raise PreconditionFailed("If-Match names a version, but no policy is set at this scope")
-    if policy is not None:
-        check_if_match(if_match, policy.version)
-    before = _view(policy, scope) if policy is not None else None
-    created = policy is None
-    if policy is None:
-        policy = RetentionPolicy(
-            tenant_id=scope.tenant.id,
-            workspace_id=scope.workspace.id if scope.workspace else None,
-            scope=scope.name,
-            scope_key=scope.key,
-        )
-        uow.session.add(policy)
-    for name in POLICY_FIELDS:
-        value = data.get(name)
-        if getattr(policy, name) != value:
-            setattr(policy, name, list(value) if isinstance(value, list | tuple) else value)
-    uow.flush()
-    after = _view(policy, scope)
-    queued = queue_repairs(
-        uow.session,
-        scope.tenant.id,
-        [scope.workspace.id] if scope.workspace else None,
-        cause="policy_change",
-        created_by=ctx.principal.key_id,
-        max_attempts=max_attempts,
-    )
-    operations = operation_views(uow.session, queued)
-    audit.record(
-        uow,
-        ctx,
-        action="retention_policy.put",
-        target_type="retention_policy",
-        target_id=policy.id,
-        tenant_id=scope.tenant.id,
-        before=before,
-        after={"policy": after, "operations": [o.id for o in operations]},
-    )
-    uow.commit()
-    return RetentionChange(after, operations), created
-
-
-def delete_retention_policy(
-    uow: UnitOfWork,
-    ctx: CallContext,
-    tenant: str,
-    workspace: str | None,
-    if_match: str | None,
-    *,
-    max_attempts: int,
-) -> RetentionChange:
-    """Remove a scope's policy. Rules already in Azure stay: nothing is deleted implicitly."""
-    scope = _scope(uow, ctx, tenant, workspace)
-    ctx.require(Role.OPERATOR)
-    policy = _find(uow.session, scope)
-    if policy is None:
-        raise NotFound(f"no retention policy is set at this {scope.name} scope")
-    check_if_match(if_match, policy.version)
-    before = _view(policy, scope)
-    uow.session.delete(policy)
-    uow.flush()
-    queued = queue_repairs(
-        uow.session,
-        scope.tenant.id,
-        [scope.workspace.id] if scope.workspace else None,
-        cause="policy_change",
-        created_by=ctx.principal.key_id,
-        max_attempts=max_attempts,
-    )
-    operations = operation_views(uow.session, queued)
-    audit.record(
-        uow,
-        ctx,
-        action="retention_policy.delete",
-        target_type="retention_policy",
-        target_id=policy.id,
-        tenant_id=scope.tenant.id,
-        before=before,
-        after={"operations": [o.id for o in operations]},
-    )
-    uow.commit()
-    return RetentionChange(None, operations)
 
 
 # -- effective policy, observation and planning ------------------------------------------------
@@ -294,12 +94,12 @@ def _last_failed_desired(session: Session, workspace_ids: list[str]) -> dict[str
         select(Operation).where(
             Operation.workspace_id.in_(workspace_ids),
             Operation.endpoint_name == TARGET,
-            Operation.state.in_(("succeeded", "failed", "cancelled")),
+            Operation.state.in_(FINAL_STATES),
         )
     ):
         if op.workspace_id not in latest or op.created_at > latest[op.workspace_id].created_at:
             latest[op.workspace_id] = op
-    return {w: op.desired for w, op in latest.items() if op.state == "failed"}
+    return {w: op.desired for w, op in latest.items() if op.state == OperationState.FAILED}
 
 
 def queue_repairs(
@@ -351,7 +151,7 @@ def queue_repairs(
             kind=KIND,
             desired=desired,
             cause=cause,
-            state="queued",
+            state=OperationState.QUEUED,
             max_attempts=max_attempts,
             created_by=created_by,
         )
@@ -416,7 +216,7 @@ def discover_exports(
         has_observation = uow.session.get(RetentionObservation, ws.id) is not None
     if not (managed or has_observation or force):
         return  # nobody asked for retention here: spend no ARM reads on it
-    credential = tenant_credential(rt, ws.tenant_id)  # no credential: nothing to record
+    credential = tenant_credential(rt, ws.tenant_id, fresh=True)  # none: nothing to record
     try:
         if not ws.log_analytics_workspace_id:
             raise NotFound("the workspace links no Log Analytics workspace")
@@ -451,41 +251,3 @@ def discover_exports(
             max_attempts=rt.settings.reconciler.max_attempts,
         )
         uow.commit()
-
-
-def apply_retention(
-    uow: UnitOfWork,
-    ctx: CallContext,
-    tenant: str,
-    workspace: str | None,
-    *,
-    max_attempts: int,
-) -> list[OperationView]:
-    """Queue repairs now for drifted workspaces (audit mode included: an operator asked)."""
-    if workspace is not None:
-        ws = visible_workspace(uow, ctx.principal, tenant, workspace)
-        tenant_id, ids = ws.tenant_id, [ws.id]
-    else:
-        tenant_id, ids = visible_tenant(uow, ctx.principal, tenant).id, None
-    ctx.require(Role.OPERATOR)
-    queued = queue_repairs(
-        uow.session,
-        tenant_id,
-        ids,
-        cause="manual",
-        created_by=ctx.principal.key_id,
-        max_attempts=max_attempts,
-        manual=True,
-    )
-    views = operation_views(uow.session, queued)
-    audit.record(
-        uow,
-        ctx,
-        action="retention.apply",
-        target_type="workspace" if workspace else "tenant",
-        target_id=ids[0] if ids else tenant_id,
-        tenant_id=tenant_id,
-        after={"operations": [v.id for v in views]},
-    )
-    uow.commit()
-    return views

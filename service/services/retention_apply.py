@@ -13,10 +13,10 @@ from collections.abc import Callable
 
 from service.db.models import RetentionObservation, Workspace
 from service.domain.retention import ObservedRule, plan
+from service.domain.states import AttemptEnd
 from service.errors import AzureRejected, NotFound
-from service.metrics import THROTTLE_WAITS
 from service.services import leases
-from service.services.credentials import tenant_credential
+from service.services.azure_credentials import tenant_credential
 from service.services.leases import Claim
 from service.services.retention import TARGET, effective, record_observation, rule_dict
 from service.services.runtime import Runtime
@@ -32,7 +32,7 @@ def attempt(
     *,
     pause: Callable[[float], None],
     fence: Callable[[], None],
-) -> tuple[str, str | None]:
+) -> tuple[AttemptEnd, str | None]:
     """Run one attempt; returns (state, error) with state succeeded, retry or failed.
 
     ``pause(seconds)`` waits keeping the lease (and raises when the worker stops); ``fence()``
@@ -41,7 +41,7 @@ def attempt(
     error model: the reconciler retries temporary ones.
     """
     if rt.exports is None:
-        return "failed", "data export is not configured in this deployment"
+        return AttemptEnd.FAILED, "data export is not configured in this deployment"
     with rt.uow() as uow:
         ws = uow.session.get(Workspace, claim.workspace_id)
         if ws is None:
@@ -51,10 +51,10 @@ def attempt(
         observation = uow.session.get(RetentionObservation, ws.id)
         la_resource_id = observation.la_resource_id if observation else None
         la_location = observation.la_location if observation else None
-    credential = tenant_credential(rt, ws.tenant_id)
+    credential = tenant_credential(rt, ws.tenant_id, fresh=True)
     if la_resource_id is None:
         if not ws.log_analytics_workspace_id:
-            return "failed", "the workspace links no Log Analytics workspace"
+            return AttemptEnd.FAILED, "the workspace links no Log Analytics workspace"
         la = rt.exports.find_workspace(
             credential, ws.subscription_id, ws.log_analytics_workspace_id
         )
@@ -65,7 +65,7 @@ def attempt(
     observed = [ObservedRule(r.name, r.destination_resource_id, r.tables, r.enabled) for r in rules]
     writes = plan(policy, observed)
     if writes.problem is not None:
-        return "failed", writes.problem  # Azure would refuse it: no call is made
+        return AttemptEnd.FAILED, writes.problem  # Azure would refuse it: no call is made
     for name in writes.delete:
         _write_slot(rt, ws.subscription_id, pause, fence)
         rt.exports.delete_rule(credential, la_resource_id, name)
@@ -94,8 +94,8 @@ def attempt(
         [ObservedRule(r.name, r.destination_resource_id, r.tables, r.enabled) for r in after],
     )
     if not remaining.empty:
-        return "retry", "the export rules still differ after the update"
-    return "succeeded", None
+        return AttemptEnd.RETRY, "the export rules still differ after the update"
+    return AttemptEnd.SUCCEEDED, None
 
 
 def _write_slot(
@@ -104,6 +104,6 @@ def _write_slot(
     """Wait for the subscription's next ARM write slot, then fence the write."""
     wait_s = leases.reserve_write(rt, subscription_id)
     if wait_s > 0:
-        THROTTLE_WAITS.labels("subscription_writes").inc()
+        rt.meter.throttle_wait("subscription_writes")
         pause(wait_s)
     fence()

@@ -15,7 +15,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db.models import Operation, RetentionObservation, Workspace
-from service.db.session import UnitOfWork
 from service.domain.access import Role
 from service.domain.policy import Compliance
 from service.domain.retention import (
@@ -26,6 +25,7 @@ from service.domain.retention import (
     rule_matches,
     unsupported_tables,
 )
+from service.domain.states import FINAL_STATES, OperationState
 from service.errors import CredentialMissing, ServiceError, ServiceUnavailable
 from service.services.context import CallContext
 from service.services.lookup import visible_tenant, visible_workspace
@@ -65,13 +65,13 @@ def _last_failed(session: Session, workspace_ids: list[str]) -> set[str]:
         select(Operation.workspace_id, Operation.state, Operation.created_at).where(
             Operation.workspace_id.in_(workspace_ids),
             Operation.endpoint_name == TARGET,
-            Operation.state.in_(("succeeded", "failed", "cancelled")),
+            Operation.state.in_(FINAL_STATES),
         )
     ):
         if w not in latest or at > latest[w][0]:
             latest[w] = (at, state)
     for w, (_, state) in latest.items():
-        if state == "failed":
+        if state == OperationState.FAILED:
             failed.add(w)
     return failed
 
@@ -158,10 +158,11 @@ def _compliance(
     return Compliance.COMPLIANT, None
 
 
-def tenant_retention(uow: UnitOfWork, ctx: CallContext, tenant: str) -> list[WorkspaceRetention]:
-    t = visible_tenant(uow, ctx.principal, tenant)
-    ctx.require(Role.READER)
-    return workspace_retention(uow.session, t.id)
+def tenant_retention(rt: Runtime, ctx: CallContext, tenant: str) -> list[WorkspaceRetention]:
+    with rt.uow() as uow:
+        t = visible_tenant(uow, ctx.principal, tenant)
+        ctx.require(Role.READER)
+        return workspace_retention(uow.session, t.id)
 
 
 def sync_retention(

@@ -21,6 +21,7 @@ from sqlalchemy import ColumnElement, func, select, update
 
 from service.db.models import Operation, Workspace
 from service.db.types import utcnow
+from service.domain.states import OperationState
 from service.services.leases import Claim, write_transaction
 from service.services.runtime import Runtime
 
@@ -45,7 +46,7 @@ def take_slot(rt: Runtime, claim: Claim, owner: str, group: str, limit: int) -> 
             .select_from(Operation)
             .where(
                 Operation.rollout_group == group,
-                Operation.state == "running",
+                Operation.state == OperationState.RUNNING,
                 Operation.lease_expires_at >= utcnow(),
                 Operation.id != claim.id,
             )
@@ -67,7 +68,7 @@ def _current(claim: Claim, owner: str) -> list[ColumnElement[bool]]:
     # this worker, after a take-over) holds an older token and matches nothing.
     return [
         Operation.id == claim.id,
-        Operation.state == "running",
+        Operation.state == OperationState.RUNNING,
         Operation.lease_owner == owner,
         Operation.fence == claim.fence,
     ]

@@ -12,10 +12,11 @@ from service.db.models import Operation, Tenant, Workspace
 from service.db.session import UnitOfWork
 from service.domain.access import Role
 from service.domain.etags import etag_for
+from service.domain.states import ACTIVE_STATES
 from service.errors import Conflict, SubscriptionNotInTenant
 from service.services import audit
+from service.services.azure_credentials import credential_of, credential_spec
 from service.services.context import CallContext
-from service.services.credentials import credential_of, credential_spec
 from service.services.lookup import (
     apply_changes,
     check_if_match,
@@ -26,7 +27,6 @@ from service.services.pagination import Page, PageRequest, paginate
 from service.services.runtime import Runtime
 
 MUTABLE_FIELDS = ("display_name", "app_insights_resource_id", "log_analytics_workspace_id")
-ACTIVE_OPERATION_STATES = ("queued", "running")
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def _normalise(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def register_workspace(
-    rt: Runtime, uow: UnitOfWork, ctx: CallContext, tenant: str, data: dict[str, Any]
+    rt: Runtime, ctx: CallContext, tenant: str, data: dict[str, Any]
 ) -> WorkspaceView:
     """Register a workspace, once the tenant's credential proves the subscription is its own.
 
@@ -80,10 +80,11 @@ def register_workspace(
     reach someone else's subscription (a guest account, a shared service identity) does not
     make it this tenant's.
     """
-    t = visible_tenant(uow, ctx.principal, tenant)
-    ctx.require(Role.ADMIN)
-    check_subscription(rt, uow, t, _normalise(data)["subscription_id"])
-    return create_workspace(uow, ctx, tenant, data)
+    with rt.uow() as uow:
+        t = visible_tenant(uow, ctx.principal, tenant)
+        ctx.require(Role.ADMIN)
+        check_subscription(rt, uow, t, _normalise(data)["subscription_id"])
+        return _record_workspace(uow, ctx, tenant, data)
 
 
 def check_subscription(rt: Runtime, uow: UnitOfWork, tenant: Tenant, subscription_id: str) -> None:
@@ -104,9 +105,17 @@ def check_subscription(rt: Runtime, uow: UnitOfWork, tenant: Tenant, subscriptio
 
 
 def create_workspace(
-    uow: UnitOfWork, ctx: CallContext, tenant: str, data: dict[str, Any]
+    rt: Runtime, ctx: CallContext, tenant: str, data: dict[str, Any]
 ) -> WorkspaceView:
     """Record a workspace (no Azure check: ``register_workspace`` is the API's use case)."""
+    with rt.uow() as uow:
+        return _record_workspace(uow, ctx, tenant, data)
+
+
+def _record_workspace(
+    uow: UnitOfWork, ctx: CallContext, tenant: str, data: dict[str, Any]
+) -> WorkspaceView:
+    """Insert the workspace and commit (in the caller's unit of work)."""
     t = visible_tenant(uow, ctx.principal, tenant)
     ctx.require(Role.ADMIN)
     data = _normalise(data)
@@ -142,77 +151,81 @@ def create_workspace(
     return result
 
 
-def get_workspace(uow: UnitOfWork, ctx: CallContext, tenant: str, slug: str) -> WorkspaceView:
-    ctx.require(Role.READER)
-    return view(visible_workspace(uow, ctx.principal, tenant, slug), tenant)
+def get_workspace(rt: Runtime, ctx: CallContext, tenant: str, slug: str) -> WorkspaceView:
+    with rt.uow() as uow:
+        ctx.require(Role.READER)
+        return view(visible_workspace(uow, ctx.principal, tenant, slug), tenant)
 
 
 def list_workspaces(
-    uow: UnitOfWork, ctx: CallContext, tenant: str, page: PageRequest
+    rt: Runtime, ctx: CallContext, tenant: str, page: PageRequest
 ) -> Page[WorkspaceView]:
-    ctx.require(Role.READER)
-    t = visible_tenant(uow, ctx.principal, tenant)
-    rows, cursor = paginate(
-        uow.session, select(Workspace).where(Workspace.tenant_id == t.id), Workspace.id, page
-    )
-    return Page([view(ws, t.slug) for ws in rows], cursor)
+    with rt.uow() as uow:
+        ctx.require(Role.READER)
+        t = visible_tenant(uow, ctx.principal, tenant)
+        rows, cursor = paginate(
+            uow.session, select(Workspace).where(Workspace.tenant_id == t.id), Workspace.id, page
+        )
+        return Page([view(ws, t.slug) for ws in rows], cursor)
 
 
 def update_workspace(
-    uow: UnitOfWork,
+    rt: Runtime,
     ctx: CallContext,
     tenant: str,
     slug: str,
     changes: dict[str, Any],
     if_match: str | None,
 ) -> WorkspaceView:
-    ws = visible_workspace(uow, ctx.principal, tenant, slug)
-    ctx.require(Role.ADMIN)
-    check_if_match(if_match, ws.version)
-    before = view(ws, tenant)
-    if not apply_changes(ws, _normalise(changes), MUTABLE_FIELDS):
-        return before
-    uow.flush()
-    after = view(ws, tenant)
-    audit.record(
-        uow,
-        ctx,
-        action="workspace.update",
-        target_type="workspace",
-        target_id=ws.id,
-        tenant_id=ws.tenant_id,
-        before=before,
-        after=after,
-    )
-    uow.commit()
-    return after
+    with rt.uow() as uow:
+        ws = visible_workspace(uow, ctx.principal, tenant, slug)
+        ctx.require(Role.ADMIN)
+        check_if_match(if_match, ws.version)
+        before = view(ws, tenant)
+        if not apply_changes(ws, _normalise(changes), MUTABLE_FIELDS):
+            return before
+        uow.flush()
+        after = view(ws, tenant)
+        audit.record(
+            uow,
+            ctx,
+            action="workspace.update",
+            target_type="workspace",
+            target_id=ws.id,
+            tenant_id=ws.tenant_id,
+            before=before,
+            after=after,
+        )
+        uow.commit()
+        return after
 
 
 def delete_workspace(
-    uow: UnitOfWork, ctx: CallContext, tenant: str, slug: str, if_match: str | None
+    rt: Runtime, ctx: CallContext, tenant: str, slug: str, if_match: str | None
 ) -> None:
     """Delete a workspace with its discovered endpoints and its policies (not its audit trail)."""
-    ws = visible_workspace(uow, ctx.principal, tenant, slug)
-    ctx.require(Role.ADMIN)
-    check_if_match(if_match, ws.version)
-    busy = uow.session.scalar(
-        select(
-            exists().where(
-                Operation.workspace_id == ws.id, Operation.state.in_(ACTIVE_OPERATION_STATES)
+    with rt.uow() as uow:
+        ws = visible_workspace(uow, ctx.principal, tenant, slug)
+        ctx.require(Role.ADMIN)
+        check_if_match(if_match, ws.version)
+        busy = uow.session.scalar(
+            select(
+                exists().where(Operation.workspace_id == ws.id, Operation.state.in_(ACTIVE_STATES))
             )
         )
-    )
-    if busy:
-        raise Conflict(f"workspace '{slug}' has operations in progress; cancel or wait for them")
-    before = view(ws, tenant)
-    uow.session.delete(ws)
-    audit.record(
-        uow,
-        ctx,
-        action="workspace.delete",
-        target_type="workspace",
-        target_id=ws.id,
-        tenant_id=ws.tenant_id,
-        before=before,
-    )
-    uow.commit()
+        if busy:
+            raise Conflict(
+                f"workspace '{slug}' has operations in progress; cancel or wait for them"
+            )
+        before = view(ws, tenant)
+        uow.session.delete(ws)
+        audit.record(
+            uow,
+            ctx,
+            action="workspace.delete",
+            target_type="workspace",
+            target_id=ws.id,
+            tenant_id=ws.tenant_id,
+            before=before,
+        )
+        uow.commit()

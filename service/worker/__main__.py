@@ -20,7 +20,7 @@ from service.bootstrap import build_runtime, refuse_secrets_without_key, with_cr
 from service.config import Settings, SettingsError
 from service.db.migrate import schema_behind
 from service.logs import configure_logging
-from service.services.reconciler import Reconciler
+from service.worker.reconciler import Reconciler
 
 log = logging.getLogger("service.worker")
 

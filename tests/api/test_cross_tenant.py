@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from service.db.models import ApiKey, Endpoint, Tenant, Workspace
 from service.db.session import Database
+from service.services.runtime import Runtime
 from tests.api.helpers import Fingerprint, contract_operations, mentions, without_request_id
 from tests.support.api import ApiClient, World, new_guid, unique
 from tests.support.reconcile import add_operation, add_policy
@@ -321,9 +322,9 @@ def _populate(world: World, database: Database, label: str) -> Target:
     world.endpoints(slug, ws, [endpoint, unique(f"{label}-ep")])
     world.key("reader", slug)
     login_id = world.delegated_credential(slug)
-    add_policy(database, slug)
-    add_policy(database, slug, ws)
-    add_policy(database, slug, ws, endpoint)
+    add_policy(world.rt, slug)
+    add_policy(world.rt, slug, ws)
+    add_policy(world.rt, slug, ws, endpoint)
     operation_id = add_operation(database, slug, ws, unique(f"{label}-queued"))
     with database.session_factory() as s:
         t = s.scalars(select(Tenant).where(Tenant.slug == slug)).one()
@@ -368,8 +369,8 @@ def _ghost() -> Target:
 
 
 @pytest.fixture(scope="module")
-def estate(database: Database) -> Estate:
-    world = World(database)
+def estate(database: Database, runtime: Runtime) -> Estate:
+    world = World(runtime)
     a = _populate(world, database, "a")
     b = _populate(world, database, "b")
     keys = {role: world.key(role, a.tenant) for role in ROLES}

@@ -185,9 +185,9 @@ def _scene(
         world.endpoints(tenant, workspace or "", [endpoint])
     key_id = key_id_of(database, world.key("reader", tenant)) if "{key_id}" in template else ""
     if template.endswith("/retention-policy") and method in ("get", "delete"):
-        add_retention_policy(database, tenant, workspace)
+        add_retention_policy(world.rt, tenant, workspace)
     elif template.endswith("/policy") and method in ("get", "delete"):
-        add_policy(database, tenant, workspace, endpoint)
+        add_policy(world.rt, tenant, workspace, endpoint)
     operation_id = ""
     if "{operation_id}" in template:
         workspace = workspace or world.workspace(tenant)

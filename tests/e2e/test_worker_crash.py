@@ -154,10 +154,7 @@ def test_a_worker_killed_mid_operation_is_resumed_without_a_duplicate_patch(
     rt = fast_runtime(settings, database, fresh_emulator)
     w = wire(world, rt, box)
     _discover(rt, w.workspace_id)
-    with rt.uow() as uow:
-        policies.put_policy(
-            uow, CLI, w.tenant, None, None, {"app_insights": True}, None, max_attempts=5
-        )
+    policies.put_policy(rt, CLI, w.tenant, None, None, {"app_insights": True}, None, max_attempts=5)
     log = tmp_path / "workers.log"
     with _explained(rt, w.tenant_id, fresh_emulator, log):
         first = _worker(database, fresh_emulator, log, w.tenant_id)
@@ -209,17 +206,16 @@ def test_a_worker_killed_mid_deployment_update_follows_the_async_operation_witho
     rt = fast_runtime(settings, database, fresh_emulator, call_timeout_s=10.0)
     w = wire(world, rt, box)
     _discover(rt, w.workspace_id)
-    with rt.uow() as uow:
-        policies.put_policy(
-            uow,
-            CLI,
-            w.tenant,
-            None,
-            None,
-            {"app_insights": True, "model_data_collection": True},
-            None,
-            max_attempts=5,
-        )
+    policies.put_policy(
+        rt,
+        CLI,
+        w.tenant,
+        None,
+        None,
+        {"app_insights": True, "model_data_collection": True},
+        None,
+        max_attempts=5,
+    )
     log = tmp_path / "workers.log"
     with _explained(rt, w.tenant_id, fresh_emulator, log):
         first = _worker(database, fresh_emulator, log, w.tenant_id)

@@ -21,7 +21,8 @@ from service.config import LogQuerySettings
 from service.domain.budget import GRANTED, WAITING, BudgetState, Limits
 from service.errors import TooManyRequests
 from service.ports import BudgetStore, CoordinationUnavailable
-from service.services.query_shaping import Coalescer, Codec, MemoryBudgetStore, TrafficShaper
+from service.services.coalescing import Coalescer, Codec
+from service.services.query_shaping import MemoryBudgetStore, TrafficShaper
 from tests.support.redis import free_port
 
 Handles = Callable[[], BudgetStore]  # each call: another process's handle on the same store

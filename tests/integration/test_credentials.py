@@ -29,7 +29,7 @@ from service.config import PROJECT_ROOT, Settings
 from service.db.session import Database
 from service.errors import LoginRequired
 from service.logs import RedactingFilter
-from service.services.credentials import tenant_credential
+from service.services.azure_credentials import tenant_credential
 from service.services.runtime import Runtime
 from tests.support.api import ApiClient, World, new_guid
 from tests.support.certs import self_signed_pem
@@ -411,7 +411,7 @@ def test_device_code_sign_in_end_to_end_then_a_second_process_refreshes_silently
     script = (
         "import sys; from service.bootstrap import build_runtime;"
         "from service.config import Settings, AzureSettings;"
-        "from service.services.credentials import tenant_credential;"
+        "from service.services.azure_credentials import tenant_credential;"
         f"s = Settings(database_url={settings.database_url!r},"
         f" credential_keys={settings.credential_keys!r},"
         f" azure=AzureSettings(authority_host={settings.azure.authority_host!r},"
@@ -728,7 +728,7 @@ def test_key_rotation_re_encrypts_so_the_old_key_can_go(
 ) -> None:
     from cryptography.fernet import Fernet
 
-    from service.services.credentials import reencrypt_all
+    from service.services.azure_credentials import reencrypt_all
 
     slug = tenant_for(world, sandbox)
     put_secret_credential(api, admin_key, slug, sandbox.client_id, sandbox.client_secret)

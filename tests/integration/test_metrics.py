@@ -14,8 +14,8 @@ from service.config import Settings
 from service.db.models import Tenant
 from service.db.session import Database
 from service.services import audit_queue
-from service.services.reconciler import Reconciler
 from service.services.runtime import Runtime
+from service.worker.reconciler import Reconciler
 from tests.integration.log_support import wire
 from tests.support.api import ApiClient, World
 from tests.support.reconcile import add_policy, fast_runtime, operations_of, run_until, settled
@@ -69,7 +69,7 @@ def test_reconcile_sweeps_azure_ml_calls_and_operations_show_in_metrics(
     rt = fast_runtime(settings, database, emulator)
     wired_ws = wire_ml(world, rt, sandbox)
     sandbox.add_service("metered", compute_type="ACI", app_insights_enabled=False)
-    add_policy(database, wired_ws.tenant)
+    add_policy(rt, wired_ws.tenant)
     before = api.get("/metrics").get_data(as_text=True)
     reconciler = Reconciler(rt, only_tenants={wired_ws.tenant_id})
     try:

@@ -13,8 +13,8 @@ import pytest
 from emulator.testing import EmulatorHandle, Sandbox
 from service.config import Settings
 from service.db.session import Database
-from service.services.reconciler import Reconciler
 from service.services.runtime import Runtime
+from service.worker.reconciler import Reconciler
 from tests.api.helpers import Fingerprint, assert_problem
 from tests.support.api import ApiClient, World
 from tests.support.reconcile import Wired, fast_runtime, operations_of, run_until, settled, wire

@@ -16,8 +16,8 @@ from service.db.session import Database
 from service.errors import AzureCallFailed
 from service.services import compliance, discovery, endpoints, policies
 from service.services.pagination import PageRequest
-from service.services.reconciler import Reconciler
 from service.services.runtime import Runtime
+from service.worker.reconciler import Reconciler
 from tests.support.api import World
 from tests.support.reconcile import (
     CLI,
@@ -68,29 +68,26 @@ def reconciler(rt: Runtime, wired: Wired) -> Iterator[Reconciler]:
 
 
 def _put_policy(rt: Runtime, w: Wired, data: dict[str, Any], endpoint: str | None = None) -> Any:
-    with rt.uow() as uow:
-        change, _ = policies.put_policy(
-            uow,
-            CLI,
-            w.tenant,
-            w.workspace if endpoint else None,
-            endpoint,
-            data,
-            None,
-            max_attempts=4,
-        )
+    change, _ = policies.put_policy(
+        rt,
+        CLI,
+        w.tenant,
+        w.workspace if endpoint else None,
+        endpoint,
+        data,
+        None,
+        max_attempts=4,
+    )
     return change
 
 
 def _targets(rt: Runtime, w: Wired) -> dict[str, Any]:
-    with rt.uow() as uow:
-        page = endpoints.list_endpoints(uow, CLI, w.tenant, w.workspace, PageRequest(200, None))
+    page = endpoints.list_endpoints(rt, CLI, w.tenant, w.workspace, PageRequest(200, None))
     return {e.name: e for e in page.items}
 
 
 def _offenders(rt: Runtime, w: Wired) -> dict[str, tuple[str | None, str, str | None]]:
-    with rt.uow() as uow:
-        report = compliance.tenant_compliance(uow, CLI, w.tenant)
+    report = compliance.tenant_compliance(rt, CLI, w.tenant)
     return {
         o.endpoint: (o.kind, o.compliance.value, o.reason)
         for ws in report.workspaces

@@ -17,7 +17,7 @@ from service.config import Settings
 from service.db.models import Endpoint, Operation, WorkspaceSync
 from service.db.session import Database
 from service.services import discovery, policies
-from service.services.reconciler import Reconciler
+from service.worker.reconciler import Reconciler
 from tests.support.api import ApiClient, World
 from tests.support.reconcile import CLI, Wired, fast_runtime, wire
 
@@ -31,10 +31,8 @@ def _fleet(
         sandbox.add_service(name, compute_type="AKS", app_insights_enabled=False)
     rt = fast_runtime(settings, database, emulator)
     w = wire(world, rt, sandbox)
-    with rt.uow() as uow:  # a policy first, so that the first discovery also queues operations
-        policies.put_policy(
-            uow, CLI, w.tenant, None, None, {"app_insights": True}, None, max_attempts=3
-        )
+    # a policy first, so that the first discovery also queues operations
+    policies.put_policy(rt, CLI, w.tenant, None, None, {"app_insights": True}, None, max_attempts=3)
     # The listings take a while, so that the racers' database work overlaps.
     emulator.add_fault(
         "latency", "mms.services_list", subscription_id=sandbox.subscription_id, latency_s=0.3

@@ -21,8 +21,8 @@ from service.db.types import utcnow
 from service.errors import ServiceError
 from service.services import discovery
 from service.services.discovery_due import discover_soon
-from service.services.reconciler import Reconciler
 from service.services.runtime import Runtime
+from service.worker.reconciler import Reconciler
 from tests.support.api import ApiClient, World, new_guid
 from tests.support.reconcile import fast_runtime, run_until
 

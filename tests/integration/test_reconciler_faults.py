@@ -11,8 +11,8 @@ from emulator.testing import EmulatorHandle, Sandbox
 from service.config import Settings
 from service.db.session import Database
 from service.services import compliance, credentials, discovery, operations, policies
-from service.services.reconciler import Reconciler
 from service.services.runtime import Runtime
+from service.worker.reconciler import Reconciler
 from tests.support.api import World
 from tests.support.reconcile import (
     CLI,
@@ -53,16 +53,12 @@ def _drifted(
     assert reconciler.only_tenants is not None
     reconciler.only_tenants.add(w.tenant_id)
     discovery.discover(rt, w.workspace_id)
-    with rt.uow() as uow:
-        policies.put_policy(
-            uow, CLI, w.tenant, None, None, {"app_insights": True}, None, max_attempts=4
-        )
+    policies.put_policy(rt, CLI, w.tenant, None, None, {"app_insights": True}, None, max_attempts=4)
     return w
 
 
 def _compliance_of(rt: Runtime, w: Wired, name: str = "svc") -> str:
-    with rt.uow() as uow:
-        report = compliance.tenant_compliance(uow, CLI, w.tenant)
+    report = compliance.tenant_compliance(rt, CLI, w.tenant)
     states = {o.endpoint: o.compliance.value for ws in report.workspaces for o in ws.offenders}
     return states.get(name, "compliant")
 
@@ -165,8 +161,7 @@ def test_a_failed_azure_operation_fails_the_operation_until_an_operator_applies_
     # A sweep does not hammer a failing endpoint; an operator's apply does try again.
     discovery.discover(rt, w.workspace_id)
     assert len(operations_of(rt, w.tenant_id)) == 1
-    with rt.uow() as uow:
-        operations.apply(uow, CLI, w.tenant, max_attempts=4)
+    operations.apply(rt, CLI, w.tenant, max_attempts=4)
     run_until(reconciler, lambda: settled(rt, w.tenant_id))
     assert [o.state for o in operations_of(rt, w.tenant_id)] == ["failed", "succeeded"]
     assert _compliance_of(rt, w) == "compliant"
@@ -176,15 +171,14 @@ def test_a_rejected_credential_fails_the_operation_and_makes_compliance_unknown(
     world: World, rt: Runtime, box: Sandbox, reconciler: Reconciler
 ) -> None:
     w = _drifted(world, rt, box, reconciler)
-    with rt.uow() as uow:  # someone rotates the secret in Entra and pastes a wrong one here
-        credentials.put_credential(
-            rt,
-            uow,
-            CLI,
-            w.tenant,
-            {"kind": "service_principal", "client_id": box.client_id, "client_secret": "wrong"},
-            None,
-        )
+    # someone rotates the secret in Entra and pastes a wrong one here
+    credentials.put_credential(
+        rt,
+        CLI,
+        w.tenant,
+        {"kind": "service_principal", "client_id": box.client_id, "client_secret": "wrong"},
+        None,
+    )
     run_until(reconciler, lambda: settled(rt, w.tenant_id))
     (op,) = operations_of(rt, w.tenant_id)
     assert op.state == "failed"

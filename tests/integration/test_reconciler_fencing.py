@@ -20,9 +20,9 @@ from service.db.session import Database
 from service.db.types import utcnow
 from service.errors import AzureCallFailed
 from service.services import credentials, leases, policies
-from service.services.reconciler import Reconciler
 from service.services.rollouts import rollout_group, take_slot
 from service.services.runtime import Runtime
+from service.worker.reconciler import Reconciler
 from tests.support.api import World, new_guid
 from tests.support.fake_ml import FakeIdentity, FakeMl
 from tests.support.reconcile import CLI, FAST, operations_of, run_until, settled
@@ -54,20 +54,17 @@ class Queued:
 def _queued(world: World, rt: Runtime, fake: FakeMl, *, max_attempts: int = 3) -> Queued:
     """A tenant whose policy wants App Insights, one service without it, one queued operation."""
     tenant = world.tenant()
-    with rt.uow() as uow:
-        credentials.put_credential(
-            rt,
-            uow,
-            CLI,
-            tenant,
-            {"kind": "service_principal", "client_id": new_guid(), "client_secret": "s" * 20},
-            None,
-        )
+    credentials.put_credential(
+        rt,
+        CLI,
+        tenant,
+        {"kind": "service_principal", "client_id": new_guid(), "client_secret": "s" * 20},
+        None,
+    )
     world.workspace(tenant)
-    with rt.uow() as uow:
-        policies.put_policy(
-            uow, CLI, tenant, None, None, {"app_insights": True}, None, max_attempts=max_attempts
-        )
+    policies.put_policy(
+        rt, CLI, tenant, None, None, {"app_insights": True}, None, max_attempts=max_attempts
+    )
     fake.add("svc")
     with rt.uow() as uow:
         t = uow.session.scalars(select(Tenant).where(Tenant.slug == tenant)).one()
@@ -353,12 +350,10 @@ def test_cancelling_a_running_operation_closes_its_attempt_and_fences_it_off(
 
     q = _queued(world, rt, fake)
     (claim,) = leases.claim(rt, "worker", 1, only_tenants={q.tenant_id})
-    with rt.uow() as uow:
-        view = operations.cancel_operation(uow, CLI, q.operation_id)
+    view = operations.cancel_operation(rt, CLI, q.operation_id)
     assert view.state == "cancelled"
     assert not leases.renew(rt, claim, "worker")
-    with rt.uow() as uow:
-        detail = operations.get_operation(uow, CLI, q.operation_id)
+    detail = operations.get_operation(rt, CLI, q.operation_id)
     assert [(a.fencing_token, a.outcome, a.charged) for a in detail.history] == [
         (1, "cancelled", False)
     ]

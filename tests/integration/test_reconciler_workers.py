@@ -15,7 +15,7 @@ from service.db.models import Operation
 from service.db.session import Database
 from service.db.types import utcnow
 from service.services import discovery, leases, policies
-from service.services.reconciler import Reconciler
+from service.worker.reconciler import Reconciler
 from tests.support.api import World
 from tests.support.reconcile import CLI, fast_runtime, operations_of, settled, wire
 
@@ -37,10 +37,9 @@ def test_two_claimers_never_take_the_same_operation(
     rts = [fast_runtime(settings, database, fresh_emulator, tenant_concurrency=100) for _ in "ab"]
     w = wire(world, rts[0], box)
     discovery.discover(rts[0], w.workspace_id)
-    with rts[0].uow() as uow:
-        change, _ = policies.put_policy(
-            uow, CLI, w.tenant, None, None, {"app_insights": True}, None, max_attempts=3
-        )
+    change, _ = policies.put_policy(
+        rts[0], CLI, w.tenant, None, None, {"app_insights": True}, None, max_attempts=3
+    )
     assert len(change.operations) == 40
     taken: dict[str, list[str]] = {"a": [], "b": []}
     start = threading.Barrier(2)
@@ -73,10 +72,9 @@ def test_two_workers_share_the_queue_within_the_tenant_cap_and_the_write_budget(
     rts = [fast_runtime(settings, database, fresh_emulator, **caps) for _ in "ab"]
     w = wire(world, rts[0], box)
     discovery.discover(rts[0], w.workspace_id)
-    with rts[0].uow() as uow:
-        policies.put_policy(
-            uow, CLI, w.tenant, None, None, {"app_insights": True}, None, max_attempts=3
-        )
+    policies.put_policy(
+        rts[0], CLI, w.tenant, None, None, {"app_insights": True}, None, max_attempts=3
+    )
 
     stop = threading.Event()
     peak = 0

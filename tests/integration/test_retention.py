@@ -18,8 +18,8 @@ from emulator.testing import EmulatorHandle, Sandbox, unique_name
 from service.config import Settings
 from service.db.models import Workspace
 from service.db.session import Database
-from service.services.reconciler import Reconciler
 from service.services.runtime import Runtime
+from service.worker.reconciler import Reconciler
 from tests.api.helpers import Fingerprint, assert_problem
 from tests.support.api import ApiClient, World
 from tests.support.azurite import azurite  # noqa: F401 - the fixture

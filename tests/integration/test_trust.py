@@ -24,8 +24,8 @@ from service.db.session import Database
 from service.errors import WrongTenantToken
 from service.ports import CredentialSpec
 from service.services import audit_queue
-from service.services.reconciler import Reconciler
 from service.services.runtime import Runtime
+from service.worker.reconciler import Reconciler
 from tests.api.helpers import Fingerprint
 from tests.integration.log_support import wire
 from tests.support.api import ApiClient, World, new_guid, unique

@@ -105,13 +105,16 @@ def new_guid() -> str:
 class World:
     """Builds test data through the use cases (as the CLI would), each object uniquely named."""
 
-    db: Database
+    rt: Runtime
+
+    @property
+    def db(self) -> Database:
+        return self.rt.database
 
     def key(self, role: str = "admin", tenant: str | None = None) -> str:
-        with self.db.unit_of_work() as uow:
-            created = api_keys.create_api_key(
-                uow, CLI, {"name": unique("key"), "role": role, "tenant": tenant}, b""
-            )
+        created = api_keys.create_api_key(
+            self.rt, CLI, {"name": unique("key"), "role": role, "tenant": tenant}
+        )
         return created.secret
 
     def tenant(self, **overrides: Any) -> str:
@@ -121,8 +124,7 @@ class World:
             "entra_tenant_id": new_guid(),
             **overrides,
         }
-        with self.db.unit_of_work() as uow:
-            return tenants.create_tenant(uow, CLI, data).slug
+        return tenants.create_tenant(self.rt, CLI, data).slug
 
     def azure_tenant(self, box: Any, **overrides: Any) -> str:
         """A tenant for an emulator sandbox's Entra tenant, with its service principal stored as
@@ -157,8 +159,7 @@ class World:
             "workspace_name": unique("mlw")[:30],
             **overrides,
         }
-        with self.db.unit_of_work() as uow:
-            return workspaces.create_workspace(uow, CLI, tenant, data).slug
+        return workspaces.create_workspace(self.rt, CLI, tenant, data).slug
 
     def delegated_credential(self, tenant: str, client_id: str | None = None) -> str:
         """A delegated credential (no one signed in) and one finished device login; its id."""
@@ -277,8 +278,8 @@ def api(app: Flask) -> Iterator[ApiClient]:
 
 
 @pytest.fixture
-def world(database: Database) -> World:
-    return World(database)
+def world(runtime: Runtime) -> World:
+    return World(runtime)
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from service.db.session import Database
 from service.domain.access import CLI_PRINCIPAL
 from service.services import credentials
 from service.services.context import CallContext
-from service.services.reconciler import Reconciler
 from service.services.runtime import Runtime
+from service.worker.reconciler import Reconciler
 from tests.support.api import World, emulator_azure_settings
 
 CLI = CallContext(CLI_PRINCIPAL)
@@ -68,19 +68,17 @@ class Wired:
 def wire(world: World, rt: Runtime, box: Sandbox, *, secret: str | None = None) -> Wired:
     """A service tenant + credential + workspace for the sandbox's AML workspace."""
     tenant = world.tenant(entra_tenant_id=box.tenant_id)
-    with rt.uow() as uow:
-        credentials.put_credential(
-            rt,
-            uow,
-            CLI,
-            tenant,
-            {
-                "kind": "service_principal",
-                "client_id": box.client_id,
-                "client_secret": secret or box.client_secret,
-            },
-            None,
-        )
+    credentials.put_credential(
+        rt,
+        CLI,
+        tenant,
+        {
+            "kind": "service_principal",
+            "client_id": box.client_id,
+            "client_secret": secret or box.client_secret,
+        },
+        None,
+    )
     workspace = world.workspace(
         tenant,
         subscription_id=box.subscription_id,
@@ -123,29 +121,27 @@ def run_until(
 
 
 def add_policy(
-    db: Database, tenant: str, workspace: str | None = None, endpoint: str | None = None
+    rt: Runtime, tenant: str, workspace: str | None = None, endpoint: str | None = None
 ) -> None:
     """A policy at the scope named (through the use case, as an operator would)."""
     from service.services import policies
 
-    with db.unit_of_work() as uow:
-        policies.put_policy(
-            uow, CLI, tenant, workspace, endpoint, {"app_insights": True}, None, max_attempts=3
-        )
+    policies.put_policy(
+        rt, CLI, tenant, workspace, endpoint, {"app_insights": True}, None, max_attempts=3
+    )
 
 
-def add_retention_policy(db: Database, tenant: str, workspace: str | None = None) -> None:
+def add_retention_policy(rt: Runtime, tenant: str, workspace: str | None = None) -> None:
     """A retention policy at the scope named (through the use case, as an operator would)."""
-    from service.services import retention
+    from service.services import retention_policies
 
     storage = (
         "/subscriptions/0f6c2a1e-1b2c-4d3e-8f4a-5b6c7d8e9f01/resourceGroups/rg/providers/"
         "Microsoft.Storage/storageAccounts/keepsa"
     )
-    with db.unit_of_work() as uow:
-        retention.put_retention_policy(
-            uow, CLI, tenant, workspace, {"destination_resource_id": storage}, None, max_attempts=3
-        )
+    retention_policies.put_retention_policy(
+        rt, CLI, tenant, workspace, {"destination_resource_id": storage}, None, max_attempts=3
+    )
 
 
 def add_operation(db: Database, tenant: str, workspace: str, endpoint: str) -> str:

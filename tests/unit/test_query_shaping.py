@@ -15,7 +15,8 @@ from service.config import LogQuerySettings
 from service.domain.budget import GRANTED, KEY_QUEUE, RATE, WAITING, BudgetState, Limits
 from service.errors import TooManyRequests
 from service.ports import CoordinationUnavailable
-from service.services.query_shaping import Coalescer, MemoryBudgetStore, TrafficShaper
+from service.services.coalescing import Coalescer
+from service.services.query_shaping import MemoryBudgetStore, TrafficShaper
 
 
 class Clock:

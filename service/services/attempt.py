@@ -1,0 +1,328 @@
+"""One attempt of an operation: the reconciler's decisions, run by a worker thread.
+
+An attempt of an ``apply_policy`` operation:
+
+1. if a previous attempt (maybe another worker's, before a crash) started an Azure operation,
+   follow that one instead of writing again;
+2. read the service; if it is mid-operation, wait; if it already matches the effective policy,
+   succeed without writing (re-applying is idempotent anyway: PATCH replaces a value);
+3. reserve a slot of the subscription's write budget, ``update(...)``, store the Azure
+   operation id (lease-guarded), poll it ourselves, then re-read the service to confirm.
+
+The worker (``service.worker.reconciler``) owns the lease the attempt runs under: the attempt
+calls ``lease.keep()`` before every Azure call, ``lease.keep_for_write()`` right before a write
+(THE fence: an attempt whose lease was taken over never sends one) and ``lease.wait()`` to
+sleep. A write that got no answer in time may still be applied: the attempt keeps its lease and
+waits for that call to end, then follows what it started.
+
+Temporary failures are retried with backoff and jitter honouring Retry-After; reads are retried
+in place when the wait is short; permanent failures end the operation ``failed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from service.db.models import Workspace
+from service.domain.policy import Observed, changes_needed
+from service.domain.retry import RetryPolicy
+from service.domain.states import AttemptEnd
+from service.errors import (
+    AzureCallFailed,
+    AzureRejected,
+    NotFound,
+    ServiceError,
+    WriteOutcomeUnknown,
+    azure_answer,
+    is_temporary,
+    server_retry_after_s,
+)
+from service.ports import MlTarget, ServiceSnapshot
+from service.services import leases, retention_apply
+from service.services.discovery import target_of
+from service.services.leases import Claim
+from service.services.outcomes import Outcome
+from service.services.planning import PolicyIndex
+from service.services.rollouts import rollout_group, take_slot
+from service.services.runtime import Runtime
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+IN_PLACE_RETRY_MAX_S = 5.0  # a read is retried in the same attempt when the wait is this short
+READ_TRIES = 4
+
+
+class Stopping(Exception):
+    """The worker is stopping: hand the lease back."""
+
+
+class LeaseLost(Exception):
+    """The attempt's fencing token is no longer current (taken over, or cancelled)."""
+
+
+class Abandon(Exception):
+    """Stopping while a write of this attempt may still be sent: keep the lease until exit."""
+
+
+class AttemptLease(Protocol):
+    """The worker's hold on the operation an attempt runs (``service.worker.reconciler``).
+
+    ``keep`` renews when due (always with ``now``, storing ``changes``), ``keep_for_write``
+    renews so that the lease outlasts a write's call deadline, ``wait`` sleeps keeping it. They
+    raise :class:`LeaseLost` once the lease is not the attempt's, ``wait`` :class:`Stopping`
+    when the worker stops.
+    """
+
+    claim: Claim
+    azure_operation_id: str | None
+
+    def keep(self, *, now: bool = False, **changes: Any) -> None: ...
+
+    def keep_for_write(self) -> None: ...
+
+    def wait(self, seconds: float) -> None: ...
+
+
+def run_attempt(
+    rt: Runtime, claim: Claim, lease: AttemptLease, worker_id: str, stopping: threading.Event
+) -> Outcome:
+    """Run one attempt of ``claim`` to its outcome (never raises for a failure of the work)."""
+    retry = RetryPolicy(
+        rt.settings.reconciler.retry_base_s,
+        rt.settings.reconciler.retry_max_s,
+        rt.settings.reconciler.max_attempts,
+    )
+    try:
+        return _Attempt(rt, claim, lease, worker_id, stopping, retry).run()
+    except Stopping:
+        return Outcome(AttemptEnd.RELEASED, keep_azure_operation=True)
+    except LeaseLost:
+        return Outcome(AttemptEnd.LOST)
+    except Abandon:
+        return Outcome(AttemptEnd.ABANDONED)
+    except ServiceError as exc:
+        temporary = is_temporary(exc)
+        retry_after = server_retry_after_s(exc)
+        status, code = azure_answer(exc)
+        # Keep any Azure operation id: the next attempt follows it instead of writing again.
+        return Outcome(
+            AttemptEnd.RETRY if temporary else AttemptEnd.FAILED,
+            exc.detail[:1000],
+            retry.delay_s(claim.attempts, retry_after),
+            keep_azure_operation=True,
+            azure_status=status,
+            azure_code=code,
+            retry_after_s=retry_after,
+        )
+    except Exception as exc:
+        log.exception("operation %s crashed", claim.id)
+        return Outcome(AttemptEnd.FAILED, f"internal error ({type(exc).__name__})")
+
+
+class _Attempt:
+    def __init__(
+        self,
+        rt: Runtime,
+        claim: Claim,
+        lease: AttemptLease,
+        worker_id: str,
+        stopping: threading.Event,
+        retry: RetryPolicy,
+    ) -> None:
+        self.rt = rt
+        self.cfg = rt.settings.reconciler
+        self.claim = claim
+        self.lease = lease
+        self.worker_id = worker_id
+        self.stopping = stopping
+        self.retry = retry
+
+    def run(self) -> Outcome:
+        claim, lease = self.claim, self.lease
+        if retention_apply.is_export_operation(claim):
+            return self._export_attempt()
+        ws, target = self._target()
+        name = claim.endpoint_name
+        if claim.azure_operation_id:
+            followed = self._follow(target, claim.azure_operation_id)
+            if followed is not None:
+                return followed
+        snapshot = self._read(lambda: self.rt.ml.get_service(target, name))
+        if snapshot is None:
+            return Outcome(AttemptEnd.CANCELLED, "the endpoint no longer exists in Azure")
+        if snapshot.in_progress:
+            # Someone's update (maybe ours, from an attempt that died before saving its id)
+            # is running: writing now would collide. Look again shortly.
+            return Outcome(
+                AttemptEnd.RETRY,
+                "an update is in progress on the service",
+                self.cfg.poll_interval_s,
+                refund=True,
+                snapshot=snapshot,
+            )
+        changes = self._changes(snapshot)
+        if not changes:
+            return Outcome(AttemptEnd.SUCCEEDED, snapshot=snapshot)
+        waiting = self._rollout_slot(snapshot)
+        if waiting is not None:
+            return waiting
+        wait_s = leases.reserve_write(self.rt, ws.subscription_id)
+        if wait_s > 0:
+            self.rt.meter.throttle_wait("subscription_writes")
+        lease.wait(wait_s)
+        # THE fence: renewed with this attempt's token right before the write, so an attempt
+        # that lost its lease (taken over, or cancelled) never sends one.
+        lease.keep_for_write()
+        try:
+            operation_id = self.rt.ml.start_update(
+                target,
+                name,
+                app_insights=changes.get("app_insights"),
+                model_data_collection=changes.get("model_data_collection"),
+                expected_version=snapshot.version,
+            )
+        except WriteOutcomeUnknown as unanswered:
+            operation_id = self._settle(unanswered)
+        lease.azure_operation_id = operation_id
+        lease.keep(now=True, azure_operation_id=operation_id, desired=changes)
+        followed = self._follow(target, operation_id)
+        assert followed is not None
+        return followed
+
+    def _export_attempt(self) -> Outcome:
+        """A retention (data export rule) operation: its own module does the work, waiting and
+        fencing each write through this attempt's lease."""
+        state, error = retention_apply.attempt(
+            self.rt, self.claim, pause=self.lease.wait, fence=self.lease.keep_for_write
+        )
+        delay = self.retry.delay_s(self.claim.attempts) if state == AttemptEnd.RETRY else 0.0
+        return Outcome(state, error, delay)
+
+    def _settle(self, unanswered: WriteOutcomeUnknown) -> str:
+        """Wait for a write that got no answer in time to end, keeping the lease meanwhile: it
+        may still reach Azure, so no other attempt may start. Returns the operation it started,
+        or raises the error it ended with (the next attempt observes before writing again)."""
+        claim_id = self.claim.id
+        log.warning("operation %s: %s; waiting for it to end", claim_id, unanswered.detail)
+        deadline = time.monotonic() + self.cfg.operation_timeout_s
+        step = min(self.cfg.poll_interval_s, self.cfg.lease_s / 6)
+        while True:
+            operation_id = unanswered.settle(step)
+            if operation_id is not None:
+                return operation_id
+            if time.monotonic() > deadline:
+                raise AzureRejected(
+                    "the update got no answer within "
+                    f"{self.cfg.operation_timeout_s:g} s; whether Azure applied it is unknown"
+                )
+            if self.stopping.is_set():
+                raise Abandon
+            try:
+                self.lease.keep()
+            except LeaseLost:
+                log.error("operation %s: lease lost while its write may still be sent", claim_id)
+                raise
+            except ServiceError as exc:  # the database, briefly: keep waiting and renewing
+                log.warning("operation %s: could not renew the lease: %s", claim_id, exc.detail)
+
+    def _follow(self, target: MlTarget, operation_id: str) -> Outcome | None:
+        """Poll an Azure operation to its end, then confirm by re-reading the service.
+
+        None when the operation is unknown to Azure (then the attempt starts over).
+        """
+        deadline = time.monotonic() + self.cfg.operation_timeout_s
+        name = self.claim.endpoint_name
+        while True:
+            try:
+                status = self._read(lambda: self.rt.ml.operation_status(target, name, operation_id))
+            except NotFound:
+                return None
+            if status.state == "failed":
+                return Outcome(AttemptEnd.FAILED, f"the Azure operation failed: {status.error}")
+            if status.state == "succeeded":
+                break
+            if time.monotonic() > deadline:
+                return Outcome(
+                    AttemptEnd.FAILED,
+                    f"the Azure operation did not finish within {self.cfg.operation_timeout_s:g} s",
+                )
+            self.lease.wait(self.cfg.poll_interval_s)
+        snapshot = self._read(lambda: self.rt.ml.get_service(target, name))
+        if snapshot is None:
+            return Outcome(AttemptEnd.CANCELLED, "the endpoint no longer exists in Azure")
+        if self._changes(snapshot):
+            # Changed again out of band while we worked: level-triggered, so go round again.
+            return Outcome(
+                AttemptEnd.RETRY,
+                "the service still differs after the update",
+                self.retry.delay_s(self.claim.attempts),
+                snapshot=snapshot,
+            )
+        return Outcome(AttemptEnd.SUCCEEDED, snapshot=snapshot)
+
+    def _rollout_slot(self, snapshot: ServiceSnapshot) -> Outcome | None:
+        """Kinds whose change rolls instances wait for a parallel-update slot of their online
+        endpoint (the policy's ``max_parallel_updates``); None when the attempt may write."""
+        claim = self.claim
+        caps = self.rt.ml.capabilities(snapshot.target_kind)
+        if not caps.online or snapshot.online_endpoint is None:
+            return None
+        with self.rt.uow() as uow:
+            limit = (
+                PolicyIndex.load(uow.session, claim.tenant_id)
+                .effective(claim.workspace_id, claim.endpoint_name)
+                .parallel_updates
+            )
+        group = rollout_group(claim.workspace_id, snapshot.online_endpoint)
+        slot = take_slot(self.rt, claim, self.worker_id, group, limit)
+        if slot == "taken":
+            return None
+        if slot == "lost":
+            raise LeaseLost  # fenced like every state change: taken over, or cancelled
+        return Outcome(
+            AttemptEnd.RETRY,
+            f"waiting: {limit} deployment(s) of online endpoint '{snapshot.online_endpoint}' "
+            "are being updated (max_parallel_updates)",
+            self.cfg.poll_interval_s,
+            refund=True,
+            snapshot=snapshot,
+        )
+
+    def _read(self, call: Callable[[], T]) -> T:
+        """A read, retried in place on temporary errors whose wait is short."""
+        for attempt in range(1, READ_TRIES + 1):
+            self.lease.keep()
+            try:
+                return call()
+            except ServiceError as exc:
+                if not is_temporary(exc) or attempt == READ_TRIES:
+                    raise
+                delay = self.retry.delay_s(attempt, server_retry_after_s(exc))
+                if delay > IN_PLACE_RETRY_MAX_S:
+                    raise
+                self.lease.wait(delay)
+        raise AzureCallFailed("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _target(self) -> tuple[Workspace, MlTarget]:
+        with self.rt.uow() as uow:
+            ws = uow.session.get(Workspace, self.claim.workspace_id)
+            if ws is None:
+                raise AzureRejected("the workspace was deleted")
+            uow.session.expunge(ws)
+        return ws, target_of(self.rt, ws)
+
+    def _changes(self, snapshot: ServiceSnapshot) -> dict[str, bool]:
+        """What still differs from the endpoint's effective policy *now* (level-triggered)."""
+        claim = self.claim
+        with self.rt.uow() as uow:
+            policy = PolicyIndex.load(uow.session, claim.tenant_id).effective(
+                claim.workspace_id, claim.endpoint_name
+            )
+        observed = Observed(
+            snapshot.compute_type, snapshot.app_insights_enabled, snapshot.data_collection_enabled
+        )
+        return changes_needed(policy, observed)

@@ -1,0 +1,120 @@
+"""How an attempt of an operation ended, and recording it (fenced by the attempt's lease)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.db.models import Endpoint
+from service.db.types import utcnow
+from service.domain.states import AttemptEnd, AttemptOutcome, OperationState, Recorded
+from service.errors import ServiceError
+from service.ports import ServiceSnapshot
+from service.services import leases
+from service.services.discovery import lock_workspace
+from service.services.leases import AttemptRecord, Claim
+from service.services.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """How an attempt ended (see :class:`AttemptEnd`: ``released`` when stopping hands the
+    lease back to another worker, ``lost`` when taken over or cancelled, ``abandoned`` when
+    stopping while a write may still be sent), and what to record."""
+
+    state: AttemptEnd
+    error: str | None = None
+    delay_s: float = 0.0
+    refund: bool = False  # a wait, not a failure: the attempt does not count
+    keep_azure_operation: bool = False
+    snapshot: ServiceSnapshot | None = None
+    azure_status: int | None = None
+    azure_code: str | None = None
+    retry_after_s: float | None = None
+
+
+def record_outcome(
+    rt: Runtime, claim: Claim, worker_id: str, outcome: Outcome, azure_operation_id: str | None
+) -> Recorded:
+    """Record the outcome (while the attempt's fencing token is current); returns the state
+    written, ``lost`` when the token was no longer current, ``unrecorded`` when the database
+    could not be written (see :class:`Recorded`)."""
+    if outcome.state in (AttemptEnd.LOST, AttemptEnd.ABANDONED):
+        return Recorded(outcome.state)  # the new owner (or the one after this process) decides
+    now = utcnow()
+    values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+    charged = True
+    if outcome.state == AttemptEnd.RELEASED:
+        # Handed back: the next claim takes it over at once and this attempt is refunded.
+        values.update(lease_owner=worker_id, lease_expires_at=now - timedelta(seconds=1))
+        values.update(state=OperationState.RUNNING)
+        attempt_outcome, charged = AttemptOutcome.RELEASED, False
+    elif outcome.state == AttemptEnd.RETRY and (
+        outcome.refund or claim.attempts < claim.max_attempts
+    ):
+        values.update(
+            state=OperationState.QUEUED,
+            not_before=now + timedelta(seconds=outcome.delay_s),
+            last_error=outcome.error,
+        )
+        attempt_outcome = AttemptOutcome.RETRY
+        if outcome.refund:
+            values["attempts"] = claim.attempts - 1
+            attempt_outcome, charged = AttemptOutcome.WAITED, False
+        if not outcome.keep_azure_operation:
+            values["azure_operation_id"] = None
+    else:
+        # succeeded, failed or cancelled (a retry past the last attempt fails)
+        final = OperationState(
+            OperationState.FAILED if outcome.state == AttemptEnd.RETRY else outcome.state
+        )
+        values.update(state=final, finished_at=now, last_error=outcome.error)
+        values["rollout_group"] = None
+        attempt_outcome = AttemptOutcome(final)
+    record = AttemptRecord(
+        outcome=attempt_outcome,
+        charged=charged,
+        error=outcome.error,
+        azure_status=outcome.azure_status,
+        azure_code=outcome.azure_code,
+        retry_after_s=outcome.retry_after_s,
+        retry_at=values.get("not_before"),
+        azure_operation_id=azure_operation_id,
+    )
+    try:
+        with leases.write_transaction(rt) as uow:
+            if outcome.snapshot is not None:
+                # Discovery may be recording this workspace: take turns (same lock order).
+                lock_workspace(uow.session, claim.workspace_id)
+            finished = leases.finish(rt, claim, worker_id, uow, record, **values)
+            if finished and outcome.snapshot is not None:
+                _observe(uow.session, claim, outcome.snapshot)
+            uow.commit()
+    except ServiceError as exc:
+        # The lease will expire and another attempt re-reads Azure: nothing is lost.
+        log.warning("could not record the outcome of operation %s: %s", claim.id, exc.detail)
+        return Recorded.UNRECORDED
+    return Recorded(values.get("state", OperationState.RUNNING)) if finished else Recorded.LOST
+
+
+def _observe(session: Session, claim: Claim, snapshot: ServiceSnapshot) -> None:
+    ep = session.scalar(
+        select(Endpoint).where(
+            Endpoint.workspace_id == claim.workspace_id, Endpoint.name == claim.endpoint_name
+        )
+    )
+    if ep is None:
+        return
+    ep.state = snapshot.state
+    ep.app_insights_enabled = snapshot.app_insights_enabled
+    ep.data_collection_enabled = snapshot.data_collection_enabled
+    ep.azure_updated_at = snapshot.updated_at or ep.azure_updated_at
+    ep.observed_at = utcnow()
+    ep.vanished_at = None

@@ -1,0 +1,221 @@
+"""The reconcile loop: level-triggered, idempotent ``reconcile_once()``.
+
+Each tick: poll due device sign-ins, start discovery of due workspaces (which queues drift
+corrections), then lease due operations up to the free threads and the tenants' caps, and run
+each as one attempt (``service.services.attempt``, the decisions) in a thread pool.
+
+Never two attempts of one operation in flight:
+- each attempt holds a fencing token (``Claim.fence``); every state change it makes is
+  conditional on the token, so an attempt whose lease was taken over cannot write anything;
+- the lease is renewed (fenced) before every Azure call once a third of it has passed, while
+  waiting, and always right before a write: a stale attempt never sends one;
+- a tick never claims an operation this worker still runs an attempt of;
+- a write that got no answer in time may still be applied (its call goes on in the background):
+  the attempt keeps its lease and waits for that call to end, then follows what it started;
+  nothing else is written to the service meanwhile, and every attempt observes before writing.
+
+How attempts are charged against ``max_attempts`` (crashes are not): see
+``service.services.leases``. Loops wait on ``stop.wait(interval)``, so stopping is prompt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.domain.states import Recorded
+from service.errors import AzureCallFailed, ServiceError
+from service.metrics import RECONCILE_LAG, RECONCILE_SWEEP
+from service.services import leases, retention
+from service.services.attempt import LeaseLost, Stopping, run_attempt
+from service.services.device_logins import poll_due_device_logins
+from service.services.discovery import discover, due_workspaces
+from service.services.leases import Claim
+from service.services.operations_stats import oldest_due_age_s
+from service.services.outcomes import record_outcome
+from service.services.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TickReport:
+    discoveries: int = 0
+    claimed: int = 0
+    in_flight: int = 0
+    finished: dict[Recorded, int] = field(default_factory=dict)  # attempts ended, by result
+
+
+class _Lease:
+    """One attempt's hold on its operation, renewed with its fencing token.
+
+    ``keep()`` renews when a third of the lease has passed since the last renewal (call it before
+    every Azure call: a call lasts at most half a lease), ``keep(now=True)`` always (before a
+    write); ``wait()`` sleeps while keeping it. Raises ``LeaseLost`` once it is not ours.
+    """
+
+    def __init__(self, reconciler: Reconciler, claim: Claim) -> None:
+        self._rec = reconciler
+        self.claim = claim
+        self._renewed = claim.leased_at or time.monotonic()
+        self.azure_operation_id = claim.azure_operation_id
+
+    def keep(self, *, now: bool = False, **changes: Any) -> None:
+        third = self._rec.cfg.lease_s / 3
+        if not (now or changes) and time.monotonic() - self._renewed < third:
+            return
+        asked = time.monotonic()
+        if not leases.renew(self._rec.rt, self.claim, self._rec.worker_id, **changes):
+            raise LeaseLost
+        self._renewed = asked
+
+    def keep_for_write(self) -> None:
+        """Renew right before a write, so that the lease outlasts the write's call deadline even
+        if the renewal itself was slow (a loaded database); else do not write now."""
+        cfg = self._rec.cfg
+        for _ in range(3):
+            self.keep(now=True)
+            if time.monotonic() - self._renewed < cfg.lease_s - cfg.call_timeout_s:
+                return
+        raise AzureCallFailed("the database is too slow to hold the lease through a write")
+
+    def wait(self, seconds: float) -> None:
+        """Sleep ``seconds`` keeping the lease; ``Stopping`` when the worker stops."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self.keep()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self._rec.stopping.wait(min(left, self._rec.cfg.lease_s / 3)):
+                raise Stopping
+
+
+class Reconciler:
+    """One worker's reconcile loop state (its id, thread pool and in-flight work)."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        worker_id: str | None = None,
+        *,
+        only_tenants: set[str] | None = None,
+    ) -> None:
+        self.rt = rt
+        # None: every tenant. A set limits this worker to those tenants (sharding, tests).
+        self.only_tenants = only_tenants
+        self.cfg = rt.settings.reconciler
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.stopping = threading.Event()
+        self._pool = ThreadPoolExecutor(self.cfg.worker_threads, thread_name_prefix="reconcile")
+        self._in_flight: dict[str, Future[Recorded]] = {}
+        self._discovering: dict[str, Future[None]] = {}
+        self._finished: dict[Recorded, int] = {}
+        self._lock = threading.Lock()
+        self._next_sign_in_poll = 0.0
+
+    def reconcile_once(self) -> TickReport:
+        """One tick; returns at once (operations keep running in the pool)."""
+        started = time.perf_counter()
+        try:
+            return self._tick()
+        finally:
+            RECONCILE_SWEEP.observe(time.perf_counter() - started)
+            with contextlib.suppress(ServiceError):
+                RECONCILE_LAG.set(oldest_due_age_s(self.rt))
+
+    def _tick(self) -> TickReport:
+        report = TickReport()
+        self._reap()
+        if self.stopping.is_set():
+            return report
+        if time.monotonic() >= self._next_sign_in_poll:
+            # Device-code polls are due every few seconds at most: not on every busy tick.
+            self._next_sign_in_poll = time.monotonic() + max(1.0, self.cfg.interval_s)
+            try:
+                poll_due_device_logins(self.rt)
+            except Exception:  # a sign-in poll must never stop reconciliation
+                log.warning("polling device sign-ins failed", exc_info=True)
+        slots = max(0, self.cfg.worker_threads - len(self._in_flight))
+        for ws_id in due_workspaces(self.rt, limit=max(1, slots), only_tenants=self.only_tenants):
+            if ws_id not in self._discovering:
+                self._discovering[ws_id] = self._pool.submit(self._discover, ws_id)
+                report.discoveries += 1
+        capacity = self.cfg.worker_threads - len(self._in_flight) - len(self._discovering)
+        # Never claim what an attempt of ours still runs, even when its lease looks expired
+        # (a claim would start a second attempt beside it and lose track of the first).
+        for claim in leases.claim(
+            self.rt,
+            self.worker_id,
+            capacity,
+            only_tenants=self.only_tenants,
+            exclude=set(self._in_flight),
+        ):
+            self._in_flight[claim.id] = self._pool.submit(self._run, claim)
+            report.claimed += 1
+        report.in_flight = len(self._in_flight)
+        with self._lock:
+            report.finished, self._finished = self._finished, {}
+        return report
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick until ``stop`` is set; then hand back what is in flight and return."""
+        while not stop.is_set():
+            try:
+                report = self.reconcile_once()
+                busy = report.claimed or report.discoveries
+            except ServiceError as exc:  # e.g. the database is briefly unavailable
+                log.warning("reconcile tick failed: %s", exc.detail)
+                busy = False
+            stop.wait(0.05 if busy else self.cfg.interval_s)
+        self.close()
+
+    def drain(self, timeout_s: float | None = None) -> None:
+        """Wait for everything in flight (tests and benchmarks)."""
+        pending: list[Future[Any]] = [*self._in_flight.values(), *self._discovering.values()]
+        wait(pending, timeout=timeout_s)
+        self._reap()
+
+    def close(self) -> None:
+        """Graceful stop: attempts hand their leases back at their next wait, then return."""
+        self.stopping.set()
+        self._pool.shutdown(wait=True)
+        self._reap()
+
+    def _reap(self) -> None:
+        for key, future in list(self._in_flight.items()):
+            if future.done():
+                del self._in_flight[key]
+        for key, done in list(self._discovering.items()):
+            if done.done():
+                del self._discovering[key]
+
+    def _discover(self, workspace_id: str) -> None:
+        try:
+            discover(self.rt, workspace_id)
+        except ServiceError as exc:
+            log.info("discovery of workspace %s failed: %s", workspace_id, exc.code)
+        except Exception:
+            log.exception("discovery of workspace %s crashed", workspace_id)
+        try:
+            retention.discover_exports(self.rt, workspace_id)
+        except ServiceError as exc:
+            log.info("export rule discovery of workspace %s failed: %s", workspace_id, exc.code)
+        except Exception:
+            log.exception("export rule discovery of workspace %s crashed", workspace_id)
+
+    def _run(self, claim: Claim) -> Recorded:
+        lease = _Lease(self, claim)
+        outcome = run_attempt(self.rt, claim, lease, self.worker_id, self.stopping)
+        recorded = record_outcome(self.rt, claim, self.worker_id, outcome, lease.azure_operation_id)
+        with self._lock:
+            self._finished[recorded] = self._finished.get(recorded, 0) + 1
+        return recorded

@@ -316,6 +316,11 @@ class MlControlPlane(Protocol):
         """The last ``tail`` lines of the service's container logs."""
         ...
 
+    def telemetry_roles(self, target: MlTarget, online_endpoint: str) -> dict[str, str | None]:
+        """Every deployment of an online endpoint -> the SERVICE_NAME its environment variables
+        set (None when unset): the role name its records carry (``telemetry_views``)."""
+        ...
+
 
 # -- coordination between the processes and replicas of a deployment --------------------------
 class CoordinationUnavailable(Exception):

@@ -48,6 +48,7 @@ from service.adapters.client_cache import ClientCache, close_quietly
 from service.adapters.identity import map_identity_error
 from service.config import AzureSettings
 from service.domain.targets import deployment_target, online_kind, split_target
+from service.domain.telemetry_views import ROLE_VARIABLE
 from service.errors import (
     AzureCallFailed,
     AzureRejected,
@@ -161,6 +162,20 @@ class AzureOnlineDeployments:
         endpoint, deployment = _split(name)
         doc = self._get(target, endpoint, deployment)
         return None if doc is None else _snapshot(endpoint, doc, None)
+
+    def telemetry_roles(self, target: MlTarget, online_endpoint: str) -> dict[str, str | None]:
+        _, arm, _ = self._clients_for(target)
+        docs = self._call(
+            "list online deployments",
+            lambda: [
+                _plain(d)
+                for d in arm.online_deployments.list(
+                    target.resource_group, target.workspace_name, online_endpoint
+                )
+            ],
+        )
+        env = [(d.get("properties") or {}).get("environmentVariables") or {} for d in docs]
+        return {str(d.get("name")): e.get(ROLE_VARIABLE) for d, e in zip(docs, env, strict=True)}
 
     def get_logs(self, target: MlTarget, name: str, tail: int) -> str:
         endpoint, deployment = _split(name)

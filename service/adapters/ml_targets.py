@@ -68,5 +68,8 @@ class MlTargets:
         status: AzureOperationStatus = self._for(name).operation_status(target, name, operation_id)
         return status
 
+    def telemetry_roles(self, target: MlTarget, online_endpoint: str) -> dict[str, str | None]:
+        return self.v2.telemetry_roles(target, online_endpoint)
+
     def get_logs(self, target: MlTarget, name: str, tail: int) -> str:
         return str(self._for(name).get_logs(target, name, tail))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -166,10 +167,21 @@ def main() -> int:
     admin = requests.Session()
     admin.verify = ca
     try:
-        return _run(args, work, rows, url, ca, admin)
+        return _run(args, work, rows, url, ca, admin, proc.pid)
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of another process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _run(
@@ -179,6 +191,7 @@ def _run(
     url: str,
     ca: str,
     admin: requests.Session,
+    emulator_pid: int,
 ) -> int:
     from cryptography.fernet import Fernet
 
@@ -277,6 +290,9 @@ def _run(
             fault_ids.append(r.json()["id"])
 
     reconciler = Reconciler(rt, "bench")
+    admin.delete(f"{url}/_admin/requests").raise_for_status()  # count the run's calls only
+    cpu_before = _cpu_s()
+    emulator_before = _process_cpu_s(emulator_pid)
     started = last_print = time.monotonic()
     total = args.endpoints + args.online
     while time.monotonic() - started < 1800:
@@ -294,7 +310,13 @@ def _run(
                 break
         time.sleep(0.2)
     elapsed = time.monotonic() - started
+    service_cpu = _cpu_s() - cpu_before
+    emulator_cpu = _process_cpu_s(emulator_pid) - emulator_before
     reconciler.close()
+    calls = {
+        route: len(admin.get(f"{url}/_admin/requests", params={"route": route}).json()["value"])
+        for route in ["mms.", *(ONLINE_ROUTES if args.online else [])]
+    }
     states = _states(rt)
     done, failed = states.get("succeeded", 0), states.get("failed", 0)
     for error in _errors(rt):
@@ -332,6 +354,17 @@ def _run(
         f"baseline: sequential_per_endpoint_s={per_endpoint:.2f} "
         f"sequential_per_online_deployment_s={per_online:.2f} (samples of "
         f"{args.baseline_sample}) extrapolated_total_s={baseline_total:.0f}"
+    )
+    print(
+        f"cpu: service_ms_per_target={1000 * service_cpu / total:.1f} "
+        f"emulator_ms_per_target={1000 * emulator_cpu / total:.1f} "
+        f"(service {service_cpu:.1f} s, emulator {emulator_cpu:.1f} s)"
+    )
+    per_v1 = calls.pop("mms.") / max(1, args.endpoints)
+    per_v2 = {r.split(".", 1)[1]: n / max(1, args.online) for r, n in calls.items()}
+    print(
+        f"calls: mms_per_web_service={per_v1:.2f} "
+        + " ".join(f"{r}_per_deployment={n:.2f}" for r, n in per_v2.items())
     )
     ratio = baseline_total / elapsed
     print(

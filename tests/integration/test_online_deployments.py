@@ -335,3 +335,28 @@ def test_a_deployment_put_without_an_answer_in_time_keeps_its_lease_and_is_never
     puts = fresh_emulator.requests("arm.online_deployment_put")
     assert [e.status for e in puts] == [200]
     assert box.online_deployment("late", "blue")["properties"]["appInsightsEnabled"] is True
+
+
+def test_an_operation_just_started_is_not_polled_before_it_could_have_progressed(
+    rt: Runtime, wired: Wired, fresh_emulator: EmulatorHandle
+) -> None:
+    from service.adapters.azure_ai_ml import FIRST_POLL_AFTER_S
+    from service.services.discovery import target_of
+
+    with rt.uow() as uow:
+        from service.db.models import Workspace
+
+        ws = uow.session.get(Workspace, wired.workspace_id)
+        assert ws is not None
+        uow.session.expunge(ws)
+    target = target_of(rt, ws)
+    seen = rt.ml.get_service(target, "churn.blue")
+    assert seen is not None
+    operation = rt.ml.start_update(
+        target, "churn.blue", app_insights=True, expected_version=seen.version
+    )
+    assert rt.ml.operation_status(target, "churn.blue", operation).state == "running"
+    assert fresh_emulator.requests("arm.mfe_operation") == []  # answered without asking Azure
+    time.sleep(FIRST_POLL_AFTER_S)
+    rt.ml.operation_status(target, "churn.blue", operation)
+    assert len(fresh_emulator.requests("arm.mfe_operation")) == 1

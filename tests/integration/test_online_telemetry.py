@@ -32,7 +32,9 @@ def _no_pending_query_audit(runtime: Runtime) -> Iterator[None]:
 
 
 class Fleet:
-    def __init__(self, wired: Wired, operator: str, roles: dict[str, str], tables: dict[str, Table]):
+    def __init__(
+        self, wired: Wired, operator: str, roles: dict[str, str], tables: dict[str, Table]
+    ) -> None:
         self.wired, self.operator, self.roles, self.tables = wired, operator, roles, tables
 
     def records(self, table: str, role: str) -> list[dict[str, Any]]:
@@ -72,7 +74,8 @@ def fleet(api: ApiClient, world: World, admin_key: str, sandbox: Sandbox) -> Fle
                          failure_rate=0.15, seed=23)  # fmt: skip
     tables = generate(spec)
     store = sandbox.emulator.state.telemetry
-    assert sandbox.log_analytics_workspace_id and sandbox.app_insights_resource_id
+    assert sandbox.log_analytics_workspace_id
+    assert sandbox.app_insights_resource_id
     store.add_workspace(sandbox.log_analytics_workspace_id,
                         {n: t for n, t in tables.items() if n.startswith("App")})  # fmt: skip
     store.add_resource(sandbox.app_insights_resource_id,

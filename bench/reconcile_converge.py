@@ -155,6 +155,12 @@ def main() -> int:
     parser.add_argument("--fault-rate", type=float, default=0.10)
     parser.add_argument("--threads", type=int, default=100)
     parser.add_argument("--progress", action="store_true", help="print operation states")
+    parser.add_argument(
+        "--postgres",
+        metavar="DSN",
+        help="the service's database in a throwaway database on this PostgreSQL server "
+        "(e.g. postgresql://postgres@127.0.0.1:5432/test) instead of SQLite",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-reconcile-"))
@@ -171,6 +177,30 @@ def main() -> int:
     finally:
         proc.terminate()
         proc.wait(10)
+        if args.postgres:
+            _drop_database(args.postgres)
+
+
+_PG_NAME = f"amlcp_bench_{uuid.uuid4().hex[:12]}"
+
+
+def _database(dsn: str | None, work: Path) -> str:
+    """SQLite in the work directory, or a new database on the PostgreSQL server ``dsn``."""
+    if not dsn:
+        return f"sqlite:///{work / 'service.db'}"
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{_PG_NAME}"')
+    base = dsn.rpartition("/")[0]
+    return "postgresql+psycopg" + f"{base}/{_PG_NAME}"[len("postgresql") :]
+
+
+def _drop_database(dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{_PG_NAME}" WITH (FORCE)')
 
 
 def _cpu_s() -> float:
@@ -204,7 +234,7 @@ def _run(
     from service.services.context import CallContext
     from service.services.reconciler import Reconciler
 
-    db_url = f"sqlite:///{work / 'service.db'}"
+    db_url = _database(args.postgres, work)
     migrate.upgrade(db_url)
     settings = Settings(
         database_url=db_url,
@@ -337,6 +367,7 @@ def _run(
     )
     baseline_total = per_endpoint * args.endpoints + per_online * args.online
     print(
+        f"database={'postgresql' if args.postgres else 'sqlite'} "
         f"targets={total} web_services={args.endpoints} online_deployments={args.online} "
         f"tenants={TENANTS} subscriptions={TENANTS * SUBS_PER_TENANT} "
         f"azure_latency_ms=100 operation_s=2 fault_rate={args.fault_rate:.0%}"

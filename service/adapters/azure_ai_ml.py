@@ -49,7 +49,6 @@ from service.adapters.client_cache import ClientCache
 from service.adapters.online_documents import (
     deployment_key,
     fingerprint,
-    plain,
     snapshot,
     split,
     with_data_collection,
@@ -91,20 +90,13 @@ class AzureOnlineDeployments:
 
     # -- reads -----------------------------------------------------------------------------
     def list_services(self, target: MlTarget) -> list[ServiceSnapshot]:
-        ml, arm, _ = self._clients_for(target)
-        endpoints = self._call("list online endpoints", lambda: list(ml.online_endpoints.list()))
         snapshots = []
-        for endpoint in endpoints:
-            docs = self._call(
-                "list online deployments",
-                lambda e=endpoint.name: [  # type: ignore[misc]
-                    plain(d)
-                    for d in arm.online_deployments.list(
-                        target.resource_group, target.workspace_name, e
-                    )
-                ],
-            )
-            snapshots += [snapshot(endpoint.name, d, endpoint.scoring_uri) for d in docs]
+        for endpoint in self._list(target, "list online endpoints", "onlineEndpoints"):
+            name = str(endpoint.get("name"))
+            uri = (endpoint.get("properties") or {}).get("scoringUri")
+            path = f"onlineEndpoints/{quote(name)}/deployments"
+            docs = self._list(target, "list online deployments", path)
+            snapshots += [snapshot(name, d, uri) for d in docs]
         return snapshots
 
     def get_service(self, target: MlTarget, name: str) -> ServiceSnapshot | None:
@@ -115,16 +107,8 @@ class AzureOnlineDeployments:
         return snapshot(endpoint, doc, None)
 
     def telemetry_roles(self, target: MlTarget, online_endpoint: str) -> dict[str, str | None]:
-        _, arm, _ = self._clients_for(target)
-        docs = self._call(
-            "list online deployments",
-            lambda: [
-                plain(d)
-                for d in arm.online_deployments.list(
-                    target.resource_group, target.workspace_name, online_endpoint
-                )
-            ],
-        )
+        path = f"onlineEndpoints/{quote(online_endpoint)}/deployments"
+        docs = self._list(target, "list online deployments", path)
         env = [(d.get("properties") or {}).get("environmentVariables") or {} for d in docs]
         return {str(d.get("name")): e.get(ROLE_VARIABLE) for d, e in zip(docs, env, strict=True)}
 
@@ -288,27 +272,43 @@ class AzureOnlineDeployments:
         )
 
     # -- helpers ---------------------------------------------------------------------------
-    def _get(self, target: MlTarget, endpoint: str, deployment: str) -> dict[str, Any] | None:
-        """The deployment's JSON as ARM sent it, through the SDK's ARM client pipeline (raw:
-        deserialising it into the SDK's models and back cost most of a target's CPU)."""
+    def _url(self, target: MlTarget, path: str) -> str:
+        return (
+            f"{self._arm}/subscriptions/{target.subscription_id}/resourceGroups/"
+            f"{quote(target.resource_group)}/providers/Microsoft.MachineLearningServices/"
+            f"workspaces/{quote(target.workspace_name)}/{path}"
+            f"?api-version={deployment_api_version()}"
+        )
+
+    def _json(self, target: MlTarget, url: str) -> dict[str, Any] | None:
+        """One GET through the SDK's ARM client pipeline (auth, timeouts), its JSON as sent:
+        deserialising into the SDK's models and back was most of a target's CPU. None: 404."""
         from azure.core.rest import HttpRequest
 
         _, arm, _ = self._clients_for(target)
-        url = (
-            f"{self._arm}/subscriptions/{target.subscription_id}/resourceGroups/"
-            f"{quote(target.resource_group)}/providers/Microsoft.MachineLearningServices/"
-            f"workspaces/{quote(target.workspace_name)}/onlineEndpoints/{quote(endpoint)}/"
-            f"deployments/{quote(deployment)}?api-version={deployment_api_version()}"
+        response = arm.send_request(HttpRequest("GET", url))
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return dict(response.json())
+
+    def _get(self, target: MlTarget, endpoint: str, deployment: str) -> dict[str, Any] | None:
+        url = self._url(
+            target, f"onlineEndpoints/{quote(endpoint)}/deployments/{quote(deployment)}"
         )
+        return self._call("read online deployment", lambda: self._json(target, url))
 
-        def read() -> dict[str, Any] | None:
-            response = arm.send_request(HttpRequest("GET", url))
-            if response.status_code == 404:
-                return None
-            response.raise_for_status()
-            return dict(response.json())
-
-        return self._call("read online deployment", read)
+    def _list(self, target: MlTarget, what: str, path: str) -> list[dict[str, Any]]:
+        """Every page of an ARM list (``value`` + ``nextLink``)."""
+        items: list[dict[str, Any]] = []
+        url: str | None = self._url(target, path)
+        while url:
+            page = self._call(what, lambda u=url: self._json(target, u))  # type: ignore[misc]
+            if page is None:
+                raise AzureRejected(f"Azure ML: {what}: not found")
+            items += [dict(v) for v in page.get("value") or []]
+            url = page.get("nextLink")
+        return items
 
     def _clients_for(self, target: MlTarget) -> tuple[Any, Any, Any]:
         key = (

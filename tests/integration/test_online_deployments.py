@@ -122,13 +122,14 @@ def test_discovery_lists_web_services_and_every_online_deployment_with_its_kind(
     assert targets["fraud.main"].app_insights_enabled is True
     # green collects request payloads and custom data, not model inputs/outputs: not "enabled".
     assert targets["churn.green"].data_collection_enabled is False
-    assert fresh_emulator.requests("arm.online_endpoints_list")[0].query.startswith(
-        "api-version=2022-02-01-preview"
-    )
-    assert all(
-        "api-version=2023-04-01-preview" in e.query
-        for e in fresh_emulator.requests("arm.online_deployments_list")
-    )
+    # Every list (endpoints and deployments, all pages) through the SDK's ARM client, at the
+    # api-version azure-ai-ml sends for online deployments.
+    listed = [
+        *fresh_emulator.requests("arm.online_endpoints_list"),
+        *fresh_emulator.requests("arm.online_deployments_list"),
+    ]
+    assert len(listed) > 3
+    assert all("api-version=2023-04-01-preview" in e.query for e in listed)
 
 
 def test_an_endpoint_policy_governs_all_its_deployments_and_a_deployment_overrides_it(

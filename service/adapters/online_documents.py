@@ -52,12 +52,6 @@ def fingerprint(document: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def plain(model: Any) -> dict[str, Any]:
-    """A REST model of the SDK as plain JSON (every property, read-only ones included)."""
-    as_dict = getattr(model, "as_dict", None)
-    return dict(as_dict()) if callable(as_dict) else dict(model)
-
-
 def deployment_key(target: MlTarget, name: str) -> tuple[str, ...]:
     return (
         target.subscription_id.lower(),

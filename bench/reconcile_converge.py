@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -163,6 +164,8 @@ def main() -> int:
     )
     args = parser.parse_args()
 
+    # SIGTERM ends the run through the ``finally`` below: the emulator stops, the database goes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="bench-reconcile-"))
     os.environ.setdefault("HOME", str(work))
     os.environ["AZURE_CONFIG_DIR"] = str(work / ".azure")

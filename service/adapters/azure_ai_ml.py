@@ -10,8 +10,7 @@ imports it (lazily: the package takes seconds to import).
   fingerprint of the deployment its decision was made on; the deployment is read again right
   before the PUT and the write refused (temporary error: decide again) when it changed; that
   fresh document is written back with only ``appInsightsEnabled`` and the model collections
-  changed. (Reusing the decision read would save a call but widen the window in which another
-  change is overwritten from milliseconds to the decision's age: not done.)
+  changed (reusing the decision read would widen the lost-update window: not done).
 - The PUT starts an operation (``Azure-AsyncOperation`` -> ``mfeOperationsStatus``) that is not
   polled here: ``operation_status`` polls once per call, so the reconciler owns pace, deadline
   and crash resumption. The SDK's retries are off and every call has timeouts.
@@ -71,6 +70,7 @@ T = TypeVar("T")
 # minutes in Azure; asking at once only costs an ARM call.
 FIRST_POLL_AFTER_S = 1.0
 _KEEP = 4096  # operations remembered
+READ_RETRIES, READ_RETRY_MAX_WAIT_S = 2, 2.0  # the read before a write (_read_before_write)
 WRITE_ANSWER_TIMEOUT_S = 600.0  # how long an unanswered PUT's thread waits for the answer
 _FINAL = {"Succeeded": "succeeded", "Failed": "failed", "Canceled": "failed", "Cancelled": "failed"}
 
@@ -173,7 +173,7 @@ class AzureOnlineDeployments:
         expected_version: str | None,
     ) -> str:
         _, arm, _ = self._clients_for(target)
-        doc = self._get(target, endpoint, deployment)
+        doc = self._read_before_write(target, endpoint, deployment)
         if doc is None:
             raise NotFound(f"deployment '{name}' not found in workspace '{target.workspace_name}'")
         if expected_version is not None and fingerprint(doc) != expected_version:
@@ -297,6 +297,21 @@ class AzureOnlineDeployments:
             target, f"onlineEndpoints/{quote(endpoint)}/deployments/{quote(deployment)}"
         )
         return self._call("read online deployment", lambda: self._json(target, url))
+
+    def _read_before_write(
+        self, target: MlTarget, endpoint: str, deployment: str
+    ) -> dict[str, Any] | None:
+        """The guard's fresh read, retried in place (a GET changes nothing) after a short wait,
+        well inside the write's deadline: a throttled read must not cost the whole attempt."""
+        for tries_left in range(READ_RETRIES, -1, -1):
+            try:
+                return self._get(target, endpoint, deployment)
+            except AzureCallFailed as exc:
+                wait = exc.retry_after_s if exc.retry_after_s is not None else 0.5
+                if not tries_left or wait > READ_RETRY_MAX_WAIT_S:
+                    raise
+                time.sleep(wait)
+        raise AssertionError("unreachable")
 
     def _list(self, target: MlTarget, what: str, path: str) -> list[dict[str, Any]]:
         """Every page of an ARM list (``value`` + ``nextLink``)."""

@@ -361,3 +361,25 @@ def test_an_operation_just_started_is_not_polled_before_it_could_have_progressed
     time.sleep(FIRST_POLL_AFTER_S)
     rt.ml.operation_status(target, "churn.blue", operation)
     assert len(fresh_emulator.requests("arm.mfe_operation")) == 1
+
+
+def test_a_throttled_read_before_the_write_is_retried_in_place_not_with_a_new_attempt(
+    rt: Runtime, wired: Wired, fresh_emulator: EmulatorHandle
+) -> None:
+    from service.services.discovery import target_of
+
+    with rt.uow() as uow:
+        from service.db.models import Workspace
+
+        ws = uow.session.get(Workspace, wired.workspace_id)
+        assert ws is not None
+        uow.session.expunge(ws)
+    target = target_of(rt, ws)
+    seen = rt.ml.get_service(target, "churn.blue")
+    assert seen is not None
+    fresh_emulator.add_fault("throttle", "arm.online_deployment_get", retry_after_s=1, count=1)
+    rt.ml.start_update(target, "churn.blue", app_insights=True, expected_version=seen.version)
+    *_, throttled, fresh = fresh_emulator.requests("arm.online_deployment_get")
+    assert (throttled.status, fresh.status) == (429, 200)
+    assert fresh.time - throttled.time >= 1.0  # Azure's Retry-After
+    assert len(fresh_emulator.requests("arm.online_deployment_put")) == 1

@@ -40,10 +40,7 @@ from service.adapters.azure_ai_ml_support import (
     map_ai_ml_error,
     register_cloud,
 )
-from service.adapters.azure_calls import (
-    Call,
-    GuardedWrites,
-)
+from service.adapters.azure_calls import Call, GuardedWrites, retry_read
 from service.adapters.client_cache import ClientCache
 from service.adapters.online_documents import (
     deployment_key,
@@ -70,7 +67,6 @@ T = TypeVar("T")
 # minutes in Azure; asking at once only costs an ARM call.
 FIRST_POLL_AFTER_S = 1.0
 _KEEP = 4096  # operations remembered
-READ_RETRIES, READ_RETRY_MAX_WAIT_S = 2, 2.0  # the read before a write (_read_before_write)
 WRITE_ANSWER_TIMEOUT_S = 600.0  # how long an unanswered PUT's thread waits for the answer
 _FINAL = {"Succeeded": "succeeded", "Failed": "failed", "Canceled": "failed", "Cancelled": "failed"}
 
@@ -173,7 +169,8 @@ class AzureOnlineDeployments:
         expected_version: str | None,
     ) -> str:
         _, arm, _ = self._clients_for(target)
-        doc = self._read_before_write(target, endpoint, deployment)
+        # The guard's fresh read, retried in place after a short Retry-After.
+        doc = retry_read(lambda: self._get(target, endpoint, deployment))
         if doc is None:
             raise NotFound(f"deployment '{name}' not found in workspace '{target.workspace_name}'")
         if expected_version is not None and fingerprint(doc) != expected_version:
@@ -297,21 +294,6 @@ class AzureOnlineDeployments:
             target, f"onlineEndpoints/{quote(endpoint)}/deployments/{quote(deployment)}"
         )
         return self._call("read online deployment", lambda: self._json(target, url))
-
-    def _read_before_write(
-        self, target: MlTarget, endpoint: str, deployment: str
-    ) -> dict[str, Any] | None:
-        """The guard's fresh read, retried in place (a GET changes nothing) after a short wait,
-        well inside the write's deadline: a throttled read must not cost the whole attempt."""
-        for tries_left in range(READ_RETRIES, -1, -1):
-            try:
-                return self._get(target, endpoint, deployment)
-            except AzureCallFailed as exc:
-                wait = exc.retry_after_s if exc.retry_after_s is not None else 0.5
-                if not tries_left or wait > READ_RETRY_MAX_WAIT_S:
-                    raise
-                time.sleep(wait)
-        raise AssertionError("unreachable")
 
     def _list(self, target: MlTarget, what: str, path: str) -> list[dict[str, Any]]:
         """Every page of an ARM list (``value`` + ``nextLink``)."""

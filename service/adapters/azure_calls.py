@@ -5,13 +5,15 @@ being repeated, and read a status, Retry-After and message out of an error."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, TypeVar
 
 from service.errors import AzureCallFailed, WriteOutcomeUnknown
 from service.metrics import AZURE_CALLS
 
 TEMPORARY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+T = TypeVar("T")
 
 
 class Call:
@@ -88,6 +90,21 @@ class GuardedWrites:
             f"Azure ML: {what} got no answer within {self._timeout:g} s; it may still be applied",
             settle,
         )
+
+
+def retry_read(read: Callable[[], T], *, retries: int = 2, max_wait_s: float = 2.0) -> T:
+    """A read (it changes nothing) retried in place when Azure answered with a Retry-After of
+    at most ``max_wait_s``: the read before a write, so that a throttled GET does not cost the
+    reconciler's whole attempt. Anything else is raised as it came."""
+    for tries_left in range(retries, -1, -1):
+        try:
+            return read()
+        except AzureCallFailed as exc:
+            wait = exc.retry_after_s
+            if not tries_left or wait is None or wait > max_wait_s:
+                raise
+            time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 def seconds(value: str | None) -> float | None:

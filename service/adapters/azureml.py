@@ -39,6 +39,7 @@ from service.adapters.azure_calls import (
     Call,
     GuardedWrites,
     first_line,
+    retry_read,
     seconds,
     start_call,
 )
@@ -105,7 +106,7 @@ class AzureMlControlPlane:
         app_insights: bool | None = None,
         model_data_collection: bool | None = None,
     ) -> str:
-        service = self._require(target, name)
+        service = retry_read(lambda: self._require(target, name))  # short Retry-After: in place
         options: dict[str, Any] = {}
         if app_insights is not None:
             options["enable_app_insights"] = app_insights

@@ -35,6 +35,15 @@ def child_exit(server, worker):
     multiprocess.mark_process_dead(worker.pid)
 
 
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    """Import the ML SDKs while the worker starts (after gevent patched it and the app was
+    built), not in its first request that needs one: that import blocked the whole worker for
+    seconds (bench/sdk_import.py)."""
+    from service.adapters.ml_targets import preload
+
+    preload()
+
+
 def worker_exit(server, worker):  # type: ignore[no-untyped-def]
     """A worker's last step: write its queued audit events, then leave without joining threads.
 

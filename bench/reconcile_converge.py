@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -154,8 +156,16 @@ def main() -> int:
     parser.add_argument("--fault-rate", type=float, default=0.10)
     parser.add_argument("--threads", type=int, default=100)
     parser.add_argument("--progress", action="store_true", help="print operation states")
+    parser.add_argument(
+        "--postgres",
+        metavar="DSN",
+        help="the service's database in a throwaway database on this PostgreSQL server "
+        "(e.g. postgresql://postgres@127.0.0.1:5432/test) instead of SQLite",
+    )
     args = parser.parse_args()
 
+    # SIGTERM ends the run through the ``finally`` below: the emulator stops, the database goes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="bench-reconcile-"))
     os.environ.setdefault("HOME", str(work))
     os.environ["AZURE_CONFIG_DIR"] = str(work / ".azure")
@@ -166,10 +176,45 @@ def main() -> int:
     admin = requests.Session()
     admin.verify = ca
     try:
-        return _run(args, work, rows, url, ca, admin)
+        return _run(args, work, rows, url, ca, admin, proc.pid)
     finally:
         proc.terminate()
         proc.wait(10)
+        if args.postgres:
+            _drop_database(args.postgres)
+
+
+_PG_NAME = f"amlcp_bench_{uuid.uuid4().hex[:12]}"
+
+
+def _database(dsn: str | None, work: Path) -> str:
+    """SQLite in the work directory, or a new database on the PostgreSQL server ``dsn``."""
+    if not dsn:
+        return f"sqlite:///{work / 'service.db'}"
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{_PG_NAME}"')
+    base = dsn.rpartition("/")[0]
+    return "postgresql+psycopg" + f"{base}/{_PG_NAME}"[len("postgresql") :]
+
+
+def _drop_database(dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{_PG_NAME}" WITH (FORCE)')
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of another process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _run(
@@ -179,6 +224,7 @@ def _run(
     url: str,
     ca: str,
     admin: requests.Session,
+    emulator_pid: int,
 ) -> int:
     from cryptography.fernet import Fernet
 
@@ -191,7 +237,7 @@ def _run(
     from service.services.context import CallContext
     from service.worker.reconciler import Reconciler
 
-    db_url = f"sqlite:///{work / 'service.db'}"
+    db_url = _database(args.postgres, work)
     migrate.upgrade(db_url)
     settings = Settings(
         database_url=db_url,
@@ -270,6 +316,9 @@ def _run(
             fault_ids.append(r.json()["id"])
 
     reconciler = Reconciler(rt, "bench")
+    admin.delete(f"{url}/_admin/requests").raise_for_status()  # count the run's calls only
+    cpu_before = _cpu_s()
+    emulator_before = _process_cpu_s(emulator_pid)
     started = last_print = time.monotonic()
     total = args.endpoints + args.online
     while time.monotonic() - started < 1800:
@@ -287,7 +336,13 @@ def _run(
                 break
         time.sleep(0.2)
     elapsed = time.monotonic() - started
+    service_cpu = _cpu_s() - cpu_before
+    emulator_cpu = _process_cpu_s(emulator_pid) - emulator_before
     reconciler.close()
+    calls = {
+        route: len(admin.get(f"{url}/_admin/requests", params={"route": route}).json()["value"])
+        for route in ["mms.", *(ONLINE_ROUTES if args.online else [])]
+    }
     states = _states(rt)
     done, failed = states.get("succeeded", 0), states.get("failed", 0)
     for error in _errors(rt):
@@ -308,6 +363,7 @@ def _run(
     )
     baseline_total = per_endpoint * args.endpoints + per_online * args.online
     print(
+        f"database={'postgresql' if args.postgres else 'sqlite'} "
         f"targets={total} web_services={args.endpoints} online_deployments={args.online} "
         f"tenants={TENANTS} subscriptions={TENANTS * SUBS_PER_TENANT} "
         f"azure_latency_ms=100 operation_s=2 fault_rate={args.fault_rate:.0%}"
@@ -325,6 +381,17 @@ def _run(
         f"baseline: sequential_per_endpoint_s={per_endpoint:.2f} "
         f"sequential_per_online_deployment_s={per_online:.2f} (samples of "
         f"{args.baseline_sample}) extrapolated_total_s={baseline_total:.0f}"
+    )
+    print(
+        f"cpu: service_ms_per_target={1000 * service_cpu / total:.1f} "
+        f"emulator_ms_per_target={1000 * emulator_cpu / total:.1f} "
+        f"(service {service_cpu:.1f} s, emulator {emulator_cpu:.1f} s)"
+    )
+    per_v1 = calls.pop("mms.") / max(1, args.endpoints)
+    per_v2 = {r.split(".", 1)[1]: n / max(1, args.online) for r, n in calls.items()}
+    print(
+        f"calls: mms_per_web_service={per_v1:.2f} "
+        + " ".join(f"{r}_per_deployment={n:.2f}" for r, n in per_v2.items())
     )
     ratio = baseline_total / elapsed
     print(

@@ -12,18 +12,24 @@ definition rolls its instances (`instanceGeneration` in the container logs tells
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import threading
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
+
+from emulator.online_documents import (
+    ComputeType,
+    default_logs,
+    deployment_document,
+    endpoint_document,
+    iso,
+)
 
 if TYPE_CHECKING:
     from emulator.state import Workspace
 
-ComputeType = Literal["Managed", "Kubernetes"]
 FINAL_STATES = ("Succeeded", "Failed", "Canceled")
 
 
@@ -33,10 +39,6 @@ class OnlineError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-
-
-def iso(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass
@@ -104,38 +106,7 @@ class OnlineCatalog:
     def add_endpoint(
         self, workspace: Workspace, name: str, *, compute_type: ComputeType = "Managed"
     ) -> dict[str, Any]:
-        now = time.time()
-        arm_id = f"{workspace.arm_id}/onlineEndpoints/{name}"
-        host = uuid.uuid5(uuid.NAMESPACE_URL, arm_id).hex[:5]
-        region = workspace.location
-        doc = {
-            "id": arm_id,
-            "name": name,
-            "type": "Microsoft.MachineLearningServices/workspaces/onlineEndpoints",
-            "location": region,
-            "tags": {},
-            "kind": "Managed" if compute_type == "Managed" else "K8S",
-            "identity": {
-                "type": "SystemAssigned",
-                "principalId": str(uuid.uuid5(uuid.NAMESPACE_URL, arm_id + "#identity")),
-                "tenantId": str(uuid.uuid5(uuid.NAMESPACE_URL, workspace.subscription_id)),
-            },
-            "systemData": _system_data(now),
-            "properties": {
-                "authMode": "Key",
-                "description": None,
-                "properties": {},
-                "scoringUri": f"https://{name}.{region}.inference.ml.azure.com/score",
-                "swaggerUri": f"https://{name}.{region}.inference.ml.azure.com/swagger.json",
-                "traffic": {},
-                "mirrorTraffic": {},
-                "provisioningState": "Succeeded",
-                "publicNetworkAccess": "Enabled",
-                "compute": (
-                    None if compute_type == "Managed" else f"{workspace.arm_id}/computes/k8s-{host}"
-                ),
-            },
-        }
+        doc = endpoint_document(workspace, name, compute_type=compute_type, created=time.time())
         with self.lock:
             self._endpoints.setdefault(workspace.key, {})[name] = doc
         return copy.deepcopy(doc)
@@ -150,6 +121,7 @@ class OnlineCatalog:
         data_collector: dict[str, Any] | None = None,
         traffic: int = 100,
         logs: str | None = None,
+        environment_variables: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         with self.lock:
             ep = self._endpoints.get(workspace.key, {}).get(endpoint)
@@ -164,9 +136,10 @@ class OnlineCatalog:
                 app_insights_enabled=app_insights_enabled,
                 data_collector=data_collector,
                 created=time.time(),
+                environment_variables=environment_variables,
             )
             self._deployments.setdefault((workspace.key, endpoint), {})[name] = _Deployment(
-                doc, logs if logs is not None else _default_logs(name)
+                doc, logs if logs is not None else default_logs(name)
             )
             ep["properties"]["traffic"][name] = traffic
             return copy.deepcopy(doc)
@@ -240,7 +213,7 @@ class OnlineCatalog:
                     )
             created = record is None
             if created:
-                record = _Deployment(copy.deepcopy(document), _default_logs(name))
+                record = _Deployment(copy.deepcopy(document), default_logs(name))
                 record.document["properties"]["provisioningState"] = "Creating"
                 self._deployments.setdefault((workspace.key, endpoint), {})[name] = record
             op = self._new_operation(workspace, endpoint, name, document)
@@ -325,90 +298,3 @@ class OnlineCatalog:
         op.end_time = now
         record.pending = None
         return record
-
-
-def deployment_document(
-    workspace: Workspace,
-    endpoint: str,
-    name: str,
-    *,
-    compute_type: ComputeType,
-    app_insights_enabled: bool,
-    data_collector: dict[str, Any] | None,
-    created: float,
-) -> dict[str, Any]:
-    """A deployment as ARM returns it (OnlineDeploymentTrackedResource)."""
-    ws = workspace.arm_id
-    props: dict[str, Any] = {
-        "endpointComputeType": compute_type,
-        "description": None,
-        "properties": {},
-        "environmentVariables": {},
-        "codeConfiguration": {
-            "codeId": f"{ws}/codes/{endpoint}-code/versions/1",
-            "scoringScript": "score.py",
-        },
-        "environmentId": f"{ws}/environments/{endpoint}-env/versions/1",
-        "model": f"{ws}/models/{endpoint}-model/versions/1",
-        "appInsightsEnabled": app_insights_enabled,
-        "dataCollector": copy.deepcopy(data_collector),
-        "egressPublicNetworkAccess": "Enabled",
-        "instanceType": "Standard_DS3_v2",
-        "livenessProbe": _probe(),
-        "readinessProbe": _probe(),
-        "requestSettings": {
-            "maxConcurrentRequestsPerInstance": 1,
-            "maxQueueWait": "PT0.5S",
-            "requestTimeout": "PT5S",
-        },
-        "scaleSettings": {"scaleType": "Default"},
-        "provisioningState": "Succeeded",
-    }
-    if compute_type == "Kubernetes":
-        props["containerResourceRequirements"] = {
-            "containerResourceRequests": {"cpu": "0.5", "memory": "1Gi", "gpu": None},
-            "containerResourceLimits": {"cpu": "1", "memory": "2Gi", "gpu": None},
-        }
-    return {
-        "id": f"{ws}/onlineEndpoints/{endpoint}/deployments/{name}",
-        "name": name,
-        "type": "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments",
-        "location": workspace.location,
-        "tags": {},
-        "kind": "Managed" if compute_type == "Managed" else "K8S",
-        "sku": {"name": "Default", "tier": "Standard", "capacity": 1},
-        "systemData": _system_data(created),
-        "properties": props,
-    }
-
-
-def _probe() -> dict[str, Any]:
-    return {
-        "failureThreshold": 30,
-        "successThreshold": 1,
-        "timeout": "PT2S",
-        "period": "PT10S",
-        "initialDelay": "PT10S",
-    }
-
-
-def _system_data(at: float) -> dict[str, Any]:
-    return {
-        "createdAt": iso(at),
-        "createdBy": "fleet@emulator",
-        "createdByType": "User",
-        "lastModifiedAt": iso(at),
-        "lastModifiedBy": "fleet@emulator",
-        "lastModifiedByType": "User",
-    }
-
-
-def _default_logs(name: str) -> str:
-    lines = [
-        f"2024-01-01T00:00:00,000 | azureml-inference-server | INFO | Starting deployment {name}",
-        "2024-01-01T00:00:00,500 | azureml-inference-server | INFO | Found user script score.py",
-        "2024-01-01T00:00:01,000 | azureml-inference-server | INFO | Invoking user's init function",
-        "2024-01-01T00:00:02,000 | azureml-inference-server | INFO | Init completed",
-        "2024-01-01T00:00:02,100 | azureml-inference-server | INFO | Listening on port 31311",
-    ]
-    return "\n".join(lines) + "\n"

@@ -1,62 +1,61 @@
 """AML online endpoints and deployments (SDK v2) through azure-ai-ml: the one adapter that
 imports it (lazily: the package takes seconds to import).
 
-What the SDK offers and what this adapter owns:
-- reads use ``MLClient.online_endpoints.list`` and ``online_deployments.get_logs``; the raw
-  deployment documents (every property, to write them back unchanged) come from the SDK's own
-  ARM client for the api-version ``MLClient`` uses for online deployments
-  (``ServiceClient042023Preview``: read from the installed package, 2023-04-01-preview in 1.35);
-- a monitoring change is a read-modify-write PUT of the whole deployment (PATCH takes only tags
-  and sku). The resource offers no optimistic concurrency: mfe.json 2023-04-01-preview gives
-  ``OnlineDeploymentTrackedResource`` no ``etag`` and the PUT no ``If-Match`` parameter (the
-  workspace GET in Azure's recording answers ``"etag": null``). So the lost-update guard is ours:
-  the caller passes the fingerprint of the deployment its decision was made on; the adapter reads
-  the deployment again right before the PUT, refuses (temporary error: the reconciler decides
-  again) when it changed, and writes back that fresh document with only ``appInsightsEnabled`` and
-  the ``model_inputs``/``model_outputs`` collections changed;
-- the PUT starts an operation (``Azure-AsyncOperation`` -> ``mfeOperationsStatus``); it is not
-  polled here (``polling=False``): ``operation_status`` polls it once per call, so the reconciler
-  owns the pace, deadline and crash resumption (the operation id is stored before polling);
-- the SDK's own retries are off (``retry_total=0``) and every call has connect/read timeouts:
-  the reconciler's retry policy decides, honouring Retry-After;
-- the read-modify-write runs in its own thread under one deadline, like azureml-core's update
-  (``service.adapters.azureml``): past it the PUT is *maybe applied* and ``start_update`` raises
-  ``WriteOutcomeUnknown``; the reconciler keeps its lease until the call has ended.
+- Reads: ``MLClient.online_endpoints.list`` and ``online_deployments.get_logs``; the raw
+  deployment documents (every property, to write them back unchanged) through the SDK's own ARM
+  client, at the api-version ``MLClient`` uses for online deployments (read from the package).
+- A monitoring change is a read-modify-write PUT of the whole deployment (PATCH takes only tags
+  and sku). The resource offers no optimistic concurrency (mfe.json 2023-04-01-preview: no
+  ``etag``, no ``If-Match``), so the lost-update guard is ours: the caller passes the
+  fingerprint of the deployment its decision was made on; the deployment is read again right
+  before the PUT and the write refused (temporary error: decide again) when it changed; that
+  fresh document is written back with only ``appInsightsEnabled`` and the model collections
+  changed (reusing the decision read would widen the lost-update window: not done).
+- The PUT starts an operation (``Azure-AsyncOperation`` -> ``mfeOperationsStatus``) that is not
+  polled here: ``operation_status`` polls once per call, so the reconciler owns pace, deadline
+  and crash resumption. The SDK's retries are off and every call has timeouts.
+- The read-modify-write runs in its own thread under one deadline (``azure_calls``): past it the
+  PUT is *maybe applied* (``WriteOutcomeUnknown``).
 
-"Model data collection enabled" means: the data collector has both ``model_inputs`` and
-``model_outputs`` collections with ``dataCollectionMode: Enabled``. Enabling adds or switches on
-those two and keeps every other collection (``request``/``response`` payload logging, custom
-ones) and setting as the user configured them; disabling switches those two to ``Disabled`` and
-keeps the rest (the collector stays when other collections use it).
+"Model data collection enabled": the data collector has both ``model_inputs`` and
+``model_outputs`` collections with ``dataCollectionMode: Enabled``; enabling adds or switches on
+those two, disabling switches them off, every other collection and setting is kept.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from service.adapters.client_cache import ClientCache, close_quietly
-from service.adapters.identity_errors import map_identity_error
+from service.adapters.azure_ai_ml_support import (
+    CLOUD_ENV,
+    ENV_LOCK,
+    close_clients,
+    deployment_api_version,
+    map_ai_ml_error,
+    register_cloud,
+)
+from service.adapters.azure_calls import Call, GuardedWrites, retry_read
+from service.adapters.client_cache import ClientCache
+from service.adapters.online_documents import (
+    deployment_key,
+    fingerprint,
+    snapshot,
+    split,
+    with_data_collection,
+)
 from service.adapters.tenant_credentials import sdk_credential
 from service.config import AzureSettings
-from service.domain.retry import parse_retry_after
-from service.domain.targets import deployment_target, online_kind, split_target
+from service.domain.telemetry_views import ROLE_VARIABLE
 from service.errors import (
     AzureCallFailed,
     AzureRejected,
-    CredentialRejected,
     NotFound,
-    ServiceError,
-    WriteOutcomeUnknown,
 )
 from service.metrics import AZURE_CALLS, AZURE_LATENCY
 from service.ports import AzureOperationStatus, MlTarget, ServiceSnapshot
@@ -64,68 +63,13 @@ from service.ports import AzureOperationStatus, MlTarget, ServiceSnapshot
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MODEL_COLLECTIONS = ("model_inputs", "model_outputs")
-_BUSY = frozenset({"Creating", "Updating", "Deleting", "Scaling"})
-_TEMPORARY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+# An operation this process started is not polled sooner: a deployment update is a rolling
+# update of its instances (Learn: "Deploy and score a model by using an online endpoint"),
+# minutes in Azure; asking at once only costs an ARM call.
+FIRST_POLL_AFTER_S = 1.0
+_KEEP = 4096  # operations remembered
 WRITE_ANSWER_TIMEOUT_S = 600.0  # how long an unanswered PUT's thread waits for the answer
 _FINAL = {"Succeeded": "succeeded", "Failed": "failed", "Canceled": "failed", "Cancelled": "failed"}
-
-
-def deployment_api_version() -> str:
-    """The api-version azure-ai-ml sends for online deployments (from the installed package)."""
-    from azure.ai.ml._ml_client import ServiceClient042023Preview
-
-    return str(ServiceClient042023Preview.keywords["api_version"])
-
-
-def data_collection_enabled(collector: Any) -> bool:
-    if not isinstance(collector, dict):
-        return False
-    collections = collector.get("collections") or {}
-    return all(
-        isinstance(collections.get(name), dict)
-        and collections[name].get("dataCollectionMode") == "Enabled"
-        for name in MODEL_COLLECTIONS
-    )
-
-
-def with_data_collection(collector: Any, enabled: bool) -> dict[str, Any] | None:
-    """The data collector with model inputs/outputs switched, everything else kept."""
-    if not isinstance(collector, dict):
-        if not enabled:
-            return None
-        collector = {"collections": {}}
-    updated = json.loads(json.dumps(collector))
-    collections = updated.setdefault("collections", {})
-    for name in MODEL_COLLECTIONS:
-        current = collections.get(name) if isinstance(collections.get(name), dict) else {}
-        collections[name] = {**current, "dataCollectionMode": "Enabled" if enabled else "Disabled"}
-    return dict(updated)
-
-
-def fingerprint(document: dict[str, Any]) -> str:
-    """What a decision was made on: every writable part of the deployment."""
-    props = {
-        k: v for k, v in (document.get("properties") or {}).items() if k != "provisioningState"
-    }
-    material = {k: document.get(k) for k in ("tags", "sku", "identity", "kind")}
-    material["properties"] = props
-    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def _close_clients(clients: tuple[Any, Any, Any]) -> None:
-    ml, arm, _credential = clients  # the credential is the identity adapter's to close
-    close_quietly(arm)
-    # MLClient has no close(): its generated service clients hold the connection pools.
-    close_quietly(*_service_clients(ml))
-
-
-def _service_clients(ml: Any) -> list[Any]:
-    return [
-        value
-        for name, value in vars(ml).items()
-        if name.startswith("_service_client") and callable(getattr(value, "close", None))
-    ]
 
 
 class AzureOnlineDeployments:
@@ -135,37 +79,38 @@ class AzureOnlineDeployments:
         self._settings = settings
         self._timeout = call_timeout_s
         # (MLClient, ARM client, credential) per (tenant, credential, workspace).
-        self._clients: ClientCache[tuple[Any, Any, Any]] = ClientCache(close=_close_clients)
-        # Writes that got no answer in time and may still be sent, by deployment: never write
-        # the same deployment again from this process before they have ended.
-        self._unanswered: dict[tuple[str, ...], threading.Event] = {}
+        self._clients: ClientCache[tuple[Any, Any, Any]] = ClientCache(close=close_clients)
+        self._writes = GuardedWrites("azure_ai_ml", call_timeout_s)
+        self._arm = settings.resource_manager.rstrip("/")
+        self._started: dict[str, float] = {}  # operation id -> when (FIRST_POLL_AFTER_S)
         self._lock = threading.Lock()
 
     # -- reads -----------------------------------------------------------------------------
     def list_services(self, target: MlTarget) -> list[ServiceSnapshot]:
-        ml, arm, _ = self._clients_for(target)
-        endpoints = self._call("list online endpoints", lambda: list(ml.online_endpoints.list()))
         snapshots = []
-        for endpoint in endpoints:
-            docs = self._call(
-                "list online deployments",
-                lambda e=endpoint.name: [  # type: ignore[misc]
-                    _plain(d)
-                    for d in arm.online_deployments.list(
-                        target.resource_group, target.workspace_name, e
-                    )
-                ],
-            )
-            snapshots += [_snapshot(endpoint.name, d, endpoint.scoring_uri) for d in docs]
+        for endpoint in self._list(target, "list online endpoints", "onlineEndpoints"):
+            name = str(endpoint.get("name"))
+            uri = (endpoint.get("properties") or {}).get("scoringUri")
+            path = f"onlineEndpoints/{quote(name)}/deployments"
+            docs = self._list(target, "list online deployments", path)
+            snapshots += [snapshot(name, d, uri) for d in docs]
         return snapshots
 
     def get_service(self, target: MlTarget, name: str) -> ServiceSnapshot | None:
-        endpoint, deployment = _split(name)
+        endpoint, deployment = split(name)
         doc = self._get(target, endpoint, deployment)
-        return None if doc is None else _snapshot(endpoint, doc, None)
+        if doc is None:
+            return None
+        return snapshot(endpoint, doc, None)
+
+    def telemetry_roles(self, target: MlTarget, online_endpoint: str) -> dict[str, str | None]:
+        path = f"onlineEndpoints/{quote(online_endpoint)}/deployments"
+        docs = self._list(target, "list online deployments", path)
+        env = [(d.get("properties") or {}).get("environmentVariables") or {} for d in docs]
+        return {str(d.get("name")): e.get(ROLE_VARIABLE) for d, e in zip(docs, env, strict=True)}
 
     def get_logs(self, target: MlTarget, name: str, tail: int) -> str:
-        endpoint, deployment = _split(name)
+        endpoint, deployment = split(name)
         ml, _, _ = self._clients_for(target)
         text = self._call(
             "read deployment logs",
@@ -191,60 +136,26 @@ class AzureOnlineDeployments:
         renewed its lease for that long right before calling). Past it the PUT may still reach
         Azure: ``WriteOutcomeUnknown``, whose ``settle()`` waits for the call to end; until then
         this process refuses another write to the same deployment."""
-        endpoint, deployment = _split(name)
-        key = _deployment_key(target, name)
-        with self._lock:
-            earlier = self._unanswered.get(key)
-            if earlier is not None and not earlier.is_set():
-                raise AzureCallFailed(
-                    f"Azure ML: an earlier update of deployment '{name}' is still unanswered",
-                    retry_after_s=self._timeout,
-                )
-        done = threading.Event()
-        ended: dict[str, Any] = {}
+        endpoint, deployment = split(name)
 
-        def write() -> None:
-            try:
-                ended["value"] = self._write(
-                    target,
-                    name,
-                    endpoint,
-                    deployment,
-                    app_insights=app_insights,
-                    model_data_collection=model_data_collection,
-                    expected_version=expected_version,
-                )
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-                ended["error"] = exc
-            finally:
-                done.set()
+        def result(call: Call) -> str:
+            if call.error is not None:
+                raise map_ai_ml_error(call.error, "update online deployment") from call.error
+            return str(call.value)
 
-        threading.Thread(target=write, name="azure-ai-ml: update deployment", daemon=True).start()
-
-        def result() -> str:
-            error = ended.get("error")
-            if error is not None:
-                raise map_ai_ml_error(error, "update online deployment") from error
-            return str(ended["value"])
-
-        if done.wait(self._timeout):
-            return result()
-        AZURE_CALLS.labels("azure_ai_ml", "timeout").inc()
-        with self._lock:
-            self._unanswered[key] = done
-
-        def settle(timeout_s: float) -> str | None:
-            if not done.wait(max(0.0, timeout_s)):
-                return None
-            with self._lock:
-                if self._unanswered.get(key) is done:
-                    del self._unanswered[key]
-            return result()
-
-        raise WriteOutcomeUnknown(
-            f"Azure ML: update online deployment got no answer within {self._timeout:g} s; "
-            "it may still be applied",
-            settle,
+        return self._writes.write(
+            deployment_key(target, name),
+            f"update of deployment '{name}'",
+            lambda: self._write(
+                target,
+                name,
+                endpoint,
+                deployment,
+                app_insights=app_insights,
+                model_data_collection=model_data_collection,
+                expected_version=expected_version,
+            ),
+            result,
         )
 
     def _write(
@@ -259,7 +170,8 @@ class AzureOnlineDeployments:
         expected_version: str | None,
     ) -> str:
         _, arm, _ = self._clients_for(target)
-        doc = self._get(target, endpoint, deployment)
+        # The guard's fresh read, retried in place after a short Retry-After.
+        doc = retry_read(lambda: self._get(target, endpoint, deployment))
         if doc is None:
             raise NotFound(f"deployment '{name}' not found in workspace '{target.workspace_name}'")
         if expected_version is not None and fingerprint(doc) != expected_version:
@@ -310,7 +222,12 @@ class AzureOnlineDeployments:
             location = parts[parts.index("locations") + 1]
         except (ValueError, IndexError) as exc:
             raise AzureRejected("Azure answered an operation URL of an unknown shape") from exc
-        return f"{location}/{parts[-1]}"
+        operation_id = f"{location}/{parts[-1]}"
+        with self._lock:
+            self._started[operation_id] = time.monotonic()
+            while len(self._started) > _KEEP:
+                self._started.pop(next(iter(self._started)))
+        return operation_id
 
     def operation_status(
         self, target: MlTarget, name: str, operation_id: str
@@ -320,6 +237,10 @@ class AzureOnlineDeployments:
         location, _, op_name = operation_id.partition("/")
         if not op_name:
             raise NotFound(f"unknown operation id {operation_id!r}")
+        with self._lock:
+            started = self._started.get(operation_id)
+        if started is not None and time.monotonic() - started < FIRST_POLL_AFTER_S:
+            return AzureOperationStatus("running")
         _, arm, _ = self._clients_for(target)
         url = (
             f"{self._settings.resource_manager.rstrip('/')}/subscriptions/{target.subscription_id}"
@@ -349,18 +270,43 @@ class AzureOnlineDeployments:
         )
 
     # -- helpers ---------------------------------------------------------------------------
-    def _get(self, target: MlTarget, endpoint: str, deployment: str) -> dict[str, Any] | None:
+    def _url(self, target: MlTarget, path: str) -> str:
+        return (
+            f"{self._arm}/subscriptions/{target.subscription_id}/resourceGroups/"
+            f"{quote(target.resource_group)}/providers/Microsoft.MachineLearningServices/"
+            f"workspaces/{quote(target.workspace_name)}/{path}"
+            f"?api-version={deployment_api_version()}"
+        )
+
+    def _json(self, target: MlTarget, url: str) -> dict[str, Any] | None:
+        """One GET through the SDK's ARM client pipeline (auth, timeouts), its JSON as sent:
+        deserialising into the SDK's models and back was most of a target's CPU. None: 404."""
+        from azure.core.rest import HttpRequest
+
         _, arm, _ = self._clients_for(target)
-        try:
-            doc = self._call(
-                "read online deployment",
-                lambda: arm.online_deployments.get(
-                    target.resource_group, target.workspace_name, endpoint, deployment
-                ),
-            )
-        except NotFound:
+        response = arm.send_request(HttpRequest("GET", url))
+        if response.status_code == 404:
             return None
-        return _plain(doc)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def _get(self, target: MlTarget, endpoint: str, deployment: str) -> dict[str, Any] | None:
+        url = self._url(
+            target, f"onlineEndpoints/{quote(endpoint)}/deployments/{quote(deployment)}"
+        )
+        return self._call("read online deployment", lambda: self._json(target, url))
+
+    def _list(self, target: MlTarget, what: str, path: str) -> list[dict[str, Any]]:
+        """Every page of an ARM list (``value`` + ``nextLink``)."""
+        items: list[dict[str, Any]] = []
+        url: str | None = self._url(target, path)
+        while url:
+            page = self._call(what, lambda u=url: self._json(target, u))  # type: ignore[misc]
+            if page is None:
+                raise AzureRejected(f"Azure ML: {what}: not found")
+            items += [dict(v) for v in page.get("value") or []]
+            url = page.get("nextLink")
+        return items
 
     def _clients_for(self, target: MlTarget) -> tuple[Any, Any, Any]:
         key = (
@@ -389,11 +335,11 @@ class AzureOnlineDeployments:
         if self._settings.ca_bundle:
             options["connection_verify"] = self._settings.ca_bundle
         if arm_url != "https://management.azure.com":
-            options["cloud"] = _register_cloud(arm_url, self._settings.authority_host)
-        with _ENV_LOCK:
+            options["cloud"] = register_cloud(arm_url, self._settings.authority_host)
+        with ENV_LOCK:
             # MLClient records its cloud in the process environment (AZUREML_CURRENT_CLOUD),
             # which azureml-core and child processes would then read: put it back.
-            before = os.environ.get(_CLOUD_ENV)
+            before = os.environ.get(CLOUD_ENV)
             try:
                 ml = MLClient(
                     sdk_credential(target.credential),
@@ -404,9 +350,9 @@ class AzureOnlineDeployments:
                 )
             finally:
                 if before is None:
-                    os.environ.pop(_CLOUD_ENV, None)
+                    os.environ.pop(CLOUD_ENV, None)
                 else:
-                    os.environ[_CLOUD_ENV] = before
+                    os.environ[CLOUD_ENV] = before
         client_options = {
             k: v
             for k, v in options.items()
@@ -434,132 +380,3 @@ class AzureOnlineDeployments:
             AZURE_LATENCY.labels("azure_ai_ml").observe(time.perf_counter() - started)
         AZURE_CALLS.labels("azure_ai_ml", "ok").inc()
         return value
-
-
-_CLOUD_ENV = "AZUREML_CURRENT_CLOUD"
-_ENV_LOCK = threading.Lock()
-_CLOUDS: dict[str, str] = {}
-_CLOUDS_LOCK = threading.Lock()
-
-
-def _register_cloud(arm_url: str, authority: str) -> str:
-    """azure-ai-ml reaches a non-public ARM endpoint through a custom cloud (its documented
-    ``cloud`` + ``cloud_metadata`` arguments); register one per ARM URL, once per process."""
-    from azure.ai.ml._azure_environments import _add_cloud_to_environments
-
-    with _CLOUDS_LOCK:
-        name = _CLOUDS.get(arm_url)
-        if name is not None:
-            return name
-        name = "amlcp-" + hashlib.sha256(arm_url.encode()).hexdigest()[:12]
-        metadata = {
-            "cloud": name,
-            "cloud_metadata": {
-                "azure_portal": arm_url + "/",
-                "resource_manager": arm_url + "/",
-                "active_directory": authority.rstrip("/") + "/",
-                "aml_resource_id": arm_url + "/",
-                "storage_endpoint": "core.windows.net",
-                "registry_discovery_endpoint": arm_url + "/",
-            },
-        }
-        # AttributeError: registered already (by another adapter instance in this process).
-        with contextlib.suppress(AttributeError):
-            _add_cloud_to_environments(metadata)  # type: ignore[no-untyped-call]
-        _CLOUDS[arm_url] = name
-        return name
-
-
-def map_ai_ml_error(exc: BaseException, what: str) -> ServiceError:
-    """One error model for everything azure-ai-ml / azure-core (and the credential) can raise."""
-    from azure.core.exceptions import (
-        ClientAuthenticationError,
-        HttpResponseError,
-        ResourceNotFoundError,
-        ServiceRequestError,
-        ServiceResponseError,
-    )
-
-    from service.adapters.delegated import LoginRequiredError, TokenRefreshFailed
-
-    if isinstance(exc, ServiceError):
-        return exc
-    if isinstance(exc, LoginRequiredError | TokenRefreshFailed):
-        return map_identity_error(exc)
-    if isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) is None:
-        return map_identity_error(exc)
-    if isinstance(exc, ServiceRequestError | ServiceResponseError):
-        return AzureCallFailed(f"Azure ML: {what} failed: Azure unreachable")
-    status = getattr(exc, "status_code", None)
-    if isinstance(exc, ResourceNotFoundError) and what.startswith("read online deployment"):
-        return NotFound(f"Azure ML: {what}: not found")
-    if isinstance(exc, HttpResponseError) and status is not None:
-        response = getattr(exc, "response", None)
-        header = response.headers.get("Retry-After") if response is not None else None
-        retry_after = parse_retry_after(header)
-        message = _first_line(getattr(exc, "message", None) or str(exc))
-        if status in (401, 403):
-            return CredentialRejected(
-                f"Azure refused the tenant's credential ({what}: HTTP {status})"
-            )
-        if status in _TEMPORARY_STATUS:
-            return AzureCallFailed(f"Azure ML: {what}: HTTP {status}", retry_after_s=retry_after)
-        return AzureRejected(f"Azure ML: {what}: HTTP {status}: {message}")
-    log.warning("unexpected azure-ai-ml failure (%s) in %s", type(exc).__name__, what)
-    return AzureRejected(f"Azure ML: {what} failed ({type(exc).__name__}): {_first_line(str(exc))}")
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0][:300] if text.strip() else ""
-
-
-def _plain(model: Any) -> dict[str, Any]:
-    """A REST model of the SDK as plain JSON (every property, read-only ones included)."""
-    as_dict = getattr(model, "as_dict", None)
-    return dict(as_dict()) if callable(as_dict) else dict(model)
-
-
-def _deployment_key(target: MlTarget, name: str) -> tuple[str, ...]:
-    return (
-        target.subscription_id.lower(),
-        target.resource_group.lower(),
-        target.workspace_name.lower(),
-        name.lower(),
-    )
-
-
-def _split(name: str) -> tuple[str, str]:
-    parts = split_target(name)
-    if parts is None:
-        raise NotFound(f"'{name}' is not an online deployment (expected endpoint.deployment)")
-    return parts
-
-
-def _snapshot(endpoint: str, doc: dict[str, Any], scoring_uri: str | None) -> ServiceSnapshot:
-    props = doc.get("properties") or {}
-    compute = str(props.get("endpointComputeType") or "Managed")
-    modified = (doc.get("systemData") or {}).get("lastModifiedAt")
-    state = props.get("provisioningState")
-    return ServiceSnapshot(
-        name=deployment_target(endpoint, str(doc.get("name"))),
-        compute_type=compute,
-        state=state,
-        app_insights_enabled=bool(props.get("appInsightsEnabled", False)),
-        data_collection_enabled=data_collection_enabled(props.get("dataCollector")),
-        scoring_uri=scoring_uri,
-        updated_at=_parse_time(modified),
-        kind=online_kind(compute).value,
-        online_endpoint=endpoint,
-        deployment=str(doc.get("name")),
-        busy=state in _BUSY,
-        version=fingerprint(doc),
-    )
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None

@@ -34,6 +34,14 @@ from typing import Any, TypeVar
 import requests
 from azure.core.exceptions import ClientAuthenticationError
 
+from service.adapters.azure_calls import (
+    TEMPORARY_STATUS,
+    Call,
+    GuardedWrites,
+    first_line,
+    retry_read,
+    start_call,
+)
 from service.adapters.azureml_auth import token_credential_authentication
 from service.adapters.client_cache import ClientCache
 from service.adapters.delegated import LoginRequiredError, TokenRefreshFailed
@@ -46,7 +54,6 @@ from service.errors import (
     CredentialRejected,
     NotFound,
     ServiceError,
-    WriteOutcomeUnknown,
     exception_chain,
 )
 from service.metrics import AZURE_CALLS, AZURE_LATENCY
@@ -58,7 +65,6 @@ T = TypeVar("T")
 _STATUS = re.compile(r"(?:Response Code|status code)\D{0,4}(\d{3})", re.IGNORECASE)
 _CODE = re.compile(r"""['"]code['"]\s*:\s*['"]([A-Za-z][A-Za-z0-9_.]{0,63})['"]""")
 _RETRY_AFTER = re.compile(r"""['"]Retry-After['"]\s*:\s*['"]?(\d+(?:\.\d+)?)""", re.IGNORECASE)
-_TEMPORARY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 _FINAL_STATES = {"Succeeded": "succeeded", "Failed": "failed", "Cancelled": "failed"}
 
 
@@ -78,9 +84,7 @@ class AzureMlControlPlane:
         self._workspaces: ClientCache[Any] = ClientCache(max_size=workspace_cache_size)
         # The service object of each update started here, to poll without re-reading it.
         self._updating: OrderedDict[str, Any] = OrderedDict()
-        # Writes that got no answer in time and may still be sent, by service: never write the
-        # same service again from this process before they have ended.
-        self._unanswered: dict[tuple[str, ...], threading.Event] = {}
+        self._writes = GuardedWrites("azureml", call_timeout_s)
         self._lock = threading.Lock()
 
     # -- the port --------------------------------------------------------------------------
@@ -103,42 +107,20 @@ class AzureMlControlPlane:
         app_insights: bool | None = None,
         model_data_collection: bool | None = None,
     ) -> str:
-        service = self._require(target, name)
+        service = retry_read(lambda: self._require(target, name))  # short Retry-After: in place
         options: dict[str, Any] = {}
         if app_insights is not None:
             options["enable_app_insights"] = app_insights
         if model_data_collection is not None:
             options["collect_model_data"] = model_data_collection
-        key = _service_key(target, name)
-        with self._lock:
-            earlier = self._unanswered.get(key)
-            if earlier is not None and not earlier.is_set():
-                raise AzureCallFailed(
-                    f"Azure ML: an earlier update of '{name}' is still unanswered",
-                    retry_after_s=self._timeout,
-                )
-        call = self._start("update web service", lambda: service.update(**options))
-        if not call.done.wait(self._timeout):
-            AZURE_CALLS.labels("azureml", "timeout").inc()
-            with self._lock:
-                self._unanswered[key] = call.done
+        return self._writes.write(
+            _service_key(target, name),
+            f"update of '{name}'",
+            lambda: self._run_sdk(service.update, **options),
+            lambda call: self._started_operation(service, call),
+        )
 
-            def settle(timeout_s: float) -> str | None:
-                if not call.done.wait(max(0.0, timeout_s)):
-                    return None
-                with self._lock:
-                    if self._unanswered.get(key) is call.done:
-                        del self._unanswered[key]
-                return self._started_operation(service, call)
-
-            raise WriteOutcomeUnknown(
-                f"Azure ML: update web service got no answer within {self._timeout:g} s; "
-                "it may still be applied",
-                settle,
-            )
-        return self._started_operation(service, call)
-
-    def _started_operation(self, service: Any, call: _Call) -> str:
+    def _started_operation(self, service: Any, call: Call) -> str:
         """The operation an ended ``update()`` started, or the error it ended with."""
         operation_id = _operation_id(service)
         if call.error is not None:
@@ -225,29 +207,21 @@ class AzureMlControlPlane:
             raise NotFound(f"web service '{name}' not found in workspace '{target.workspace_name}'")
         return service
 
-    def _start(self, what: str, fn: Callable[[], Any]) -> _Call:
-        """Start one SDK call (the SDK's retries off) in its own daemon thread."""
+    @staticmethod
+    def _run_sdk(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One SDK call with the SDK's own retries off (our retry policy decides)."""
         import azureml._restclient.clientbase as clientbase
 
-        clientbase.DEFAULT_RETRIES = 0  # read by every call: our retry policy decides
-        call = _Call()
+        clientbase.DEFAULT_RETRIES = 0  # read by every call
         started = time.perf_counter()
-
-        def run() -> None:
-            try:
-                call.value = fn()
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-                call.error = exc
-            finally:
-                AZURE_LATENCY.labels("azureml").observe(time.perf_counter() - started)
-                call.done.set()
-
-        threading.Thread(target=run, name=f"azureml: {what}", daemon=True).start()
-        return call
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            AZURE_LATENCY.labels("azureml").observe(time.perf_counter() - started)
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """Run one read under this adapter's deadline (a late answer is dropped)."""
-        call = self._start(what, fn)
+        call = start_call(f"azureml: {what}", lambda: self._run_sdk(fn))
         if not call.done.wait(self._timeout):
             AZURE_CALLS.labels("azureml", "timeout").inc()
             raise AzureCallFailed(f"Azure ML: {what} got no answer within {self._timeout:g} s")
@@ -257,15 +231,6 @@ class AzureMlControlPlane:
             raise mapped from call.error
         AZURE_CALLS.labels("azureml", "ok").inc()
         return call.value  # type: ignore[no-any-return]
-
-
-class _Call:
-    """One SDK call running in its own thread: ``done`` is set once it ended either way."""
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.value: Any = None
-        self.error: BaseException | None = None
 
 
 def _service_key(target: MlTarget, name: str) -> tuple[str, ...]:
@@ -302,7 +267,7 @@ def map_azureml_error(exc: BaseException, what: str) -> ServiceError:
         return AzureRejected(
             f"Azure ML: {what}: not found in Azure", azure_status=status, azure_code=code
         )
-    if status in _TEMPORARY_STATUS:
+    if status in TEMPORARY_STATUS:
         return AzureCallFailed(
             f"Azure ML: {what}: HTTP {status}",
             retry_after_s=retry_after,
@@ -311,12 +276,12 @@ def map_azureml_error(exc: BaseException, what: str) -> ServiceError:
         )
     if status is not None:
         return AzureRejected(
-            f"Azure ML: {what}: HTTP {status}: {_first_line(text)}",
+            f"Azure ML: {what}: HTTP {status}: {first_line(text)}",
             azure_status=status,
             azure_code=code,
         )
     log.warning("unexpected azureml-core failure (%s) in %s", type(exc).__name__, what)
-    return AzureRejected(f"Azure ML: {what} failed ({type(exc).__name__}): {_first_line(text)}")
+    return AzureRejected(f"Azure ML: {what} failed ({type(exc).__name__}): {first_line(text)}")
 
 
 def _status_of(exc: BaseException) -> tuple[int | None, float | None]:
@@ -333,10 +298,6 @@ def _status_of(exc: BaseException) -> tuple[int | None, float | None]:
         return None, None
     after = _RETRY_AFTER.search(text)
     return int(match.group(1)), parse_retry_after(after.group(1) if after else None)
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0][:300] if text.strip() else ""
 
 
 def _operation_id(service: Any) -> str | None:

@@ -15,6 +15,19 @@ from service.domain.targets import Capabilities, capabilities, split_target
 from service.ports import AzureOperationStatus, MlTarget, ServiceSnapshot
 
 
+def preload() -> None:
+    """Import both ML SDKs now. Called where a process starts (gunicorn.conf.py
+    ``post_worker_init``), not on the first request that needs one: the imports take seconds
+    of CPU holding the GIL, and in a gevent worker every other request waits meanwhile
+    (``bench/sdk_import.py``). The adapters still import lazily, so processes that never call
+    this (tests, tools) pay nothing."""
+    import azure.ai.ml  # noqa: F401
+    import azureml.core.webservice  # noqa: F401
+    from azure.ai.ml._restclient.arm_ml_service import (  # noqa: F401
+        MachineLearningServicesMgmtClient,
+    )
+
+
 class MlTargets:
     """Implements ``service.ports.MlControlPlane`` for every kind of target."""
 
@@ -67,6 +80,9 @@ class MlTargets:
     ) -> AzureOperationStatus:
         status: AzureOperationStatus = self._for(name).operation_status(target, name, operation_id)
         return status
+
+    def telemetry_roles(self, target: MlTarget, online_endpoint: str) -> dict[str, str | None]:
+        return self.v2.telemetry_roles(target, online_endpoint)
 
     def get_logs(self, target: MlTarget, name: str, tail: int) -> str:
         return str(self._for(name).get_logs(target, name, tail))

@@ -33,9 +33,19 @@ class Follow(StrEnum):
 class Capabilities:
     """What a kind of target supports.
 
-    ``rolls_instances``: applying a monitoring change replaces the target's serving instances
-    (a v2 deployment PUT replaces the whole deployment definition and Azure rolls it out);
-    callers are shown this before they change a policy. ``max_parallel_scope``: changes to
+    ``rolls_instances``: applying a monitoring change replaces the target's serving instances;
+    callers are shown this before they change a policy. v2: True. The change is a PUT of the
+    whole deployment (PATCH takes only tags and sku), and "Deploy and score a model by using an
+    online endpoint" (https://learn.microsoft.com/azure/machine-learning/how-to-deploy-online-
+    endpoints, "(Optional) Update the deployment") calls such an update "an in-place rolling
+    update": a managed deployment is updated 20% of its nodes at a time, a Kubernetes one by
+    creating a new instance and deleting an old one, over and over. No source exempts
+    ``appInsightsEnabled`` or ``dataCollector``; and the inference server reads its App
+    Insights settings (AML_APP_INSIGHTS_ENABLED, AML_APP_INSIGHTS_KEY) once, at start
+    (microsoft/azureml-inference-server, azureml_inference_server_http/server/config.py), so a
+    running container could not pick the change up anyway. Not verified: whether Azure skips
+    the roll when only these two fields change; until a source says so the cautious answer
+    stands. ``max_parallel_scope``: changes to
     targets that share this group are limited by the policy's ``max_parallel_updates``.
     """
 

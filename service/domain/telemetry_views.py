@@ -3,19 +3,69 @@
 An App Insights resource holds the classic tables (``requests``, ``timestamp``,
 ``cloud_RoleName``...); a workspace-based Log Analytics workspace holds ``AppRequests``,
 ``TimeGenerated``, ``AppRoleName``... Each view is written once against :class:`Schema` and
-renders to the same output columns whichever schema it queries. The endpoint name is the
-telemetry role name. Caller values reach the text only through ``kql.string_literal`` or as
-validated numbers.
+renders to the same output columns whichever schema it queries. Records are picked by their
+role name (``cloud_RoleName``/``AppRoleName``): a v1 web service's name, or for a v2 online
+deployment the role :func:`online_role` decides. Caller values reach the text only through
+``kql.string_literal`` or as validated numbers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
 from service.domain.kql import KqlInputError, string_literal, timespan_literal
 
 MAX_TRACE_LIMIT = 1000
+
+# How a v2 online deployment's records are named in App Insights. The inference server
+# (microsoft/azureml-inference-server, azureml_inference_server_http/server/config.py) reads
+# its service name from the SERVICE_NAME environment variable, default "ML service"; its
+# AppInsightsClient (server/appinsights_client.py) puts it in the OpenTelemetry resource as
+# ``service.name`` and in every request's "Service Name" dimension, and the Azure Monitor
+# exporter makes ``service.name`` the cloud role name (Azure/azure-sdk-for-python,
+# sdk/monitor/azure-monitor-opentelemetry-exporter/azure/monitor/opentelemetry/exporter/
+# _utils.py, _get_cloud_role). No source says what the platform sets SERVICE_NAME to in a
+# managed or Kubernetes deployment, so only a deployment that sets it itself (its
+# environmentVariables) is identified, and only when no other deployment of its endpoint nor a
+# v1 service of the workspace answers to the same name.
+ROLE_VARIABLE = "SERVICE_NAME"
+DEFAULT_ROLE = "ML service"
+
+
+class UnidentifiedTelemetry(ValueError):
+    """A v2 deployment's records cannot be told apart from other targets' records."""
+
+
+def online_role(
+    deployment: str, roles: Mapping[str, str | None], v1_services: Collection[str]
+) -> str:
+    """The role name of ``deployment``'s records, given every deployment of its online endpoint
+    (name -> its SERVICE_NAME, None when unset) and the workspace's v1 service names.
+
+    Raises :class:`UnidentifiedTelemetry` rather than return a name other targets share."""
+    role = roles.get(deployment)
+    if not role or role == DEFAULT_ROLE:
+        raise UnidentifiedTelemetry(
+            f"deployment '{deployment}' does not set {ROLE_VARIABLE} in its environment "
+            "variables, so its telemetry cannot be told apart from other deployments' (the "
+            f"inference server then reports the role name '{DEFAULT_ROLE}' or whatever the "
+            f"platform sets, which is not documented); set {ROLE_VARIABLE} to a name unique in "
+            "the workspace"
+        )
+    shared = sorted(d for d, r in roles.items() if d != deployment and r == role)
+    if shared:
+        raise UnidentifiedTelemetry(
+            f"deployment '{deployment}' shares the role name '{role}' ({ROLE_VARIABLE}) with "
+            f"deployment(s) {', '.join(shared)} of the same online endpoint; give each its own"
+        )
+    if role in v1_services:
+        raise UnidentifiedTelemetry(
+            f"deployment '{deployment}' has the role name '{role}' ({ROLE_VARIABLE}), which is "
+            "also a web service of this workspace; give the deployment its own"
+        )
+    return role
 
 
 @dataclass(frozen=True)

@@ -104,3 +104,8 @@ class MlControlPlane(Protocol):
     def get_logs(self, target: MlTarget, name: str, tail: int) -> str:
         """The last ``tail`` lines of the service's container logs."""
         ...
+
+    def telemetry_roles(self, target: MlTarget, online_endpoint: str) -> dict[str, str | None]:
+        """Every deployment of an online endpoint -> the SERVICE_NAME its environment variables
+        set (None when unset): the role name its records carry (``telemetry_views``)."""
+        ...

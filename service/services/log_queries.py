@@ -35,7 +35,7 @@ from service.errors import (
     ValidationFailed,
 )
 from service.ports import LogQueryResult, LogQuerySpec, LogTable, LogTarget
-from service.services import audit_queue
+from service.services import audit_queue, online_telemetry
 from service.services.azure_credentials import tenant_credential
 from service.services.context import CallContext
 from service.services.lookup import visible_endpoint, visible_workspace
@@ -180,11 +180,13 @@ def telemetry_view(
         ws = visible_workspace(uow, ctx.principal, tenant, workspace)
         target = log_target(ws, params.get("source"))
         where = AuditTarget(ep.tenant_id, "endpoint", ep.id)
-        role = ep.name
+        resolve = online_telemetry.resolver(rt, uow, ep, ws)
+        name = ep.name
+    role = resolve()
     window = _timespan(params.get("timespan") or DEFAULT_VIEW_TIMESPAN, "query.timespan")
     assert window is not None
     schema = schema_of(target)
-    out: dict[str, Any] = {"endpoint": role, "schema": schema.name, "timespan": window.iso()}
+    out: dict[str, Any] = {"endpoint": name, "schema": schema.name, "timespan": window.iso()}
     try:
         if view == "requests":
             interval = parse_duration(params.get("interval") or DEFAULT_INTERVAL)

@@ -119,13 +119,14 @@ def test_discovery_lists_web_services_and_every_online_deployment_with_its_kind(
     assert targets["fraud.main"].app_insights_enabled is True
     # green collects request payloads and custom data, not model inputs/outputs: not "enabled".
     assert targets["churn.green"].data_collection_enabled is False
-    assert fresh_emulator.requests("arm.online_endpoints_list")[0].query.startswith(
-        "api-version=2022-02-01-preview"
-    )
-    assert all(
-        "api-version=2023-04-01-preview" in e.query
-        for e in fresh_emulator.requests("arm.online_deployments_list")
-    )
+    # Every list (endpoints and deployments, all pages) through the SDK's ARM client, at the
+    # api-version azure-ai-ml sends for online deployments.
+    listed = [
+        *fresh_emulator.requests("arm.online_endpoints_list"),
+        *fresh_emulator.requests("arm.online_deployments_list"),
+    ]
+    assert len(listed) > 3
+    assert all("api-version=2023-04-01-preview" in e.query for e in listed)
 
 
 def test_an_endpoint_policy_governs_all_its_deployments_and_a_deployment_overrides_it(
@@ -332,3 +333,50 @@ def test_a_deployment_put_without_an_answer_in_time_keeps_its_lease_and_is_never
     puts = fresh_emulator.requests("arm.online_deployment_put")
     assert [e.status for e in puts] == [200]
     assert box.online_deployment("late", "blue")["properties"]["appInsightsEnabled"] is True
+
+
+def test_an_operation_just_started_is_not_polled_before_it_could_have_progressed(
+    rt: Runtime, wired: Wired, fresh_emulator: EmulatorHandle
+) -> None:
+    from service.adapters.azure_ai_ml import FIRST_POLL_AFTER_S
+    from service.services.discovery import target_of
+
+    with rt.uow() as uow:
+        from service.db.models import Workspace
+
+        ws = uow.session.get(Workspace, wired.workspace_id)
+        assert ws is not None
+        uow.session.expunge(ws)
+    target = target_of(rt, ws)
+    seen = rt.ml.get_service(target, "churn.blue")
+    assert seen is not None
+    operation = rt.ml.start_update(
+        target, "churn.blue", app_insights=True, expected_version=seen.version
+    )
+    assert rt.ml.operation_status(target, "churn.blue", operation).state == "running"
+    assert fresh_emulator.requests("arm.mfe_operation") == []  # answered without asking Azure
+    time.sleep(FIRST_POLL_AFTER_S)
+    rt.ml.operation_status(target, "churn.blue", operation)
+    assert len(fresh_emulator.requests("arm.mfe_operation")) == 1
+
+
+def test_a_throttled_read_before_the_write_is_retried_in_place_not_with_a_new_attempt(
+    rt: Runtime, wired: Wired, fresh_emulator: EmulatorHandle
+) -> None:
+    from service.services.discovery import target_of
+
+    with rt.uow() as uow:
+        from service.db.models import Workspace
+
+        ws = uow.session.get(Workspace, wired.workspace_id)
+        assert ws is not None
+        uow.session.expunge(ws)
+    target = target_of(rt, ws)
+    seen = rt.ml.get_service(target, "churn.blue")
+    assert seen is not None
+    fresh_emulator.add_fault("throttle", "arm.online_deployment_get", retry_after_s=1, count=1)
+    rt.ml.start_update(target, "churn.blue", app_insights=True, expected_version=seen.version)
+    *_, throttled, fresh = fresh_emulator.requests("arm.online_deployment_get")
+    assert (throttled.status, fresh.status) == (429, 200)
+    assert fresh.time - throttled.time >= 1.0  # Azure's Retry-After
+    assert len(fresh_emulator.requests("arm.online_deployment_put")) == 1

@@ -123,6 +123,9 @@ class FakeMl:
     def get_logs(self, target: MlTarget, name: str, tail: int) -> str:
         return ""
 
+    def telemetry_roles(self, target: MlTarget, online_endpoint: str) -> dict[str, str | None]:
+        return {}
+
     # -- helpers ---------------------------------------------------------------------------
     def _patch(self, name: str, changes: dict[str, Any]) -> str:
         with self._lock:

@@ -1,0 +1,111 @@
+"""What both ML adapters (azureml-core for v1, azure-ai-ml for v2) do the same way around an SDK
+call: run it in its own thread under one deadline, keep a write that got no answer in time from
+being repeated, and read a status, Retry-After and message out of an error."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+from service.errors import AzureCallFailed, WriteOutcomeUnknown
+from service.metrics import AZURE_CALLS
+
+TEMPORARY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+T = TypeVar("T")
+
+
+class Call:
+    """One SDK call running in its own thread: ``done`` is set once it ended either way."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+def start_call(
+    thread_name: str, fn: Callable[[], Any], on_end: Callable[[], None] | None = None
+) -> Call:
+    """Start ``fn`` in a daemon thread; ``on_end`` runs in that thread when it ends."""
+    call = Call()
+
+    def run() -> None:
+        try:
+            call.value = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            call.error = exc
+        finally:
+            if on_end is not None:
+                on_end()
+            call.done.set()
+
+    threading.Thread(target=run, name=thread_name, daemon=True).start()
+    return call
+
+
+class GuardedWrites:
+    """Writes under one deadline (the reconciler renewed its lease for that long right before
+    calling). Past it the write may still reach Azure: ``WriteOutcomeUnknown``, whose
+    ``settle()`` waits for the call to end; until then this process refuses another write to
+    the same target."""
+
+    def __init__(self, sdk: str, timeout_s: float) -> None:
+        self._sdk = sdk
+        self._timeout = timeout_s
+        self._lock = threading.Lock()
+        self._unanswered: dict[Hashable, threading.Event] = {}
+
+    def write(
+        self,
+        key: Hashable,
+        what: str,
+        fn: Callable[[], Any],
+        result: Callable[[Call], str],
+    ) -> str:
+        """Run ``fn``; ``result`` turns the ended call into the operation id (or raises)."""
+        with self._lock:
+            earlier = self._unanswered.get(key)
+            if earlier is not None and not earlier.is_set():
+                raise AzureCallFailed(
+                    f"Azure ML: an earlier {what} is still unanswered", retry_after_s=self._timeout
+                )
+        call = start_call(f"{self._sdk}: {what}", fn)
+        if call.done.wait(self._timeout):
+            return result(call)
+        AZURE_CALLS.labels(self._sdk, "timeout").inc()
+        with self._lock:
+            self._unanswered[key] = call.done
+
+        def settle(timeout_s: float) -> str | None:
+            if not call.done.wait(max(0.0, timeout_s)):
+                return None
+            with self._lock:
+                if self._unanswered.get(key) is call.done:
+                    del self._unanswered[key]
+            return result(call)
+
+        raise WriteOutcomeUnknown(
+            f"Azure ML: {what} got no answer within {self._timeout:g} s; it may still be applied",
+            settle,
+        )
+
+
+def retry_read(read: Callable[[], T], *, retries: int = 2, max_wait_s: float = 2.0) -> T:
+    """A read (it changes nothing) retried in place when Azure answered with a Retry-After of
+    at most ``max_wait_s``: the read before a write, so that a throttled GET does not cost the
+    reconciler's whole attempt. Anything else is raised as it came."""
+    for tries_left in range(retries, -1, -1):
+        try:
+            return read()
+        except AzureCallFailed as exc:
+            wait = exc.retry_after_s
+            if not tries_left or wait is None or wait > max_wait_s:
+                raise
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:300] if text.strip() else ""

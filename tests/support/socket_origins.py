@@ -1,4 +1,4 @@
-"""Opt-in diagnostics: where was a leaked TLS socket made? (``pytest -p tests.support.socket_origins``)
+"""Opt-in diagnostics: where was a leaked TLS socket made? (`-p tests.support.socket_origins`)
 
 A socket that is garbage-collected while still open raises a ResourceWarning inside whatever test
 runs then, far from its cause. With this plugin every ``ssl.SSLSocket`` remembers the stack that

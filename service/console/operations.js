@@ -89,7 +89,7 @@ export async function operationsPage(session, _args, params) {
   const refresh = async () => {
     const page = await get("/v1/operations", { limit: 100, state: stateSelect.value || undefined });
     box.replaceChildren(
-      table("Operations, newest first", OPERATION_HEADERS, operationRows(session, page.items, refresh), {
+      table("Operations, oldest first", OPERATION_HEADERS, operationRows(session, page.items, refresh), {
         empty: "No operations.",
       }),
     );

@@ -234,7 +234,7 @@ export async function endpointPage(session, [tenant, workspace, name]) {
   const opsBox = h("div", { id: "endpoint-operations" });
   const renderOps = (ops) => {
     opsBox.replaceChildren(
-      table("Operations on this endpoint, newest first", OPERATION_HEADERS, operationRows(session, ops), {
+      table("Operations on this endpoint, oldest first", OPERATION_HEADERS, operationRows(session, ops), {
         empty: "No operations have touched this endpoint.",
       }),
     );

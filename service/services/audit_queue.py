@@ -172,6 +172,13 @@ def close_all() -> None:
             log.exception("audit events could not be written at exit")
 
 
+def flush_all() -> None:
+    """Write what every open queue of this process holds now (a consistent read of the audit
+    table across runtimes: tests that check a request changed nothing)."""
+    for queue in list(_open):
+        queue.flush()
+
+
 def flush(rt: Runtime) -> None:
     """Write the runtime's queued audit events now (read-your-writes, tests, shutdown)."""
     rt.audit_queue().flush()

@@ -719,38 +719,34 @@ def test_many_log_queries_for_one_tenant_cost_one_token_request(
 
 
 def test_key_rotation_re_encrypts_so_the_old_key_can_go(
-    settings: Settings,
-    database: Database,
-    api: ApiClient,
-    world: World,
-    admin_key: str,
-    sandbox: Sandbox,
+    settings: Settings, empty_database_url: str, sandbox: Sandbox
 ) -> None:
+    """On a database of its own: re-encryption covers every stored secret, so another test's
+    rows (in the shared database, in any order) must not decide this one."""
     from cryptography.fernet import Fernet
 
+    from service.db import migrate
+    from service.errors import SecretsUnavailable
     from service.services.azure_credentials import reencrypt_all
 
-    slug = tenant_for(world, sandbox)
-    put_secret_credential(api, admin_key, slug, sandbox.client_id, sandbox.client_secret)
-    new_key = Fernet.generate_key().decode()
-    old_key = settings.credential_keys[0]
-    both = build_runtime(settings.with_overrides(credential_keys=(new_key, old_key)), database)
-    assert reencrypt_all(both) >= 1
-    only_new = build_runtime(settings.with_overrides(credential_keys=(new_key,)), database)
-    only_old = build_runtime(settings.with_overrides(credential_keys=(old_key,)), database)
-    tid = tenant_id_of(only_new, slug)
-    assert tenant_credential(only_new, tid).get_token("https://management.azure.com/.default").token
-    from service.errors import SecretsUnavailable
-
-    with pytest.raises(SecretsUnavailable):
-        tenant_credential(only_old, tid)
-    # Leave the shared database readable by the session's key again.
-    assert (
-        reencrypt_all(
-            build_runtime(settings.with_overrides(credential_keys=(old_key, new_key)), database)
-        )
-        >= 1
-    )
+    migrate.upgrade(empty_database_url)
+    own = Database(empty_database_url)
+    try:
+        base = settings.with_overrides(database_url=empty_database_url)
+        slug = World(build_runtime(base, own)).azure_tenant(sandbox)  # stored with the old key
+        new_key = Fernet.generate_key().decode()
+        old_key = settings.credential_keys[0]
+        both = build_runtime(base.with_overrides(credential_keys=(new_key, old_key)), own)
+        assert reencrypt_all(both) == 1
+        only_new = build_runtime(base.with_overrides(credential_keys=(new_key,)), own)
+        only_old = build_runtime(base.with_overrides(credential_keys=(old_key,)), own)
+        tid = tenant_id_of(only_new, slug)
+        token = tenant_credential(only_new, tid).get_token("https://management.azure.com/.default")
+        assert token.token
+        with pytest.raises(SecretsUnavailable):
+            tenant_credential(only_old, tid)
+    finally:
+        own.dispose()
 
 
 def test_the_service_refuses_to_start_with_stored_secrets_and_no_key(

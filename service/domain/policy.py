@@ -17,11 +17,12 @@ from typing import Any
 
 from service.domain.capabilities import SETTINGS, has_setting
 from service.domain.capabilities import unsupported_reason as _unsupported_setting
+from service.domain.states import PolicyMode
 
 FIELDS = ("app_insights", "model_data_collection", "mode", "max_parallel_updates")
 MONITORING_FIELDS = SETTINGS
 SCOPES = ("deployment", "endpoint", "workspace", "tenant")  # most specific first
-DEFAULT_MODE = "enforce"
+DEFAULT_MODE = PolicyMode.ENFORCE
 DEFAULT_MAX_PARALLEL_UPDATES = 1
 
 

@@ -201,6 +201,3 @@ def traces_view(schema: Schema, endpoint: str, contains: str | None, limit: int)
         f"| project timestamp = {s.time}, message = {s.message},"
         f" severity_level = {s.severity}, custom_dimensions = {s.dimensions}"
     )
-
-
-VIEWS = ("requests", "dependencies", "exceptions", "traces")

@@ -3,9 +3,16 @@
 Without Redis, the workers of one gunicorn master still share one budget per identity (all 5
 slots, not 5 // workers each) and one revocation counter. gunicorn's configuration points
 ``COORDINATION_FILE`` at a file in a fresh temporary directory, so the file lives as long as
-that master. Each step is one ``BEGIN IMMEDIATE`` transaction over the identity's state (the
-rules of ``service.domain.budget``), a few tens of microseconds; SQLite's file lock is what
-makes it atomic across processes, and leases make a crashed worker's slots lapse.
+that master. SQLite's file lock is what makes each step atomic across processes, and leases
+make a crashed worker's slots lapse.
+
+Each step is one ``BEGIN IMMEDIATE`` transaction of a few indexed statements over the
+identity's rows: the rules of ``service.domain.budget``, kept in step with it like the Redis
+store's Lua script (``redis_coordination``), which this mirrors table for key; the tests run
+the same cases against every store. The state is rows, not one serialised document: the send
+window holds every query of the last ``window_s`` (thousands when the rate limit is high), and
+reading and rewriting all of it on every acquire and release cost a millisecond and more per
+query (issue 16, ``bench/profile_proxy.py``). A step now costs the same whatever the window holds.
 """
 
 from __future__ import annotations
@@ -16,9 +23,178 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from service.domain.budget import BudgetState, Decision, Limits
+from service.domain.budget import GRANTED, KEY_QUEUE, RATE, WAITING, Decision, Limits, send_ids
 
 T = TypeVar("T")
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS slot (identity TEXT, token TEXT, expires REAL,"
+    " PRIMARY KEY (identity, token)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS slot_expiry ON slot (identity, expires)",
+    "CREATE TABLE IF NOT EXISTS sent (identity TEXT, send TEXT, leaves REAL,"
+    " PRIMARY KEY (identity, send)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS sent_leaves ON sent (identity, leaves)",
+    "CREATE TABLE IF NOT EXISTS queue (identity TEXT, token TEXT, priority INT, caller TEXT,"
+    " expires REAL, PRIMARY KEY (identity, token)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS queue_order ON queue (identity, priority, token)",
+    "CREATE TABLE IF NOT EXISTS last (identity TEXT, caller TEXT, priority INT,"
+    " PRIMARY KEY (identity, caller)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS vclock (identity TEXT PRIMARY KEY, value INT) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, value INT)",
+)
+
+
+class _Budget:
+    """The budget steps of one identity inside an open transaction (``service.domain.budget``)."""
+
+    def __init__(self, conn: sqlite3.Connection, identity: str, now: float) -> None:
+        self.conn, self.identity, self.now = conn, identity, now
+
+    def _one(self, sql: str, *args: object) -> object:
+        row = self.conn.execute(sql, (self.identity, *args)).fetchone()
+        return row[0] if row else None
+
+    def _count(self, table: str) -> int:
+        return int(self._one(f"SELECT count(*) FROM {table} WHERE identity = ?") or 0)  # noqa: S608
+
+    def vclock(self) -> int:
+        return int(self._one("SELECT value FROM vclock WHERE identity = ?") or 0)
+
+    def dequeue(self, token: str) -> None:
+        caller = self._one("SELECT caller FROM queue WHERE identity = ? AND token = ?", token)
+        if caller is None:
+            return
+        self.conn.execute(
+            "DELETE FROM queue WHERE identity = ? AND token = ?", (self.identity, token)
+        )
+        if self._one("SELECT 1 FROM queue WHERE identity = ? AND caller = ? LIMIT 1", caller):
+            return
+        last = self._one("SELECT priority FROM last WHERE identity = ? AND caller = ?", caller)
+        if int(last or 0) <= self.vclock():
+            self.conn.execute(
+                "DELETE FROM last WHERE identity = ? AND caller = ?", (self.identity, caller)
+            )
+
+    def purge(self) -> None:
+        args = (self.identity, self.now)
+        self.conn.execute("DELETE FROM slot WHERE identity = ? AND expires <= ?", args)
+        self.conn.execute("DELETE FROM sent WHERE identity = ? AND leaves <= ?", args)
+        expired = self.conn.execute(
+            "SELECT token FROM queue WHERE identity = ? AND expires <= ?", args
+        ).fetchall()
+        for (token,) in expired:
+            self.dequeue(token)
+
+    def rate_full(self, lim: Limits) -> float | None:
+        if self._count("sent") < lim.rate_limit:
+            return None
+        first = self._one("SELECT min(leaves) FROM sent WHERE identity = ?")
+        return max(0.0, float(first) - self.now)  # type: ignore[arg-type]
+
+    def ahead(self, token: str, priority: int) -> int:
+        return int(
+            self._one(
+                "SELECT count(*) FROM queue WHERE identity = ?"
+                " AND (priority < ? OR (priority = ? AND token < ?))",
+                priority,
+                priority,
+                token,
+            )
+            or 0
+        )
+
+    def put_sent(self, send: str, leaves: float) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO sent (identity, send, leaves) VALUES (?, ?, ?)",
+            (self.identity, send, leaves),
+        )
+
+    def acquire(self, token: str, caller: str, lim: Limits) -> Decision:
+        self.purge()
+        wait = self.rate_full(lim)
+        if wait is not None:
+            self.dequeue(token)
+            return Decision(RATE, retry_after_s=wait)
+        free = lim.concurrency - self._count("slot")
+        ticket = self.conn.execute(
+            "SELECT priority FROM queue WHERE identity = ? AND token = ?", (self.identity, token)
+        ).fetchone()
+        ahead = self.ahead(token, int(ticket[0])) if ticket else self._count("queue")
+        if ahead < free:
+            if ticket:
+                if int(ticket[0]) > self.vclock():
+                    self.conn.execute(
+                        "INSERT OR REPLACE INTO vclock (identity, value) VALUES (?, ?)",
+                        (self.identity, int(ticket[0])),
+                    )
+                self.dequeue(token)
+            self.conn.execute(
+                "INSERT OR REPLACE INTO slot (identity, token, expires) VALUES (?, ?, ?)",
+                (self.identity, token, self.now + lim.lease_s),
+            )
+            self.put_sent(token, self.now + lim.lease_s + lim.window_s)
+            return Decision(GRANTED)
+        if ticket:
+            self.conn.execute(
+                "UPDATE queue SET expires = ? WHERE identity = ? AND token = ?",
+                (self.now + lim.ticket_ttl_s, self.identity, token),
+            )
+            return Decision(WAITING, ahead=ahead)
+        mine = self._one("SELECT count(*) FROM queue WHERE identity = ? AND caller = ?", caller)
+        if int(mine or 0) >= lim.queue_per_key:
+            return Decision(KEY_QUEUE)
+        last = self._one("SELECT priority FROM last WHERE identity = ? AND caller = ?", caller)
+        priority = max(self.vclock(), int(last or 0)) + 1
+        self.conn.execute(
+            "INSERT OR REPLACE INTO last (identity, caller, priority) VALUES (?, ?, ?)",
+            (self.identity, caller, priority),
+        )
+        self.conn.execute(
+            "INSERT INTO queue (identity, token, priority, caller, expires) VALUES (?, ?, ?, ?, ?)",
+            (self.identity, token, priority, caller, self.now + lim.ticket_ttl_s),
+        )
+        return Decision(WAITING, ahead=self.ahead(token, priority))
+
+    def release(self, token: str, sends: int, lim: Limits) -> None:
+        self.conn.execute(
+            "DELETE FROM slot WHERE identity = ? AND token = ?", (self.identity, token)
+        )
+        self.conn.executemany(
+            "UPDATE sent SET leaves = ? WHERE identity = ? AND send = ?",
+            [(self.now + lim.window_s, self.identity, s) for s in send_ids(token, sends)],
+        )
+
+    def charge(self, token: str, sends: int, lim: Limits) -> Decision:
+        self.purge()
+        wait = self.rate_full(lim)
+        if wait is not None:
+            return Decision(RATE, retry_after_s=wait)
+        held = self._one("SELECT expires FROM slot WHERE identity = ? AND token = ?", token)
+        expiry = float(held) if held is not None else self.now + lim.lease_s  # type: ignore[arg-type]
+        self.put_sent(send_ids(token, sends + 1)[-1], expiry + lim.window_s)
+        return Decision(GRANTED)
+
+    def renew(self, token: str, sends: int, lim: Limits) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO slot (identity, token, expires) VALUES (?, ?, ?)",
+            (self.identity, token, self.now + lim.lease_s),
+        )
+        for send in send_ids(token, sends):
+            self.put_sent(send, self.now + lim.lease_s + lim.window_s)
+
+    def in_flight(self) -> int:
+        return self._count("slot")
+
+    def forget_if_idle(self) -> None:
+        """An identity with no slot, send or waiter starts afresh (``BudgetState.idle``)."""
+        busy = self._one(
+            "SELECT EXISTS (SELECT 1 FROM slot WHERE identity = ?1)"
+            " OR EXISTS (SELECT 1 FROM sent WHERE identity = ?1)"
+            " OR EXISTS (SELECT 1 FROM queue WHERE identity = ?1)"
+        )
+        if not busy:
+            self.conn.execute("DELETE FROM last WHERE identity = ?", (self.identity,))
+            self.conn.execute("DELETE FROM vclock WHERE identity = ?", (self.identity,))
 
 
 class HostCoordination:
@@ -41,30 +217,21 @@ class HostCoordination:
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=OFF")  # a per-boot scratch file: no fsyncs
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS budget (identity TEXT PRIMARY KEY, state TEXT)"
-            )
-            conn.execute("CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, value INT)")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute("COMMIT")
             self._conn = conn
         return self._conn
 
-    def _step(self, identity: str, step: Callable[[BudgetState, float], T]) -> T:
+    def _step(self, identity: str, step: Callable[[_Budget], T]) -> T:
         with self._lock:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                row = conn.execute(
-                    "SELECT state FROM budget WHERE identity = ?", (identity,)
-                ).fetchone()
-                state = BudgetState.from_json(row[0] if row else None)
-                result = step(state, self._clock())
-                if state.idle:
-                    conn.execute("DELETE FROM budget WHERE identity = ?", (identity,))
-                else:
-                    conn.execute(
-                        "INSERT OR REPLACE INTO budget (identity, state) VALUES (?, ?)",
-                        (identity, state.to_json()),
-                    )
+                budget = _Budget(conn, identity, self._clock())
+                result = step(budget)
+                budget.forget_if_idle()
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -72,22 +239,22 @@ class HostCoordination:
             return result
 
     def acquire(self, identity: str, token: str, caller: str, limits: Limits) -> Decision:
-        return self._step(identity, lambda s, now: s.acquire(token, caller, now, limits))
+        return self._step(identity, lambda b: b.acquire(token, caller, limits))
 
     def release(self, identity: str, token: str, sends: int, limits: Limits) -> None:
-        self._step(identity, lambda s, now: s.release(token, sends, now, limits))
+        self._step(identity, lambda b: b.release(token, sends, limits))
 
     def charge(self, identity: str, token: str, sends: int, limits: Limits) -> Decision:
-        return self._step(identity, lambda s, now: s.charge(token, sends, now, limits))
+        return self._step(identity, lambda b: b.charge(token, sends, limits))
 
     def renew(self, identity: str, token: str, sends: int, limits: Limits) -> None:
-        self._step(identity, lambda s, now: s.renew(token, sends, now, limits))
+        self._step(identity, lambda b: b.renew(token, sends, limits))
 
     def cancel(self, identity: str, token: str) -> None:
-        self._step(identity, lambda s, now: s.cancel(token))
+        self._step(identity, lambda b: b.dequeue(token))
 
     def in_flight(self, identity: str) -> int:
-        return self._step(identity, lambda s, now: len(s.slots))
+        return self._step(identity, lambda b: b.in_flight())
 
     def ping(self) -> None:
         return None

@@ -1,16 +1,19 @@
-"""Log Analytics queries with the tenant's credential: typed (LogsQueryClient) and pass-through.
+"""Log Analytics queries with the tenant's credential: typed (results as data) and pass-through.
 
-One LogsQueryClient and one azure-core PipelineClient per credential (so per tenant identity),
-kept in a bounded ``ClientCache`` that closes them when dropped: their connection pools stay warm
-(keep-alive, TLS reused) and never leak.
-Both run with azure-core's retries off; the use case owns retries so that each attempt is
-charged to the identity's budget and a long Retry-After becomes our 429 instead of a stall.
+One azure-core PipelineClient per credential (so per tenant identity), kept in a bounded
+``ClientCache`` that closes it when dropped: its connection pool stays warm (keep-alive, TLS
+reused) and never leaks. Both kinds of query send azure-monitor-query's request through it
+(the typed one reads the answer into data the way ``LogsQueryClient`` would have, without its
+model objects: issue 16). No retries in the pipeline: the use case owns retries so that each
+attempt is charged to the identity's budget and a long Retry-After becomes our 429 instead of a
+stall.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +25,6 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline.policies import (
     BearerTokenCredentialPolicy,
     HeadersPolicy,
@@ -30,13 +32,12 @@ from azure.core.pipeline.policies import (
 )
 from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest
-from azure.monitor.query import LogsQueryClient, LogsQueryStatus
+from azure.monitor.query._helpers import native_col_type
 
 from service.adapters.client_cache import ClientCache
 from service.adapters.identity_errors import map_identity_error
 from service.adapters.tenant_credentials import sdk_credential
 from service.config import AzureSettings
-from service.domain.kql import Timespan
 from service.domain.retry import parse_retry_after
 from service.errors import AzureQueryError, AzureUnavailable, ServiceError, exception_chain
 from service.logs import request_id_var
@@ -60,42 +61,24 @@ READ_MARGIN_S = 30
 CHUNK_BYTES = 256 * 1024
 
 
-class _Clients:
-    def __init__(self, typed: LogsQueryClient, raw: PipelineClient[Any, Any]) -> None:
-        self.typed = typed
-        self.raw = raw
-
-    def close(self) -> None:
-        self.typed.close()
-        self.raw.close()
-
-
 class AzureLogs:
     """Implements ``service.ports.LogQuery`` with azure-monitor-query and azure-core."""
 
     def __init__(self, settings: AzureSettings) -> None:
         self._settings = settings
-        self._clients: ClientCache[_Clients] = ClientCache()
+        self._clients: ClientCache[PipelineClient[Any, Any]] = ClientCache()
 
-    def _for(self, credential: TokenCredential) -> _Clients:
+    def _for(self, credential: TokenCredential) -> PipelineClient[Any, Any]:
         return self._clients.get(credential, "logs", lambda: self._build(credential))
 
     def close(self) -> None:
         self._clients.close()
 
-    def _build(self, credential: TokenCredential) -> _Clients:
+    def _build(self, credential: TokenCredential) -> PipelineClient[Any, Any]:
         s = self._settings
         verify: Any = s.ca_bundle or True
-        typed = LogsQueryClient(
-            sdk_credential(credential),
-            endpoint=s.log_analytics_endpoint,
-            audience=s.log_analytics_audience,
-            connection_verify=verify,
-            retry_total=0,
-            connection_timeout=CONNECT_TIMEOUT_S,
-        )
         scope = s.log_analytics_audience.rstrip("/") + "/.default"
-        raw: PipelineClient[Any, Any] = PipelineClient(
+        return PipelineClient(
             base_url=s.log_analytics_endpoint,
             policies=[
                 HeadersPolicy(),
@@ -106,64 +89,66 @@ class AzureLogs:
                 connection_verify=verify, connection_timeout=CONNECT_TIMEOUT_S
             ),
         )
-        return _Clients(typed, raw)
 
     # -- typed ---------------------------------------------------------------------------------
     def query(
         self, credential: TokenCredential, target: LogTarget, spec: LogQuerySpec
     ) -> LogQueryResult:
-        client = self._for(credential).typed
-        seen: dict[str, Any] = {}
+        """One query through azure-core's pipeline (the compat path's client), its JSON answer
+        read straight into a :class:`LogQueryResult`.
 
-        def keep_response(response: PipelineResponse[Any, Any]) -> None:
-            # The SDK's partial_error drops Azure's `details`/`innererror`; the raw answer
-            # keeps them, so the hook holds on to it for a partial result.
-            seen["response"] = response.http_response
-
-        options: dict[str, Any] = {
-            "timespan": _sdk_timespan(spec.timespan),
-            "server_timeout": spec.server_timeout_s,
-            "include_statistics": spec.include_statistics,
-            "raw_response_hook": keep_response,
-            "read_timeout": spec.server_timeout_s + READ_MARGIN_S,
-        }
+        ``LogsQueryClient`` built model objects of every row (``model_base``) and then
+        ``LogsTableRow``s that this adapter converted back to JSON: most of a small query's CPU
+        (issue 16, ``bench/profile_proxy.py``). The request is the one it sends (body, ``Prefer``,
+        token, request id) and every value comes out as it did (``_row``).
+        """
+        client = self._for(credential)
+        prefer = f"wait={spec.server_timeout_s}"
+        if spec.include_statistics:
+            prefer += ",include-statistics=true"
+        headers = {"Content-Type": "application/json", "Prefer": prefer}
         request_id = request_id_var.get()
         if request_id:
-            options["request_id"] = request_id  # Azure's x-ms-client-request-id: correlation
+            headers["x-ms-client-request-id"] = request_id  # Azure's correlation
+        body = {"query": spec.query, "timespan": spec.timespan.iso() if spec.timespan else None}
+        url = self._settings.log_analytics_endpoint + _query_path(target)
+        request = HttpRequest("POST", url, content=json.dumps(body).encode(), headers=headers)
         started = time.perf_counter()
         try:
-            if target.kind == "workspace":
-                result = client.query_workspace(target.id, spec.query, **options)
-            else:
-                result = client.query_resource(target.id, spec.query, **options)
-        except HttpResponseError as exc:
-            AZURE_CALLS.labels("log_analytics", f"http_{exc.status_code}").inc()
-            raise _azure_error(exc) from None
+            response = client.send_request(
+                request, read_timeout=spec.server_timeout_s + READ_MARGIN_S
+            )
+            data = response.body()
+            if response.status_code != 200:
+                AZURE_CALLS.labels("log_analytics", f"http_{response.status_code}").inc()
+                raise _azure_error(_http_error(response))
+            answer = json.loads(data)
+        except ServiceError:
+            raise
         except Exception as exc:  # noqa: BLE001 - every failure is mapped to the error model
             AZURE_CALLS.labels("log_analytics", "transport_error").inc()
             raise _transport_error(exc) from None
         finally:
             AZURE_LATENCY.labels("log_analytics").observe(time.perf_counter() - started)
         AZURE_CALLS.labels("log_analytics", "ok").inc()
-        response = seen.get("response")
-        size = len(response.body()) if response is not None else 0
-        if result.status == LogsQueryStatus.PARTIAL:
-            tables, statistics = result.partial_data, result.statistics
-            error = _raw_error(response) or {"code": "PartialError", "message": "partial result"}
-        else:
-            tables, statistics, error = result.tables, result.statistics, None
+        given = answer.get("error")
+        error = None
+        if given:  # LogsQueryStatus.PARTIAL: the tables are the partial data
+            error = given if isinstance(given, dict) else None
+            error = error or {"code": "PartialError", "message": "partial result"}
+        statistics = answer.get("statistics")
         return LogQueryResult(
-            tables=tuple(_table(t) for t in tables),
+            tables=tuple(_table(t) for t in answer.get("tables") or ()),
             error=error,
             statistics=dict(statistics) if statistics is not None else None,
-            response_bytes=size,
+            response_bytes=len(data),
         )
 
     # -- pass-through --------------------------------------------------------------------------
     def forward(
         self, credential: TokenCredential, path: str, body: bytes, prefer: str | None
     ) -> RawLogResponse:
-        client = self._for(credential).raw
+        client = self._for(credential)
         headers = {"Content-Type": "application/json"}
         if prefer:
             headers["Prefer"] = prefer
@@ -197,28 +182,74 @@ def _chunks(response: Any) -> Any:
         response.close()
 
 
-def _sdk_timespan(span: Timespan | None) -> Any:
-    if span is None:
+def _query_path(target: LogTarget) -> str:
+    if target.kind == "workspace":
+        return f"/workspaces/{target.id}/query"
+    return "/" + target.id.strip("/") + "/query"
+
+
+def _http_error(response: Any) -> HttpResponseError:
+    """The exception LogsQueryClient raised for a non-200 answer (401: the credential's kind,
+    which ``_azure_error`` reports like a token Entra refused, as it always did)."""
+    if response.status_code == 401:
+        return ClientAuthenticationError(response=response)
+    return HttpResponseError(response=response)
+
+
+def _table(table: dict[str, Any]) -> LogTable:
+    """One table of Azure's JSON answer, each value as LogsQueryClient gave it and this adapter
+    then converted it (``_row``)."""
+    columns = tuple((c.get("name"), c.get("type")) for c in table.get("columns") or ())
+    types = [t for _, t in columns]
+    plain = all(t not in _SDK_TYPED for t in types)
+    rows = table.get("rows") or []
+    return LogTable(
+        name=table.get("name") or "",
+        columns=columns,
+        rows=[list(row) for row in rows] if plain else [_row(types, row) for row in rows],
+    )
+
+
+# Column types whose values LogsQueryClient changed (``native_col_type``) or this adapter does.
+_SDK_TYPED = frozenset({"datetime", "timespan", "guid", "dynamic"})
+_WIRE_UTC = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?Z$", re.IGNORECASE)
+
+
+def _row(types: list[str], row: list[Any]) -> list[Any]:
+    values = []
+    for kind, value in zip(types, row, strict=False):
+        if kind == "datetime" and isinstance(value, str):
+            converted = _wire_datetime(value)
+            values.append(converted if converted is not None else _sdk_value(kind, value))
+        elif kind in _SDK_TYPED:
+            values.append(_sdk_value(kind, value))
+        else:
+            values.append(value)
+    return values
+
+
+def _wire_datetime(value: str) -> str | None:
+    """Azure's ``2026-11-30T16:00:00.1234567Z`` as LogsQueryClient's datetime (fraction cut
+    to microseconds) then ``_datetime`` printed it; None for any other form (the SDK's path)."""
+    match = _WIRE_UTC.match(value)
+    if match is None:
         return None
-    if span.start is None:
-        return span.length()
-    if span.end is not None:
-        return (span.start, span.end)
-    return (span.start, span.length())
+    year, month, day, hour, minute, second, fraction = match.groups()
+    try:
+        moment = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second),
+            int((fraction or "")[:6].ljust(6, "0")), tzinfo=UTC,
+        )  # fmt: skip
+    except ValueError:
+        return None
+    return moment.isoformat().replace("+00:00", "Z")
 
 
-def _table(table: Any) -> LogTable:
-    types = list(table.columns_types)
-    columns = tuple(zip(table.columns, types, strict=True))
-    converters = [_CONVERT.get(t) for t in types]
-    rows = []
-    for row in table.rows:
-        values = list(row)
-        for i, convert in enumerate(converters):
-            if convert is not None and values[i] is not None:
-                values[i] = convert(values[i])
-        rows.append(values)
-    return LogTable(name=table.name, columns=columns, rows=rows)
+def _sdk_value(kind: str, value: Any) -> Any:
+    """What LogsQueryClient made of one value (its own ``native_col_type``), then ours."""
+    value = native_col_type(kind, value)  # type: ignore[no-untyped-call]
+    convert = _CONVERT.get(kind)
+    return convert(value) if convert is not None and value is not None else value
 
 
 def _datetime(value: Any) -> Any:
@@ -241,16 +272,6 @@ def _timespan(value: Any) -> Any:
 
 
 _CONVERT = {"datetime": _datetime, "dynamic": _dynamic, "timespan": _timespan}
-
-
-def _raw_error(response: Any) -> dict[str, Any] | None:
-    if response is None:
-        return None
-    try:
-        error = json.loads(response.body()).get("error")
-    except (ValueError, AttributeError):
-        return None
-    return error if isinstance(error, dict) else None
 
 
 def _credential_failure(exc: BaseException) -> ClientAuthenticationError | None:

@@ -1,0 +1,77 @@
+"""The host file store keeps each identity's budget as rows (issue 16): it must still decide
+exactly like ``service.domain.budget`` when time moves (leases, windows and tickets expiring,
+an idle identity starting afresh), which the shared random walk (at a fixed instant) does not
+reach."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from service.adapters.host_coordination import HostCoordination
+from service.domain.budget import GRANTED, RATE, WAITING, BudgetState, Limits
+
+
+def test_the_host_file_decides_like_the_reference_rules_as_time_passes(tmp_path: Path) -> None:
+    now = [1000.0]
+    stores = [HostCoordination(str(tmp_path / "c.db"), clock=lambda: now[0]) for _ in range(2)]
+    references = {"a": BudgetState(), "b": BudgetState()}
+    lim = Limits(3, 8, 5.0, lease_s=3.0, ticket_ttl_s=2.0, queue_per_key=2)
+    rng = random.Random(16)
+    held: dict[tuple[str, str], int] = {}
+    queued: dict[tuple[str, str], str] = {}
+    outcomes: set[str] = set()
+    for step in range(1500):
+        now[0] += rng.choice([0.0, 0.0, 0.1, 0.5, 1.5, 4.0])
+        store = rng.choice(stores)  # two processes on one file
+        identity = rng.choice(["a", "b"])
+        ref = references[identity]
+        op = rng.choice(["new", "new", "poll", "release", "charge", "cancel", "renew"])
+        mine_held = sorted(t for i, t in held if i == identity)
+        mine_queued = sorted(t for i, t in queued if i == identity)
+        if op == "new" or (op == "poll" and not mine_queued):
+            token, caller = f"t{step}", rng.choice(["x", "y", "z"])
+            op = "new"
+        elif op == "poll":
+            token = rng.choice(mine_queued)
+            caller = queued[(identity, token)]
+        if op in ("new", "poll"):
+            got = store.acquire(identity, token, caller, lim)
+            want = ref.acquire(token, caller, now[0], lim)
+            assert got.outcome == want.outcome, step
+            assert got.ahead == want.ahead, step
+            assert abs(got.retry_after_s - want.retry_after_s) < 1e-6, step
+            outcomes.add(want.outcome)
+            queued.pop((identity, token), None)
+            if want.outcome == GRANTED:
+                held[(identity, token)] = 1
+            elif want.outcome == WAITING:
+                queued[(identity, token)] = caller
+        elif op == "release" and mine_held:
+            token = rng.choice(mine_held)
+            sends = held.pop((identity, token))
+            store.release(identity, token, sends, lim)
+            ref.release(token, sends, now[0], lim)
+        elif op == "charge" and mine_held:
+            token = rng.choice(mine_held)
+            got = store.charge(identity, token, held[(identity, token)], lim)
+            want = ref.charge(token, held[(identity, token)], now[0], lim)
+            assert (got.outcome, round(got.retry_after_s, 6)) == (
+                want.outcome,
+                round(want.retry_after_s, 6),
+            ), step
+            if want.outcome == GRANTED:
+                held[(identity, token)] += 1
+        elif op == "renew" and mine_held:
+            token = rng.choice(mine_held)
+            store.renew(identity, token, held[(identity, token)], lim)
+            ref.renew(token, held[(identity, token)], now[0], lim)
+        elif op == "cancel" and mine_queued:
+            token = rng.choice(mine_queued)
+            queued.pop((identity, token))
+            store.cancel(identity, token)
+            ref.cancel(token)
+        if ref.idle:  # the reference store drops an idle identity's state: so does the file
+            references[identity] = BudgetState()
+        assert store.in_flight(identity) == len(references[identity].slots), step
+    assert {GRANTED, WAITING, RATE} <= outcomes  # the walk reached the interesting cases

@@ -63,3 +63,24 @@ def test_tables_of_plain_columns_are_passed_as_they_are() -> None:
         "rows": [["x", 1.5], [None, None]],
     }
     assert logs._table(table).rows == through_the_sdk(table) == [["x", 1.5], [None, None]]
+
+
+def test_the_environment_requests_would_read_per_call_is_read_once_with_the_same_result(
+    monkeypatch: Any,
+) -> None:
+    """The log clients no longer let requests scan the environment on every call (issue 16);
+    what it would have found there still applies: the proxy, NO_PROXY, the CA bundle."""
+    from service.config import AzureSettings
+
+    for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ca.pem")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    settings = AzureSettings()
+    verify, proxies = logs._environment(settings)
+    assert verify == "/etc/ca.pem"
+    assert proxies == {"proxies": {"https": "http://proxy.example:3128"}}
+    monkeypatch.setenv("NO_PROXY", "api.loganalytics.io")
+    assert logs._environment(settings)[1] == {}
+    configured = AzureSettings(ca_bundle="/run/emulator-ca.pem")
+    assert logs._environment(configured)[0] == "/run/emulator-ca.pem"

@@ -47,7 +47,8 @@ def resolve(rt: Runtime, principal: Principal, target: LogTarget) -> Resolved:
     Anything not registered under a tenant the key sees is reported as not found.
     """
     with rt.uow() as uow:
-        stmt = select(Workspace).order_by(Workspace.id)
+        # Two columns, not the entity: this runs on every compat query (issue 16).
+        stmt = select(Workspace.id, Workspace.tenant_id).order_by(Workspace.id)
         if target.kind == "workspace":
             if not _GUID.fullmatch(target.id):
                 raise NotFound("the requested path does not exist")
@@ -56,7 +57,7 @@ def resolve(rt: Runtime, principal: Principal, target: LogTarget) -> Resolved:
             stmt = stmt.where(
                 func.lower(Workspace.app_insights_resource_id) == target.id.rstrip("/").lower()
             )
-        for ws in uow.session.scalars(stmt):
+        for ws in uow.session.execute(stmt):
             if principal.sees_tenant(ws.tenant_id):
                 return Resolved(target, AuditTarget(ws.tenant_id, "workspace", ws.id))
     what = "workspace" if target.kind == "workspace" else "resource"

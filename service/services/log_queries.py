@@ -38,7 +38,12 @@ from service.ports import LogQueryResult, LogQuerySpec, LogTable, LogTarget
 from service.services import audit_queue, online_telemetry
 from service.services.azure_credentials import tenant_credential
 from service.services.context import CallContext
-from service.services.lookup import visible_endpoint, visible_workspace
+from service.services.lookup import (
+    WorkspaceRef,
+    visible_endpoint,
+    visible_workspace,
+    visible_workspace_ref,
+)
 from service.services.runtime import Runtime
 
 DEFAULT_VIEW_TIMESPAN = "P1D"
@@ -57,7 +62,7 @@ def bad_input(field: str, message: str) -> ValidationFailed:
     return ValidationFailed(f"{field}: {message}", [{"field": field, "message": message}])
 
 
-def log_target(ws: Workspace, source: str | None) -> LogTarget:
+def log_target(ws: Workspace | WorkspaceRef, source: str | None) -> LogTarget:
     """The workspace's Log Analytics workspace (App* tables) or App Insights resource (classic)."""
     la, ai = ws.log_analytics_workspace_id, ws.app_insights_resource_id
     if source == "app_insights" or (source is None and not la):
@@ -81,9 +86,9 @@ def run_query(
     ctx.require(Role.READER)
     settings = rt.settings.log_query
     with rt.uow() as uow:
-        ws = visible_workspace(uow, ctx.principal, tenant, workspace)
-        target = log_target(ws, body.get("source"))
-        where = AuditTarget(ws.tenant_id, "workspace", ws.id)
+        ws = visible_workspace_ref(uow, ctx.principal, tenant, workspace)
+    target = log_target(ws, body.get("source"))
+    where = AuditTarget(ws.tenant_id, "workspace", ws.id)
     query = body["query"]
     try:
         check_query(query, max_chars=settings.max_query_chars)

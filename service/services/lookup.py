@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -38,6 +39,44 @@ def visible_workspace(uow: UnitOfWork, principal: Principal, tenant: str, slug: 
     if ws is None:
         raise NotFound(f"workspace '{slug}' not found in tenant '{tenant}'")
     return ws
+
+
+@dataclass(frozen=True)
+class WorkspaceRef:
+    """What a log query needs of a workspace: read as one row, not as an ORM object."""
+
+    id: str
+    tenant_id: str
+    slug: str
+    log_analytics_workspace_id: str | None
+    app_insights_resource_id: str | None
+
+
+_REF_COLUMNS = (
+    Workspace.id,
+    Workspace.tenant_id,
+    Workspace.slug,
+    Workspace.log_analytics_workspace_id,
+    Workspace.app_insights_resource_id,
+)
+
+
+def visible_workspace_ref(
+    uow: UnitOfWork, principal: Principal, tenant: str, slug: str
+) -> WorkspaceRef:
+    """``visible_workspace`` for the log query path: five columns of one joined row (loading
+    the whole entity cost half of a typed query's look-up, issue 16); the same 404s."""
+    row = uow.session.execute(
+        select(*_REF_COLUMNS)
+        .join(Tenant, Tenant.id == Workspace.tenant_id)
+        .where(Tenant.slug == tenant, Workspace.slug == slug)
+    ).first()
+    if row is not None and principal.sees_tenant(row.tenant_id):
+        return WorkspaceRef(*row)
+    ws = visible_workspace(uow, principal, tenant, slug)  # the precise 404
+    return WorkspaceRef(
+        ws.id, ws.tenant_id, ws.slug, ws.log_analytics_workspace_id, ws.app_insights_resource_id
+    )
 
 
 def visible_endpoint(

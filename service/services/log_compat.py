@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from service.db.models import Workspace
 from service.domain.access import Principal
@@ -33,6 +33,12 @@ _WAIT = re.compile(r"^wait=(\d{1,6})$")
 _FLAGS = ("include-statistics=true", "include-render=true")
 
 
+# Two columns, built once, run below the ORM: this runs on every compat query (issue 16).
+_COLUMNS = select(Workspace.id, Workspace.tenant_id).order_by(Workspace.id)
+_BY_WORKSPACE = _COLUMNS.where(Workspace.log_analytics_workspace_id == bindparam("key"))
+_BY_RESOURCE = _COLUMNS.where(func.lower(Workspace.app_insights_resource_id) == bindparam("key"))
+
+
 @dataclass(frozen=True)
 class Resolved:
     """A compat target the caller may read: the registered workspace and its tenant."""
@@ -46,18 +52,14 @@ def resolve(rt: Runtime, principal: Principal, target: LogTarget) -> Resolved:
 
     Anything not registered under a tenant the key sees is reported as not found.
     """
+    if target.kind == "workspace":
+        if not _GUID.fullmatch(target.id):
+            raise NotFound("the requested path does not exist")
+        stmt, key = _BY_WORKSPACE, target.id.lower()
+    else:
+        stmt, key = _BY_RESOURCE, target.id.rstrip("/").lower()
     with rt.uow() as uow:
-        # Two columns, not the entity: this runs on every compat query (issue 16).
-        stmt = select(Workspace.id, Workspace.tenant_id).order_by(Workspace.id)
-        if target.kind == "workspace":
-            if not _GUID.fullmatch(target.id):
-                raise NotFound("the requested path does not exist")
-            stmt = stmt.where(Workspace.log_analytics_workspace_id == target.id.lower())
-        else:
-            stmt = stmt.where(
-                func.lower(Workspace.app_insights_resource_id) == target.id.rstrip("/").lower()
-            )
-        for ws in uow.session.execute(stmt):
+        for ws in uow.session.connection().execute(stmt, {"key": key}):
             if principal.sees_tenant(ws.tenant_id):
                 return Resolved(target, AuditTarget(ws.tenant_id, "workspace", ws.id))
     what = "workspace" if target.kind == "workspace" else "resource"

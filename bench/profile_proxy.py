@@ -220,6 +220,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=500, help="py-spy samples per second")
     parser.add_argument("--keep", help="directory to keep py-spy's raw stacks in")
     parser.add_argument("--detail", action="store_true", help="each component's leaf packages")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="the emulator's, per query")
     parser.add_argument(
         "--large-mb", type=int, default=0, help="also profile N MB results through compat (P2)"
     )
@@ -230,7 +231,7 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         box = emu.sandbox()
         emu.small_telemetry(box.log_analytics_workspace_id)
-        emu.limits(rate_limit=10**9, latency_s=0.0)
+        emu.limits(rate_limit=10**9, latency_s=args.latency_ms / 1000)
         budget = {"LOG_QUERY_RATE_LIMIT": "100000", "LOG_QUERY_COALESCE": "false"}
         (Path(tmp) / "svc").mkdir()
         with service(Path(tmp) / "svc", emu, 1, budget) as (url, auth, proc):

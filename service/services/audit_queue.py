@@ -13,8 +13,11 @@ form by themselves under load). Guarantees:
 
 Each :class:`Runtime` owns its queue (``Runtime.audit_queue()``).
 
-What a hard kill (SIGKILL, power cut) can lose: the events queued in that process, at most
-``LOG_QUERY_AUDIT_QUEUE`` of them and normally only the last few milliseconds' worth.
+The writer lets a batch gather for ``LINGER_S`` after its first row: writing each event of a
+sequential caller in a transaction of its own cost a tenth of a query's CPU (issue 16,
+``bench/profile_proxy.py``). What a hard kill (SIGKILL, power cut) can lose: the events queued
+in that process, at most ``LOG_QUERY_AUDIT_QUEUE`` of them and normally only the last
+``LINGER_S`` worth.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -42,6 +46,7 @@ Row = dict[str, Any]
 BATCH_MAX = 500
 RETRY_MIN_S = 0.2
 RETRY_MAX_S = 5.0
+LINGER_S = 0.1  # how long the writer waits for more rows after the first, before it writes
 
 
 class AuditQueue:
@@ -130,6 +135,14 @@ class AuditQueue:
             with self._cond:
                 while not self._items and not self._closed:
                     self._cond.wait()
+                if self._closed:
+                    return
+                deadline = time.monotonic() + LINGER_S  # more rows join the batch meanwhile
+                while len(self._items) < BATCH_MAX and not self._closed:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
                 if self._closed:
                     return
             try:

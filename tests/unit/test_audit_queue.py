@@ -113,3 +113,23 @@ def test_close_writes_what_is_left_and_later_rows_are_written_inline() -> None:
     assert writer.rows == list(range(5))
     queue.put({"n": 5})  # after shutdown: inline, never lost
     assert writer.rows == list(range(6))
+
+
+def test_rows_of_a_sequential_caller_are_written_together_not_one_transaction_each() -> None:
+    """The writer lets a batch gather for LINGER_S after its first row (issue 16): a caller
+    queuing a row every few milliseconds costs one write, not one per row."""
+    import time
+
+    from service.services import audit_queue
+
+    writer = Recorder()
+    queue = AuditQueue(writer, capacity=1000)
+    for n in range(4):
+        queue.put({"n": n})
+        time.sleep(audit_queue.LINGER_S / 10)
+    deadline = time.monotonic() + 10
+    while writer.rows != [0, 1, 2, 3]:
+        assert time.monotonic() < deadline, writer.batches
+        time.sleep(0.01)
+    assert writer.batches == [[0, 1, 2, 3]]
+    queue.close()

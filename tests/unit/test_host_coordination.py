@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from service.adapters.host_coordination import HostCoordination
 from service.domain.budget import GRANTED, RATE, WAITING, BudgetState, Limits
@@ -75,3 +78,33 @@ def test_the_host_file_decides_like_the_reference_rules_as_time_passes(tmp_path:
             references[identity] = BudgetState()
         assert store.in_flight(identity) == len(references[identity].slots), step
     assert {GRANTED, WAITING, RATE} <= outcomes  # the walk reached the interesting cases
+
+
+def test_a_step_waits_in_python_for_another_processes_transaction(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """SQLite's busy handler slept in C (under gevent, the whole worker stopped): the store
+    opens the file with no busy timeout and waits in Python instead, as long as it did."""
+    import sqlite3
+    import threading
+    import time
+
+    from service.adapters import host_coordination
+
+    path = str(tmp_path / "c.db")
+    store = HostCoordination(path)
+    lim = Limits(5, 100, 30.0)
+    assert store.acquire("id", "warm", "k", lim).outcome == GRANTED  # the file exists
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process's step holds the write lock
+    timer = threading.Timer(0.2, lambda: other.execute("COMMIT"))
+    timer.start()
+    started = time.monotonic()
+    assert store.acquire("id", "t", "k", lim).outcome == GRANTED
+    assert time.monotonic() - started >= 0.15
+    timer.join()
+    other.execute("BEGIN IMMEDIATE")
+    monkeypatch.setattr(host_coordination, "BUSY_TIMEOUT_S", 0.05)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        store.acquire("id", "u", "k", lim)
+    other.execute("ROLLBACK")

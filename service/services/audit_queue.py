@@ -142,9 +142,7 @@ class AuditQueue:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
-                    self._cond.wait(remaining)
-                if self._closed:
-                    return
+                    self._cond.wait(remaining)  # close() wakes it: it writes, then stops
             try:
                 self.flush()
             except Exception:  # kept and retried; callers write inline meanwhile

@@ -107,7 +107,11 @@ def test_each_deployment_of_an_endpoint_sees_only_its_own_requests(
         assert r.json["endpoint"] == target
         seen[target] = sum(item["requests"] for item in r.json["items"])
         assert seen[target] == len(fleet.records(table, role)) > 0
-    assert seen["score.blue"] != seen["score.green"]
+    # Not the endpoint's whole traffic: each view counts one role's records only. (The seeded
+    # counts are random and may be equal, so comparing the two views with each other proved
+    # nothing and failed when they happened to match.)
+    both = sum(len(fleet.records(table, fleet.roles[t])) for t in ("score.blue", "score.green"))
+    assert all(0 < seen[t] < both for t in ("score.blue", "score.green"))
 
 
 @SOURCES

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 
@@ -60,8 +61,9 @@ class EndpointView:
 
 
 def view(
-    ep: Endpoint, tenant: str, workspace: str, monitoring: Monitoring | None = None
+    ep: Any, tenant: str, workspace: str, monitoring: Monitoring | None = None
 ) -> EndpointView:
+    """``ep``: an ``Endpoint`` or a row of its columns."""
     return EndpointView(
         id=ep.id,
         tenant=tenant,
@@ -96,12 +98,20 @@ def list_endpoints(
     with rt.uow() as uow:
         ctx.require(Role.READER)
         ws = visible_workspace(uow, ctx.principal, tenant, workspace)
-        stmt = select(Endpoint).where(Endpoint.workspace_id == ws.id)
+        # Rows of the columns a view shows, not ORM objects: a page is read, never changed.
+        stmt = select(*_LISTED).where(Endpoint.workspace_id == ws.id)
         if not include_vanished:
             stmt = stmt.where(Endpoint.vanished_at.is_(None))
         rows, cursor = paginate(uow.session, stmt, Endpoint.id, page)
-        monitoring = monitoring_of(uow.session, ws.tenant_id, list(rows))
+        monitoring = monitoring_of(uow.session, ws.tenant_id, rows)
         return Page([view(ep, tenant, workspace, monitoring[ep.id]) for ep in rows], cursor)
+
+
+_LISTED = tuple(
+    column
+    for column in Endpoint.__table__.columns
+    if column.key not in ("tenant_id", "created_at", "updated_at")
+)
 
 
 def get_endpoint(

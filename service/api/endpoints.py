@@ -29,7 +29,9 @@ def list_endpoints(tenant: str, workspace: str) -> Response:
         page_request(),
         include_vanished=include_vanished,
     )
-    body = {"items": [endpoint_json(ep) for ep in page.items], "next_cursor": page.next_cursor}
+    memo: dict[Any, Any] = {}
+    items = [endpoint_json(ep, memo) for ep in page.items]
+    body = {"items": items, "next_cursor": page.next_cursor}
     return Response(json.dumps(body), mimetype="application/json")
 
 
@@ -39,13 +41,23 @@ def get_endpoint(tenant: str, workspace: str, endpoint: str) -> Response:
     return json_response(ep, etag=ep.etag)
 
 
-def _time(value: Any) -> str | None:
-    return None if value is None else isoformat(value)
-
-
-def endpoint_json(ep: EndpointView) -> dict[str, Any]:
+def endpoint_json(ep: EndpointView, memo: dict[Any, Any] | None = None) -> dict[str, Any]:
     """What ``jsonable(ep)`` gives, written out: a page of 200 endpoints spent a third of its
-    time in the generic walk (``tests/api/test_endpoints.py`` checks they stay equal)."""
+    time in the generic walk (``tests/api/test_endpoints.py`` checks they stay equal).
+
+    ``memo`` (one per response) shares what endpoints of a page have in common: discovery
+    stamps a workspace's endpoints with one time, and they share a few effective policies.
+    """
+    memo = {} if memo is None else memo
+
+    def _time(value: Any) -> str | None:
+        if value is None:
+            return None
+        text = memo.get(value)
+        if text is None:
+            text = memo[value] = isoformat(value)
+        return text
+
     m = ep.monitoring
     return {
         "id": ep.id,
@@ -68,7 +80,7 @@ def endpoint_json(ep: EndpointView) -> dict[str, Any]:
         "monitoring": None
         if m is None
         else {
-            "desired": _desired_json(m.desired),
+            "desired": _desired_json(m.desired, memo),
             "compliance": m.compliance.value,
             "reason": m.reason,
             "active_operation": m.active_operation,
@@ -76,12 +88,19 @@ def endpoint_json(ep: EndpointView) -> dict[str, Any]:
     }
 
 
-def _desired_json(desired: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The effective policy's JSON form; endpoints of a page share a few policy dicts."""
-    return {
-        field: {"value": _plain(spec["value"]), "source": spec["source"]}
-        for field, spec in desired.items()
-    }
+def _desired_json(desired: dict[str, dict[str, Any]], memo: dict[Any, Any]) -> dict[str, Any]:
+    """The effective policy's JSON form (the same object for endpoints that share it)."""
+    key = ("desired", id(desired))
+    found = memo.get(key)
+    if found is None or found[0] is not desired:
+        found = memo[key] = (
+            desired,
+            {
+                field: {"value": _plain(spec["value"]), "source": spec["source"]}
+                for field, spec in desired.items()
+            },
+        )
+    return found[1]
 
 
 def _plain(value: Any) -> Any:

@@ -361,6 +361,19 @@ def database_alone(dsn: str, ids: dict[str, str], args: argparse.Namespace) -> d
     return out
 
 
+def settle(pids: list[int], quiet_s: float = 1.0, limit_s: float = 60.0) -> None:
+    """Wait until the workers are idle: each imports the Azure SDKs in the background in its
+    first seconds (gunicorn.conf.py), which is start-up, not the steady state measured here."""
+    end = time.perf_counter() + limit_s
+    before = cpu_of(pids)
+    while time.perf_counter() < end:
+        time.sleep(quiet_s)
+        now = cpu_of(pids)
+        if now - before < 0.05 * quiet_s * len(pids):
+            return
+        before = now
+
+
 @contextmanager
 def gunicorn(env: dict[str, str]) -> Iterator[tuple[int, str]]:
     """`make run`'s server command (without the reconciler) on a free port."""
@@ -395,6 +408,7 @@ def gunicorn(env: dict[str, str]) -> Iterator[tuple[int, str]]:
             except requests.RequestException:
                 pass
             time.sleep(0.1)
+        settle(worker_pids(proc.pid))
         yield proc.pid, f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()

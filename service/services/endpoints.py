@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -102,7 +103,10 @@ def list_endpoints(
         stmt = select(*_LISTED).where(Endpoint.workspace_id == ws.id)
         if not include_vanished:
             stmt = stmt.where(Endpoint.vanished_at.is_(None))
-        rows, cursor = paginate(uow.session, stmt, Endpoint.id, page)
+        found, cursor = paginate(uow.session, stmt, Endpoint.id, page)
+        # Named tuples: their fields read like attributes at a tuple's cost (a Row's attribute
+        # look-up was a tenth of the page's CPU, read ~20 times per endpoint).
+        rows: list[Any] = [_Listed._make(row) for row in found]
         monitoring = monitoring_of(uow.session, ws.tenant_id, rows)
         return Page([view(ep, tenant, workspace, monitoring[ep.id]) for ep in rows], cursor)
 
@@ -112,6 +116,7 @@ _LISTED = tuple(
     for column in Endpoint.__table__.columns
     if column.key not in ("tenant_id", "created_at", "updated_at")
 )
+_Listed = namedtuple("_Listed", [column.key for column in _LISTED])  # type: ignore[misc]
 
 
 def get_endpoint(

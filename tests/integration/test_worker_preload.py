@@ -21,9 +21,7 @@ sdks = {sdks!r}
 config = runpy.run_path("gunicorn.conf.py")
 assert not any(m in sys.modules for m in sdks), [m for m in sdks if m in sys.modules]
 os.environ["AMLCP_WARM_IMPORTS_DELAY_S"] = "0.5"
-started = time.perf_counter()
-config["post_worker_init"](None)
-hook_s = time.perf_counter() - started
+config["post_worker_init"](None)  # returns at once: the thread waits 0.5 s, then imports
 imported_when_hook_returned = [m for m in sdks if m in sys.modules]
 # Meanwhile the hub keeps running: a greenlet ticks while the thread imports.
 ticks = []
@@ -34,7 +32,7 @@ def tick():
 gevent.spawn(tick)
 from service import bootstrap
 bootstrap.wait_for_warm_imports()  # what an adapter's first use does: a cooperative wait
-print(hook_s < 0.5, imported_when_hook_returned, sorted(m for m in sdks if m in sys.modules))
+print(imported_when_hook_returned, sorted(m for m in sdks if m in sys.modules))
 print(len(ticks) > 20, bootstrap._warming is None)
 """
 
@@ -55,7 +53,7 @@ def run(code: str, **env: str) -> list[str]:
 
 def test_the_worker_start_hook_imports_the_sdks_in_the_background() -> None:
     first, second = run(CHILD.format(sdks=SDKS))
-    assert first == f"True [] {sorted(SDKS)!r}"
+    assert first == f"[] {sorted(SDKS)!r}"
     assert second == "True True"
 
 

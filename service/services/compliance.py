@@ -9,10 +9,10 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import ARRAY, String, any_, func, literal, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from service.db.models import Endpoint, Operation, Policy, Workspace, WorkspaceSync
+from service.db.models import Endpoint, Policy, Workspace, WorkspaceSync
 from service.db.types import utcnow
 from service.domain.access import Role
 from service.domain.policy import (
@@ -20,21 +20,15 @@ from service.domain.policy import (
     ComplianceFacts,
     EffectivePolicy,
     Observed,
-    PolicySpec,
     compliance,
 )
-from service.domain.states import ACTIVE_STATES, OperationState
 from service.domain.targets import split_target
+from service.services.compliance_facts import Facts
 from service.services.context import CallContext
 from service.services.lookup import visible_tenant
-from service.services.planning import PolicyIndex
 from service.services.retention_compliance import WorkspaceRetention, workspace_retention
 from service.services.runtime import Runtime
 
-# Discovery failures that mean "we cannot see this tenant's Azure": compliance is unknown.
-ACCESS_ERRORS = frozenset(
-    {"credential_missing", "login_required", "credential_rejected", "secrets_unavailable"}
-)
 MAX_OFFENDERS = 100
 
 
@@ -81,7 +75,7 @@ def monitoring_of(
     """
     ws_ids = {ep.workspace_id for ep in endpoints}
     names = {ep.name for ep in endpoints}
-    judge = _Judge(_Facts.load(session, tenant_id, ws_ids, names))
+    judge = _Judge(Facts.load(session, tenant_id, ws_ids, names))
     out = {}
     for ep in endpoints:
         policy, desired = judge.policy(ep.workspace_id, ep.name)
@@ -101,7 +95,7 @@ class _Judge:
     are the domain's (``compliance``), memoised per call: nothing outlives the request.
     """
 
-    def __init__(self, facts: _Facts) -> None:
+    def __init__(self, facts: Facts) -> None:
         self.facts = facts
         self._policies: dict[tuple[str, str | None, str | None], tuple[EffectivePolicy, Any]] = {}
         self._decisions: dict[tuple[Any, ...], tuple[Compliance, str | None]] = {}
@@ -167,105 +161,11 @@ class _Judge:
         return decided
 
 
-@dataclass(frozen=True)
-class _Facts:
-    index: PolicyIndex
-    active: dict[tuple[str, str], str]
-    last_failed: dict[tuple[str, str], bool]
-    broken: set[str]
-
-    @classmethod
-    def load(cls, session: Session, tenant_id: str, ws_ids: set[str], names: set[str]) -> _Facts:
-        scoped: list[Any] = [Operation.tenant_id == tenant_id, Operation.workspace_id.in_(ws_ids)]
-        if names and len(names) <= 500:
-            scoped.append(_one_of(session, Operation.endpoint_name, names))
-        # One query for both: the active operation of each endpoint, and the state of its
-        # latest finished one (an index probe per endpoint: ix_operations_workspace_endpoint_
-        # created).
-        finished = (OperationState.SUCCEEDED, OperationState.FAILED)
-        newest = aliased(Operation)
-        latest_at = (
-            select(func.max(newest.created_at))
-            .where(
-                newest.workspace_id == Operation.workspace_id,
-                newest.endpoint_name == Operation.endpoint_name,
-                newest.state.in_(finished),
-            )
-            .scalar_subquery()
-        )
-        active: dict[tuple[str, str], str] = {}
-        last_failed: dict[tuple[str, str], bool] = {}
-        for i, w, n, state in session.execute(
-            select(
-                Operation.id, Operation.workspace_id, Operation.endpoint_name, Operation.state
-            ).where(
-                *scoped,
-                Operation.state.in_(ACTIVE_STATES)
-                | (Operation.state.in_(finished) & (Operation.created_at == latest_at)),
-            )
-        ):
-            if state in ACTIVE_STATES:
-                active[(w, n)] = i
-            else:
-                last_failed[(w, n)] = state == OperationState.FAILED
-        broken = set(
-            session.scalars(
-                select(WorkspaceSync.workspace_id).where(
-                    WorkspaceSync.workspace_id.in_(ws_ids),
-                    WorkspaceSync.last_error_code.in_(ACCESS_ERRORS),
-                )
-            )
-        )
-        return cls(_policy_index(session, tenant_id, names), active, last_failed, broken)
-
-
-def _policy_index(session: Session, tenant_id: str, names: set[str]) -> PolicyIndex:
-    """``PolicyIndex.load`` for these endpoints: rows of columns, not ORM objects (a page read
-    them all for every request), and only the endpoint policies that can apply to ``names``
-    (their own, or their online endpoint's)."""
-    stmt = select(
-        Policy.scope,
-        Policy.workspace_id,
-        Policy.endpoint_name,
-        Policy.app_insights,
-        Policy.model_data_collection,
-        Policy.mode,
-        Policy.max_parallel_updates,
-    ).where(Policy.tenant_id == tenant_id)
-    if names and len(names) <= 500:
-        parents = {online[0] for online in map(split_target, names) if online is not None}
-        stmt = stmt.where(
-            (Policy.scope != "endpoint") | _one_of(session, Policy.endpoint_name, names | parents)
-        )
-    tenant: PolicySpec | None = None
-    workspaces: dict[str, PolicySpec] = {}
-    endpoints: dict[tuple[str, str], PolicySpec] = {}
-    for scope, workspace_id, name, app_insights, data_collection, mode, parallel in session.execute(
-        stmt
-    ):
-        spec = PolicySpec(app_insights, data_collection, mode, parallel)
-        if scope == "tenant":
-            tenant = spec
-        elif scope == "workspace" and workspace_id:
-            workspaces[workspace_id] = spec
-        elif workspace_id and name:
-            endpoints[(workspace_id, name)] = spec
-    return PolicyIndex(tenant, workspaces, endpoints)
-
-
-def _one_of(session: Session, column: Any, values: set[str]) -> Any:
-    """``column IN values``; on PostgreSQL as ``= ANY(array)``: one parameter instead of one per
-    value (200 on a page), which SQLAlchemy rendered and psycopg parsed again on every call."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(literal(sorted(values), ARRAY(String)))
-    return column.in_(values)
-
-
 def failed_endpoints(
     session: Session, tenant_id: str, endpoints: list[Endpoint]
 ) -> set[tuple[str, str]]:
     """(workspace id, name) of the endpoints whose latest finished operation failed."""
-    facts = _Facts.load(
+    facts = Facts.load(
         session, tenant_id, {ep.workspace_id for ep in endpoints}, {ep.name for ep in endpoints}
     )
     return {key for key, failed in facts.last_failed.items() if failed}
@@ -306,7 +206,7 @@ def tenant_compliance(rt: Runtime, ctx: CallContext, tenant: str) -> ComplianceR
             select(*_JUDGED).where(Endpoint.tenant_id == t.id, Endpoint.vanished_at.is_(None))
         ).all()
         # More than the 500 names a look-up filters by: the tenant's facts, unfiltered.
-        judge = _Judge(_Facts.load(session, t.id, {ws.id for ws in workspaces}, set()))
+        judge = _Judge(Facts.load(session, t.id, {ws.id for ws in workspaces}, set()))
         by_workspace: defaultdict[str, list[tuple[Any, ...]]] = defaultdict(list)
         for row in endpoints:
             by_workspace[row[0]].append(tuple(row))

@@ -83,8 +83,10 @@ demo: venv azurite
 lock: venv
 	$(BIN)/python scripts/lock.py $(if $(UPGRADE),--upgrade)
 
+## make bench: every benchmark in turn (bench/__main__.py), each run appended to
+## var/bench/results.jsonl; BENCH="readiness sdk_import" (names and their options) selects
 bench: venv
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache $(JS_DIR)/node_modules tools/azurite/node_modules

@@ -36,12 +36,70 @@ def child_exit(server, worker):
 
 
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
-    """Import the ML SDKs while the worker starts (after gevent patched it and the app was
-    built), not in its first request that needs one: that import blocked the whole worker for
-    seconds (bench/sdk_import.py)."""
-    from service.adapters.ml_targets import preload
+    """Import the Azure SDKs in a real OS thread shortly after the worker starts serving.
 
-    preload()
+    Imported before serving (as this hook did), the ML SDKs added 2-4 s of CPU to every
+    worker's start and so to ``/readyz``; imported by the first request that needs one
+    (discovery, container logs, a v2 deployment's telemetry query), they held the GIL for
+    seconds while every other request of that gevent worker waited. In a thread of its own the
+    import shares the GIL with the worker's hub, which gets it back every switch interval
+    (lowered to 1 ms meanwhile), so the worker keeps answering; a request that needs an SDK
+    during those seconds waits for that import, the others do not (bench/sdk_import.py).
+    ``AMLCP_WARM_IMPORTS_DELAY_S`` (default 1): when it starts, after the worker's first
+    requests (readiness); ``AMLCP_WARM_IMPORTS=0``: not at all (imports on first use).
+    """
+    if os.environ.get("AMLCP_WARM_IMPORTS", "1").lower() in ("0", "false", "no"):
+        return
+    delay = float(os.environ.get("AMLCP_WARM_IMPORTS_DELAY_S", "1"))
+    start_warm_imports(delay, worker.log if worker is not None else None)
+
+
+def start_warm_imports(delay_s=0.0, log=None):  # type: ignore[no-untyped-def]
+    """Run ``service.bootstrap.warm_imports`` in a real OS thread: in a gevent-patched worker
+    one of gevent's native thread pool (a patched ``threading.Thread`` is a greenlet, which is
+    the thing that must not import). Returns something with ``join()``-like waiting: the pool's
+    result (``get()``) or the thread."""
+    import sys
+    import threading
+    import time
+
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is a dependency of the worker class
+        monkey = None
+    patched = monkey is not None and monkey.is_module_patched("threading")
+    sleep = monkey.get_original("time", "sleep") if patched else time.sleep
+
+    from service import bootstrap
+
+    def run() -> None:
+        sleep(delay_s)
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, 0.001))
+        try:
+            bootstrap.warm_imports()
+        except Exception:  # a request that needs an SDK imports it again
+            if log is not None:
+                log.exception("background import of the Azure SDKs failed")
+        finally:
+            sys.setswitchinterval(interval)
+
+    if patched:
+        import platform
+
+        import gevent
+
+        # azure-identity asks platform.platform() at import, which runs `uname -p`: gevent can
+        # start a process only from its hub's thread. Asked here once, it is cached for all.
+        platform.platform()
+        done = gevent.get_hub().threadpool.spawn(run)
+        done.rawlink(lambda _: bootstrap.warming(None))
+        bootstrap.warming(done.get)  # a cooperative wait for the hub's greenlets
+        return done
+    thread = threading.Thread(target=run, name="amlcp-warm-imports", daemon=True)
+    bootstrap.warming(thread.join)
+    thread.start()
+    return thread
 
 
 def worker_exit(server, worker):  # type: ignore[no-untyped-def]

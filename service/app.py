@@ -25,9 +25,9 @@ from service.api.openapi import OpenApiContract
 from service.api.problems import register_error_handlers
 from service.bootstrap import build_runtime, refuse_secrets_without_key, with_credential_keys
 from service.config import Settings
-from service.db.migrate import schema_behind
 from service.db.session import Database
 from service.logs import configure_logging
+from service.services.health import schema_behind
 
 log = logging.getLogger(__name__)
 

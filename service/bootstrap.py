@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar, cast
 
-from service.adapters.azure_ai_ml import AzureOnlineDeployments
-from service.adapters.azureml import AzureMlControlPlane
-from service.adapters.data_export import AzureDataExports
 from service.adapters.host_coordination import HostCoordination
-from service.adapters.identity import AzureIdentity
-from service.adapters.logs import AzureLogs
-from service.adapters.ml_targets import MlTargets
 from service.adapters.secretbox import FernetSecretBox, load_or_create_key_file
 from service.config import (
     PROJECT_ROOT,
@@ -21,13 +19,32 @@ from service.config import (
 )
 from service.db.session import Database
 from service.metrics import PrometheusMeter
-from service.ports import BudgetStore, RevocationFeed, SharedResults
+from service.ports import (
+    BudgetStore,
+    DataExportControl,
+    IdentityProvider,
+    LogQuery,
+    MlControlPlane,
+    RevocationFeed,
+    SharedResults,
+)
 from service.services.api_keys import KeyCache
 from service.services.log_gateway import LogGateway
 from service.services.query_shaping import MemoryBudgetStore, MemoryRevocationFeed
 from service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# The adapters over the Azure SDKs (azure-core, azure-identity, msal, azure-monitor-query,
+# requests; the ML SDKs import later still). Built on first use, not at start: importing them
+# was a quarter of an API worker's start-up (bench/readiness.py), and /readyz needs none.
+AZURE_ADAPTERS = (
+    "service.adapters.identity",
+    "service.adapters.logs",
+    "service.adapters.data_export",
+    "service.adapters.ml_targets",
+)
 
 
 class SecretsKeyMissing(RuntimeError):
@@ -88,22 +105,95 @@ def build_coordination(
     return MemoryBudgetStore(), MemoryRevocationFeed(), None
 
 
+class Lazy(Generic[T]):
+    """An adapter built on its first use (attribute access), once, whichever thread asks.
+
+    ``close`` closes it only if it was built. Everything else is the adapter's own.
+    """
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._built: T | None = None
+        self._lock = threading.Lock()
+
+    def target(self) -> T:
+        built = self._built
+        if built is None:
+            with self._lock:
+                if self._built is None:
+                    self._built = self._build()
+                built = self._built
+        return built
+
+    def __getattr__(self, name: str) -> Any:
+        wait_for_warm_imports()
+        return getattr(self.target(), name)
+
+    def close(self) -> None:
+        close = getattr(self._built, "close", None)
+        if callable(close):
+            close()
+
+
+# How to wait for the background import started by gunicorn.conf.py (None: none is running).
+_warming: Callable[[], object] | None = None
+
+
+def warming(wait: Callable[[], object] | None) -> None:
+    """Register (or clear) the wait for a background ``warm_imports``: until it ends, a use of
+    an Azure adapter waits for it instead of importing the same modules itself. In a gevent
+    worker that wait yields to the other requests; an import started meanwhile would hold the
+    module locks the import thread holds, and with them the worker's hub (bench/sdk_import.py).
+    """
+    global _warming
+    _warming = wait
+
+
+def wait_for_warm_imports() -> None:
+    wait = _warming
+    if wait is not None:
+        wait()
+
+
+def _adapter(module: str, name: str) -> Any:
+    return getattr(importlib.import_module(module), name)
+
+
+def warm_imports() -> None:
+    """Import what the lazy adapters and the ML SDKs will need (gunicorn.conf.py runs this in
+    a thread of its own once a worker serves, so no request pays for it)."""
+    for module in AZURE_ADAPTERS:
+        importlib.import_module(module)
+    _adapter("service.adapters.ml_targets", "preload")()
+
+
 def build_runtime(settings: Settings, database: Database | None = None) -> Runtime:
     store, revocations, results = build_coordination(settings.coordination)
     meter = PrometheusMeter()
+    timeout_s = settings.reconciler.call_timeout_s
+
+    def ml() -> MlControlPlane:
+        ml_targets: MlControlPlane = _adapter("service.adapters.ml_targets", "MlTargets")(
+            _adapter("service.adapters.azureml", "AzureMlControlPlane")(
+                settings.azure, call_timeout_s=timeout_s
+            ),
+            _adapter("service.adapters.azure_ai_ml", "AzureOnlineDeployments")(
+                settings.azure, call_timeout_s=timeout_s
+            ),
+        )
+        return ml_targets
+
+    def build(module: str, name: str, **kwargs: Any) -> Callable[[], Any]:
+        return lambda: _adapter(module, name)(settings.azure, **kwargs)
+
     return Runtime(
         settings=settings,
         database=database or Database(settings.database_url),
         secret_box=FernetSecretBox(settings.credential_keys),
-        identity=AzureIdentity(settings.azure),
-        ml=MlTargets(
-            AzureMlControlPlane(settings.azure, call_timeout_s=settings.reconciler.call_timeout_s),
-            AzureOnlineDeployments(
-                settings.azure, call_timeout_s=settings.reconciler.call_timeout_s
-            ),
-        ),
+        identity=cast(IdentityProvider, Lazy(build("service.adapters.identity", "AzureIdentity"))),
+        ml=cast(MlControlPlane, Lazy(ml)),
         logs=LogGateway(
-            AzureLogs(settings.azure),
+            cast(LogQuery, Lazy(build("service.adapters.logs", "AzureLogs"))),
             settings.log_query,
             store=store,
             shared_results=results,
@@ -112,7 +202,12 @@ def build_runtime(settings: Settings, database: Database | None = None) -> Runti
             meter=meter,
         ),
         key_cache=KeyCache(revocations=revocations),
-        exports=AzureDataExports(settings.azure, call_timeout_s=settings.reconciler.call_timeout_s),
+        exports=cast(
+            DataExportControl,
+            Lazy(
+                build("service.adapters.data_export", "AzureDataExports", call_timeout_s=timeout_s)
+            ),
+        ),
         meter=meter,
     )
 

@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.db.models import Endpoint, Operation, Policy, Workspace, WorkspaceSync
+from service.db.models import Endpoint, Policy, Workspace, WorkspaceSync
 from service.db.types import utcnow
 from service.domain.access import Role
-from service.domain.policy import Compliance, ComplianceFacts, compliance
-from service.domain.states import ACTIVE_STATES, OperationState
+from service.domain.policy import (
+    Compliance,
+    ComplianceFacts,
+    EffectivePolicy,
+    Observed,
+    compliance,
+)
+from service.domain.targets import split_target
+from service.services.compliance_facts import Facts
 from service.services.context import CallContext
 from service.services.lookup import visible_tenant
-from service.services.planning import PolicyIndex, observed_of
 from service.services.retention_compliance import WorkspaceRetention, workspace_retention
 from service.services.runtime import Runtime
 
-# Discovery failures that mean "we cannot see this tenant's Azure": compliance is unknown.
-ACCESS_ERRORS = frozenset(
-    {"credential_missing", "login_required", "credential_rejected", "secrets_unavailable"}
-)
 MAX_OFFENDERS = 100
 
 
@@ -63,86 +67,105 @@ class ComplianceReport:
 
 
 def monitoring_of(
-    session: Session, tenant_id: str, endpoints: list[Endpoint]
+    session: Session, tenant_id: str, endpoints: Sequence[Any]
 ) -> dict[str, Monitoring]:
-    """Monitoring views of some endpoints of one tenant, by endpoint id."""
+    """Monitoring views of some endpoints of one tenant, by endpoint id.
+
+    ``endpoints``: ``Endpoint`` rows or rows of its columns (anything with the attributes).
+    """
     ws_ids = {ep.workspace_id for ep in endpoints}
     names = {ep.name for ep in endpoints}
-    facts = _Facts.load(session, tenant_id, ws_ids, names)
+    judge = _Judge(Facts.load(session, tenant_id, ws_ids, names))
     out = {}
     for ep in endpoints:
-        key = (ep.workspace_id, ep.name)
-        policy = facts.index.effective(*key)
-        state, reason = compliance(
-            ComplianceFacts(
-                policy=policy,
-                observed=observed_of(ep) if ep.observed_at is not None else None,
-                access_broken=ep.workspace_id in facts.broken,
-                operation_active=key in facts.active,
-                last_operation_failed=facts.last_failed.get(key, False),
-            )
+        policy, desired = judge.policy(ep.workspace_id, ep.name)
+        state, reason = judge.compliance(ep, policy)
+        out[ep.id] = Monitoring(
+            desired, state, reason, judge.facts.active.get((ep.workspace_id, ep.name))
         )
-        out[ep.id] = Monitoring(policy.as_dict(), state, reason, facts.active.get(key))
     return out
 
 
-@dataclass(frozen=True)
-class _Facts:
-    index: PolicyIndex
-    active: dict[tuple[str, str], str]
-    last_failed: dict[tuple[str, str], bool]
-    broken: set[str]
+class _Judge:
+    """Compliance of many endpoints against one set of facts, each distinct case decided once.
 
-    @classmethod
-    def load(cls, session: Session, tenant_id: str, ws_ids: set[str], names: set[str]) -> _Facts:
-        scoped: list[Any] = [Operation.tenant_id == tenant_id, Operation.workspace_id.in_(ws_ids)]
-        if names and len(names) <= 500:
-            scoped.append(Operation.endpoint_name.in_(names))
-        active = {
-            (w, n): i
-            for i, w, n in session.execute(
-                select(Operation.id, Operation.workspace_id, Operation.endpoint_name).where(
-                    *scoped, Operation.state.in_(ACTIVE_STATES)
-                )
-            )
-        }
-        latest = (
-            select(
-                Operation.workspace_id,
-                Operation.endpoint_name,
-                func.max(Operation.created_at).label("at"),
-            )
-            .where(*scoped, Operation.state.in_((OperationState.SUCCEEDED, OperationState.FAILED)))
-            .group_by(Operation.workspace_id, Operation.endpoint_name)
-            .subquery()
+    The effective policy of an endpoint depends only on its workspace unless an endpoint policy
+    names it (or its online endpoint), and the decision only on that policy, what was observed
+    and three flags: a fleet of 10,000 endpoints has a handful of distinct cases. The decisions
+    are the domain's (``compliance``), memoised per call: nothing outlives the request.
+    """
+
+    def __init__(self, facts: Facts) -> None:
+        self.facts = facts
+        self._policies: dict[tuple[str, str | None, str | None], tuple[EffectivePolicy, Any]] = {}
+        self._decisions: dict[tuple[Any, ...], tuple[Compliance, str | None]] = {}
+
+    def policy(self, workspace_id: str, name: str) -> tuple[EffectivePolicy, dict[str, Any]]:
+        """The effective policy and its JSON form (shared between endpoints: read-only)."""
+        index = self.facts.index
+        online = split_target(name)
+        own = name if (workspace_id, name) in index.endpoints else None
+        parent = online[0] if online and (workspace_id, online[0]) in index.endpoints else None
+        key = (workspace_id, own, parent)
+        found = self._policies.get(key)
+        if found is None:
+            policy = index.effective(workspace_id, name)
+            found = self._policies[key] = (policy, policy.as_dict())
+        return found
+
+    def compliance(self, ep: Any, policy: EffectivePolicy) -> tuple[Compliance, str | None]:
+        return self.decide(
+            ep.workspace_id,
+            ep.name,
+            policy,
+            ep.observed_at is not None,
+            ep.compute_type,
+            ep.app_insights_enabled,
+            ep.data_collection_enabled,
         )
-        last_failed = {
-            (w, n): state == OperationState.FAILED
-            for w, n, state in session.execute(
-                select(Operation.workspace_id, Operation.endpoint_name, Operation.state).join(
-                    latest,
-                    (latest.c.workspace_id == Operation.workspace_id)
-                    & (latest.c.endpoint_name == Operation.endpoint_name)
-                    & (latest.c.at == Operation.created_at),
-                )
-            )
-        }
-        broken = set(
-            session.scalars(
-                select(WorkspaceSync.workspace_id).where(
-                    WorkspaceSync.workspace_id.in_(ws_ids),
-                    WorkspaceSync.last_error_code.in_(ACCESS_ERRORS),
-                )
-            )
+
+    def decide(
+        self,
+        ws: str,
+        name: str,
+        policy: EffectivePolicy,
+        observed: bool,
+        compute_type: str,
+        app_insights: bool | None,
+        data_collection: bool | None,
+    ) -> tuple[Compliance, str | None]:
+        facts = self.facts
+        key = (
+            id(policy),
+            observed,
+            compute_type,
+            app_insights,
+            data_collection,
+            ws in facts.broken,
+            (ws, name) in facts.active,
+            facts.last_failed.get((ws, name), False),
         )
-        return cls(PolicyIndex.load(session, tenant_id), active, last_failed, broken)
+        decided = self._decisions.get(key)
+        if decided is None:
+            decided = self._decisions[key] = compliance(
+                ComplianceFacts(
+                    policy=policy,
+                    observed=Observed(compute_type, app_insights, data_collection)
+                    if observed
+                    else None,
+                    access_broken=key[5],
+                    operation_active=key[6],
+                    last_operation_failed=key[7],
+                )
+            )
+        return decided
 
 
 def failed_endpoints(
     session: Session, tenant_id: str, endpoints: list[Endpoint]
 ) -> set[tuple[str, str]]:
     """(workspace id, name) of the endpoints whose latest finished operation failed."""
-    facts = _Facts.load(
+    facts = Facts.load(
         session, tenant_id, {ep.workspace_id for ep in endpoints}, {ep.name for ep in endpoints}
     )
     return {key for key, failed in facts.last_failed.items() if failed}
@@ -177,13 +200,17 @@ def tenant_compliance(rt: Runtime, ctx: CallContext, tenant: str) -> ComplianceR
                 select(Workspace).where(Workspace.tenant_id == t.id).order_by(Workspace.slug)
             )
         )
-        endpoints = list(
-            session.scalars(
-                select(Endpoint).where(Endpoint.tenant_id == t.id, Endpoint.vanished_at.is_(None))
-            )
-        )
-        views = monitoring_of(session, t.id, endpoints)
-        seen = {(ep.workspace_id, ep.name) for ep in endpoints}
+        # The columns the decision reads, not ORM objects: 10,000 of them cost more to build
+        # than to judge.
+        endpoints = session.execute(
+            select(*_JUDGED).where(Endpoint.tenant_id == t.id, Endpoint.vanished_at.is_(None))
+        ).all()
+        # More than the 500 names a look-up filters by: the tenant's facts, unfiltered.
+        judge = _Judge(Facts.load(session, t.id, {ws.id for ws in workspaces}, set()))
+        by_workspace: defaultdict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        for row in endpoints:
+            by_workspace[row[0]].append(tuple(row))
+        seen = {(row[0], row[1]) for row in endpoints}
         # Endpoint policies that name no live endpoint (not discovered yet, or vanished): unknown,
         # with the reason, until the endpoint appears.
         pending_discovery = [
@@ -206,14 +233,16 @@ def tenant_compliance(rt: Runtime, ctx: CallContext, tenant: str) -> ComplianceR
         report = []
         for ws in workspaces:
             counts: Counter[str] = Counter({state.value: 0 for state in Compliance})
-            offenders = []
-            for ep in sorted(
-                (e for e in endpoints if e.workspace_id == ws.id), key=lambda e: e.name
+            offenders: list[Offender] = []
+            ws_id = ws.id  # (an ORM attribute: read once, not twice per endpoint)
+            for _, name, kind, compute_type, ai, dc, observed in sorted(
+                by_workspace.get(ws_id, ()), key=itemgetter(1)
             ):
-                view = views[ep.id]
-                counts[view.compliance.value] += 1
-                if view.compliance is not Compliance.COMPLIANT:
-                    offenders.append(Offender(ep.name, ep.kind, view.compliance, view.reason))
+                policy = judge.policy(ws_id, name)[0]
+                state, reason = judge.decide(ws_id, name, policy, observed, compute_type, ai, dc)
+                counts[state.value] += 1
+                if state is not Compliance.COMPLIANT and len(offenders) < MAX_OFFENDERS:
+                    offenders.append(Offender(name, kind, state, reason))
             for _, name in sorted(k for k in pending_discovery if k[0] == ws.id):
                 counts[Compliance.UNKNOWN.value] += 1
                 reason = not_discovered_reason(vanished.get((ws.id, name)), listed_at.get(ws.id))
@@ -222,6 +251,18 @@ def tenant_compliance(rt: Runtime, ctx: CallContext, tenant: str) -> ComplianceR
             report.append(WorkspaceCompliance(ws.slug, dict(counts), offenders[:MAX_OFFENDERS]))
         retention = workspace_retention(session, t.id)
         return ComplianceReport(t.slug, utcnow(), dict(totals), report, retention)
+
+
+# What the compliance summary reads of each live endpoint.
+_JUDGED = (
+    Endpoint.workspace_id,
+    Endpoint.name,
+    Endpoint.kind,
+    Endpoint.compute_type,
+    Endpoint.app_insights_enabled,
+    Endpoint.data_collection_enabled,
+    Endpoint.observed_at.is_not(None),
+)
 
 
 def _vanished_at(

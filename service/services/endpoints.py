@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 
@@ -60,8 +62,9 @@ class EndpointView:
 
 
 def view(
-    ep: Endpoint, tenant: str, workspace: str, monitoring: Monitoring | None = None
+    ep: Any, tenant: str, workspace: str, monitoring: Monitoring | None = None
 ) -> EndpointView:
+    """``ep``: an ``Endpoint`` or a row of its columns."""
     return EndpointView(
         id=ep.id,
         tenant=tenant,
@@ -96,12 +99,24 @@ def list_endpoints(
     with rt.uow() as uow:
         ctx.require(Role.READER)
         ws = visible_workspace(uow, ctx.principal, tenant, workspace)
-        stmt = select(Endpoint).where(Endpoint.workspace_id == ws.id)
+        # Rows of the columns a view shows, not ORM objects: a page is read, never changed.
+        stmt = select(*_LISTED).where(Endpoint.workspace_id == ws.id)
         if not include_vanished:
             stmt = stmt.where(Endpoint.vanished_at.is_(None))
-        rows, cursor = paginate(uow.session, stmt, Endpoint.id, page)
-        monitoring = monitoring_of(uow.session, ws.tenant_id, list(rows))
+        found, cursor = paginate(uow.session, stmt, Endpoint.id, page)
+        # Named tuples: their fields read like attributes at a tuple's cost (a Row's attribute
+        # look-up was a tenth of the page's CPU, read ~20 times per endpoint).
+        rows: list[Any] = [_Listed._make(row) for row in found]
+        monitoring = monitoring_of(uow.session, ws.tenant_id, rows)
         return Page([view(ep, tenant, workspace, monitoring[ep.id]) for ep in rows], cursor)
+
+
+_LISTED = tuple(
+    column
+    for column in Endpoint.__table__.columns
+    if column.key not in ("tenant_id", "created_at", "updated_at")
+)
+_Listed = namedtuple("_Listed", [column.key for column in _LISTED])  # type: ignore[misc]
 
 
 def get_endpoint(

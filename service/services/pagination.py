@@ -66,16 +66,22 @@ def paginate(
     *,
     key_type: type[str] | type[int] = str,
     descending: bool = False,
-) -> tuple[Sequence[R], str | None]:
+) -> tuple[Sequence[Any], str | None]:
     """Run ``stmt`` ordered by the unique ``key``, resuming after the cursor.
 
-    Returns the rows and the cursor of the next page (None on the last page).
+    ``stmt`` selects one entity (the rows are its objects) or several columns (the rows are
+    ``Row`` tuples with the columns as attributes). Returns the rows and the cursor of the next
+    page (None on the last page).
     """
     if page.cursor is not None:
         after = decode_cursor(page.cursor, key_type)
         stmt = stmt.where(key < after if descending else key > after)
     stmt = stmt.order_by(key.desc() if descending else key.asc()).limit(page.limit + 1)
-    rows = session.scalars(stmt).all()
+    rows: Sequence[Any]
+    if len(stmt.column_descriptions) == 1:
+        rows = session.scalars(stmt).all()
+    else:
+        rows = session.execute(stmt).all()  # Row tuples: typed as R by the caller's Select
     if len(rows) > page.limit:
         rows = rows[: page.limit]
         return rows, encode_cursor(getattr(rows[-1], key.key))

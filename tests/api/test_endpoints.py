@@ -80,3 +80,94 @@ def test_endpoint_names_may_carry_dots_and_underscores(api: ApiClient, world: Wo
     )
     assert response.status_code == 200
     assert response.get_json()["name"] == "Model_v1.2-prod"
+
+
+def test_pages_and_the_compliance_summary_say_what_each_endpoint_says(
+    api: ApiClient, world: World, database: Database
+) -> None:
+    """The listing writes its JSON by hand and judges a page's endpoints case by case, the
+    summary judges the tenant's from columns (issue 16): both must say exactly what reading
+    each endpoint says (``jsonable`` of its view), over every state and policy scope."""
+    from collections import Counter
+
+    from sqlalchemy import select
+
+    from service.db.models import Operation, Tenant, Workspace
+    from service.services import endpoints as endpoint_views
+
+    tenant = world.tenant()
+    ws = world.workspace(tenant)
+    names = [f"svc{i}" for i in range(6)]
+    world.endpoints(tenant, ws, names)
+    with database.unit_of_work() as uow:
+        workspace = uow.session.scalar(
+            select(Workspace)
+            .join(Tenant, Tenant.id == Workspace.tenant_id)
+            .where(Tenant.slug == tenant, Workspace.slug == ws)
+        )
+        assert workspace is not None
+        endpoint_views.record_observations(
+            uow,
+            workspace,
+            [
+                endpoint_views.ObservedEndpoint(
+                    name=f"online.{d}",
+                    compute_type="Managed",
+                    state="Succeeded",
+                    app_insights_enabled=d == "blue",
+                    data_collection_enabled=False,
+                    scoring_uri=None,
+                    azure_updated_at=utcnow(),
+                    kind="managed_online",
+                    online_endpoint="online",
+                    deployment=d,
+                )
+                for d in ("blue", "green")
+            ],
+            complete=False,
+        )
+        uow.commit()
+    admin = world.key("admin")
+    base = f"/v1/tenants/{tenant}"
+    assert api.put(f"{base}/policy", admin, json={"app_insights": True}).status_code == 202
+    wpath = f"{base}/workspaces/{ws}"
+    r = api.put(f"{wpath}/policy", admin, json={"model_data_collection": True, "mode": "audit"})
+    assert r.status_code == 202
+    r = api.put(f"{wpath}/endpoints/online/policy", admin, json={"app_insights": False})
+    assert r.status_code == 202
+    r = api.put(f"{wpath}/endpoints/svc1/policy", admin, json={"mode": "enforce"})
+    assert r.status_code == 202
+    with database.unit_of_work() as uow:  # one operation failed, one still queued
+        ops = list(uow.session.scalars(select(Operation).order_by(Operation.endpoint_name)))
+        assert len(ops) >= 2
+        ops[0].state, ops[0].finished_at = "failed", utcnow()
+        uow.commit()
+
+    key = world.key("reader", tenant)
+    items, cursor = [], None
+    while True:
+        query = {"limit": "3", **({"cursor": cursor} if cursor else {})}
+        page = api.get(f"{wpath}/endpoints", key, query_string=query).get_json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert sorted(e["name"] for e in items) == sorted([*names, "online.blue", "online.green"])
+    for item in items:
+        assert api.get(f"{wpath}/endpoints/{item['name']}", key).get_json() == item
+    states = Counter(e["monitoring"]["compliance"] for e in items)
+    assert len(states) >= 3, states
+
+    report = api.get(f"{base}/compliance", key).get_json()
+    # (The policy named "online" counts once more as unknown: no target has that name. As
+    # before issue 16; it is what the summary says of a policy whose endpoint is not listed.)
+    states["unknown"] += 1
+    assert report["totals"] == {**dict.fromkeys(report["totals"], 0), **states}
+    [summary] = report["workspaces"]
+    assert summary["offenders"][-1]["endpoint"] == "online"
+    offenders = summary["offenders"][:-1]
+    assert [(o["endpoint"], o["compliance"], o["reason"]) for o in offenders] == [
+        (e["name"], e["monitoring"]["compliance"], e["monitoring"]["reason"])
+        for e in sorted(items, key=lambda e: e["name"])
+        if e["monitoring"]["compliance"] != "compliant"
+    ]

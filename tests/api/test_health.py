@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
@@ -121,3 +122,59 @@ def test_a_database_failure_mid_request_is_a_problem_without_sql(unmigrated: Dat
     text_ = response.get_data(as_text=True).lower()
     for internal in ("api_keys", "no such table", "does not exist", "relation", "key_hash"):
         assert internal not in text_
+
+
+def test_the_readiness_check_reads_the_schema_revision_as_alembic_does(
+    unmigrated: Database, tmp_path: Path
+) -> None:
+    """health reads the head from the scripts and the database's revision with one query,
+    without importing alembic (issue 16: a worker's start-up); both must agree with alembic."""
+    from service.services import health
+
+    assert health.head_revision() == migrate.head_revision()
+    assert health.current_revision(unmigrated.engine) is None
+    migrate.upgrade(unmigrated.url)
+    assert health.current_revision(unmigrated.engine) == migrate.current_revision(unmigrated.engine)
+    assert health.schema_behind(unmigrated.engine) is None
+    # A script whose revision is not a literal: the reader leaves the answer to alembic.
+    assert health._assignments("revision = make()\ndown_revision = None\n") is None
+    assert health._assignments('revision: str = "b"\ndown_revision = ("a", "c")\n') == (
+        "b",
+        ("a", "c"),
+    )
+
+
+def test_the_api_starts_without_importing_alembic_or_the_azure_sdks(tmp_path: Path) -> None:
+    """What /readyz waits for: an API worker's start imports neither alembic nor an Azure SDK
+    (they come with their first use, or the worker's background import: gunicorn.conf.py)."""
+    import base64
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'service.db'}",
+        "CREDENTIAL_KEYS": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        "LOG_LEVEL": "WARNING",
+    }
+    migrate.upgrade(env["DATABASE_URL"])
+    code = (
+        "import sys\n"
+        "import wsgi\n"
+        "assert wsgi.app.test_client().get('/readyz').status_code == 200\n"
+        "heavy = ('alembic', 'mako', 'azure.identity', 'azure.monitor.query', 'msal',\n"
+        "         'azure.ai.ml', 'azureml.core')\n"
+        "print([m for m in heavy if m in sys.modules])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -8,6 +8,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     ForeignKey,
+    Index,
     Integer,
     String,
     UniqueConstraint,
@@ -62,7 +63,11 @@ class Endpoint(Versioned, Base):
     """An AML model-serving endpoint as last observed by discovery."""
 
     __tablename__ = "endpoints"
-    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_endpoints_workspace_name"),)
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "name", name="uq_endpoints_workspace_name"),
+        # A workspace's endpoints in id order: keyset pages read an index range, never sort.
+        Index("ix_endpoints_workspace_id_id", "workspace_id", "id"),
+    )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
     workspace_id: Mapped[str] = mapped_column(

@@ -33,6 +33,13 @@ class Operation(Versioned, Base):
         ),
         CheckConstraint("attempts <= max_attempts", name="attempts_cap"),
         Index("ix_operations_state_not_before", "state", "not_before"),
+        # An endpoint's operations by time: its latest finished one (compliance) is one probe.
+        Index(
+            "ix_operations_workspace_endpoint_created",
+            "workspace_id",
+            "endpoint_name",
+            "created_at",
+        ),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)

@@ -1,0 +1,147 @@
+"""What the compliance of some endpoints depends on, read in a few queries: their policies,
+their active and latest finished operations, and whether their workspace's credential failed.
+
+Shared by the endpoint views (a page of 200) and the tenant summary (all of them). The
+statements are built once with bound parameters (service/services/compliance.py judges).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ARRAY, String, any_, bindparam, func, select
+from sqlalchemy.orm import Session, aliased
+
+from service.db.models import Operation, Policy, WorkspaceSync
+from service.domain.policy import PolicySpec
+from service.domain.states import ACTIVE_STATES, OperationState
+from service.domain.targets import split_target
+from service.services.planning import PolicyIndex
+
+# Discovery failures that mean "we cannot see this tenant's Azure": compliance is unknown.
+ACCESS_ERRORS = frozenset(
+    {"credential_missing", "login_required", "credential_rejected", "secrets_unavailable"}
+)
+
+
+@dataclass(frozen=True)
+class Facts:
+    index: PolicyIndex
+    active: dict[tuple[str, str], str]
+    last_failed: dict[tuple[str, str], bool]
+    broken: set[str]
+
+    @classmethod
+    def load(cls, session: Session, tenant_id: str, ws_ids: set[str], names: set[str]) -> Facts:
+        by_name = bool(names) and len(names) <= 500
+        dialect = session.get_bind().dialect.name
+        params: dict[str, Any] = {"tenant_id": tenant_id, "ws_ids": sorted(ws_ids)}
+        if by_name:
+            params["names"] = sorted(names)
+        active: dict[tuple[str, str], str] = {}
+        last_failed: dict[tuple[str, str], bool] = {}
+        rows: Any = session.execute(_statement("ops", dialect, by_name), params)
+        for i, w, n, state in rows:
+            if state in ACTIVE_STATES:
+                active[(w, n)] = i
+            else:
+                last_failed[(w, n)] = state == OperationState.FAILED
+        broken = set(
+            session.scalars(_statement("broken", dialect, False), {"ws_ids": params["ws_ids"]})
+        )
+        return cls(_policy_index(session, tenant_id, names), active, last_failed, broken)
+
+
+def _policy_index(session: Session, tenant_id: str, names: set[str]) -> PolicyIndex:
+    """``PolicyIndex.load`` for these endpoints: rows of columns, not ORM objects (a page read
+    them all for every request), and only the endpoint policies that can apply to ``names``
+    (their own, or their online endpoint's)."""
+    by_name = bool(names) and len(names) <= 500
+    params: dict[str, Any] = {"tenant_id": tenant_id}
+    if by_name:
+        parents = {online[0] for online in map(split_target, names) if online is not None}
+        params["names"] = sorted(names | parents)
+    stmt = _statement("policies", session.get_bind().dialect.name, by_name)
+    tenant: PolicySpec | None = None
+    workspaces: dict[str, PolicySpec] = {}
+    endpoints: dict[tuple[str, str], PolicySpec] = {}
+    rows: Any = session.execute(stmt, params)
+    for scope, workspace_id, name, app_insights, data_collection, mode, parallel in rows:
+        spec = PolicySpec(app_insights, data_collection, mode, parallel)
+        if scope == "tenant":
+            tenant = spec
+        elif scope == "workspace" and workspace_id:
+            workspaces[workspace_id] = spec
+        elif workspace_id and name:
+            endpoints[(workspace_id, name)] = spec
+    return PolicyIndex(tenant, workspaces, endpoints)
+
+
+# The facts' statements, built once per (kind, dialect, filtered by name) with bound
+# parameters: building them for each request was a third of a page's fact-finding CPU.
+_STATEMENTS: dict[tuple[str, str, bool], Any] = {}
+
+
+def _statement(kind: str, dialect: str, by_name: bool) -> Any:
+    key = (kind, dialect, by_name)
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        stmt = _STATEMENTS[key] = _build(kind, dialect, by_name)
+    return stmt
+
+
+def _build(kind: str, dialect: str, by_name: bool) -> Any:
+    ws_ids: Any = bindparam("ws_ids", expanding=True)
+    if kind == "broken":
+        return select(WorkspaceSync.workspace_id).where(
+            WorkspaceSync.workspace_id.in_(ws_ids),
+            WorkspaceSync.last_error_code.in_(ACCESS_ERRORS),
+        )
+    if kind == "policies":
+        stmt = select(
+            Policy.scope,
+            Policy.workspace_id,
+            Policy.endpoint_name,
+            Policy.app_insights,
+            Policy.model_data_collection,
+            Policy.mode,
+            Policy.max_parallel_updates,
+        ).where(Policy.tenant_id == bindparam("tenant_id"))
+        if by_name:
+            stmt = stmt.where((Policy.scope != "endpoint") | _one_of(dialect, Policy.endpoint_name))
+        return stmt
+    # One query for both: the active operation of each endpoint, and the state of its latest
+    # finished one (an index probe per endpoint: ix_operations_workspace_endpoint_created).
+    finished = (OperationState.SUCCEEDED, OperationState.FAILED)
+    newest = aliased(Operation)
+    latest_at = (
+        select(func.max(newest.created_at))
+        .where(
+            newest.workspace_id == Operation.workspace_id,
+            newest.endpoint_name == Operation.endpoint_name,
+            newest.state.in_(finished),
+        )
+        .scalar_subquery()
+    )
+    scoped: list[Any] = [
+        Operation.tenant_id == bindparam("tenant_id"),
+        Operation.workspace_id.in_(ws_ids),
+    ]
+    if by_name:
+        scoped.append(_one_of(dialect, Operation.endpoint_name))
+    return select(
+        Operation.id, Operation.workspace_id, Operation.endpoint_name, Operation.state
+    ).where(
+        *scoped,
+        Operation.state.in_(ACTIVE_STATES)
+        | (Operation.state.in_(finished) & (Operation.created_at == latest_at)),
+    )
+
+
+def _one_of(dialect: str, column: Any) -> Any:
+    """``column IN :names``; on PostgreSQL ``= ANY(:names)``: one array parameter instead of one
+    per value (200 on a page), which SQLAlchemy rendered and psycopg parsed on every call."""
+    if dialect == "postgresql":
+        return column == any_(bindparam("names", type_=ARRAY(String)))
+    return column.in_(bindparam("names", expanding=True))

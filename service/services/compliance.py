@@ -211,6 +211,17 @@ def tenant_compliance(rt: Runtime, ctx: CallContext, tenant: str) -> ComplianceR
         for row in endpoints:
             by_workspace[row[0]].append(tuple(row))
         seen = {(row[0], row[1]) for row in endpoints}
+        # A policy on an online endpoint's own name governs its live deployments (targets.py).
+        for ws_id, online in session.execute(
+            select(Endpoint.workspace_id, Endpoint.online_endpoint)
+            .where(
+                Endpoint.tenant_id == t.id,
+                Endpoint.vanished_at.is_(None),
+                Endpoint.online_endpoint.is_not(None),
+            )
+            .distinct()
+        ):
+            seen.add((ws_id, online or ""))
         # Endpoint policies that name no live endpoint (not discovered yet, or vanished): unknown,
         # with the reason, until the endpoint appears.
         pending_discovery = [

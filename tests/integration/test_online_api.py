@@ -74,6 +74,10 @@ def test_v2_deployments_are_listed_governed_and_logged_through_the_api(
     }
     report = api.get(f"/v1/tenants/{wired.tenant}/compliance", operator).json
     assert report["totals"]["compliant"] == 2
+    # The policy on the online endpoint's own name governs its deployments: it names something
+    # live, not an endpoint still to be discovered.
+    assert report["totals"]["unknown"] == 0, report
+    assert report["workspaces"][0]["offenders"] == []
 
     logs = api.get(f"{ws}/endpoints/score.blue/container-logs?tail=2", operator)
     assert logs.status_code == 200, logs.get_data(as_text=True)

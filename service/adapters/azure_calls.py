@@ -13,6 +13,9 @@ from service.errors import AzureCallFailed, WriteOutcomeUnknown
 from service.metrics import AZURE_CALLS
 
 TEMPORARY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+# An operation this process started is not polled sooner: an update rolls the service's
+# instances (minutes in Azure); asking at once only costs a call, on both sides.
+FIRST_POLL_AFTER_S = 1.0
 T = TypeVar("T")
 
 

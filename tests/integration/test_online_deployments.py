@@ -269,6 +269,19 @@ def test_one_deployment_of_an_endpoint_is_updated_at_a_time_by_default(
     assert _max_parallel_puts(fresh_emulator) == 1
 
 
+def test_a_deployment_waiting_for_its_update_slot_does_not_read_the_deployment(
+    rt: Runtime, wired: Wired, box: Sandbox, fresh_emulator: EmulatorHandle, reconciler: Reconciler
+) -> None:
+    discovery.discover(rt, wired.workspace_id)
+    fresh_emulator.state.online.operation_duration_s = 1.0
+    _put_policy(rt, wired, {"app_insights": True}, "churn")
+    run_until(reconciler, lambda: settled(rt, wired.tenant_id))
+    assert [op.state for op in operations_of(rt, wired.tenant_id)] == ["succeeded", "succeeded"]
+    # Each deployment: the decision's read, the guard's read before its PUT, the confirming
+    # read. The one that waited for the other's slot read nothing while it waited.
+    assert len(fresh_emulator.requests("arm.online_deployment_get")) == 6
+
+
 def test_max_parallel_updates_lets_more_deployments_update_together(
     rt: Runtime, wired: Wired, box: Sandbox, fresh_emulator: EmulatorHandle, reconciler: Reconciler
 ) -> None:

@@ -40,7 +40,13 @@ from service.adapters.azure_ai_ml_support import (
     map_ai_ml_error,
     register_cloud,
 )
-from service.adapters.azure_calls import FIRST_POLL_AFTER_S, Call, GuardedWrites, retry_read
+from service.adapters.azure_calls import (
+    FIRST_POLL_AFTER_S,
+    LIST_RETRY_WAIT_S,
+    Call,
+    GuardedWrites,
+    retry_read,
+)
 from service.adapters.client_cache import ClientCache
 from service.adapters.online_documents import (
     deployment_key,
@@ -301,7 +307,10 @@ class AzureOnlineDeployments:
         items: list[dict[str, Any]] = []
         url: str | None = self._url(target, path)
         while url:
-            page = self._call(what, lambda u=url: self._json(target, u))  # type: ignore[misc]
+            page = retry_read(
+                lambda u=url: self._call(what, lambda: self._json(target, u)),  # type: ignore[misc]
+                unhinted_wait_s=LIST_RETRY_WAIT_S,
+            )
             if page is None:
                 raise AzureRejected(f"Azure ML: {what}: not found")
             items += [dict(v) for v in page.get("value") or []]

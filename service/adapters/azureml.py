@@ -36,6 +36,7 @@ from azure.core.exceptions import ClientAuthenticationError
 
 from service.adapters.azure_calls import (
     FIRST_POLL_AFTER_S,
+    LIST_RETRY_WAIT_S,
     TEMPORARY_STATUS,
     Call,
     GuardedWrites,
@@ -100,7 +101,10 @@ class AzureMlControlPlane:
         from azureml.core.webservice import Webservice
 
         ws = self._workspace(target)
-        services = self._call("list web services", lambda: Webservice.list(ws))
+        services = retry_read(
+            lambda: self._call("list web services", lambda: Webservice.list(ws)),
+            unhinted_wait_s=LIST_RETRY_WAIT_S,
+        )
         return [_snapshot(s) for s in services]
 
     def get_service(self, target: MlTarget, name: str) -> ServiceSnapshot | None:

@@ -146,13 +146,12 @@ class _Attempt:
         claim, lease = self.claim, self.lease
         if retention_apply.is_export_operation(claim):
             return self._export_attempt()
-        ws, target = self._target()
+        ws, target, index = self._target()
         name = claim.endpoint_name
         if claim.azure_operation_id:
             followed = self._follow(target, claim.azure_operation_id)
             if followed is not None:
                 return followed
-        index = self._policies()  # one load for the decision (and the slot's limit)
         online = split_target(name)
         if online is not None:
             # A v2 deployment waits for its online endpoint's update slot before reading it:
@@ -304,13 +303,16 @@ class _Attempt:
                 self.lease.wait(delay)
         raise AzureCallFailed("unreachable")  # pragma: no cover - the loop returns or raises
 
-    def _target(self) -> tuple[Workspace, MlTarget]:
+    def _target(self) -> tuple[Workspace, MlTarget, PolicyIndex]:
+        """The workspace, how to reach it, and the tenant's policies for the decision (and the
+        slot's limit), read in one transaction."""
         with self.rt.uow() as uow:
             ws = uow.session.get(Workspace, self.claim.workspace_id)
             if ws is None:
                 raise AzureRejected("the workspace was deleted")
             uow.session.expunge(ws)
-        return ws, target_of(self.rt, ws)
+            index = PolicyIndex.load(uow.session, self.claim.tenant_id)
+        return ws, target_of(self.rt, ws), index
 
     def _policies(self) -> PolicyIndex:
         with self.rt.uow() as uow:

@@ -25,44 +25,33 @@ SQLite has no row locks: there, one worker process runs (its threads serialise t
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, String, all_, bindparam, func, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import (
+    String,
+    all_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from service.db.models import Operation, OperationAttempt, Tenant, WriteBudget
+from service.db.models import Operation, OperationAttempt, Tenant
 from service.db.session import UnitOfWork
 from service.db.types import utcnow
 from service.domain.states import AttemptOutcome, OperationState
+from service.services.db_writes import core as core
+from service.services.db_writes import reserve_write as reserve_write
+from service.services.db_writes import write_transaction as write_transaction
 from service.services.runtime import Runtime
-
-_SQLITE_WRITERS = threading.Lock()
-
-
-@contextmanager
-def write_transaction(rt: Runtime) -> Iterator[UnitOfWork]:
-    """A unit of work that is a writer from its first statement.
-
-    On SQLite a transaction that reads first and writes later fails at once ("database is
-    locked") if another connection committed in between; taking the write lock first makes it
-    wait (busy_timeout) instead. This process's threads also queue on a lock, not on SQLite.
-    """
-    if not rt.settings.is_sqlite:
-        with rt.uow() as uow:
-            yield uow
-        return
-    with _SQLITE_WRITERS, rt.uow() as uow:
-        uow.session.execute(
-            text("UPDATE write_budgets SET next_write_at = next_write_at WHERE 0 = 1")
-        )
-        yield uow
 
 
 @dataclass(frozen=True)
@@ -80,13 +69,6 @@ class Claim:
     cause: str
     fence: int = 0  # this attempt's fencing token
     leased_at: float = 0.0  # time.monotonic() when the lease was taken
-
-
-def core(session: Session) -> Connection:
-    """The session's connection, for the hot, fenced UPDATEs of the reconciler: executed as Core
-    statements they skip the ORM's bulk-update layer (a large share of every attempt's CPU).
-    Nothing they touch is loaded in the session (``synchronize_session=False`` everywhere)."""
-    return session.connection()
 
 
 def _claimable(now: datetime) -> Any:
@@ -168,44 +150,89 @@ def _claim_for_tenant(
         free = min(capacity, rt.settings.reconciler.tenant_concurrency - int(running or 0))
         if free <= 0:
             return []
-        due = select(Operation).where(Operation.tenant_id == tenant_id, _claimable(now))
+        cols = (Operation.id, Operation.state, Operation.attempts, Operation.max_attempts)
+        due = select(*cols).where(Operation.tenant_id == tenant_id, _claimable(now))
         if exclude:
             due = due.where(_not_among(session, list(exclude)))
-        ops = list(
-            session.scalars(
+        rows = (
+            core(session)
+            .execute(
                 due.order_by(Operation.created_at).limit(free).with_for_update(skip_locked=True)
             )
+            .all()
         )
-        claims = []
-        leased_at = time.monotonic()
-        for op in ops:
+        expires = now + timedelta(seconds=lease_s)
+        taken: list[Operation] = []
+        plain: list[str] = []  # queued with attempts left: the common case, in one statement
+        order = {row[0]: i for i, row in enumerate(rows)}  # oldest first, as selected
+        for op_id, state, attempts, max_attempts in rows:
+            if state == OperationState.QUEUED and attempts < max_attempts:
+                plain.append(op_id)
+                continue
+            # Rare: a take-over, or (defensively) no attempts left: the entity, row by row.
+            op = session.get(Operation, op_id, populate_existing=True)
+            assert op is not None  # locked by this transaction
             if op.state == OperationState.RUNNING and not _take_over(session, op, now):
                 continue  # failed: abandoned too often
             elif op.state == OperationState.QUEUED:
-                if op.attempts >= op.max_attempts:  # defensive: never past the cap
-                    _fail(op, now, "no attempts left")
-                    continue
-                op.attempts += 1
-            op.state = OperationState.RUNNING
-            op.lease_owner = owner
-            op.lease_expires_at = now + timedelta(seconds=lease_s)
+                _fail(op, now, "no attempts left")  # defensive: never past the cap
+                continue
+            op.state, op.lease_owner, op.lease_expires_at = OperationState.RUNNING, owner, expires
             op.fence += 1
-            session.add(OperationAttempt(operation_id=op.id, number=op.fence, worker=owner))
-            claims.append(
-                Claim(
-                    op.id,
-                    op.tenant_id,
-                    op.workspace_id,
-                    op.endpoint_name,
-                    op.attempts,
-                    op.max_attempts,
-                    op.azure_operation_id,
-                    dict(op.desired),
-                    op.cause,
-                    op.fence,
-                    leased_at,
+            taken.append(op)
+        session.flush()
+        if plain:
+            core(session).execute(
+                update(Operation)
+                .where(Operation.id.in_(plain))
+                .values(
+                    state=OperationState.RUNNING,
+                    lease_owner=owner,
+                    lease_expires_at=expires,
+                    attempts=Operation.attempts + 1,
+                    fence=Operation.fence + 1,
+                    version=Operation.version + 1,
                 )
+                .execution_options(synchronize_session=False)
             )
+        fields = (
+            Operation.id,
+            Operation.workspace_id,
+            Operation.endpoint_name,
+            Operation.attempts,
+            Operation.max_attempts,
+            Operation.azure_operation_id,
+            Operation.desired,
+            Operation.cause,
+            Operation.fence,
+        )
+        ids = plain + [op.id for op in taken]
+        claimed = sorted(
+            core(session).execute(select(*fields).where(Operation.id.in_(ids))).all(),
+            key=lambda r: order[r.id],
+        )
+        if claimed:
+            core(session).execute(
+                insert(OperationAttempt),
+                [{"operation_id": r.id, "number": r.fence, "worker": owner} for r in claimed],
+            )
+        leased_at = time.monotonic()
+        claims = [
+            Claim(
+                r.id,
+                tenant_id,
+                r.workspace_id,
+                r.endpoint_name,
+                r.attempts,
+                r.max_attempts,
+                r.azure_operation_id,
+                dict(r.desired),
+                r.cause,
+                r.fence,
+                leased_at,
+            )
+            for r in claimed
+        ]
         uow.commit()
         return claims
 
@@ -325,38 +352,3 @@ def finish(
             .execution_options(synchronize_session=False)
         )
     return finished
-
-
-def reserve_write(rt: Runtime, subscription_id: str) -> float:
-    """Reserve the subscription's next write slot; returns the seconds to wait before writing.
-
-    Slots are a little more than ``1 / rate`` apart, for all workers together: the atomic UPDATE
-    hands each caller a distinct slot. Slots spaced exactly ``1 / rate`` would let network
-    jitter squeeze ``rate + 1`` writes into one second at Azure (two writes, the first one
-    delayed); the margin absorbs jitter up to a tenth of the spacing.
-    """
-    interval = 1.1 / rt.settings.reconciler.subscription_writes_per_s
-    key = subscription_id.lower()
-    with write_transaction(rt) as uow:
-        session = uow.session
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        core(session).execute(
-            dialect.insert(WriteBudget)
-            .values(subscription_id=key, next_write_at=0.0)
-            .on_conflict_do_nothing()
-        )
-        now = time.time()
-        latest = func.greatest if dialect is postgresql else func.max
-        slot_end = (
-            core(session)
-            .execute(
-                update(WriteBudget)
-                .where(WriteBudget.subscription_id == key)
-                .values(next_write_at=latest(WriteBudget.next_write_at, now) + interval)
-                .returning(WriteBudget.next_write_at)
-                .execution_options(synchronize_session=False)
-            )
-            .scalar_one()
-        )
-        uow.commit()
-    return max(0.0, float(slot_end) - interval - now)

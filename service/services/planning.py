@@ -61,8 +61,8 @@ class PolicyIndex:
                 Policy.max_parallel_updates,
             ).where(Policy.tenant_id == tenant_id)
         )
-        for scope, workspace_id, endpoint_name, *fields in rows:
-            spec = PolicySpec(*fields)
+        for scope, workspace_id, endpoint_name, app_insights, collection, mode, parallel in rows:
+            spec = PolicySpec(app_insights, collection, mode, parallel)
             if scope == "tenant":
                 tenant = spec
             elif scope == "workspace" and workspace_id:

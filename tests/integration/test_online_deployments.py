@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from emulator.testing import EmulatorHandle, Sandbox
+from service.adapters.azure_calls import LIST_RETRY_WAIT_S
 from service.config import Settings
 from service.db.session import Database
 from service.errors import AzureCallFailed
@@ -127,6 +128,19 @@ def test_discovery_lists_web_services_and_every_online_deployment_with_its_kind(
     ]
     assert len(listed) > 3
     assert all("api-version=2023-04-01-preview" in e.query for e in listed)
+
+
+def test_a_list_page_that_met_a_server_error_is_read_again_in_place(
+    rt: Runtime, wired: Wired, fresh_emulator: EmulatorHandle
+) -> None:
+    fresh_emulator.add_fault("status", "arm.online_deployments_list", status=500, count=1)
+    fresh_emulator.add_fault("status", "mms.services_list", status=503, count=1)
+    result = discovery.discover(rt, wired.workspace_id)  # one discovery, not a failed one
+    assert result.appeared == ["churn.blue", "churn.green", "fraud.main", "legacy"]
+    lists = fresh_emulator.requests("arm.online_deployments_list")
+    assert [e.status for e in lists][:2] == [500, 200]
+    assert lists[1].time - lists[0].time >= LIST_RETRY_WAIT_S
+    assert [e.status for e in fresh_emulator.requests("mms.services_list")] == [503, 200]
 
 
 def test_an_endpoint_policy_governs_all_its_deployments_and_a_deployment_overrides_it(

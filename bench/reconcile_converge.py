@@ -154,7 +154,19 @@ def main() -> int:
     parser.add_argument("--baseline-sample", type=int, default=20)
     parser.add_argument("--online", type=int, default=0, help="SDK v2 deployments to add")
     parser.add_argument("--fault-rate", type=float, default=0.10)
-    parser.add_argument("--threads", type=int, default=100)
+    parser.add_argument(
+        "--threads", type=int, default=100, help="reconciler threads (shared among --workers)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="run N `python -m service.worker` processes (needs --postgres) instead of one "
+        "reconciler in this process",
+    )
+    parser.add_argument(
+        "--tenant-cap", type=int, default=10, help="operations running at once per tenant"
+    )
     parser.add_argument("--progress", action="store_true", help="print operation states")
     parser.add_argument(
         "--postgres",
@@ -163,6 +175,8 @@ def main() -> int:
         "(e.g. postgresql://postgres@127.0.0.1:5432/test) instead of SQLite",
     )
     args = parser.parse_args()
+    if args.workers and not args.postgres:
+        parser.error("--workers needs --postgres (several processes on SQLite serialise)")
 
     # SIGTERM ends the run through the ``finally`` below: the emulator stops, the database goes.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -178,12 +192,14 @@ def main() -> int:
     try:
         return _run(args, work, rows, url, ca, admin, proc.pid)
     finally:
+        _stop_workers(_WORKERS)
         proc.terminate()
         proc.wait(10)
         if args.postgres:
             _drop_database(args.postgres)
 
 
+_WORKERS: list[subprocess.Popen[bytes]] = []  # stopped however the run ends
 _PG_NAME = f"amlcp_bench_{uuid.uuid4().hex[:12]}"
 
 
@@ -211,10 +227,15 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of another process (Linux /proc)."""
+def _sys_s() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+
+
+def _process_cpu_s(pid: int, *, system: bool = False) -> float:
+    """User + system (or only system) CPU seconds of another process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[12]) if system else int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _run(
@@ -252,7 +273,7 @@ def _run(
         reconciler=ReconcilerSettings(
             interval_s=0.1,
             worker_threads=args.threads,
-            tenant_concurrency=10,
+            tenant_concurrency=args.tenant_cap,
             subscription_writes_per_s=10,
             poll_interval_s=1.0,
             retry_base_s=0.5,
@@ -315,19 +336,20 @@ def _run(
             )
             fault_ids.append(r.json()["id"])
 
-    reconciler = Reconciler(rt, "bench")
     admin.delete(f"{url}/_admin/requests").raise_for_status()  # count the run's calls only
-    cpu_before = _cpu_s()
+    cpu_before, sys_before = _cpu_s(), _sys_s()
     emulator_before = _process_cpu_s(emulator_pid)
     started = last_print = time.monotonic()
+    reconciler = None if args.workers else Reconciler(rt, "bench")
+    workers = _start_workers(args, settings, work) if args.workers else []
     total = args.endpoints + args.online
     while time.monotonic() - started < 1800:
-        report = reconciler.reconcile_once()
+        in_flight = reconciler.reconcile_once().in_flight if reconciler else -1
         if time.monotonic() - last_print > 1:
             last_print = time.monotonic()
             states = _states(rt)
             if args.progress:
-                print(f"  t={last_print - started:5.1f}s {states} in_flight={report.in_flight}")
+                print(f"  t={last_print - started:5.1f}s {states} in_flight={in_flight}")
             finished = sum(states.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
             active = states.get("queued", 0) + states.get("running", 0)
             # A later discovery may queue a second operation for a target (it then finds
@@ -336,9 +358,17 @@ def _run(
                 break
         time.sleep(0.2)
     elapsed = time.monotonic() - started
-    service_cpu = _cpu_s() - cpu_before
+    # Workers' CPU from their start (imports included, like the in-process reconciler's first
+    # use of the SDKs), plus this process's (the progress queries, when there are workers).
+    service_cpu = _cpu_s() - cpu_before + sum(_process_cpu_s(w.pid) for w in workers)
+    service_sys = _sys_s() - sys_before + sum(_process_cpu_s(w.pid, system=True) for w in workers)
     emulator_cpu = _process_cpu_s(emulator_pid) - emulator_before
-    reconciler.close()
+    if reconciler is not None:
+        reconciler.close()
+    _stop_workers(workers)
+    mms_routes: dict[str, int] = {}
+    for entry in admin.get(f"{url}/_admin/requests", params={"route": "mms."}).json()["value"]:
+        mms_routes[entry["route"]] = mms_routes.get(entry["route"], 0) + 1
     calls = {
         route: len(admin.get(f"{url}/_admin/requests", params={"route": route}).json()["value"])
         for route in ["mms.", *(ONLINE_ROUTES if args.online else [])]
@@ -370,7 +400,8 @@ def _run(
     )
     print(
         f"reconciler: converged_s={elapsed:.1f} succeeded={done} failed={failed} "
-        f"injected_errors_answered={injected} threads={args.threads} tenant_cap=10"
+        f"injected_errors_answered={injected} threads={args.threads} "
+        f"workers={args.workers or 'in-process'} tenant_cap={args.tenant_cap}"
     )
     max_rate = max(writes.values()) if writes else 0
     print(
@@ -385,13 +416,21 @@ def _run(
     print(
         f"cpu: service_ms_per_target={1000 * service_cpu / total:.1f} "
         f"emulator_ms_per_target={1000 * emulator_cpu / total:.1f} "
-        f"(service {service_cpu:.1f} s, emulator {emulator_cpu:.1f} s)"
+        f"(service {service_cpu:.1f} s of which system {service_sys:.1f} s, "
+        f"emulator {emulator_cpu:.1f} s)"
     )
     per_v1 = calls.pop("mms.") / max(1, args.endpoints)
     per_v2 = {r.split(".", 1)[1]: n / max(1, args.online) for r, n in calls.items()}
     print(
         f"calls: mms_per_web_service={per_v1:.2f} "
         + " ".join(f"{r}_per_deployment={n:.2f}" for r, n in per_v2.items())
+    )
+    print(
+        "calls: mms_by_route_per_web_service "
+        + " ".join(
+            f"{r.split('.', 1)[1]}={n / max(1, args.endpoints):.2f}"
+            for r, n in sorted(mms_routes.items())
+        )
     )
     ratio = baseline_total / elapsed
     print(
@@ -401,16 +440,80 @@ def _run(
     return 0
 
 
+def _start_workers(
+    args: argparse.Namespace, settings: Any, work: Path
+) -> list[subprocess.Popen[bytes]]:
+    """``--workers`` reconciler processes on the service's database, the threads shared."""
+    cfg = settings.reconciler
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "CREDENTIAL_KEYS": ",".join(settings.credential_keys),
+        "AZURE_AUTHORITY_HOST": settings.azure.authority_host,
+        "AZURE_RESOURCE_MANAGER": settings.azure.resource_manager,
+        "AZURE_CA_BUNDLE": settings.azure.ca_bundle or "",
+        "AZURE_MANAGED_IDENTITY": "false",
+        "LOG_LEVEL": "WARNING",
+        # The pace of this process's own loop (a tick, then 0.2 s): each tick queries the
+        # database, and N workers tick N times as often.
+        "RECONCILER_INTERVAL_S": "0.2",
+        "RECONCILER_THREADS": str(max(1, args.threads // args.workers)),
+        "TENANT_CONCURRENCY": str(cfg.tenant_concurrency),
+        "SUBSCRIPTION_WRITES_PER_S": str(cfg.subscription_writes_per_s),
+        "OPERATION_POLL_INTERVAL_S": str(cfg.poll_interval_s),
+        "RETRY_BASE_S": str(cfg.retry_base_s),
+        "RETRY_MAX_S": str(cfg.retry_max_s),
+        "AZURE_CALL_TIMEOUT_S": str(cfg.call_timeout_s),
+        "OPERATION_LEASE_S": str(cfg.lease_s),
+        "OPERATION_MAX_ATTEMPTS": str(cfg.max_attempts),
+    }
+    for i in range(args.workers):
+        _WORKERS.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "service.worker"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=(work / f"worker-{i}.log").open("wb"),
+            )
+        )
+    return list(_WORKERS)
+
+
+def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for proc in workers:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in workers:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def _errors(rt: Any) -> list[str]:
+    """The last error of each operation that did not succeed, with its attempts' outcomes."""
     from sqlalchemy import select
 
-    from service.db.models import Operation
+    from service.db.models import Operation, OperationAttempt
 
     with rt.uow() as uow:
-        rows = uow.session.scalars(
-            select(Operation.last_error).where(Operation.state != "succeeded").limit(10)
-        )
-        return [str(e) for e in rows]
+        ops = uow.session.execute(
+            select(Operation.id, Operation.endpoint_name, Operation.last_error)
+            .where(Operation.state != "succeeded")
+            .limit(10)
+        ).all()
+        out = []
+        for op_id, name, error in ops:
+            attempts = uow.session.execute(
+                select(OperationAttempt.outcome, OperationAttempt.charged, OperationAttempt.error)
+                .where(OperationAttempt.operation_id == op_id)
+                .order_by(OperationAttempt.number)
+            ).all()
+            tried = "; ".join(
+                f"{o}{'' if c else ' (free)'}: {(e or '')[:80]}" for o, c, e in attempts
+            )
+            out.append(f"{name}: {error} [attempts: {tried}]")
+        return out
 
 
 def _states(rt: Any) -> dict[str, int]:

@@ -19,6 +19,7 @@ from emulator.server import CONNECTION_KEY, EmulatorApp
 from emulator.tls import CertificateAuthority
 
 log = logging.getLogger(__name__)
+KEEP_ALIVE_CONNECTIONS = 512
 
 
 class _Gateway(wsgi.Gateway_10):
@@ -59,6 +60,11 @@ class EmulatorServer:
         self._server.error_log = _cheroot_error_log
         # The accept loop notices stop() only between select() rounds: keep them short.
         self._server.expiration_interval = 0.05
+        # cheroot keeps at most 10 idle keep-alive connections by default and closes every
+        # other one after its answer, so busy clients (a reconciler's connection pools) made a
+        # new TLS connection for nearly every call: a handshake on both sides each time.
+        # Azure keeps connections alive; so does the emulator, up to this many.
+        self._server.keep_alive_conn_limit = KEEP_ALIVE_CONNECTIONS
         self._server.ssl_adapter = BuiltinSSLAdapter(str(cert_path), str(key_path))
         self._host = host
         self._thread: threading.Thread | None = None

@@ -40,7 +40,13 @@ from service.adapters.azure_ai_ml_support import (
     map_ai_ml_error,
     register_cloud,
 )
-from service.adapters.azure_calls import Call, GuardedWrites, retry_read
+from service.adapters.azure_calls import (
+    FIRST_POLL_AFTER_S,
+    LIST_RETRY_WAIT_S,
+    Call,
+    GuardedWrites,
+    retry_read,
+)
 from service.adapters.client_cache import ClientCache
 from service.adapters.online_documents import (
     deployment_key,
@@ -62,11 +68,11 @@ from service.ports import AzureOperationStatus, MlTarget, ServiceSnapshot
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# FIRST_POLL_AFTER_S: an operation this process started is not polled sooner (a deployment
+# update is a rolling update of its instances, Learn: "Deploy and score a model by using an
+# online endpoint", minutes in Azure).
+__all__ = ["FIRST_POLL_AFTER_S", "AzureOnlineDeployments", "deployment_api_version"]
 
-# An operation this process started is not polled sooner: a deployment update is a rolling
-# update of its instances (Learn: "Deploy and score a model by using an online endpoint"),
-# minutes in Azure; asking at once only costs an ARM call.
-FIRST_POLL_AFTER_S = 1.0
 _KEEP = 4096  # operations remembered
 WRITE_ANSWER_TIMEOUT_S = 600.0  # how long an unanswered PUT's thread waits for the answer
 _FINAL = {"Succeeded": "succeeded", "Failed": "failed", "Canceled": "failed", "Cancelled": "failed"}
@@ -301,7 +307,10 @@ class AzureOnlineDeployments:
         items: list[dict[str, Any]] = []
         url: str | None = self._url(target, path)
         while url:
-            page = self._call(what, lambda u=url: self._json(target, u))  # type: ignore[misc]
+            page = retry_read(
+                lambda u=url: self._call(what, lambda: self._json(target, u)),  # type: ignore[misc]
+                unhinted_wait_s=LIST_RETRY_WAIT_S,
+            )
             if page is None:
                 raise AzureRejected(f"Azure ML: {what}: not found")
             items += [dict(v) for v in page.get("value") or []]

@@ -114,7 +114,9 @@ def map_ai_ml_error(exc: BaseException, what: str) -> ServiceError:
                 f"Azure refused the tenant's credential ({what}: HTTP {status})"
             )
         if status in TEMPORARY_STATUS:
-            return AzureCallFailed(f"Azure ML: {what}: HTTP {status}", retry_after_s=retry_after)
+            return AzureCallFailed(
+                f"Azure ML: {what}: HTTP {status}", retry_after_s=retry_after, azure_status=status
+            )
         return AzureRejected(f"Azure ML: {what}: HTTP {status}: {message}")
     log.warning("unexpected azure-ai-ml failure (%s) in %s", type(exc).__name__, what)
     return AzureRejected(f"Azure ML: {what} failed ({type(exc).__name__}): {first_line(str(exc))}")

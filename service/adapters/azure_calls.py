@@ -13,6 +13,14 @@ from service.errors import AzureCallFailed, WriteOutcomeUnknown
 from service.metrics import AZURE_CALLS
 
 TEMPORARY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+# An operation this process started is not polled sooner: an update rolls the service's
+# instances (minutes in Azure), so an earlier answer is "running" for certain and only costs a
+# call on both sides. (The reconciler polls every OPERATION_POLL_INTERVAL_S after that.)
+FIRST_POLL_AFTER_S = 2.0
+# A discovery lists many pages (v2: one list per online endpoint); one that met a temporary
+# error is read again in place after this long (or Azure's Retry-After), rather than the whole
+# discovery failing and starting over from its first page.
+LIST_RETRY_WAIT_S = 0.5
 T = TypeVar("T")
 
 
@@ -92,15 +100,25 @@ class GuardedWrites:
         )
 
 
-def retry_read(read: Callable[[], T], *, retries: int = 2, max_wait_s: float = 2.0) -> T:
+def retry_read(
+    read: Callable[[], T],
+    *,
+    retries: int = 2,
+    max_wait_s: float = 2.0,
+    unhinted_wait_s: float | None = None,
+) -> T:
     """A read (it changes nothing) retried in place when Azure answered with a Retry-After of
     at most ``max_wait_s``: the read before a write, so that a throttled GET does not cost the
-    reconciler's whole attempt. Anything else is raised as it came."""
+    reconciler's whole attempt. With ``unhinted_wait_s``, a temporary error Azure answered
+    without a Retry-After (a 5xx) is retried after that long too; a call that got no answer in
+    time is not. Anything else is raised as it came."""
     for tries_left in range(retries, -1, -1):
         try:
             return read()
         except AzureCallFailed as exc:
             wait = exc.retry_after_s
+            if wait is None and exc.azure_status is not None:  # answered, e.g. 500: not a timeout
+                wait = unhinted_wait_s
             if not tries_left or wait is None or wait > max_wait_s:
                 raise
             time.sleep(wait)

@@ -35,6 +35,8 @@ import requests
 from azure.core.exceptions import ClientAuthenticationError
 
 from service.adapters.azure_calls import (
+    FIRST_POLL_AFTER_S,
+    LIST_RETRY_WAIT_S,
     TEMPORARY_STATUS,
     Call,
     GuardedWrites,
@@ -66,6 +68,10 @@ _STATUS = re.compile(r"(?:Response Code|status code)\D{0,4}(\d{3})", re.IGNORECA
 _CODE = re.compile(r"""['"]code['"]\s*:\s*['"]([A-Za-z][A-Za-z0-9_.]{0,63})['"]""")
 _RETRY_AFTER = re.compile(r"""['"]Retry-After['"]\s*:\s*['"]?(\d+(?:\.\d+)?)""", re.IGNORECASE)
 _FINAL_STATES = {"Succeeded": "succeeded", "Failed": "failed", "Cancelled": "failed"}
+# The service object a read returned is reused by an update of the same service this soon
+# after (the attempt decides on a read, then writes): update() sends a JSON patch of the changed
+# values only, so an older object writes nothing stale, it only saves reading it again.
+REUSE_READ_S = 5.0
 
 
 class AzureMlControlPlane:
@@ -84,6 +90,9 @@ class AzureMlControlPlane:
         self._workspaces: ClientCache[Any] = ClientCache(max_size=workspace_cache_size)
         # The service object of each update started here, to poll without re-reading it.
         self._updating: OrderedDict[str, Any] = OrderedDict()
+        self._started: dict[str, float] = {}  # operation id -> when (FIRST_POLL_AFTER_S)
+        # The last read of each service: (when, credential it was read with, SDK object).
+        self._read: OrderedDict[tuple[str, ...], tuple[float, Any, Any]] = OrderedDict()
         self._writes = GuardedWrites("azureml", call_timeout_s)
         self._lock = threading.Lock()
 
@@ -92,12 +101,34 @@ class AzureMlControlPlane:
         from azureml.core.webservice import Webservice
 
         ws = self._workspace(target)
-        services = self._call("list web services", lambda: Webservice.list(ws))
+        services = retry_read(
+            lambda: self._call("list web services", lambda: Webservice.list(ws)),
+            unhinted_wait_s=LIST_RETRY_WAIT_S,
+        )
         return [_snapshot(s) for s in services]
 
     def get_service(self, target: MlTarget, name: str) -> ServiceSnapshot | None:
         service = self._webservice(target, name)
-        return None if service is None else _snapshot(service)
+        if service is None:
+            return None
+        snapshot = _snapshot(service)  # before an update may reuse (and change) the object
+        with self._lock:
+            self._read[_read_key(target, name)] = (time.monotonic(), target.credential, service)
+            while len(self._read) > self._cache_size:
+                self._read.popitem(last=False)
+        return snapshot
+
+    def _recent_read(self, target: MlTarget, name: str) -> Any | None:
+        """The object of a read of this service made moments ago with this very credential
+        (taken: one update per read), or None."""
+        with self._lock:
+            entry = self._read.pop(_read_key(target, name), None)
+        if entry is None:
+            return None
+        read_at, credential, service = entry
+        if credential is not target.credential or time.monotonic() - read_at > REUSE_READ_S:
+            return None
+        return service
 
     def start_update(
         self,
@@ -107,7 +138,9 @@ class AzureMlControlPlane:
         app_insights: bool | None = None,
         model_data_collection: bool | None = None,
     ) -> str:
-        service = retry_read(lambda: self._require(target, name))  # short Retry-After: in place
+        service = self._recent_read(target, name) or retry_read(
+            lambda: self._require(target, name)  # short Retry-After: retried in place
+        )
         options: dict[str, Any] = {}
         if app_insights is not None:
             options["enable_app_insights"] = app_insights
@@ -135,8 +168,10 @@ class AzureMlControlPlane:
         AZURE_CALLS.labels("azureml", "ok").inc()
         with self._lock:
             self._updating[operation_id] = service
+            self._started[operation_id] = time.monotonic()
             while len(self._updating) > self._cache_size:
-                self._updating.popitem(last=False)
+                dropped, _ = self._updating.popitem(last=False)
+                self._started.pop(dropped, None)
         return operation_id
 
     def operation_status(
@@ -144,6 +179,9 @@ class AzureMlControlPlane:
     ) -> AzureOperationStatus:
         with self._lock:
             service = self._updating.get(operation_id)
+            started = self._started.get(operation_id)
+        if started is not None and time.monotonic() - started < FIRST_POLL_AFTER_S:
+            return AzureOperationStatus("running")  # it cannot have progressed: do not ask
         if service is None:  # e.g. resuming another worker's update: read the service once
             service = self._require(target, name)
             base = "/".join(service._mms_endpoint.split("/")[:-2])
@@ -154,6 +192,7 @@ class AzureMlControlPlane:
             return AzureOperationStatus("running")
         with self._lock:
             self._updating.pop(operation_id, None)
+            self._started.pop(operation_id, None)
         message = error.get("message") if isinstance(error, dict) else None
         return AzureOperationStatus(final, None if final == "succeeded" else (message or state))
 
@@ -231,6 +270,10 @@ class AzureMlControlPlane:
             raise mapped from call.error
         AZURE_CALLS.labels("azureml", "ok").inc()
         return call.value  # type: ignore[no-any-return]
+
+
+def _read_key(target: MlTarget, name: str) -> tuple[str, ...]:
+    return (target.tenant_key, *_service_key(target, name))
 
 
 def _service_key(target: MlTarget, name: str) -> tuple[str, ...]:

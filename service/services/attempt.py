@@ -31,6 +31,7 @@ from service.db.models import Workspace
 from service.domain.policy import Observed, changes_needed
 from service.domain.retry import RetryPolicy
 from service.domain.states import AttemptEnd
+from service.domain.targets import split_target
 from service.errors import (
     AzureCallFailed,
     AzureRejected,
@@ -145,12 +146,19 @@ class _Attempt:
         claim, lease = self.claim, self.lease
         if retention_apply.is_export_operation(claim):
             return self._export_attempt()
-        ws, target = self._target()
+        ws, target, index = self._target()
         name = claim.endpoint_name
         if claim.azure_operation_id:
             followed = self._follow(target, claim.azure_operation_id)
             if followed is not None:
                 return followed
+        online = split_target(name)
+        if online is not None:
+            # A v2 deployment waits for its online endpoint's update slot before reading it:
+            # a deployment that waits reads nothing (it re-reads once it has the slot).
+            waiting = self._rollout_slot(online[0], index)
+            if waiting is not None:
+                return waiting
         snapshot = self._read(lambda: self.rt.ml.get_service(target, name))
         if snapshot is None:
             return Outcome(AttemptEnd.CANCELLED, "the endpoint no longer exists in Azure")
@@ -164,12 +172,9 @@ class _Attempt:
                 refund=True,
                 snapshot=snapshot,
             )
-        changes = self._changes(snapshot)
+        changes = self._changes(snapshot, index)
         if not changes:
             return Outcome(AttemptEnd.SUCCEEDED, snapshot=snapshot)
-        waiting = self._rollout_slot(snapshot)
-        if waiting is not None:
-            return waiting
         wait_s = leases.reserve_write(self.rt, ws.subscription_id)
         if wait_s > 0:
             self.rt.meter.throttle_wait("subscription_writes")
@@ -264,20 +269,12 @@ class _Attempt:
             )
         return Outcome(AttemptEnd.SUCCEEDED, snapshot=snapshot)
 
-    def _rollout_slot(self, snapshot: ServiceSnapshot) -> Outcome | None:
-        """Kinds whose change rolls instances wait for a parallel-update slot of their online
-        endpoint (the policy's ``max_parallel_updates``); None when the attempt may write."""
+    def _rollout_slot(self, online_endpoint: str, index: PolicyIndex) -> Outcome | None:
+        """An online deployment waits for a parallel-update slot of its online endpoint (the
+        policy's ``max_parallel_updates``: its change rolls instances); None when it may go on."""
         claim = self.claim
-        caps = self.rt.ml.capabilities(snapshot.target_kind)
-        if not caps.online or snapshot.online_endpoint is None:
-            return None
-        with self.rt.uow() as uow:
-            limit = (
-                PolicyIndex.load(uow.session, claim.tenant_id)
-                .effective(claim.workspace_id, claim.endpoint_name)
-                .parallel_updates
-            )
-        group = rollout_group(claim.workspace_id, snapshot.online_endpoint)
+        limit = index.effective(claim.workspace_id, claim.endpoint_name).parallel_updates
+        group = rollout_group(claim.workspace_id, online_endpoint)
         slot = take_slot(self.rt, claim, self.worker_id, group, limit)
         if slot == "taken":
             return None
@@ -285,11 +282,10 @@ class _Attempt:
             raise LeaseLost  # fenced like every state change: taken over, or cancelled
         return Outcome(
             AttemptEnd.RETRY,
-            f"waiting: {limit} deployment(s) of online endpoint '{snapshot.online_endpoint}' "
+            f"waiting: {limit} deployment(s) of online endpoint '{online_endpoint}' "
             "are being updated (max_parallel_updates)",
             self.cfg.poll_interval_s,
             refund=True,
-            snapshot=snapshot,
         )
 
     def _read(self, call: Callable[[], T]) -> T:
@@ -307,21 +303,28 @@ class _Attempt:
                 self.lease.wait(delay)
         raise AzureCallFailed("unreachable")  # pragma: no cover - the loop returns or raises
 
-    def _target(self) -> tuple[Workspace, MlTarget]:
+    def _target(self) -> tuple[Workspace, MlTarget, PolicyIndex]:
+        """The workspace, how to reach it, and the tenant's policies for the decision (and the
+        slot's limit), read in one transaction."""
         with self.rt.uow() as uow:
             ws = uow.session.get(Workspace, self.claim.workspace_id)
             if ws is None:
                 raise AzureRejected("the workspace was deleted")
             uow.session.expunge(ws)
-        return ws, target_of(self.rt, ws)
+            index = PolicyIndex.load(uow.session, self.claim.tenant_id)
+        return ws, target_of(self.rt, ws), index
 
-    def _changes(self, snapshot: ServiceSnapshot) -> dict[str, bool]:
-        """What still differs from the endpoint's effective policy *now* (level-triggered)."""
-        claim = self.claim
+    def _policies(self) -> PolicyIndex:
         with self.rt.uow() as uow:
-            policy = PolicyIndex.load(uow.session, claim.tenant_id).effective(
-                claim.workspace_id, claim.endpoint_name
-            )
+            return PolicyIndex.load(uow.session, self.claim.tenant_id)
+
+    def _changes(
+        self, snapshot: ServiceSnapshot, index: PolicyIndex | None = None
+    ) -> dict[str, bool]:
+        """What still differs from the endpoint's effective policy *now* (level-triggered):
+        ``index`` loaded by this attempt moments ago, else loaded again."""
+        claim = self.claim
+        policy = (index or self._policies()).effective(claim.workspace_id, claim.endpoint_name)
         observed = Observed(
             snapshot.compute_type, snapshot.app_insights_enabled, snapshot.data_collection_enabled
         )

@@ -25,43 +25,33 @@ SQLite has no row locks: there, one worker process runs (its threads serialise t
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import (
+    String,
+    all_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
 
-from service.db.models import Operation, OperationAttempt, Tenant, WriteBudget
+from service.db.models import Operation, OperationAttempt, Tenant
 from service.db.session import UnitOfWork
 from service.db.types import utcnow
 from service.domain.states import AttemptOutcome, OperationState
+from service.services.db_writes import core as core
+from service.services.db_writes import reserve_write as reserve_write
+from service.services.db_writes import write_transaction as write_transaction
 from service.services.runtime import Runtime
-
-_SQLITE_WRITERS = threading.Lock()
-
-
-@contextmanager
-def write_transaction(rt: Runtime) -> Iterator[UnitOfWork]:
-    """A unit of work that is a writer from its first statement.
-
-    On SQLite a transaction that reads first and writes later fails at once ("database is
-    locked") if another connection committed in between; taking the write lock first makes it
-    wait (busy_timeout) instead. This process's threads also queue on a lock, not on SQLite.
-    """
-    if not rt.settings.is_sqlite:
-        with rt.uow() as uow:
-            yield uow
-        return
-    with _SQLITE_WRITERS, rt.uow() as uow:
-        uow.session.execute(
-            text("UPDATE write_budgets SET next_write_at = next_write_at WHERE 0 = 1")
-        )
-        yield uow
 
 
 @dataclass(frozen=True)
@@ -160,46 +150,100 @@ def _claim_for_tenant(
         free = min(capacity, rt.settings.reconciler.tenant_concurrency - int(running or 0))
         if free <= 0:
             return []
-        due = select(Operation).where(Operation.tenant_id == tenant_id, _claimable(now))
+        cols = (Operation.id, Operation.state, Operation.attempts, Operation.max_attempts)
+        due = select(*cols).where(Operation.tenant_id == tenant_id, _claimable(now))
         if exclude:
-            due = due.where(Operation.id.not_in(list(exclude)))
-        ops = list(
-            session.scalars(
+            due = due.where(_not_among(session, list(exclude)))
+        rows = (
+            core(session)
+            .execute(
                 due.order_by(Operation.created_at).limit(free).with_for_update(skip_locked=True)
             )
+            .all()
         )
-        claims = []
-        leased_at = time.monotonic()
-        for op in ops:
+        expires = now + timedelta(seconds=lease_s)
+        taken: list[Operation] = []
+        plain: list[str] = []  # queued with attempts left: the common case, in one statement
+        order = {row[0]: i for i, row in enumerate(rows)}  # oldest first, as selected
+        for op_id, state, attempts, max_attempts in rows:
+            if state == OperationState.QUEUED and attempts < max_attempts:
+                plain.append(op_id)
+                continue
+            # Rare: a take-over, or (defensively) no attempts left: the entity, row by row.
+            op = session.get(Operation, op_id, populate_existing=True)
+            assert op is not None  # locked by this transaction
             if op.state == OperationState.RUNNING and not _take_over(session, op, now):
                 continue  # failed: abandoned too often
             elif op.state == OperationState.QUEUED:
-                if op.attempts >= op.max_attempts:  # defensive: never past the cap
-                    _fail(op, now, "no attempts left")
-                    continue
-                op.attempts += 1
-            op.state = OperationState.RUNNING
-            op.lease_owner = owner
-            op.lease_expires_at = now + timedelta(seconds=lease_s)
+                _fail(op, now, "no attempts left")  # defensive: never past the cap
+                continue
+            op.state, op.lease_owner, op.lease_expires_at = OperationState.RUNNING, owner, expires
             op.fence += 1
-            session.add(OperationAttempt(operation_id=op.id, number=op.fence, worker=owner))
-            claims.append(
-                Claim(
-                    op.id,
-                    op.tenant_id,
-                    op.workspace_id,
-                    op.endpoint_name,
-                    op.attempts,
-                    op.max_attempts,
-                    op.azure_operation_id,
-                    dict(op.desired),
-                    op.cause,
-                    op.fence,
-                    leased_at,
+            taken.append(op)
+        session.flush()
+        if plain:
+            core(session).execute(
+                update(Operation)
+                .where(Operation.id.in_(plain))
+                .values(
+                    state=OperationState.RUNNING,
+                    lease_owner=owner,
+                    lease_expires_at=expires,
+                    attempts=Operation.attempts + 1,
+                    fence=Operation.fence + 1,
+                    version=Operation.version + 1,
                 )
+                .execution_options(synchronize_session=False)
             )
+        fields = (
+            Operation.id,
+            Operation.workspace_id,
+            Operation.endpoint_name,
+            Operation.attempts,
+            Operation.max_attempts,
+            Operation.azure_operation_id,
+            Operation.desired,
+            Operation.cause,
+            Operation.fence,
+        )
+        ids = plain + [op.id for op in taken]
+        claimed = sorted(
+            core(session).execute(select(*fields).where(Operation.id.in_(ids))).all(),
+            key=lambda r: order[r.id],
+        )
+        if claimed:
+            core(session).execute(
+                insert(OperationAttempt),
+                [{"operation_id": r.id, "number": r.fence, "worker": owner} for r in claimed],
+            )
+        leased_at = time.monotonic()
+        claims = [
+            Claim(
+                r.id,
+                tenant_id,
+                r.workspace_id,
+                r.endpoint_name,
+                r.attempts,
+                r.max_attempts,
+                r.azure_operation_id,
+                dict(r.desired),
+                r.cause,
+                r.fence,
+                leased_at,
+            )
+            for r in claimed
+        ]
         uow.commit()
         return claims
+
+
+def _not_among(session: Session, ids: list[str]) -> Any:
+    """``operations.id`` not in ``ids``. On PostgreSQL one array parameter (``<> ALL``), not one
+    parameter each: the statement text then stays the same whatever the list, so psycopg
+    converts it once, not on every tick (a 100-id list made that a large share of claiming)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return Operation.id != all_(bindparam("excluded", ids, type_=postgresql.ARRAY(String())))
+    return Operation.id.not_in(ids)
 
 
 def _take_over(session: Any, op: Operation, now: datetime) -> bool:
@@ -246,7 +290,7 @@ def renew(rt: Runtime, claim: Claim, owner: str, **changes: Any) -> bool:
     """Extend the lease (and set ``changes``); False when the lease was lost or cancelled."""
     expires = utcnow() + timedelta(seconds=rt.settings.reconciler.lease_s)
     with write_transaction(rt) as uow:
-        result = uow.session.execute(
+        result = core(uow.session).execute(
             _guarded(claim, owner).values(
                 lease_expires_at=expires, version=Operation.version + 1, **changes
             )
@@ -293,12 +337,12 @@ def finish(
     **values: Any,
 ) -> bool:
     """Write the attempt's outcome if the lease is still ours (in the caller's transaction)."""
-    result = uow.session.execute(
+    result = core(uow.session).execute(
         _guarded(claim, owner).values(version=Operation.version + 1, **values)
     )
     finished = bool(getattr(result, "rowcount", 0) == 1)
     if finished and record is not None:
-        uow.session.execute(
+        core(uow.session).execute(
             update(OperationAttempt)
             .where(
                 OperationAttempt.operation_id == claim.id,
@@ -308,34 +352,3 @@ def finish(
             .execution_options(synchronize_session=False)
         )
     return finished
-
-
-def reserve_write(rt: Runtime, subscription_id: str) -> float:
-    """Reserve the subscription's next write slot; returns the seconds to wait before writing.
-
-    Slots are a little more than ``1 / rate`` apart, for all workers together: the atomic UPDATE
-    hands each caller a distinct slot. Slots spaced exactly ``1 / rate`` would let network
-    jitter squeeze ``rate + 1`` writes into one second at Azure (two writes, the first one
-    delayed); the margin absorbs jitter up to a tenth of the spacing.
-    """
-    interval = 1.1 / rt.settings.reconciler.subscription_writes_per_s
-    key = subscription_id.lower()
-    with write_transaction(rt) as uow:
-        session = uow.session
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        session.execute(
-            dialect.insert(WriteBudget)
-            .values(subscription_id=key, next_write_at=0.0)
-            .on_conflict_do_nothing()
-        )
-        now = time.time()
-        latest = func.greatest if dialect is postgresql else func.max
-        slot_end = session.execute(
-            update(WriteBudget)
-            .where(WriteBudget.subscription_id == key)
-            .values(next_write_at=latest(WriteBudget.next_write_at, now) + interval)
-            .returning(WriteBudget.next_write_at)
-            .execution_options(synchronize_session=False)
-        ).scalar_one()
-        uow.commit()
-    return max(0.0, float(slot_end) - interval - now)

@@ -7,16 +7,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service.db.models import Endpoint
+from service.db.models import Endpoint, Workspace
 from service.db.types import utcnow
 from service.domain.states import AttemptEnd, AttemptOutcome, OperationState, Recorded
 from service.errors import ServiceError
 from service.ports import ServiceSnapshot
 from service.services import leases
-from service.services.discovery import lock_workspace
 from service.services.leases import AttemptRecord, Claim
 from service.services.runtime import Runtime
 
@@ -92,7 +91,9 @@ def record_outcome(
         with leases.write_transaction(rt) as uow:
             if outcome.snapshot is not None:
                 # Discovery may be recording this workspace: take turns (same lock order).
-                lock_workspace(uow.session, claim.workspace_id)
+                leases.core(uow.session).execute(
+                    select(Workspace.id).where(Workspace.id == claim.workspace_id).with_for_update()
+                )
             finished = leases.finish(rt, claim, worker_id, uow, record, **values)
             if finished and outcome.snapshot is not None:
                 _observe(uow.session, claim, outcome.snapshot)
@@ -105,16 +106,20 @@ def record_outcome(
 
 
 def _observe(session: Session, claim: Claim, snapshot: ServiceSnapshot) -> None:
-    ep = session.scalar(
-        select(Endpoint).where(
-            Endpoint.workspace_id == claim.workspace_id, Endpoint.name == claim.endpoint_name
-        )
+    """Record what the attempt saw last: one UPDATE, no ORM load (every attempt ends here)."""
+    values: dict[str, Any] = {
+        "state": snapshot.state,
+        "app_insights_enabled": snapshot.app_insights_enabled,
+        "data_collection_enabled": snapshot.data_collection_enabled,
+        "observed_at": utcnow(),
+        "vanished_at": None,
+        "version": Endpoint.version + 1,  # its ETag changes, as an ORM update would change it
+    }
+    if snapshot.updated_at is not None:
+        values["azure_updated_at"] = snapshot.updated_at
+    leases.core(session).execute(
+        update(Endpoint)
+        .where(Endpoint.workspace_id == claim.workspace_id, Endpoint.name == claim.endpoint_name)
+        .values(**values)
+        .execution_options(synchronize_session=False)
     )
-    if ep is None:
-        return
-    ep.state = snapshot.state
-    ep.app_insights_enabled = snapshot.app_insights_enabled
-    ep.data_collection_enabled = snapshot.data_collection_enabled
-    ep.azure_updated_at = snapshot.updated_at or ep.azure_updated_at
-    ep.observed_at = utcnow()
-    ep.vanished_at = None

@@ -48,15 +48,27 @@ class PolicyIndex:
         tenant: PolicySpec | None = None
         workspaces: dict[str, PolicySpec] = {}
         endpoints: dict[tuple[str, str], PolicySpec] = {}
-        for p in session.scalars(select(Policy).where(Policy.tenant_id == tenant_id)):
-            spec = spec_of(p)
-            assert spec is not None
-            if p.scope == "tenant":
+        # Plain rows, not ORM objects: every attempt loads its tenant's index (twice), and
+        # building and tracking Policy entities was a visible share of the reconciler's CPU.
+        rows = session.execute(
+            select(
+                Policy.scope,
+                Policy.workspace_id,
+                Policy.endpoint_name,
+                Policy.app_insights,
+                Policy.model_data_collection,
+                Policy.mode,
+                Policy.max_parallel_updates,
+            ).where(Policy.tenant_id == tenant_id)
+        )
+        for scope, workspace_id, endpoint_name, app_insights, collection, mode, parallel in rows:
+            spec = PolicySpec(app_insights, collection, mode, parallel)
+            if scope == "tenant":
                 tenant = spec
-            elif p.scope == "workspace" and p.workspace_id:
-                workspaces[p.workspace_id] = spec
-            elif p.workspace_id and p.endpoint_name:
-                endpoints[(p.workspace_id, p.endpoint_name)] = spec
+            elif scope == "workspace" and workspace_id:
+                workspaces[workspace_id] = spec
+            elif workspace_id and endpoint_name:
+                endpoints[(workspace_id, endpoint_name)] = spec
         return cls(tenant, workspaces, endpoints)
 
     def effective(self, workspace_id: str, endpoint_name: str) -> EffectivePolicy:

@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, func, select, update
 from service.db.models import Operation, Workspace
 from service.db.types import utcnow
 from service.domain.states import OperationState
-from service.services.leases import Claim, write_transaction
+from service.services.leases import Claim, core, write_transaction
 from service.services.runtime import Runtime
 
 
@@ -38,10 +38,9 @@ def take_slot(rt: Runtime, claim: Claim, owner: str, group: str, limit: int) -> 
     ``lost`` when this attempt no longer holds its operation (its fencing token moved on)."""
     with write_transaction(rt) as uow:
         session = uow.session
-        session.execute(
-            select(Workspace.id).where(Workspace.id == claim.workspace_id).with_for_update()
-        )
-        busy = session.scalar(
+        db = core(session)
+        db.execute(select(Workspace.id).where(Workspace.id == claim.workspace_id).with_for_update())
+        busy = db.scalar(
             select(func.count())
             .select_from(Operation)
             .where(
@@ -53,7 +52,7 @@ def take_slot(rt: Runtime, claim: Claim, owner: str, group: str, limit: int) -> 
         )
         if int(busy or 0) >= max(1, limit):
             return "busy"
-        taken = session.execute(
+        taken = db.execute(
             update(Operation)
             .where(*_current(claim, owner))
             .values(rollout_group=group, version=Operation.version + 1)

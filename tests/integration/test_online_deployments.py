@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from emulator.testing import EmulatorHandle, Sandbox
+from service.adapters.azure_calls import LIST_RETRY_WAIT_S
 from service.config import Settings
 from service.db.session import Database
 from service.errors import AzureCallFailed
@@ -127,6 +128,19 @@ def test_discovery_lists_web_services_and_every_online_deployment_with_its_kind(
     ]
     assert len(listed) > 3
     assert all("api-version=2023-04-01-preview" in e.query for e in listed)
+
+
+def test_a_list_page_that_met_a_server_error_is_read_again_in_place(
+    rt: Runtime, wired: Wired, fresh_emulator: EmulatorHandle
+) -> None:
+    fresh_emulator.add_fault("status", "arm.online_deployments_list", status=500, count=1)
+    fresh_emulator.add_fault("status", "mms.services_list", status=503, count=1)
+    result = discovery.discover(rt, wired.workspace_id)  # one discovery, not a failed one
+    assert result.appeared == ["churn.blue", "churn.green", "fraud.main", "legacy"]
+    lists = fresh_emulator.requests("arm.online_deployments_list")
+    assert [e.status for e in lists][:2] == [500, 200]
+    assert lists[1].time - lists[0].time >= LIST_RETRY_WAIT_S
+    assert [e.status for e in fresh_emulator.requests("mms.services_list")] == [503, 200]
 
 
 def test_an_endpoint_policy_governs_all_its_deployments_and_a_deployment_overrides_it(
@@ -267,6 +281,19 @@ def test_one_deployment_of_an_endpoint_is_updated_at_a_time_by_default(
     first_done = min(p.time for p in polls if p.path.endswith(_op_name(fresh_emulator, 0)))
     assert puts[1].time > first_done
     assert _max_parallel_puts(fresh_emulator) == 1
+
+
+def test_a_deployment_waiting_for_its_update_slot_does_not_read_the_deployment(
+    rt: Runtime, wired: Wired, box: Sandbox, fresh_emulator: EmulatorHandle, reconciler: Reconciler
+) -> None:
+    discovery.discover(rt, wired.workspace_id)
+    fresh_emulator.state.online.operation_duration_s = 1.0
+    _put_policy(rt, wired, {"app_insights": True}, "churn")
+    run_until(reconciler, lambda: settled(rt, wired.tenant_id))
+    assert [op.state for op in operations_of(rt, wired.tenant_id)] == ["succeeded", "succeeded"]
+    # Each deployment: the decision's read, the guard's read before its PUT, the confirming
+    # read. The one that waited for the other's slot read nothing while it waited.
+    assert len(fresh_emulator.requests("arm.online_deployment_get")) == 6
 
 
 def test_max_parallel_updates_lets_more_deployments_update_together(

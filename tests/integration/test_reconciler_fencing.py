@@ -357,3 +357,17 @@ def test_cancelling_a_running_operation_closes_its_attempt_and_fences_it_off(
     assert [(a.fencing_token, a.outcome, a.charged) for a in detail.history] == [
         (1, "cancelled", False)
     ]
+
+
+def test_write_slots_leave_room_for_the_time_between_the_slot_and_the_write(rt: Runtime) -> None:
+    """Slots are SLOT_MARGIN / rate apart: rate + 1 writes arrive within one second only if an
+    early one was delayed SLOT_MARGIN - 1 seconds more than a later one."""
+    from service.services.db_writes import SLOT_MARGIN
+
+    rate = rt.settings.reconciler.subscription_writes_per_s
+    subscription = new_guid()
+    waits = [leases.reserve_write(rt, subscription) for _ in range(int(rate) + 1)]
+    assert waits[0] == 0.0  # the subscription's first write: its row is made, no wait
+    assert SLOT_MARGIN >= 1.5  # half a second of slack (1.1 and 1.3 were not enough under load)
+    # rate gaps of SLOT_MARGIN / rate after the first, less the time spent reserving them
+    assert waits[-1] >= SLOT_MARGIN - 0.2

@@ -40,6 +40,7 @@ from azure.core.credentials import AccessToken
 from azure.monitor.query import LogsQueryClient
 from cryptography.fernet import Fernet
 
+from bench import verdict
 from emulator.telemetry import TelemetrySpec, generate, large_table
 from emulator.testing import EmulatorHandle, run_emulator, trust_ca
 from emulator.tls import CertificateAuthority
@@ -411,6 +412,14 @@ def p1(emu: Emulator, tmp: Path, n: int) -> None:
                 )
             line += f"  emulator CPU={emulator_cpu[name] / n * 1000:.2f} ms/query"
             print(line)
+        for name in targets:
+            samples, cpu = runs[name]
+            p50 = statistics.median(samples) / base50
+            p99 = pct(samples, 0.99) / 1000 / base99
+            verdict(f"p1_{name}_p50_ratio", p50, "<=1.05", p50 <= 1.05)
+            verdict(f"p1_{name}_p99_ratio", p99, "<=1.10", p99 <= 1.10)
+            ms = cpu / n * 1000
+            verdict(f"p1_{name}_service_cpu_ms", ms, f"<={targets[name]:g}", ms <= targets[name])
         print(f"  token requests for the tenant during P1: {tokens}")
 
 
@@ -459,6 +468,8 @@ def throughput(emu: Emulator, tmp: Path, workers: int, seconds: float, clients: 
             f"      CPU per query: service {svc / done * 1000:.2f} ms, emulator"
             f" {emu_cpu / done * 1000:.2f} ms, client {client / done * 1000:.2f} ms"
         )
+        rate = count[0] / seconds
+        verdict(f"throughput_w{workers}_qps", rate, ">=300", rate >= 300 and not failed[0])
 
 
 def direct_throughput(emu: Emulator, seconds: float, clients: int) -> None:
@@ -533,6 +544,9 @@ def p2(emu: Emulator, tmp: Path, megabytes: int, runs: int = 3) -> None:
             )
         growth = (rss_kb(worker, "VmHWM") - before) * 1024
         print(f"  median ratio={statistics.median(ratios):.2f} (target <= 1.15)")
+        worst = max(ratios)
+        verdict("p2_worst_ratio", worst, "<=1.15", worst <= 1.15)
+        verdict("p2_rss_growth_x", growth / size, "<=1.5", growth / size <= 1.5)
         print(
             f"  worker peak RSS growth={growth / 1e6:.1f} MB = {growth / size:.2f}x payload"
             " (target <= 1.5x)"

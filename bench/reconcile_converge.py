@@ -38,6 +38,8 @@ from typing import Any
 import requests
 import yaml
 
+from bench import verdict
+
 TENANTS, SUBS_PER_TENANT = 10, 2
 ONLINE_ROUTES = [
     "arm.online_endpoints_list",
@@ -433,6 +435,9 @@ def _run(
         )
     )
     ratio = baseline_total / elapsed
+    verdict("converged_s", elapsed, "<=20", elapsed <= 20)
+    verdict("failed_ops", failed, "=0", failed == 0)
+    verdict("max_writes_per_subscription_s", max_rate, "<=10", max_rate <= 10)
     print(
         f"ratio: {ratio:.0f}x faster  target>=50x met={ratio >= 50}  failed_ops={failed} "
         f"target=0 met={failed == 0}"

@@ -15,13 +15,15 @@ SDKS = ("azure.ai.ml", "azureml.core.webservice", "azure.identity", "azure.monit
 CHILD = """
 from gevent import monkey
 monkey.patch_all()
-import os, runpy, sys, time
+import gc, os, runpy, sys, time
 import gevent
 sdks = {sdks!r}
 config = runpy.run_path("gunicorn.conf.py")
 assert not any(m in sys.modules for m in sdks), [m for m in sdks if m in sys.modules]
 os.environ["AMLCP_WARM_IMPORTS_DELAY_S"] = "0.5"
+assert gc.get_freeze_count() == 0
 config["post_worker_init"](None)  # returns at once: the thread waits 0.5 s, then imports
+frozen_at_start = gc.get_freeze_count()
 imported_when_hook_returned = [m for m in sdks if m in sys.modules]
 # Meanwhile the hub keeps running: a greenlet ticks while the thread imports.
 ticks = []
@@ -34,6 +36,8 @@ from service import bootstrap
 bootstrap.wait_for_warm_imports()  # what an adapter's first use does: a cooperative wait
 print(imported_when_hook_returned, sorted(m for m in sdks if m in sys.modules))
 print(len(ticks) > 20, bootstrap._warming is None)
+# What lives as long as the worker is out of the collector's way, the SDKs too once imported.
+print(frozen_at_start > 0, gc.get_freeze_count() > frozen_at_start)
 """
 
 
@@ -52,9 +56,10 @@ def run(code: str, **env: str) -> list[str]:
 
 
 def test_the_worker_start_hook_imports_the_sdks_in_the_background() -> None:
-    first, second = run(CHILD.format(sdks=SDKS))
+    first, second, frozen = run(CHILD.format(sdks=SDKS))
     assert first == f"[] {sorted(SDKS)!r}"
     assert second == "True True"
+    assert frozen == "True True"
 
 
 def test_the_background_import_can_be_turned_off() -> None:

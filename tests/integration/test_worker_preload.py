@@ -21,8 +21,10 @@ sdks = {sdks!r}
 config = runpy.run_path("gunicorn.conf.py")
 assert not any(m in sys.modules for m in sdks), [m for m in sdks if m in sys.modules]
 os.environ["AMLCP_WARM_IMPORTS_DELAY_S"] = "0.5"
-assert gc.get_freeze_count() == 0
+config["post_fork"](None, None)  # the collector is off while the worker builds the app
+assert not gc.isenabled() and gc.get_freeze_count() == 0
 config["post_worker_init"](None)  # returns at once: the thread waits 0.5 s, then imports
+assert gc.isenabled()
 frozen_at_start = gc.get_freeze_count()
 imported_when_hook_returned = [m for m in sdks if m in sys.modules]
 # Meanwhile the hub keeps running: a greenlet ticks while the thread imports.

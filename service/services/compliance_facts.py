@@ -14,7 +14,6 @@ from sqlalchemy import ARRAY, String, any_, bindparam, func, select
 from sqlalchemy.orm import Session, aliased
 
 from service.db.models import Operation, Policy, WorkspaceSync
-from service.domain.policy import PolicySpec
 from service.domain.states import ACTIVE_STATES, OperationState
 from service.domain.targets import split_target
 from service.services.planning import PolicyIndex
@@ -63,19 +62,7 @@ def _policy_index(session: Session, tenant_id: str, names: set[str]) -> PolicyIn
         parents = {online[0] for online in map(split_target, names) if online is not None}
         params["names"] = sorted(names | parents)
     stmt = _statement("policies", session.get_bind().dialect.name, by_name)
-    tenant: PolicySpec | None = None
-    workspaces: dict[str, PolicySpec] = {}
-    endpoints: dict[tuple[str, str], PolicySpec] = {}
-    rows: Any = session.execute(stmt, params)
-    for scope, workspace_id, name, app_insights, data_collection, mode, parallel in rows:
-        spec = PolicySpec(app_insights, data_collection, mode, parallel)
-        if scope == "tenant":
-            tenant = spec
-        elif scope == "workspace" and workspace_id:
-            workspaces[workspace_id] = spec
-        elif workspace_id and name:
-            endpoints[(workspace_id, name)] = spec
-    return PolicyIndex(tenant, workspaces, endpoints)
+    return PolicyIndex.from_rows(session.execute(stmt, params))
 
 
 # The facts' statements, built once per (kind, dialect, filtered by name) with bound

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -44,10 +45,24 @@ class PolicyIndex:
     endpoints: dict[tuple[str, str], PolicySpec]
 
     @classmethod
-    def load(cls, session: Session, tenant_id: str) -> PolicyIndex:
+    def from_rows(cls, rows: Any) -> PolicyIndex:
+        """From rows of (scope, workspace_id, endpoint_name, app_insights,
+        model_data_collection, mode, max_parallel_updates)."""
         tenant: PolicySpec | None = None
         workspaces: dict[str, PolicySpec] = {}
         endpoints: dict[tuple[str, str], PolicySpec] = {}
+        for scope, workspace_id, endpoint_name, app_insights, collection, mode, parallel in rows:
+            spec = PolicySpec(app_insights, collection, mode, parallel)
+            if scope == "tenant":
+                tenant = spec
+            elif scope == "workspace" and workspace_id:
+                workspaces[workspace_id] = spec
+            elif workspace_id and endpoint_name:
+                endpoints[(workspace_id, endpoint_name)] = spec
+        return cls(tenant, workspaces, endpoints)
+
+    @classmethod
+    def load(cls, session: Session, tenant_id: str) -> PolicyIndex:
         # Plain rows, not ORM objects: every attempt loads its tenant's index (twice), and
         # building and tracking Policy entities was a visible share of the reconciler's CPU.
         rows = session.execute(
@@ -61,15 +76,7 @@ class PolicyIndex:
                 Policy.max_parallel_updates,
             ).where(Policy.tenant_id == tenant_id)
         )
-        for scope, workspace_id, endpoint_name, app_insights, collection, mode, parallel in rows:
-            spec = PolicySpec(app_insights, collection, mode, parallel)
-            if scope == "tenant":
-                tenant = spec
-            elif scope == "workspace" and workspace_id:
-                workspaces[workspace_id] = spec
-            elif workspace_id and endpoint_name:
-                endpoints[(workspace_id, endpoint_name)] = spec
-        return cls(tenant, workspaces, endpoints)
+        return cls.from_rows(rows)
 
     def effective(self, workspace_id: str, endpoint_name: str) -> EffectivePolicy:
         """A v2 deployment ``e.d`` takes the policy of its online endpoint ``e``, overridden

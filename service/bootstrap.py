@@ -105,6 +105,13 @@ def build_coordination(
     return MemoryBudgetStore(), MemoryRevocationFeed(), None
 
 
+# One build at a time across every Lazy: a build imports SDK modules, and two threads importing
+# overlapping modules in different orders made CPython raise _DeadlockError in one of them (a
+# reconciler worker's first attempts, each thread building a different adapter). Reentrant: a
+# build may use another adapter.
+_BUILDING = threading.RLock()
+
+
 class Lazy(Generic[T]):
     """An adapter built on its first use (attribute access), once, whichever thread asks.
 
@@ -114,12 +121,11 @@ class Lazy(Generic[T]):
     def __init__(self, build: Callable[[], T]) -> None:
         self._build = build
         self._built: T | None = None
-        self._lock = threading.Lock()
 
     def target(self) -> T:
         built = self._built
         if built is None:
-            with self._lock:
+            with _BUILDING:
                 if self._built is None:
                     self._built = self._build()
                 built = self._built

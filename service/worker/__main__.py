@@ -16,7 +16,12 @@ import threading
 
 from prometheus_client import start_http_server
 
-from service.bootstrap import build_runtime, refuse_secrets_without_key, with_credential_keys
+from service.bootstrap import (
+    build_runtime,
+    refuse_secrets_without_key,
+    warm_imports,
+    with_credential_keys,
+)
 from service.config import Settings, SettingsError
 from service.db.migrate import schema_behind
 from service.logs import configure_logging
@@ -34,6 +39,9 @@ def main() -> int:
     except SettingsError as exc:
         sys.stderr.write(f"configuration error: {exc}\n")
         return 2
+    # The reconciler uses every Azure adapter from many threads at once: import them here,
+    # before the threads start, not on first use (the API worker defers them for /readyz).
+    warm_imports()
     runtime = build_runtime(settings)
     behind = schema_behind(runtime.database.engine)
     if behind is not None:

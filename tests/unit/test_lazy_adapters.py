@@ -59,3 +59,38 @@ def test_the_runtime_builds_no_azure_adapter_until_one_is_used() -> None:
     finally:
         runtime.close()
         runtime.database.dispose()
+
+
+def test_two_adapters_are_never_built_at_the_same_time() -> None:
+    """Building imports SDK modules; two threads importing overlapping modules in different
+    orders made CPython raise _DeadlockError in one (a reconciler's first attempts, seen in CI).
+    So builds of different adapters run one after the other, whichever threads ask."""
+    import threading
+    import time
+
+    inside: list[str] = []
+    overlaps: list[tuple[str, ...]] = []
+
+    def build(name: str) -> object:
+        inside.append(name)
+        if len(inside) > 1:
+            overlaps.append(tuple(inside))
+        time.sleep(0.2)
+        inside.remove(name)
+        return object()
+
+    a, b = Lazy(lambda: build("a")), Lazy(lambda: build("b"))
+    threads = [threading.Thread(target=lazy.target) for lazy in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlaps == []
+    assert a._built is not None
+    assert b._built is not None
+
+
+def test_a_build_may_use_another_adapter() -> None:
+    inner = Lazy(lambda: "inner")
+    outer = Lazy(lambda: f"outer of {inner.target()}")
+    assert outer.target() == "outer of inner"

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, aliased
 from service.db.models import Operation, Policy, WorkspaceSync
 from service.domain.states import ACTIVE_STATES, OperationState
 from service.domain.targets import split_target
-from service.services.planning import PolicyIndex
+from service.services.planning import POLICY_ROW, PolicyIndex
 
 # Discovery failures that mean "we cannot see this tenant's Azure": compliance is unknown.
 ACCESS_ERRORS = frozenset(
@@ -86,15 +86,7 @@ def _build(kind: str, dialect: str, by_name: bool) -> Any:
             WorkspaceSync.last_error_code.in_(ACCESS_ERRORS),
         )
     if kind == "policies":
-        stmt = select(
-            Policy.scope,
-            Policy.workspace_id,
-            Policy.endpoint_name,
-            Policy.app_insights,
-            Policy.model_data_collection,
-            Policy.mode,
-            Policy.max_parallel_updates,
-        ).where(Policy.tenant_id == bindparam("tenant_id"))
+        stmt = select(*POLICY_ROW).where(Policy.tenant_id == bindparam("tenant_id"))
         if by_name:
             stmt = stmt.where((Policy.scope != "endpoint") | _one_of(dialect, Policy.endpoint_name))
         return stmt

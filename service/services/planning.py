@@ -36,6 +36,18 @@ def spec_of(policy: Policy | None) -> PolicySpec | None:
     )
 
 
+# The columns of a policy row, in the order PolicyIndex.from_rows reads them.
+POLICY_ROW = (
+    Policy.scope,
+    Policy.workspace_id,
+    Policy.endpoint_name,
+    Policy.app_insights,
+    Policy.model_data_collection,
+    Policy.mode,
+    Policy.max_parallel_updates,
+)
+
+
 @dataclass(frozen=True)
 class PolicyIndex:
     """Every policy of one tenant, by scope."""
@@ -46,8 +58,7 @@ class PolicyIndex:
 
     @classmethod
     def from_rows(cls, rows: Any) -> PolicyIndex:
-        """From rows of (scope, workspace_id, endpoint_name, app_insights,
-        model_data_collection, mode, max_parallel_updates)."""
+        """From rows of the ``POLICY_ROW`` columns."""
         tenant: PolicySpec | None = None
         workspaces: dict[str, PolicySpec] = {}
         endpoints: dict[tuple[str, str], PolicySpec] = {}
@@ -65,17 +76,7 @@ class PolicyIndex:
     def load(cls, session: Session, tenant_id: str) -> PolicyIndex:
         # Plain rows, not ORM objects: every attempt loads its tenant's index (twice), and
         # building and tracking Policy entities was a visible share of the reconciler's CPU.
-        rows = session.execute(
-            select(
-                Policy.scope,
-                Policy.workspace_id,
-                Policy.endpoint_name,
-                Policy.app_insights,
-                Policy.model_data_collection,
-                Policy.mode,
-                Policy.max_parallel_updates,
-            ).where(Policy.tenant_id == tenant_id)
-        )
+        rows = session.execute(select(*POLICY_ROW).where(Policy.tenant_id == tenant_id))
         return cls.from_rows(rows)
 
     def effective(self, workspace_id: str, endpoint_name: str) -> EffectivePolicy:

@@ -38,6 +38,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench import service_cli
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -246,24 +248,7 @@ def seed(url: str, endpoints: int) -> dict[str, str]:
 
 
 def admin_key(env: dict[str, str]) -> str:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "keys",
-            "create",
-            "--name",
-            "bench",
-            "--role",
-            "admin",
-        ],
-        env=env,
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    return service_cli(env, "keys", "create", "--name", "bench", "--role", "admin")
 
 
 # -- measurements ------------------------------------------------------------------------------
@@ -433,13 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             "CREDENTIAL_KEYS": Fernet.generate_key().decode(),
             "LOG_LEVEL": "WARNING",
         }
-        subprocess.run(
-            [sys.executable, "-m", "service.cli", "db-upgrade"],
-            env=env,
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        )
+        service_cli(env, "db-upgrade")
         t0 = time.perf_counter()
         ids = seed(env["DATABASE_URL"], args.endpoints)
         print(f"seeded {args.endpoints} + 50 endpoints in {time.perf_counter() - t0:.1f} s")

@@ -40,7 +40,7 @@ from azure.core.credentials import AccessToken
 from azure.monitor.query import LogsQueryClient
 from cryptography.fernet import Fernet
 
-from bench import verdict
+from bench import service_cli, verdict
 from emulator.telemetry import TelemetrySpec, generate, large_table
 from emulator.testing import EmulatorHandle, run_emulator, trust_ca
 from emulator.tls import CertificateAuthority
@@ -230,31 +230,8 @@ def service(
         "LOG_LEVEL": "WARNING",
         **env_extra,
     }
-    subprocess.run(
-        [sys.executable, "-m", "service.cli", "db-upgrade"],
-        env=env,
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    admin = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "keys",
-            "create",
-            "--name",
-            "bench",
-            "--role",
-            "admin",
-        ],
-        env=env,
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    service_cli(env, "db-upgrade")
+    admin = service_cli(env, "keys", "create", "--name", "bench", "--role", "admin")
     proc = subprocess.Popen(
         [
             str(BIN / "gunicorn"),

@@ -36,6 +36,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench import service_cli
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 TARGET_S = 1.0
@@ -213,13 +215,7 @@ def migrated_database(postgres: str | None, work: Path) -> tuple[str, str | None
         url = "postgresql+psycopg" + f"{base}/{name}"[len("postgresql") :]
     else:
         name, url = None, f"sqlite:///{work / 'service.db'}"
-    subprocess.run(
-        [sys.executable, "-m", "service.cli", "db-upgrade"],
-        env={**os.environ, "DATABASE_URL": url, "CREDENTIAL_KEYS": _fernet_key()},
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
+    service_cli({**os.environ, "DATABASE_URL": url, "CREDENTIAL_KEYS": _fernet_key()}, "db-upgrade")
     return url, name
 
 

@@ -32,6 +32,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench import service_cli
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_STALL_S = 0.25
 
@@ -98,13 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         "CREDENTIAL_KEYS": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "LOG_LEVEL": "WARNING",
     }
-    subprocess.run(
-        [sys.executable, "-m", "service.cli", "db-upgrade"],
-        env=env,
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
+    service_cli(env, "db-upgrade")
     stalls = {}
     for mode in ("lazy", "preloaded", "background"):
         line, stalls[mode] = run(mode, env)

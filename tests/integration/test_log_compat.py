@@ -21,6 +21,7 @@ from service.config import LogQuerySettings
 from service.db.session import Database
 from service.services import audit_queue
 from service.services.runtime import Runtime
+from tests.api.helpers import audit_events
 from tests.integration.log_support import serve_https, wire
 from tests.support.api import ApiClient, World, emulator_azure_settings
 
@@ -267,6 +268,23 @@ def test_a_get_query_with_query_and_timespan_in_the_query_string_works(
     r = api.call("GET", f"/loganalytics/v1/workspaces/{ws}/query", w.reader, validate=False,
                  query_string={"timespan": "PT1H"})  # fmt: skip
     assert_azure_error(r, 400, "BadArgumentError")
+
+
+def test_a_streamed_answer_is_audited_when_the_call_returns_even_if_its_body_is_never_read(
+    api: ApiClient, world: World, admin_key: str, sandbox: Sandbox, database: Database
+) -> None:
+    """The audit event of a streamed answer is written when the stream ends; the test client
+    ends it before returning (as a WSGI server does), so it cannot land in a later test: an
+    unread answer used to end whenever the collector reached it (CI's api-key fingerprint)."""
+    w = wire(api, world, admin_key, sandbox)
+    ws = sandbox.log_analytics_workspace_id
+    r = api.call("GET", f"/loganalytics/v1/workspaces/{ws}/query", w.reader, validate=False,
+                 query_string={"query": "AppRequests | count", "timespan": "P1D"})  # fmt: skip
+    assert r.status_code == 200
+    audit_queue.flush_all()
+    events = audit_events(database, request_id=r.headers["X-Request-ID"])
+    assert [e.action for e in events] == ["logs.compat"]
+    assert events[0].after["status"] == "success"
 
 
 def test_a_batch_answers_each_entry_even_when_some_touch_another_tenants_workspace(

@@ -72,6 +72,10 @@ class ApiClient:
         all_headers = dict(headers or {})
         if key is not None:
             all_headers["Authorization"] = f"Bearer {key}"
+        # Buffered: the answer is read to its end and closed before the call returns, as a WSGI
+        # server does; an unread streamed answer would otherwise end (and write its audit event)
+        # whenever the garbage collector reaches it, inside some later test.
+        kwargs.setdefault("buffered", True)
         response = self.client.open(path, method=method, headers=all_headers, **kwargs)
         if validate:
             check_contract(response)

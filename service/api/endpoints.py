@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from flask import Blueprint, Response
 
 from service.api.hooks import runtime, valid
@@ -32,7 +32,9 @@ def list_endpoints(tenant: str, workspace: str) -> Response:
     memo: dict[Any, Any] = {}
     items = [endpoint_json(ep, memo) for ep in page.items]
     body = {"items": items, "next_cursor": page.next_cursor}
-    return Response(json.dumps(body), mimetype="application/json")
+    # orjson: json.dumps spent ~1 ms of CPU on a page of 200 (bench/fleet_queries.py), a
+    # seventh of the page; orjson writes the same JSON (compact, UTF-8) in a tenth of that.
+    return Response(orjson.dumps(body), mimetype="application/json")
 
 
 @bp.get(ENDPOINTS + "/<endpoint>")

@@ -15,8 +15,10 @@ from azure.core.exceptions import HttpResponseError
 from azure.monitor.query import LogsBatchQuery, LogsQueryClient, LogsQueryStatus
 from flask import Flask
 
+from emulator.telemetry import large_table
 from emulator.testing import EmulatorHandle, Sandbox
 from emulator.tls import CertificateAuthority
+from service.adapters.logs import CHUNK_BYTES, AzureLogs
 from service.config import LogQuerySettings
 from service.db.session import Database
 from service.services import audit_queue
@@ -339,3 +341,30 @@ def test_a_workspaces_property_that_is_not_a_list_is_refused(
         body = {"query": "AppRequests", "workspaces": workspaces}
         r = api.call("POST", query, w.reader, json=body, validate=False)
         assert_azure_error(r, 400, "BadArgumentError")
+
+
+def test_a_streamed_answer_is_read_in_large_blocks_not_the_transports_4_kib(
+    emulator: EmulatorHandle,
+) -> None:
+    """azure-core's ``iter_bytes`` ignores the chunk size it is given and reads its transport's
+    block size (4 KiB by default): a 50 MB answer was 12,500 reads and TLS sends through Python
+    (issue 16, P2). The adapter's transport reads ``CHUNK_BYTES`` at a time."""
+    box = emulator.sandbox()
+    emulator.state.telemetry.add_workspace(
+        box.log_analytics_workspace_id, {"AppTraces": large_table(2_000_000)}
+    )
+    adapter = AzureLogs(emulator_azure_settings(emulator))
+    try:
+        answer = adapter.forward(
+            box.credential(),
+            f"/workspaces/{box.log_analytics_workspace_id}/query",
+            b'{"query": "AppTraces"}',
+            None,
+        )
+        sizes = [len(chunk) for chunk in answer.chunks]
+    finally:
+        adapter.close()
+    assert answer.status == 200
+    assert sum(sizes) > 1_000_000
+    assert max(sizes[:-1]) == CHUNK_BYTES
+    assert len(sizes) <= sum(sizes) // CHUNK_BYTES + 1

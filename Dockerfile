@@ -21,6 +21,9 @@ COPY alembic.ini gunicorn.conf.py wsgi.py openapi.yaml pyproject.toml ./
 COPY migrations ./migrations
 COPY service ./service
 COPY docker-entrypoint.sh ./
+# Bytecode compiled once here (PYTHONDONTWRITEBYTECODE keeps workers from writing it): without it
+# every worker compiles the service's modules at each start, ~60 ms of its boot (issue 16).
+RUN python -m compileall -q service migrations
 
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin amlcp \
     && mkdir -p /app/var && chown amlcp /app/var

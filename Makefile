@@ -43,6 +43,8 @@ azurite: $(AZURITE_STAMP)
 ## make run: migrate the embedded SQLite database under var/ and serve on 127.0.0.1:8080
 run: venv
 	mkdir -p var
+	@# Bytecode once (a shell with PYTHONDONTWRITEBYTECODE=1 would make every worker compile it at start).
+	$(BIN)/python -m compileall -q service
 	$(BIN)/python -m service.cli db-upgrade
 	@# One reconciler beside the API (started by gunicorn's when_ready hook, not per worker).
 	RUN_RECONCILER=1 $(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
@@ -86,6 +88,7 @@ lock: venv
 ## make bench: every benchmark in turn (bench/__main__.py), each run appended to
 ## var/bench/results.jsonl; BENCH="readiness sdk_import" (names and their options) selects
 bench: venv
+	$(BIN)/python -m compileall -q service
 	$(BIN)/python -m bench $(BENCH)
 
 clean:

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test venv lint pytest migrate worker demo bench clean jsdeps lock azurite
+.PHONY: run test venv bytecode lint pytest migrate worker demo bench clean jsdeps lock azurite
 
 # The official JavaScript Log Analytics client, pinned by tests/js_client/package-lock.json, for
 # tests/integration/test_js_client.py (needs node and npm; `npm ci` reads only the lockfile).
@@ -40,11 +40,14 @@ $(AZURITE_STAMP): tools/azurite/package-lock.json
 
 azurite: $(AZURITE_STAMP)
 
-## make run: migrate the embedded SQLite database under var/ and serve on 127.0.0.1:8080
-run: venv
-	mkdir -p var
-	@# Bytecode once (a shell with PYTHONDONTWRITEBYTECODE=1 would make every worker compile it at start).
+# The service's bytecode, compiled once: a shell with PYTHONDONTWRITEBYTECODE=1 (as this
+# machine's and the image's) would make every gunicorn worker compile it again at each start.
+bytecode: venv
 	$(BIN)/python -m compileall -q service
+
+## make run: migrate the embedded SQLite database under var/ and serve on 127.0.0.1:8080
+run: bytecode
+	mkdir -p var
 	$(BIN)/python -m service.cli db-upgrade
 	@# One reconciler beside the API (started by gunicorn's when_ready hook, not per worker).
 	RUN_RECONCILER=1 $(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
@@ -87,8 +90,7 @@ lock: venv
 
 ## make bench: every benchmark in turn (bench/__main__.py), each run appended to
 ## var/bench/results.jsonl; BENCH="readiness sdk_import" (names and their options) selects
-bench: venv
-	$(BIN)/python -m compileall -q service
+bench: bytecode
 	$(BIN)/python -m bench $(BENCH)
 
 clean:

@@ -14,13 +14,14 @@ rather than wait or fail; the error is logged by the caller that degrades.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from service.domain.budget import Decision, Limits
+from service.domain.budget import WAITING, Decision, Limits
 from service.ports import CoordinationUnavailable
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ if op == 'acquire' then
   end
   if rank then
     redis.call('ZADD', KEYS[4], now + ticket_ttl, token)
-    return {'waiting', ahead, 0}
+    return {'waiting', ahead, math.max(0, free)}
   end
   if tonumber(redis.call('HGET', KEYS[6], caller) or '0') >= per_key then
     return {'key_queue', 0, 0}
@@ -114,7 +115,7 @@ if op == 'acquire' then
   redis.call('HSET', KEYS[5], token, caller)
   redis.call('HINCRBY', KEYS[6], caller, 1)
   touch()
-  return {'waiting', redis.call('ZRANK', KEYS[3], token), 0}
+  return {'waiting', redis.call('ZRANK', KEYS[3], token), math.max(0, free)}
 elseif op == 'release' then
   redis.call('ZREM', KEYS[1], token)
   for i = 0, sends - 1 do
@@ -190,21 +191,23 @@ class RedisCoordination:
             sends,
         ]
         try:
-            outcome, ahead, wait_ms = self._budget(keys=keys, args=args)
+            outcome, ahead, third = self._budget(keys=keys, args=args)
         except _UNAVAILABLE as exc:
             raise CoordinationUnavailable(f"{type(exc).__name__}: {exc}") from None
-        return outcome.decode(), int(ahead), int(wait_ms) / 1000
+        return outcome.decode(), int(ahead), int(third)
 
     def acquire(self, identity: str, token: str, caller: str, limits: Limits) -> Decision:
-        outcome, ahead, wait = self._run("acquire", identity, token, caller, limits, 1)
-        return Decision(outcome, ahead=ahead, retry_after_s=wait)
+        outcome, ahead, third = self._run("acquire", identity, token, caller, limits, 1)
+        if outcome == WAITING:  # the script's third value: the free slots (else the wait in ms)
+            return Decision(outcome, ahead=ahead, free=third)
+        return Decision(outcome, ahead=ahead, retry_after_s=third / 1000)
 
     def release(self, identity: str, token: str, sends: int, limits: Limits) -> None:
         self._run("release", identity, token, "", limits, sends)
 
     def charge(self, identity: str, token: str, sends: int, limits: Limits) -> Decision:
-        outcome, _, wait = self._run("charge", identity, token, "", limits, sends)
-        return Decision(outcome, retry_after_s=wait)
+        outcome, _, wait_ms = self._run("charge", identity, token, "", limits, sends)
+        return Decision(outcome, retry_after_s=wait_ms / 1000)
 
     def renew(self, identity: str, token: str, sends: int, limits: Limits) -> None:
         self._run("renew", identity, token, "", limits, sends)
@@ -218,6 +221,11 @@ class RedisCoordination:
 
     def ping(self) -> None:
         self._call(self._redis.ping)
+
+    def watch_releases(self, on_release: Callable[[str], None]) -> None:
+        # Not told across replicas: their waiters poll at the pace the queue moves
+        # (``query_shaping``). A pub/sub channel could tell them; not needed so far.
+        return None
 
     # -- RevocationFeed --------------------------------------------------------------------
     def stamp(self) -> int:

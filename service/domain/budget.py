@@ -46,6 +46,7 @@ class Limits:
 class Decision:
     outcome: str  # GRANTED | WAITING | RATE | KEY_QUEUE
     ahead: int = 0  # waiters served before this one (WAITING)
+    free: int = 0  # slots free right now, about to go to waiters ahead (WAITING)
     retry_after_s: float = 0.0  # RATE
 
 
@@ -93,13 +94,13 @@ class BudgetState:
             return Decision(GRANTED)
         if ticket is not None:
             ticket[2] = now + lim.ticket_ttl_s
-            return Decision(WAITING, ahead=ahead)
+            return Decision(WAITING, ahead=ahead, free=max(0, free))
         if sum(1 for t in self.queue.values() if t[1] == caller) >= lim.queue_per_key:
             return Decision(KEY_QUEUE)
         priority = max(self.vclock, self.last.get(caller, 0)) + 1
         self.last[caller] = priority
         self.queue[token] = [priority, caller, now + lim.ticket_ttl_s]
-        return Decision(WAITING, ahead=self._ahead(token))
+        return Decision(WAITING, ahead=self._ahead(token), free=max(0, free))
 
     def release(self, token: str, sends: int, now: float, lim: Limits) -> None:
         """The answer arrived: free the slot; its sends leave the window ``window_s`` from now."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from service.domain.budget import Decision, Limits
@@ -33,6 +34,12 @@ class BudgetStore(Protocol):
 
     def ping(self) -> None:
         """Raise :class:`CoordinationUnavailable` unless the store answers now."""
+        ...
+
+    def watch_releases(self, on_release: Callable[[str], None]) -> None:
+        """Call ``on_release(identity)`` whenever another process frees one of the identity's
+        slots, so that its waiters here look at once. Best effort: a store that cannot tell
+        does nothing, and waiters find freed slots by polling."""
         ...
 
 

@@ -24,12 +24,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TypeVar
 
 from service.config import LogQuerySettings
@@ -41,9 +43,17 @@ from service.services.meter import Meter, NoMeter
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-# A waiter polls the store again after this long per waiter ahead of it (capped): the head of
-# the queue notices a slot freed in another process within a few ms, the tail costs little.
+# Waking a waiter when its turn may have come:
+# - a release in the waiter's own process wakes it as soon as enough releases happened for its
+#   turn to have come, whatever its place in the queue;
+# - releases in other processes are seen by polling the store again after the time its turn
+#   should take: the releases it needs x the time between two releases, learnt from how fast
+#   the waiters of this process move up the queue (starting at POLL_STEP_S, kept within
+#   POLL_MIN_S..POLL_MAX_S). A fixed step per release capped the whole deployment at
+#   1 / step releases per second (4 ms: 250 queries/s whatever the workers), and a small fixed
+#   step would poll hundreds of times a second while slow queries hold every slot.
 POLL_STEP_S = 0.004
+POLL_MIN_S = 0.0005
 POLL_MAX_S = 0.1
 
 
@@ -86,6 +96,9 @@ class MemoryBudgetStore:
 
     def ping(self) -> None:
         return None
+
+    def watch_releases(self, on_release: Callable[[str], None]) -> None:
+        return None  # one process: its own releases wake its waiters
 
 
 class MemoryRevocationFeed:
@@ -152,6 +165,9 @@ class TrafficShaper:
         self._cond = threading.Condition()
         self._held: dict[str, Lease] = {}
         self._down_until = 0.0
+        self._releases: dict[str, int] = {}  # identity -> slots freed (wakes its waiters)
+        self._watching = 0  # the pid that asked the store for other processes' releases
+        self._pace_s = POLL_STEP_S  # learnt time between two releases of the deployment
         self._renewer: threading.Thread | None = None
         self.refused = 0
 
@@ -170,7 +186,9 @@ class TrafficShaper:
         token = secrets.token_hex(8)
         deadline = self._clock() + self.queue_timeout_s
         counted = False
+        polled: tuple[float, int] | None = None  # when this waiter last asked, its place then
         while True:
+            seen = self._released(identity)  # before asking: a release from now on wakes it
             store, limits = self._choose(identity)
             try:
                 decision = store.acquire(identity, token, caller, limits)
@@ -206,12 +224,21 @@ class TrafficShaper:
                     f"busy for {self.queue_timeout_s:g} s",
                     retry_after_s=max(1, math.ceil(self.queue_timeout_s / 2)),
                 )
-            pause = min(remaining, POLL_STEP_S * (1 + decision.ahead), POLL_MAX_S)
-            if decision.ahead < limits.concurrency:
-                with self._cond:  # next in line: a release in this process wakes it at once
-                    self._cond.wait(pause)
-            else:
-                time.sleep(pause)  # further back: its turn is several releases away
+            # Its turn comes after ``ahead + 1 - free`` more releases (the free slots go to
+            # waiters ahead of it). Those of this process wake it; the timer catches those of
+            # other processes and waiters ahead that gave up.
+            now = self._clock()
+            if polled is not None:
+                self._learn_pace(now - polled[0], polled[1] - decision.ahead)
+            polled = (now, decision.ahead)
+            needed = max(1, decision.ahead + 1 - decision.free)
+            step = max(POLL_MIN_S, min(self._pace_s * needed, POLL_MAX_S))
+            pause = min(remaining, step)
+            self._watch()
+            with self._cond:
+                self._cond.wait_for(
+                    partial(self._turn_may_have_come, identity, seen + needed), pause
+                )
 
     def release(self, lease: Lease) -> None:
         """Give a slot back (idempotent); waiters of this process look again at once."""
@@ -224,8 +251,24 @@ class TrafficShaper:
             lease.store.release(lease.identity, lease.token, lease.sends, lease.limits)
         except CoordinationUnavailable as exc:
             self._degrade(exc)  # the lease lapses on its own
+        self._count_release(lease.identity)
+
+    def _count_release(self, identity: str) -> None:
+        """A slot of ``identity`` was freed here or (told by the store) in another process."""
         with self._cond:
+            self._releases[identity] = self._releases.get(identity, 0) + 1
             self._cond.notify_all()
+
+    def _released(self, identity: str) -> int:
+        return self._releases.get(identity, 0)
+
+    def _turn_may_have_come(self, identity: str, releases: int) -> bool:
+        return self._released(identity) >= releases
+
+    def _watch(self) -> None:
+        if self._watching != os.getpid():  # once per process (a forked worker watches anew)
+            self._watching = os.getpid()
+            self.store.watch_releases(self._count_release)
 
     def charge(self, lease: Lease) -> None:
         """Spend one more send of the rate budget (a retry); raise our 429 when none is left."""
@@ -275,6 +318,13 @@ class TrafficShaper:
             )
         limits = self.fallback_limits
         return self.local, replace(limits, concurrency=max(0, limits.concurrency - running))
+
+    def _learn_pace(self, elapsed_s: float, moved_up: int) -> None:
+        """A waiter moved up ``moved_up`` places in ``elapsed_s``: update the time between two
+        releases (moving average; none moved up means that time is longer than ``elapsed_s``)."""
+        sample = elapsed_s / moved_up if moved_up > 0 else 2 * elapsed_s
+        pace = 0.7 * self._pace_s + 0.3 * sample
+        self._pace_s = max(POLL_MIN_S, min(pace, POLL_MAX_S))
 
     def _degrade(self, reason: Exception) -> None:
         if self._clock() >= self._down_until:

@@ -15,6 +15,7 @@ from service.config import LogQuerySettings
 from service.domain.budget import GRANTED, KEY_QUEUE, RATE, WAITING, BudgetState, Limits
 from service.errors import TooManyRequests
 from service.ports import CoordinationUnavailable
+from service.services import query_shaping
 from service.services.coalescing import Coalescer
 from service.services.query_shaping import MemoryBudgetStore, TrafficShaper
 
@@ -163,6 +164,34 @@ def test_freed_slots_go_round_robin_so_a_noisy_key_cannot_starve_a_quiet_one() -
     for t in [*threads, quiet]:
         t.join()
     assert order.index("quiet") <= 1  # served second at the latest, not after ten noisy ones
+
+
+def test_a_release_in_the_process_hands_the_slot_on_without_waiting_for_a_poll_timer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Poll timers far longer than the test's patience: only in-process wake-ups can pass it.
+    # (Before, waiters behind the first ``concurrency`` slept their timer whatever was freed:
+    # a queue of 16 callers for 5 slots served 240 queries/s where 4 callers got 470.)
+    monkeypatch.setattr(query_shaping, "POLL_STEP_S", 60.0)
+    monkeypatch.setattr(query_shaping, "POLL_MAX_S", 60.0)
+    s = shaper(max_concurrent=2, queue_timeout_s=120, queue_per_key=50)
+    holders = [s.acquire("tenant", "holder") for _ in range(2)]
+    served: list[int] = []
+
+    def run(i: int) -> None:
+        with s.slot("tenant", "key"):
+            served.append(i)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(8)]
+    for i, t in enumerate(threads):
+        t.start()
+        wait_until(lambda i=i: _queued(s) >= i + 1)  # type: ignore[misc]
+    for lease in holders:
+        s.release(lease)
+    for t in threads:
+        t.join(timeout=10)
+    assert sorted(served) == list(range(8))
+    assert _queued(s) == 0
 
 
 def _queued(s: TrafficShaper) -> int:

@@ -10,7 +10,8 @@ own), its output shown as it comes. Before each, the runner reads the date, the 
 (``/proc/loadavg``, what ``uptime`` prints) and the commit (``git rev-parse --short HEAD``, with
 ``-dirty`` when the tree has uncommitted changes). After each it appends one JSON line to
 ``var/bench/results.jsonl`` (``--results`` to change): those, the command, the exit status, the
-duration and the benchmark's verdict lines (``name=value target... PASS|FAIL``), and prints a
+duration, the benchmark's verdict lines (``name=value target... PASS|FAIL``) and its whole
+output (``output``: the same-run baselines and figures behind the verdicts), and prints a
 markdown table row for ``bench/README.md``. ``crash_loop`` (a correctness loop of many minutes,
 not a timing) runs only when named. A benchmark that fails does not stop the others; the exit
 status is 1 when any failed or missed its target.
@@ -51,6 +52,8 @@ def default_args(name: str) -> list[str]:
         return ["--postgres", DEFAULT_DSN]
     return []
 
+
+OUTPUT_LINES = 2000
 
 # In order: the cheap ones first, so a broken set-up shows within seconds.
 BENCHMARKS = (
@@ -131,7 +134,9 @@ def run_one(name: str, args: list[str], results: Path) -> dict[str, object]:
         seconds=round(time.perf_counter() - started, 1),
         verdicts=verdicts,
         passed=code == 0 and not any(v.endswith("FAIL") for v in verdicts),
-        tail=lines[-15:],
+        # The whole output (up to OUTPUT_LINES lines): each benchmark prints its same-run
+        # baseline and figures in ms beside its verdicts; a tail of 15 lines lost them.
+        output=lines[-OUTPUT_LINES:],
     )
     results.parent.mkdir(parents=True, exist_ok=True)
     with results.open("a", encoding="utf-8") as out:

@@ -65,14 +65,19 @@ def post_fork(server, worker):  # type: ignore[no-untyped-def]
     gc.disable()
 
 
-def freeze_heap():  # type: ignore[no-untyped-def]
+def freeze_heap(full=True):  # type: ignore[no-untyped-def]
     """Move what the worker has built so far (modules, the app, the SDKs once imported) out of
     the garbage collector's generations: they live as long as the worker, and every full
     collection walked them all again, a pause of tens of ms in whichever request triggered it
-    (the p99 of bench/fleet_queries.py). Objects made later are collected as before."""
+    (the p99 of bench/fleet_queries.py). Objects made later are collected as before.
+
+    ``full=False`` (after the background import) collects only the young generations first:
+    the SDKs' ~200,000 objects are in the old one by then, and a full collection of them took
+    ~110 ms to find ~140 unreachable objects, holding the GIL while the worker served (one
+    request of each new worker stalled that long: bench/fleet_queries.py's page p99)."""
     import gc
 
-    gc.collect()
+    gc.collect() if full else gc.collect(1)
     gc.freeze()
     gc.enable()  # off while the worker imported and built the app: see post_fork
 
@@ -101,7 +106,7 @@ def start_warm_imports(delay_s=0.0, log=None):  # type: ignore[no-untyped-def]
         sys.setswitchinterval(min(interval, 0.001))
         try:
             bootstrap.warm_imports()
-            freeze_heap()
+            freeze_heap(full=False)
         except Exception:  # a request that needs an SDK imports it again
             if log is not None:
                 log.exception("background import of the Azure SDKs failed")

@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench import service_cli
+from bench import cpu_of, service_cli, settle, worker_pids
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -98,26 +98,6 @@ def pct(samples: list[float], q: float) -> float:
 def cpu_self() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def cpu_of(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
-
-
-def worker_pids(master: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == master:
-                    out.append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    return out
 
 
 # -- the database -----------------------------------------------------------------------------
@@ -384,19 +364,6 @@ def database_alone(dsn: str, ids: dict[str, str], args: argparse.Namespace) -> d
         f"{out['summary_p99_ms']:.1f} ms"
     )
     return out
-
-
-def settle(pids: list[int], quiet_s: float = 1.0, limit_s: float = 60.0) -> None:
-    """Wait until the workers are idle: each imports the Azure SDKs in the background in its
-    first seconds (gunicorn.conf.py), which is start-up, not the steady state measured here."""
-    end = time.perf_counter() + limit_s
-    before = cpu_of(pids)
-    while time.perf_counter() < end:
-        time.sleep(quiet_s)
-        now = cpu_of(pids)
-        if now - before < 0.05 * quiet_s * len(pids):
-            return
-        before = now
 
 
 @contextmanager

@@ -40,7 +40,7 @@ from azure.core.credentials import AccessToken
 from azure.monitor.query import LogsQueryClient
 from cryptography.fernet import Fernet
 
-from bench import service_cli, verdict
+from bench import cpu_of, proc_cpu_s, service_cli, settle, verdict, worker_pids
 from emulator.telemetry import TelemetrySpec, generate, large_table
 from emulator.testing import EmulatorHandle, run_emulator, trust_ca
 from emulator.tls import CertificateAuthority
@@ -258,6 +258,7 @@ def service(
                     break
             except requests.RequestException:
                 time.sleep(0.1)
+        settle(worker_pids(proc.pid))  # the workers' background SDK import done
         yield url, {"Authorization": f"Bearer {admin}"}, proc
     finally:
         proc.terminate()
@@ -293,33 +294,11 @@ def register(url: str, auth: dict[str, str], box: Any) -> str:
     return f"{url}/v1/tenants/{slug}/workspaces/ws/logs/query"
 
 
-def worker_pids(master: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().split(") ")[1].split()[1]) == master:
-                    pids.append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    return pids
-
-
 def rss_kb(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
-
-
-def proc_cpu_s(pid: int) -> float:
-    """utime + stime of one process, in seconds (/proc/<pid>/stat fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_of(pids: list[int]) -> float:
-    return sum(proc_cpu_s(pid) for pid in pids)
 
 
 def timed_cpu(call: Callable[[], object], n: int, pids: list[int]) -> tuple[list[float], float]:

@@ -33,16 +33,15 @@ from pathlib import Path
 import requests
 from azure.monitor.query import LogsQueryClient
 
+from bench import proc_cpu_s, worker_pids
 from bench.log_proxy import (
     AUDIENCE,
     BIN,
     SMALL,
     KeyCredential,
     emulator,
-    proc_cpu_s,
     register,
     service,
-    worker_pids,
 )
 
 # (component, file pattern, function pattern or None): the deepest service frame that matches

@@ -25,7 +25,6 @@ compliance state occurs. Then:
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import random
 import resource
@@ -39,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench import cpu_of, service_cli, settle, worker_pids
+from bench import FULL_COLLECTIONS, cpu_of, freeze_heap, service_cli, settle, worker_pids
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -249,40 +248,6 @@ def walk(get: Callable[[str], dict[str, Any]], page: int) -> tuple[list[float], 
         cursor = body["next_cursor"]
         if not cursor:
             return times, items
-
-
-def freeze_heap() -> None:
-    """Move what this process holds so far out of the garbage collector, as every gunicorn
-    worker does after its start (``gunicorn.conf.py``: ``freeze_heap``).
-
-    This process seeded the database and imported the service: ~120,000 long-lived objects.
-    Unfrozen, each full collection walked them all again, 40-70 ms (measured with
-    ``gc.callbacks``), inside whichever page was being timed: the HTTP p99 of 100-130 ms seen
-    on some runs was this client's pause, not the service's. In-process, the service shares
-    the process, and is then frozen the way its worker is.
-    """
-    gc.collect()
-    gc.freeze()
-
-
-class FullCollections:
-    """Counts this process's full (generation 2) collections and their time."""
-
-    def __init__(self) -> None:
-        self.count, self.seconds, self._t0 = 0, 0.0, 0.0
-        gc.callbacks.append(self._on)
-
-    def _on(self, phase: str, info: dict[str, int]) -> None:
-        if info["generation"] != 2:
-            return
-        if phase == "start":
-            self._t0 = time.perf_counter()
-        else:
-            self.count += 1
-            self.seconds += time.perf_counter() - self._t0
-
-
-FULL_COLLECTIONS = FullCollections()
 
 
 def measure(

@@ -36,7 +36,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench import service_cli
+from bench import proc_cpu_s, service_cli, worker_pids
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -64,23 +64,6 @@ def http_get(port: int, path: str, timeout: float = 2.0) -> int:
             return int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
     except (OSError, ValueError, IndexError):
         return 0
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    return out
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def environment(database_url: str, port: int) -> dict[str, str]:
@@ -153,14 +136,14 @@ def one_run(kind: str, database_url: str, after_s: float, work: Path) -> dict[st
             time.sleep(0.005)
         if ready is None:
             raise RuntimeError(f"{kind}: not ready within 60 s")
-        workers = children(proc.pid)
-        boot_cpu = [cpu_s(pid) for pid in workers]
+        workers = worker_pids(proc.pid)
+        boot_cpu = [proc_cpu_s(pid) for pid in workers]
         waits = _probe(port, after_s)
         # Ready means one worker answers; the other may still be booting: when did all answer?
         return {
             "ready_s": ready,
             "worker_boot_cpu_s": statistics.mean(boot_cpu) if boot_cpu else 0.0,
-            "master_cpu_s": cpu_s(proc.pid),
+            "master_cpu_s": proc_cpu_s(proc.pid),
             "after_max_ms": max(waits) * 1000 if waits else 0.0,
             "after_p99_ms": _pct(waits, 0.99) * 1000 if waits else 0.0,
             "after_failures": float(sum(1 for w in waits if w >= 2.0)),

@@ -22,6 +22,7 @@ queries/s together, one worker alone to 440.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -223,8 +224,16 @@ def _sending_socket() -> socket.socket:
         if _sender is None or _sender[0] != os.getpid():
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             sock.setblocking(False)
+            if _sender is None:
+                atexit.register(_close_sending_socket)
             _sender = (os.getpid(), sock)
         return _sender[1]
+
+
+def _close_sending_socket() -> None:
+    with _sender_lock:
+        if _sender is not None and _sender[0] == os.getpid():
+            _sender[1].close()
 
 
 class _Wakeups:
@@ -243,7 +252,7 @@ class _Wakeups:
         self._lock = threading.Lock()
         self._own: str | None = None
         self._pid = 0  # the process that bound ``_own`` (a forked child binds its own)
-        self._closed = False
+        self._listener: tuple[threading.Thread, threading.Event] | None = None
         self._peers: list[str] = []
         self._peers_read = -1e9
         self._disabled = False
@@ -252,43 +261,58 @@ class _Wakeups:
         with self._lock:
             if (self._own is not None and self._pid == os.getpid()) or self._disabled:
                 return
-            self._closed = False
+            receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             try:
                 os.makedirs(self.directory, mode=0o700, exist_ok=True)
                 own = os.path.join(self.directory, f"{os.getpid()}-{secrets.token_hex(4)}.sock")
-                receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
                 receiver.bind(own)
             except OSError as exc:  # e.g. a path longer than a socket name may be
+                receiver.close()
                 log.info("release wake-ups off (%s): waiters poll", exc)
                 self._disabled = True
                 return
             self._own, self._pid = own, os.getpid()
             self._peers_read = -1e9
-        threading.Thread(
-            target=self._listen, args=(receiver, on_release), name="slot-wakeups", daemon=True
-        ).start()
+            stop = threading.Event()
+            thread = threading.Thread(
+                target=self._listen,
+                args=(receiver, on_release, stop),
+                name="slot-wakeups",
+                daemon=True,
+            )
+            self._listener = (thread, stop)
+        thread.start()
 
-    def _listen(self, receiver: socket.socket, on_release: Callable[[str], None]) -> None:
+    @staticmethod
+    def _listen(
+        receiver: socket.socket, on_release: Callable[[str], None], stop: threading.Event
+    ) -> None:
         with receiver:
-            while not self._closed:
+            while not stop.is_set():
                 try:
                     message = receiver.recv(4096)
-                    if message and not self._closed:
+                    if message and not stop.is_set():
                         on_release(message.decode("utf-8", "replace"))
                 except Exception:  # the listener must outlive any one datagram
                     log.warning("a release wake-up could not be handled", exc_info=True)
                     time.sleep(0.1)
 
     def close(self) -> None:
-        """Stop listening (an empty datagram to its own socket ends the wait) and unbind."""
+        """Stop listening (an empty datagram to its own socket ends the wait; the listener
+        closes its socket) and unbind."""
         with self._lock:
-            own, self._closed = self._own, True
-            self._own = None
-        if own is not None:
-            with contextlib.suppress(OSError):
-                _sending_socket().sendto(b"", own)
-            with contextlib.suppress(OSError):
-                os.unlink(own)
+            own, listener = self._own, self._listener
+            self._own, self._listener = None, None
+        if own is None or listener is None:
+            return
+        thread, stop = listener
+        stop.set()
+        with contextlib.suppress(OSError):
+            _sending_socket().sendto(b"", own)
+        with contextlib.suppress(OSError):
+            os.unlink(own)
+        if thread is not threading.current_thread():
+            thread.join(timeout=1.0)
 
     def publish(self, identity: str) -> None:
         if self._disabled or not os.path.isdir(self.directory):

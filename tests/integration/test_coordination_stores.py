@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +19,7 @@ import pytest
 
 from service.adapters.host_coordination import HostCoordination
 from service.adapters.redis_coordination import RedisCoordination
-from service.config import LogQuerySettings
+from service.config import PROJECT_ROOT, LogQuerySettings
 from service.domain.budget import GRANTED, WAITING, BudgetState, Limits
 from service.errors import TooManyRequests
 from service.ports import BudgetStore, CoordinationUnavailable
@@ -36,7 +38,15 @@ def handles(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Handles]
         yield lambda: one
     elif request.param == "host":
         path = str(tmp_path / "coord.db")
-        yield lambda: HostCoordination(path)
+        hosts: list[HostCoordination] = []
+
+        def open_host() -> BudgetStore:
+            hosts.append(HostCoordination(path))
+            return hosts[-1]
+
+        yield open_host
+        for host in hosts:  # their wake-up listeners stop and unbind
+            host.close()
     else:
         url = request.getfixturevalue("redis_url")
         prefix = request.getfixturevalue("redis_prefix")
@@ -233,6 +243,30 @@ def test_a_release_in_another_process_of_the_host_wakes_its_waiters_at_once(
     finally:
         for store in stores:
             store.close()
+
+
+def test_the_wake_up_sockets_are_all_closed_when_the_process_ends(tmp_path: Path) -> None:
+    # Seen at the end of a CI run: "ResourceWarning: unclosed <socket ... family=1, type=2>".
+    code = (
+        "import sys\n"
+        "from service.adapters.host_coordination import HostCoordination\n"
+        "from service.domain.budget import Limits\n"
+        "a, b = HostCoordination(sys.argv[1]), HostCoordination(sys.argv[1])\n"
+        "a.watch_releases(lambda identity: None)\n"
+        "b.release('tenant', 'token', 1, Limits(1, 1, 1.0))\n"
+        "a.close()\n"
+        "b.close()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error::ResourceWarning", "-c", code, str(tmp_path / "c.db")],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ResourceWarning" not in done.stderr, done.stderr[-2000:]
 
 
 def test_the_revocation_counter_is_one_for_the_whole_deployment(

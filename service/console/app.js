@@ -139,7 +139,14 @@ function markNav(hash) {
   }
 }
 
+// Each navigation's number: a page whose data arrives after the user went elsewhere is
+// dropped, not drawn over the page they are on now (a slow telemetry view finished after a
+// click on "Operations" and replaced it).
+let navigation = 0;
+
 async function route() {
+  const mine = ++navigation;
+  const current = () => mine === navigation;
   stopTimers();
   session.say("");
   if (!storedKey()) {
@@ -151,9 +158,10 @@ async function route() {
       session.me = (await call("GET", "/v1/whoami")).body;
       showWho();
     } catch (err) {
-      signOut(err instanceof ApiError && err.status === 401 ? "Your key is no longer valid." : err.message);
+      if (current()) signOut(err instanceof ApiError && err.status === 401 ? "Your key is no longer valid." : err.message);
       return;
     }
+    if (!current()) return;
   }
   const hash = location.hash.split("?")[0] || "#/tenants";
   if (hash === "#/signin" || hash === "#/" || hash === "") {
@@ -167,10 +175,15 @@ async function route() {
     const args = m.slice(1).map(decodeURIComponent);
     const params = new URLSearchParams(location.hash.split("?")[1] || "");
     clear(main).append(h("p", { class: "loading" }, "Loading…"));
+    // The page's session: a timer it asks for once the user has moved on is never started.
+    const pageSession = Object.create(session);
+    pageSession.every = (ms, fn) => (current() ? session.every(ms, fn) : 0);
     try {
-      const view = await page()(session, args, params);
+      const view = await page()(pageSession, args, params);
+      if (!current()) return;
       clear(main).append(view);
     } catch (err) {
+      if (!current()) return;
       if (err instanceof ApiError && err.status === 401) {
         signOut("Your key is no longer valid.");
         return;

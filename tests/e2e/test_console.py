@@ -292,6 +292,38 @@ def test_a_new_user_finds_drift_enforces_a_policy_watches_it_converge_and_sees_t
     c.check_clean()
 
 
+def test_a_page_whose_data_arrives_after_the_user_moved_on_is_not_drawn(
+    console_factory: Callable[..., Console], demo: DemoInfo
+) -> None:
+    # Seen in CI: a slow telemetry view finished after a click on "Operations" and replaced it.
+    c = console_factory()
+    page = c.page
+    c.sign_in(demo.admin_key)
+    held: list[Any] = []
+    requests_chart = re.compile(r".*/telemetry/requests.*")
+
+    def hold(route: Any) -> None:  # the telemetry page waits for this answer
+        held.append(route)
+
+    page.route(requests_chart, hold)
+    page.goto(f"{demo.console_url}#/t/contoso/w/prod/e/churn-01/telemetry")
+    deadline = time.monotonic() + 30
+    while not held:
+        assert time.monotonic() < deadline, "the telemetry page asked for nothing"
+        page.wait_for_timeout(50)  # (lets Playwright deliver the route)
+    page.get_by_role("link", name="Operations").click()
+    expect(c.heading()).to_have_text("Operations")
+    expect(page.locator("#operations")).to_be_visible()
+    for route in held:
+        route.continue_()
+    page.unroute(requests_chart)
+    page.wait_for_load_state("networkidle")  # the telemetry page's answers all arrived
+    page.wait_for_timeout(500)
+    expect(c.heading()).to_have_text("Operations")
+    expect(page.locator("#operations")).to_be_visible()
+    c.check_clean()
+
+
 def test_the_console_is_usable_at_phone_width(
     console_factory: Callable[..., Console], demo: DemoInfo
 ) -> None:

@@ -315,23 +315,26 @@ class _Wakeups:
             thread.join(timeout=1.0)
 
     def publish(self, identity: str) -> None:
-        if self._disabled or not os.path.isdir(self.directory):
+        if self._disabled:
             return
-        sender = _sending_socket()
         with self._lock:
+            # The directory listed at most every PEERS_TTL_S (none yet: nobody listens).
             if time.monotonic() - self._peers_read > self.PEERS_TTL_S:
-                with contextlib.suppress(OSError):
+                try:
                     self._peers = [
                         os.path.join(self.directory, n)
                         for n in os.listdir(self.directory)
                         if n.endswith(".sock")
                     ]
+                except OSError:
+                    self._peers = []
                 self._peers_read = time.monotonic()
-            peers, own = list(self._peers), self._own
+            peers = [p for p in self._peers if p != self._own]
+        if not peers:
+            return
+        sender = _sending_socket()
         message = identity.encode()
         for peer in peers:
-            if peer == own:
-                continue
             try:
                 sender.sendto(message, peer)
             except (ConnectionRefusedError, FileNotFoundError):  # its process is gone

@@ -16,6 +16,7 @@ from service.db import migrate
 from service.db.session import Database
 from tests.api.helpers import assert_problem
 from tests.support.api import ApiClient
+from tests.support.python_child import run_python
 
 
 def test_healthz_says_the_process_is_up(api: ApiClient) -> None:
@@ -149,8 +150,6 @@ def test_the_api_starts_without_importing_alembic_or_the_azure_sdks(tmp_path: Pa
     (they come with their first use, or the worker's background import: gunicorn.conf.py)."""
     import base64
     import os
-    import subprocess
-    import sys
 
     env = {
         **os.environ,
@@ -167,14 +166,5 @@ def test_the_api_starts_without_importing_alembic_or_the_azure_sdks(tmp_path: Pa
         "         'azure.ai.ml', 'azureml.core')\n"
         "print([m for m in heavy if m in sys.modules])\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_python(code, env=env)
     assert done.stdout.strip().splitlines()[-1] == "[]"

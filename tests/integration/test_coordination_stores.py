@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,13 +17,14 @@ import pytest
 
 from service.adapters.host_coordination import HostCoordination
 from service.adapters.redis_coordination import RedisCoordination
-from service.config import PROJECT_ROOT, LogQuerySettings
+from service.config import LogQuerySettings
 from service.domain.budget import GRANTED, WAITING, BudgetState, Limits
 from service.errors import TooManyRequests
 from service.ports import BudgetStore, CoordinationUnavailable
 from service.services import query_shaping
 from service.services.coalescing import Coalescer, Codec
 from service.services.query_shaping import MemoryBudgetStore, TrafficShaper
+from tests.support.python_child import run_python
 from tests.support.redis import free_port
 
 Handles = Callable[[], BudgetStore]  # each call: another process's handle on the same store
@@ -257,15 +256,7 @@ def test_the_wake_up_sockets_are_all_closed_when_the_process_ends(tmp_path: Path
         "a.close()\n"
         "b.close()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-W", "error::ResourceWarning", "-c", code, str(tmp_path / "c.db")],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_python(code, str(tmp_path / "c.db"), options=("-W", "error::ResourceWarning"))
     assert "ResourceWarning" not in done.stderr, done.stderr[-2000:]
 
 

@@ -9,15 +9,13 @@ requests, as azure-core, msal and azureml-core make them.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
 from emulator.testing import EmulatorHandle
-from service.config import PROJECT_ROOT
 from tests.support.databases import ADMIN_DSN, _postgres_reachable
+from tests.support.python_child import run_python
 
 PRELUDE = """
 from gevent import monkey
@@ -43,16 +41,7 @@ gevent.spawn(ticker)
 
 
 def run_patched(body: str, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-c", PRELUDE + textwrap.dedent(body), *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout.strip()
+    return run_python(PRELUDE + textwrap.dedent(body), *args).stdout.strip()
 
 
 def test_psycopg_waits_cooperatively_under_gevent() -> None:

@@ -5,10 +5,7 @@ the gevent worker for seconds). bench/sdk_import.py measures the three."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from service.config import PROJECT_ROOT
+from tests.support.python_child import run_python
 
 SDKS = ("azure.ai.ml", "azureml.core.webservice", "azure.identity", "azure.monitor.query")
 
@@ -50,17 +47,7 @@ print(asked)
 
 
 def run(code: str, **env: str) -> list[str]:
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-        env={**__import__("os").environ, **env},
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout.strip().splitlines()
+    return run_python(code, env=env, timeout=180).stdout.strip().splitlines()
 
 
 def test_the_worker_start_hook_imports_the_sdks_in_the_background() -> None:

@@ -12,6 +12,10 @@ The SDK gets several things wrong for a server (AZURE_EMULATION.md), so this ada
   to the same service, and the reconciler keeps its lease;
 - operations are polled once per call (``_get_operation_state``), never ``wait_for_deployment``
   (which sleeps 5 s between polls);
+- its tracking registry is emptied: ``update()`` would otherwise run ``git`` (up to five
+  subprocesses, each a fork of this large process) in the *service's* working directory and add
+  what it found (the control plane's repository URL, branch, commit) to the properties of the
+  tenant's web service;
 - every failure (requests errors, ProjectSystemException, WebserviceException, credential
   errors) becomes one error model: AzureCallFailed (temporary, with the server's Retry-After),
   AzureRejected (permanent), NotFound, or a credential error.
@@ -252,6 +256,7 @@ class AzureMlControlPlane:
         import azureml._restclient.clientbase as clientbase
 
         clientbase.DEFAULT_RETRIES = 0  # read by every call
+        _no_tracking_info()
         started = time.perf_counter()
         try:
             return fn(*args, **kwargs)
@@ -270,6 +275,14 @@ class AzureMlControlPlane:
             raise mapped from call.error
         AZURE_CALLS.labels("azureml", "ok").inc()
         return call.value  # type: ignore[no-any-return]
+
+
+def _no_tracking_info() -> None:
+    """Empty azureml-core's tracking registry (its Git provider): what it gathers describes
+    this process's working directory, not the tenant's model, and ``update()`` sends it."""
+    from azureml._base_sdk_common.tracking import global_tracking_info_registry
+
+    global_tracking_info_registry.providers.clear()
 
 
 def _read_key(target: MlTarget, name: str) -> tuple[str, ...]:

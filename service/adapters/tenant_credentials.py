@@ -39,14 +39,23 @@ class TenantBoundCredential:
 
     Wraps every tenant credential (service principal, delegated, host identity): a token whose
     ``tid`` differs (or that carries none) is never returned, so no Azure call is made with it.
+
+    A token is decoded once: the SDKs ask for one before every call and get the same cached
+    token until it is refreshed (decoding it each time cost ~6% of the reconciler's CPU). The
+    tokens already found to be the tenant's are remembered (a few: one per scope).
     """
+
+    REMEMBERED = 8
 
     def __init__(self, inner: SdkTokenCredential, entra_tenant_id: str) -> None:
         self._inner = inner
         self._tenant = entra_tenant_id.lower()
+        self._accepted: set[str] = set()
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         token: AccessToken = self._inner.get_token(*scopes, **kwargs)
+        if token.token in self._accepted:
+            return token
         issued_for = token_tenant(token.token)
         if issued_for != self._tenant:
             log.warning(
@@ -58,6 +67,11 @@ class TenantBoundCredential:
                 f"the credential obtained a token for Entra tenant '{issued_for or 'unknown'}', "
                 f"not for this tenant's '{self._tenant}': it was not used"
             )
+        accepted = self._accepted
+        if len(accepted) >= self.REMEMBERED:  # refreshed tokens replace the old ones
+            accepted = set()
+        accepted.add(token.token)
+        self._accepted = accepted  # one assignment: threads see the old set or the new one
         return token
 
     def close(self) -> None:

@@ -293,6 +293,22 @@ def test_a_token_is_handed_out_only_when_its_tid_is_the_tenants_entra_tenant() -
         TenantBoundCredential(opaque, ours).get_token("s")
 
 
+def test_a_token_accepted_once_does_not_let_a_later_token_of_another_tenant_through() -> None:
+    ours, theirs = new_guid(), new_guid()
+    inner = _FixedToken({"tid": ours})
+    bound = TenantBoundCredential(inner, ours)
+    first = inner.token
+    assert [bound.get_token("s").token for _ in range(3)] == [first] * 3
+    inner.token = _FixedToken({"tid": theirs}).token  # e.g. refreshed from a changed secret
+    with pytest.raises(WrongTenantToken):
+        bound.get_token("s")
+    for n in range(2 * TenantBoundCredential.REMEMBERED):  # many refreshes of our own
+        inner.token = _FixedToken({"tid": ours, "n": n}).token
+        assert bound.get_token("s").token == inner.token
+    inner.token = first
+    assert bound.get_token("s").token == first  # forgotten, so decoded again: still ours
+
+
 @pytest.mark.parametrize("kind", ["service_principal", "delegated", "host_identity"])
 def test_every_credential_kind_is_bound_to_the_tenants_entra_tenant(
     settings: Settings, sandbox: Sandbox, kind: str

@@ -325,10 +325,13 @@ def _run(
 
     admin.put(f"{url}/_admin/limits", json={"arm_throttle": {"enabled": True}}).raise_for_status()
     families = ["mms."] + (ONLINE_ROUTES if args.online else [])
+    latency_ids = []
     for family in families:
-        admin.post(
+        r = admin.post(
             f"{url}/_admin/faults", json={"kind": "latency", "route": family, "latency_s": 0.1}
-        ).raise_for_status()
+        )
+        r.raise_for_status()
+        latency_ids.append(r.json()["id"])
     fault_ids = []
     for family in families:
         for kind, extra in (("throttle", {"retry_after_s": 1}), ("status", {"status": 500})):
@@ -382,6 +385,9 @@ def _run(
     for fault_id in fault_ids:
         admin.delete(f"{url}/_admin/faults/{fault_id}")
     writes = admin.get(f"{url}/_admin/stats/arm-writes").json()["maxWritesPerSecond"]
+    for fault_id in latency_ids:
+        admin.delete(f"{url}/_admin/faults/{fault_id}")
+    read_cpu = _read_cost(rt, emulator_pid)
     injected = 0
     for family in families:
         served = admin.get(f"{url}/_admin/requests", params={"route": family}).json()
@@ -433,6 +439,16 @@ def _run(
             f"{r.split('.', 1)[1]}={n / max(1, args.endpoints):.2f}"
             for r, n in sorted(mms_routes.items())
         )
+    )
+    client_ms, emulator_ms = read_cpu
+    cores = os.cpu_count() or 1
+    sdk_floor = per_v1 * args.endpoints * (client_ms + emulator_ms) / 1000 / cores
+    cpu_floor = (service_cpu + emulator_cpu) / cores
+    print(
+        f"floor: one web service read through the adapter costs client_cpu_ms={client_ms:.2f} "
+        f"emulator_cpu_ms={emulator_ms:.2f}; the MMS calls alone ({per_v1:.2f} per web "
+        f"service) need >= {sdk_floor:.1f} s on {cores} cores, this run's service + emulator "
+        f"CPU >= {cpu_floor:.1f} s"
     )
     ratio = baseline_total / elapsed
     verdict("converged_s", elapsed, "<=20", elapsed <= 20)
@@ -519,6 +535,35 @@ def _errors(rt: Any) -> list[str]:
             )
             out.append(f"{name}: {error} [attempts: {tried}]")
         return out
+
+
+def _read_cost(rt: Any, emulator_pid: int, reads: int = 200) -> tuple[float, float]:
+    """CPU ms of one web service read through the service's adapter (azureml-core: a new
+    requests session, so a TLS handshake, per call), this process and the emulator's, read by
+    10 threads at once with no injected latency or faults: the SDK's own cost per MMS call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import select
+
+    from service.db.models import Endpoint, Workspace
+    from service.services.discovery import target_of
+
+    with rt.uow() as uow:
+        ws = uow.session.scalars(select(Workspace).limit(1)).one()
+        names = uow.session.scalars(
+            select(Endpoint.name).where(Endpoint.workspace_id == ws.id).limit(10)
+        ).all()
+        uow.session.expunge(ws)
+    target = target_of(rt, ws)
+    for name in names:  # warm: the workspace object, the token
+        rt.ml.get_service(target, name)
+    cpu0, emulator0 = _cpu_s(), _process_cpu_s(emulator_pid)
+    with ThreadPoolExecutor(10) as pool:
+        list(pool.map(lambda i: rt.ml.get_service(target, names[i % len(names)]), range(reads)))
+    return (
+        1000 * (_cpu_s() - cpu0) / reads,
+        1000 * (_process_cpu_s(emulator_pid) - emulator0) / reads,
+    )
 
 
 def _states(rt: Any) -> dict[str, int]:

@@ -31,7 +31,7 @@ class AttemptOutcome(StrEnum):
     RETRY = "retry"  # failed for now: another attempt follows
     FAILED = "failed"
     CANCELLED = "cancelled"
-    WAITED = "waited"  # an Azure update was in progress: looked again later, not charged
+    WAITED = "waited"  # an update in progress, or Azure throttled it (429): not charged
     RELEASED = "released"  # its worker stopped gracefully and handed the operation back
     ABANDONED = "abandoned"  # its lease expired (crash, kill) and another attempt took over
 

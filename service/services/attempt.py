@@ -118,6 +118,7 @@ def run_attempt(
             azure_status=status,
             azure_code=code,
             retry_after_s=retry_after,
+            throttled=temporary and status == 429,
         )
     except Exception as exc:
         log.exception("operation %s crashed", claim.id)

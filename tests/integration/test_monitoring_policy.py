@@ -351,11 +351,11 @@ def test_an_operation_shows_each_attempt_with_azures_answer_and_the_retry_after_
     run_until(reconciler, lambda: settled(rt, wired.tenant_id))
 
     op = api.get(f"/v1/operations/{queued['id']}", operator).json
-    assert (op["state"], op["attempts"]) == ("succeeded", 2)
+    assert (op["state"], op["attempts"]) == ("succeeded", 1)  # the 429 was a wait
     first, second = op["history"]
     assert (first["fencing_token"], second["fencing_token"]) == (1, 2)
     assert first["worker"] == second["worker"] == "test-worker"
-    assert (first["outcome"], first["charged"]) == ("retry", True)
+    assert (first["outcome"], first["charged"]) == ("waited", False)
     assert (first["azure_status"], first["azure_code"]) == (429, "TooManyRequests")
     assert first["retry_after_s"] == 1
     assert first["retry_at"] >= first["finished_at"]

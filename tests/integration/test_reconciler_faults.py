@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import select
 
 from emulator.testing import EmulatorHandle, Sandbox
 from service.config import Settings
+from service.db.models import OperationAttempt
 from service.db.session import Database
-from service.services import compliance, credentials, discovery, operations, policies
+from service.services import compliance, credentials, discovery, operations, outcomes, policies
 from service.services.runtime import Runtime
 from service.worker.reconciler import Reconciler
 from tests.support.api import World
@@ -57,6 +59,19 @@ def _drifted(
     return w
 
 
+def _history(rt: Runtime, operation_id: str) -> list[tuple[str | None, bool, int | None]]:
+    """Each attempt's (outcome, charged, Azure status), in order."""
+    with rt.uow() as uow:
+        rows = uow.session.execute(
+            select(
+                OperationAttempt.outcome, OperationAttempt.charged, OperationAttempt.azure_status
+            )
+            .where(OperationAttempt.operation_id == operation_id)
+            .order_by(OperationAttempt.number)
+        ).all()
+    return [(outcome, charged, status) for outcome, charged, status in rows]
+
+
 def _compliance_of(rt: Runtime, w: Wired, name: str = "svc") -> str:
     report = compliance.tenant_compliance(rt, CLI, w.tenant)
     states = {o.endpoint: o.compliance.value for ws in report.workspaces for o in ws.offenders}
@@ -70,7 +85,9 @@ def test_a_throttled_write_is_retried_no_earlier_than_retry_after(
     fresh_emulator.add_fault("throttle", "mms.service_patch", retry_after_s=1, count=1)
     run_until(reconciler, lambda: settled(rt, w.tenant_id))
     (op,) = operations_of(rt, w.tenant_id)
-    assert (op.state, op.attempts) == ("succeeded", 2)
+    # Azure asked for a wait: the throttled attempt is not charged against max_attempts.
+    assert (op.state, op.attempts) == ("succeeded", 1)
+    assert _history(rt, op.id) == [("waited", False, 429), ("succeeded", True, None)]
     first, second = fresh_emulator.requests("mms.service_patch")
     assert (first.status, second.status) == (429, 202)
     assert second.time - first.time >= 1.0  # the SDK alone would have waited 32 s, or not at all
@@ -199,3 +216,37 @@ def test_persistent_throttling_ends_failed_after_the_maximum_attempts(
     assert (op.state, op.attempts) == ("failed", 4)
     assert "HTTP 502" in (op.last_error or "")
     assert len(fresh_emulator.requests("mms.service_patch")) == 4
+
+
+def test_throttling_more_often_than_the_maximum_attempts_does_not_fail_the_operation(
+    world: World, rt: Runtime, box: Sandbox, fresh_emulator: EmulatorHandle, reconciler: Reconciler
+) -> None:
+    w = _drifted(world, rt, box, reconciler)  # max_attempts=4
+    fresh_emulator.add_fault("throttle", "mms.service_patch", retry_after_s=0, count=5)
+    fresh_emulator.add_fault("status", "mms.service_patch", status=500, count=1)
+    run_until(reconciler, lambda: settled(rt, w.tenant_id))
+    (op,) = operations_of(rt, w.tenant_id)
+    assert (op.state, op.attempts) == ("succeeded", 2)  # the 500 and the success are charged
+    assert [s.status for s in fresh_emulator.requests("mms.service_patch")] == [429] * 5 + [
+        500,
+        202,
+    ]
+    assert box.service("svc")["appInsightsEnabled"] is True
+
+
+def test_endless_throttling_still_ends_failed_after_the_free_waits_and_the_maximum_attempts(
+    world: World,
+    rt: Runtime,
+    box: Sandbox,
+    fresh_emulator: EmulatorHandle,
+    reconciler: Reconciler,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(outcomes, "THROTTLED_WAITS", 2)
+    w = _drifted(world, rt, box, reconciler)  # max_attempts=4
+    fresh_emulator.add_fault("throttle", "mms.service_patch", retry_after_s=0)
+    run_until(reconciler, lambda: settled(rt, w.tenant_id))
+    (op,) = operations_of(rt, w.tenant_id)
+    assert (op.state, op.attempts) == ("failed", 4)
+    assert [charged for _, charged, _ in _history(rt, op.id)] == [False] * 2 + [True] * 4
+    assert len(fresh_emulator.requests("mms.service_patch")) == 6

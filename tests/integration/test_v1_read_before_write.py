@@ -8,12 +8,10 @@ import pytest
 
 from emulator.testing import EmulatorHandle, Sandbox
 from service.config import Settings
-from service.db.models import Workspace
 from service.db.session import Database
-from service.services.discovery import target_of
 from service.services.runtime import Runtime
 from tests.support.api import World
-from tests.support.reconcile import fast_runtime, wire
+from tests.support.reconcile import fast_runtime, ml_target, wire
 
 
 @pytest.fixture
@@ -27,11 +25,7 @@ def test_a_throttled_read_before_the_patch_is_retried_in_place(
     box: Sandbox = fresh_emulator.sandbox()
     box.add_service("legacy", compute_type="AKS", app_insights_enabled=False)
     wired = wire(world, rt, box)
-    with rt.uow() as uow:
-        ws = uow.session.get(Workspace, wired.workspace_id)
-        assert ws is not None
-        uow.session.expunge(ws)
-    target = target_of(rt, ws)
+    target = ml_target(rt, wired.workspace_id)
     fresh_emulator.add_fault("throttle", "mms.service_get", retry_after_s=1, count=1)
     rt.ml.start_update(target, "legacy", app_insights=True)
     throttled, retried, *_ = fresh_emulator.requests("mms.service_get")
@@ -40,28 +34,20 @@ def test_a_throttled_read_before_the_patch_is_retried_in_place(
     assert len(fresh_emulator.requests("mms.service_patch")) == 1
 
 
-def _target(rt: Runtime, workspace_id: str) -> object:
-    with rt.uow() as uow:
-        ws = uow.session.get(Workspace, workspace_id)
-        assert ws is not None
-        uow.session.expunge(ws)
-    return target_of(rt, ws)
-
-
 def test_an_update_right_after_a_read_of_the_service_does_not_read_it_again(
     world: World, rt: Runtime, fresh_emulator: EmulatorHandle
 ) -> None:
     box: Sandbox = fresh_emulator.sandbox()
     box.add_service("legacy", compute_type="AKS", app_insights_enabled=False)
     wired = wire(world, rt, box)
-    target = _target(rt, wired.workspace_id)
-    assert rt.ml.get_service(target, "legacy") is not None  # type: ignore[arg-type]
-    rt.ml.start_update(target, "legacy", app_insights=True)  # type: ignore[arg-type]
+    target = ml_target(rt, wired.workspace_id)
+    assert rt.ml.get_service(target, "legacy") is not None
+    rt.ml.start_update(target, "legacy", app_insights=True)
     # The decision's read, then azureml-core's own re-read after its PATCH: no read in between.
     assert len(fresh_emulator.requests("mms.service_get")) == 2
     assert len(fresh_emulator.requests("mms.service_patch")) == 1
     # A read is used by one update only: the next update reads the service itself.
-    rt.ml.start_update(target, "legacy", app_insights=False)  # type: ignore[arg-type]
+    rt.ml.start_update(target, "legacy", app_insights=False)
     assert len(fresh_emulator.requests("mms.service_get")) == 4
     assert box.service("legacy")["appInsightsEnabled"] is False
 
@@ -74,9 +60,9 @@ def test_a_read_made_with_a_credential_since_replaced_is_not_reused(
     box: Sandbox = fresh_emulator.sandbox()
     box.add_service("legacy", compute_type="AKS", app_insights_enabled=False)
     wired = wire(world, rt, box)
-    target = _target(rt, wired.workspace_id)
-    assert rt.ml.get_service(target, "legacy") is not None  # type: ignore[arg-type]
-    other = replace(target, credential=object())  # type: ignore[type-var]
+    target = ml_target(rt, wired.workspace_id)
+    assert rt.ml.get_service(target, "legacy") is not None
+    other = replace(target, credential=object())  # type: ignore[arg-type]
     with pytest.raises(Exception):  # noqa: B017 - any failure: it must not use the old read
         rt.ml.start_update(other, "legacy", app_insights=True)
     assert len(fresh_emulator.requests("mms.service_get")) == 1
@@ -93,11 +79,11 @@ def test_a_v1_operation_just_started_is_not_polled_before_it_could_have_progress
     box: Sandbox = fresh_emulator.sandbox()
     box.add_service("legacy", compute_type="ACI", app_insights_enabled=False)
     wired = wire(world, rt, box)
-    target = _target(rt, wired.workspace_id)
-    operation = rt.ml.start_update(target, "legacy", app_insights=True)  # type: ignore[arg-type]
-    status = rt.ml.operation_status(target, "legacy", operation)  # type: ignore[arg-type]
+    target = ml_target(rt, wired.workspace_id)
+    operation = rt.ml.start_update(target, "legacy", app_insights=True)
+    status = rt.ml.operation_status(target, "legacy", operation)
     assert status.state == "running"
     assert fresh_emulator.requests("mms.operation") == []  # answered without asking Azure
     time.sleep(FIRST_POLL_AFTER_S)
-    rt.ml.operation_status(target, "legacy", operation)  # type: ignore[arg-type]
+    rt.ml.operation_status(target, "legacy", operation)
     assert len(fresh_emulator.requests("mms.operation")) == 1

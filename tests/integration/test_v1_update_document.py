@@ -11,12 +11,10 @@ import pytest
 
 from emulator.testing import EmulatorHandle, Sandbox
 from service.config import Settings
-from service.db.models import Workspace
 from service.db.session import Database
-from service.services.discovery import target_of
 from service.services.runtime import Runtime
 from tests.support.api import World
-from tests.support.reconcile import fast_runtime, wire
+from tests.support.reconcile import fast_runtime, ml_target, wire
 
 
 @pytest.fixture
@@ -43,12 +41,8 @@ def test_an_update_adds_nothing_of_the_service_s_own_repository_to_the_web_servi
     box: Sandbox = fresh_emulator.sandbox()
     box.add_service("legacy", compute_type="ACI", app_insights_enabled=False)
     wired = wire(world, rt, box)
-    with rt.uow() as uow:
-        ws = uow.session.get(Workspace, wired.workspace_id)
-        assert ws is not None
-        uow.session.expunge(ws)
 
-    rt.ml.start_update(target_of(rt, ws), "legacy", app_insights=True)
+    rt.ml.start_update(ml_target(rt, wired.workspace_id), "legacy", app_insights=True)
 
     service = box.service("legacy")
     assert service["appInsightsEnabled"] is True

@@ -15,6 +15,7 @@ from service.config import ReconcilerSettings, Settings
 from service.db.models import Operation, Tenant, Workspace
 from service.db.session import Database
 from service.domain.access import CLI_PRINCIPAL
+from service.ports import MlTarget
 from service.services import credentials
 from service.services.context import CallContext
 from service.services.runtime import Runtime
@@ -89,6 +90,17 @@ def wire(world: World, rt: Runtime, box: Sandbox, *, secret: str | None = None) 
         t = uow.session.scalars(select(Tenant).where(Tenant.slug == tenant)).one()
         w = uow.session.scalars(select(Workspace).where(Workspace.tenant_id == t.id)).one()
         return Wired(tenant, workspace, t.id, w.id)
+
+
+def ml_target(rt: Runtime, workspace_id: str) -> MlTarget:
+    """How the service reaches a registered workspace in Azure (its adapters' argument)."""
+    from service.services.discovery import target_of
+
+    with rt.uow() as uow:
+        ws = uow.session.get(Workspace, workspace_id)
+        assert ws is not None
+        uow.session.expunge(ws)
+    return target_of(rt, ws)
 
 
 def operations_of(rt: Runtime, tenant_id: str) -> list[Operation]:

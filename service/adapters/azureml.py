@@ -26,6 +26,7 @@ workspace. azureml-core imports in ~0.5 s: it is imported on first use.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -277,9 +278,11 @@ class AzureMlControlPlane:
         return call.value  # type: ignore[no-any-return]
 
 
+@functools.cache
 def _no_tracking_info() -> None:
-    """Empty azureml-core's tracking registry (its Git provider): what it gathers describes
-    this process's working directory, not the tenant's model, and ``update()`` sends it."""
+    """Empty azureml-core's tracking registry (its Git provider), once per process: what it
+    gathers describes this process's working directory, not the tenant's model, and
+    ``update()`` sends it."""
     from azureml._base_sdk_common.tracking import global_tracking_info_registry
 
     global_tracking_info_registry.providers.clear()

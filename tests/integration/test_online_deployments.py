@@ -24,6 +24,7 @@ from tests.support.reconcile import (
     CLI,
     Wired,
     fast_runtime,
+    ml_target,
     operations_of,
     run_until,
     settled,
@@ -208,16 +209,8 @@ def test_both_fields_are_switched_off_again_and_drift_is_corrected(
 def test_a_change_made_between_read_and_write_is_not_overwritten(
     rt: Runtime, wired: Wired, box: Sandbox, fresh_emulator: EmulatorHandle, reconciler: Reconciler
 ) -> None:
-    from service.services.discovery import target_of
-
     discovery.discover(rt, wired.workspace_id)
-    with rt.uow() as uow:
-        from service.db.models import Workspace
-
-        ws = uow.session.get(Workspace, wired.workspace_id)
-        assert ws is not None
-        uow.session.expunge(ws)
-    target = target_of(rt, ws)
+    target = ml_target(rt, wired.workspace_id)
     decided_on = rt.ml.get_service(target, "churn.blue")
     assert decided_on is not None
     assert decided_on.version is not None
@@ -366,15 +359,8 @@ def test_an_operation_just_started_is_not_polled_before_it_could_have_progressed
     rt: Runtime, wired: Wired, fresh_emulator: EmulatorHandle
 ) -> None:
     from service.adapters.azure_ai_ml import FIRST_POLL_AFTER_S
-    from service.services.discovery import target_of
 
-    with rt.uow() as uow:
-        from service.db.models import Workspace
-
-        ws = uow.session.get(Workspace, wired.workspace_id)
-        assert ws is not None
-        uow.session.expunge(ws)
-    target = target_of(rt, ws)
+    target = ml_target(rt, wired.workspace_id)
     seen = rt.ml.get_service(target, "churn.blue")
     assert seen is not None
     operation = rt.ml.start_update(
@@ -390,15 +376,7 @@ def test_an_operation_just_started_is_not_polled_before_it_could_have_progressed
 def test_a_throttled_read_before_the_write_is_retried_in_place_not_with_a_new_attempt(
     rt: Runtime, wired: Wired, fresh_emulator: EmulatorHandle
 ) -> None:
-    from service.services.discovery import target_of
-
-    with rt.uow() as uow:
-        from service.db.models import Workspace
-
-        ws = uow.session.get(Workspace, wired.workspace_id)
-        assert ws is not None
-        uow.session.expunge(ws)
-    target = target_of(rt, ws)
+    target = ml_target(rt, wired.workspace_id)
     seen = rt.ml.get_service(target, "churn.blue")
     assert seen is not None
     fresh_emulator.add_fault("throttle", "arm.online_deployment_get", retry_after_s=1, count=1)

@@ -42,8 +42,11 @@ azurite: $(AZURITE_STAMP)
 
 # The service's bytecode, compiled once: a shell with PYTHONDONTWRITEBYTECODE=1 (as this
 # machine's and the image's) would make every gunicorn worker compile it again at each start.
+# Likewise the parsed contract (__pycache__/openapi.yaml.<sha256>.json), which each worker
+# would otherwise parse from YAML.
 bytecode: venv
 	$(BIN)/python -m compileall -q service
+	$(BIN)/python -m service.api.openapi openapi.yaml
 
 ## make run: migrate the embedded SQLite database under var/ and serve on 127.0.0.1:8080
 run: bytecode

@@ -6,14 +6,20 @@ request costs a dictionary look-up and the validation itself.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import logging
+import os
 import re
+import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -21,6 +27,8 @@ from referencing.jsonschema import DRAFT202012
 from service.api.bodies import parse_json
 from service.domain.text import display_name_problem
 from service.errors import UnsupportedMediaType, ValidationFailed
+
+log = logging.getLogger(__name__)
 
 SPEC_URI = "urn:amlcp:openapi"
 _METHODS = ("get", "put", "post", "patch", "delete")
@@ -106,6 +114,65 @@ ContractValidator = validators.extend(  # type: ignore[no-untyped-call]
 )
 
 
+def load_document(path: Path, text: str) -> dict[str, Any]:
+    """The contract ``text`` (read from ``path``) as data.
+
+    Parsing the 100 KB of YAML cost every gunicorn worker ~0.1 s of CPU at start (libyaml
+    parses, but PyYAML builds the objects in Python) plus ~30 ms to import PyYAML: an eighth of a
+    worker's boot, so of ``/readyz`` (issue 16). The parsed document is kept as JSON beside the
+    file, as Python keeps bytecode: ``__pycache__/openapi.yaml.<SHA-256 of the text>.json``,
+    which ``json`` reads in ~1 ms. The name is the digest of the very text served at
+    ``/openapi.yaml``, so an edited contract never meets an old copy. The copy is written on a
+    miss when the directory is writable (``make bytecode`` and the image build write it ahead);
+    otherwise every start parses the YAML as before. A document JSON cannot hold exactly (a
+    YAML date, a number as a key) is never cached.
+    """
+    cached = cached_copy(path, text)
+    with contextlib.suppress(OSError, ValueError):
+        document: dict[str, Any] = json.loads(cached.read_text(encoding="utf-8"))
+        return document
+    import yaml  # only on a miss: ~30 ms of import
+
+    # libyaml's parser when PyYAML has it (the same safe loader, in C).
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    document = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    _write_copy(cached, document, older=f"{path.name}.*.json")
+    return document
+
+
+def cached_copy(path: Path, text: str) -> Path:
+    """Where the parsed copy of the contract ``text`` read from ``path`` is kept."""
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return path.parent / "__pycache__" / f"{path.name}.{digest}.json"
+
+
+def _write_copy(cached: Path, document: Any, *, older: str) -> None:
+    """Keep ``document`` as JSON at ``cached`` (atomically; the copies of other versions, the
+    ``older`` glob, removed) if JSON keeps it exactly; a read-only installation goes without."""
+    try:
+        encoded = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+        if json.loads(encoded) != document:
+            log.info("the contract holds values JSON cannot keep exactly: not cached")
+            return
+        cached.parent.mkdir(exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=cached.parent, prefix=".contract-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(encoded)
+            os.chmod(temporary, 0o644)  # the contract is public; workers may run as another user
+            os.replace(temporary, cached)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        for other in cached.parent.glob(older):
+            if other != cached:
+                with contextlib.suppress(OSError):
+                    other.unlink()
+    except (OSError, TypeError, ValueError) as exc:
+        log.debug("could not keep the parsed contract at %s: %s", cached, exc)
+
+
 def _pointer(*parts: str) -> str:
     return "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
 
@@ -116,10 +183,7 @@ class OpenApiContract:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.text = path.read_text(encoding="utf-8")
-        # libyaml's parser when PyYAML has it (the same safe loader, in C): the pure-Python one
-        # took a fifth of a worker's start-up on this 100 KB document.
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        self.document: dict[str, Any] = yaml.load(self.text, Loader=loader)  # noqa: S506
+        self.document: dict[str, Any] = load_document(path, self.text)
         self._registry: Registry[Any] = Registry().with_resource(
             SPEC_URI, Resource.from_contents(self.document, default_specification=DRAFT202012)
         )
@@ -373,3 +437,10 @@ def _summary(errors: list[dict[str, str]]) -> str:
     first = errors[0]
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{first['field']}: {first['message']}{more}"
+
+
+if __name__ == "__main__":  # `python -m service.api.openapi openapi.yaml`: write the copy ahead
+    for name in sys.argv[1:]:
+        contract = OpenApiContract(Path(name))
+        if not cached_copy(contract.path, contract.text).is_file():
+            sys.exit(f"could not write the parsed copy of {name}")

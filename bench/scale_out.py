@@ -38,6 +38,7 @@ import psycopg
 import requests
 from cryptography.fernet import Fernet
 
+from bench import settle, worker_pids
 from bench.log_proxy import AUDIENCE, Emulator, emulator, register
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,6 +161,8 @@ def instances(
                 except requests.RequestException:
                     pass
                 time.sleep(0.1)
+        # Every worker's background SDK import behind it: start-up, not the measured state.
+        settle([pid for proc in procs for pid in worker_pids(proc.pid)])
         yield urls, {"Authorization": f"Bearer {admin}"}
     finally:
         for proc in procs:

@@ -40,6 +40,8 @@ from pathlib import Path
 import requests
 from cryptography.fernet import Fernet
 
+from bench import settle, worker_pids
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 KINDS = ("headers", "body", "short_body")
@@ -211,6 +213,7 @@ def service(deployment: str, workdir: Path) -> Iterator[Service]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("gunicorn did not start")
             time.sleep(0.2)
+        settle(worker_pids(proc.pid))  # the workers' background SDK import behind them
         key = subprocess.run(
             [sys.executable, "-m", "service.cli", "keys", "create", "--name", "bench"],
             env=env,

@@ -498,6 +498,10 @@ def p2(emu: Emulator, tmp: Path, megabytes: int, runs: int = 3) -> None:
         (worker,) = worker_pids(proc.pid)
         before = rss_kb(worker, "VmRSS")  # a worker that has served only small requests
         print(f"P2 large result, {runs} runs, direct and compat alternately (load {_loadavg()})")
+        # One pair first, not counted: the emulator builds the large answer on its first request
+        # and the first download of each way ran 0.1-0.4 s slower than the rest.
+        fetch(f"{emu.logs_endpoint}/workspaces/{ws}/query", token)
+        fetch(f"{url}/loganalytics/v1/workspaces/{ws}/query", key)
         ratios, cpu = [], []
         for _ in range(runs):
             direct_s, size = fetch(f"{emu.logs_endpoint}/workspaces/{ws}/query", token)
@@ -511,9 +515,13 @@ def p2(emu: Emulator, tmp: Path, megabytes: int, runs: int = 3) -> None:
                 f"  service CPU={cpu[-1]:.2f} s"
             )
         growth = (rss_kb(worker, "VmHWM") - before) * 1024
-        print(f"  median ratio={statistics.median(ratios):.2f} (target <= 1.15)")
+        median = statistics.median(ratios)
         worst = max(ratios)
-        verdict("p2_worst_ratio", worst, "<=1.15", worst <= 1.15)
+        print(
+            f"  median ratio={median:.2f} (target <= 1.15), worst={worst:.2f}"
+            f" best={min(ratios):.2f}: a single pair's ratio swings with the direct time itself"
+        )
+        verdict("p2_median_ratio", median, "<=1.15", median <= 1.15)
         verdict("p2_rss_growth_x", growth / size, "<=1.5", growth / size <= 1.5)
         print(
             f"  worker peak RSS growth={growth / 1e6:.1f} MB = {growth / size:.2f}x payload"
@@ -532,7 +540,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per throughput run")
     parser.add_argument("--clients", type=int, default=16, help="threads of the throughput run")
     parser.add_argument("--only", choices=("p1", "throughput", "p2"), action="append")
-    parser.add_argument("--p2-runs", type=int, default=3)
+    parser.add_argument("--p2-runs", type=int, default=5, help="pairs counted (after one more)")
     args = parser.parse_args()
     parts = set(args.only or ("p1", "throughput", "p2"))
     with tempfile.TemporaryDirectory() as tmp, emulator(Path(tmp), args.emulator) as emu:

@@ -129,15 +129,16 @@ def load_document(path: Path, text: str) -> dict[str, Any]:
     """
     cached = cached_copy(path, text)
     with contextlib.suppress(OSError, ValueError):
-        document: dict[str, Any] = json.loads(cached.read_text(encoding="utf-8"))
-        return document
+        document = json.loads(cached.read_text(encoding="utf-8"))
+        if isinstance(document, dict) and "paths" in document:
+            return document
     import yaml  # only on a miss: ~30 ms of import
 
     # libyaml's parser when PyYAML has it (the same safe loader, in C).
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    document = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
-    _write_copy(cached, document, older=f"{path.name}.*.json")
-    return document
+    parsed: dict[str, Any] = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    _write_copy(cached, parsed, older=f"{path.name}.*.json")
+    return parsed
 
 
 def cached_copy(path: Path, text: str) -> Path:

@@ -74,3 +74,12 @@ def test_a_document_json_cannot_keep_exactly_is_not_cached(tmp_path: Path) -> No
     path.write_text(text, encoding="utf-8")
     assert load_document(path, text) == yaml.safe_load(text)
     assert not cached_copy(path, text).exists()
+
+
+def test_a_copy_that_is_not_a_contract_is_ignored(tmp_path: Path) -> None:
+    path = _contract_file(tmp_path)
+    text = path.read_text(encoding="utf-8")
+    copy = cached_copy(path, text)
+    copy.parent.mkdir()
+    copy.write_text("[]", encoding="utf-8")  # valid JSON, but no contract
+    assert load_document(path, text) == yaml.safe_load(text)

@@ -222,16 +222,7 @@ def test_a_release_in_another_process_of_the_host_wakes_its_waiters_at_once(
     holder, waiter = (TrafficShaper(settings, store) for store in stores)
     try:
         held = holder.acquire("tenant", "a")
-        served = threading.Event()
-
-        def wait_for_a_slot() -> None:
-            with waiter.slot("tenant", "b"):
-                served.set()
-
-        thread = threading.Thread(target=wait_for_a_slot, daemon=True)
-        thread.start()
-        wait_until(lambda: stores[0].acquire("tenant", "probe", "c", waiter.limits).ahead >= 1)
-        stores[0].cancel("tenant", "probe")
+        thread, served = _wait_for_a_slot_in_a_thread(waiter, stores[0])
         wait_until(lambda: bool(list(Path(f"{path}.wake").glob("*.sock"))))  # it listens
         holder.release(held)
         assert served.wait(10), "the waiter was not woken by the other process's release"
@@ -370,7 +361,11 @@ def _listening(url: str, channel: str) -> Callable[[], bool]:
     return check
 
 
-def _wait_for_a_slot_in_a_thread(shaper: TrafficShaper) -> tuple[threading.Thread, threading.Event]:
+def _wait_for_a_slot_in_a_thread(
+    shaper: TrafficShaper, other: BudgetStore
+) -> tuple[threading.Thread, threading.Event]:
+    """``shaper`` waits for a slot of "tenant" in a thread; returns once it is queued (as
+    ``other``, another process's handle, sees) with the thread and the event set when served."""
     served = threading.Event()
 
     def wait_for_a_slot() -> None:
@@ -379,6 +374,8 @@ def _wait_for_a_slot_in_a_thread(shaper: TrafficShaper) -> tuple[threading.Threa
 
     thread = threading.Thread(target=wait_for_a_slot, daemon=True)
     thread.start()
+    wait_until(lambda: other.acquire("tenant", "probe", "c", shaper.limits).ahead >= 1)
+    other.cancel("tenant", "probe")
     return thread, served
 
 
@@ -395,9 +392,7 @@ def test_a_release_on_another_replica_wakes_its_waiters_at_once(
     holder, waiter = (TrafficShaper(settings, store) for store in stores)
     try:
         held = holder.acquire("tenant", "a")
-        thread, served = _wait_for_a_slot_in_a_thread(waiter)
-        wait_until(lambda: stores[0].acquire("tenant", "probe", "c", waiter.limits).ahead >= 1)
-        stores[0].cancel("tenant", "probe")
+        thread, served = _wait_for_a_slot_in_a_thread(waiter, stores[0])
         wait_until(_listening(redis_url, stores[1].channel))
         holder.release(held)
         assert served.wait(10), "the waiter was not woken by the other replica's release"

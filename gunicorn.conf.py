@@ -114,10 +114,19 @@ def start_warm_imports(delay_s=0.0, log=None):  # type: ignore[no-untyped-def]
             sys.setswitchinterval(interval)
 
     if patched:
+        import logging
         import platform
 
         import gevent
 
+        # logging's module lock (taken by every getLogger: the SDKs' modules call it as they
+        # import, gunicorn on every request) is one the import thread and the hub's greenlets
+        # share, and gevent's patching made it a gevent lock, which does not hand itself on
+        # reliably across OS threads: a request that waited for it while this thread held it
+        # was now and then never woken (2-4 of 20 fresh workers on a loaded 2-core machine: a
+        # /healthz without an answer, then SIGTERM waiting out the graceful timeout). Its holders
+        # never yield inside it (no I/O), so the interpreter's own lock is the right one here.
+        logging._lock = monkey.get_original("_thread", "RLock")()  # type: ignore[attr-defined]
         # azure-identity asks platform.platform() at import, which runs `uname -p`: gevent can
         # start a process only from its hub's thread. Asked here once, it is cached for all.
         platform.platform()

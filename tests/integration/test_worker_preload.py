@@ -67,3 +67,37 @@ def test_the_background_import_can_be_turned_off() -> None:
         "print(bootstrap._warming is None, 'azure.ai.ml' in sys.modules)\n"
     )
     assert run(code, AMLCP_WARM_IMPORTS="0") == ["True False"]
+
+
+LOCK_CHILD = """
+from gevent import monkey
+monkey.patch_all()
+import logging, os, runpy, time
+import gevent
+config = runpy.run_path("gunicorn.conf.py")
+os.environ["AMLCP_WARM_IMPORTS_DELAY_S"] = "0"
+config["post_fork"](None, None)
+config["post_worker_init"](None)
+# The lock every getLogger takes, shared by the import thread and the hub's greenlets: the
+# interpreter's own, not gevent's (which lost cross-thread wake-ups: a request hung for ever).
+print(type(logging._lock) is type(monkey.get_original("_thread", "RLock")()))
+# A greenlet asking for loggers all through the import (as gunicorn does on every request).
+done = []
+def ask():
+    i = 0
+    from service import bootstrap
+    while bootstrap._warming is not None or i < 100:
+        logging.getLogger(f"amlcp.test.{i % 50}")
+        i += 1
+        gevent.sleep(0)
+    done.append(i)
+worker = gevent.spawn(ask)
+worker.join(timeout=120)
+print(bool(done))
+"""
+
+
+def test_the_import_thread_and_the_requests_share_loggings_lock_safely() -> None:
+    same_lock, finished = run(LOCK_CHILD)
+    assert same_lock == "True"
+    assert finished == "True"

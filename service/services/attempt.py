@@ -176,13 +176,9 @@ class _Attempt:
         changes = self._changes(snapshot, index)
         if not changes:
             return Outcome(AttemptEnd.SUCCEEDED, snapshot=snapshot)
-        wait_s = leases.reserve_write(self.rt, ws.subscription_id)
-        if wait_s > 0:
-            self.rt.meter.throttle_wait("subscription_writes")
-        lease.wait(wait_s)
-        # THE fence: renewed with this attempt's token right before the write, so an attempt
-        # that lost its lease (taken over, or cancelled) never sends one.
-        lease.keep_for_write()
+        # THE fence (keep_for_write): renewed with this attempt's token right before the write,
+        # so an attempt that lost its lease (taken over, or cancelled) never sends one.
+        leases.take_write_slot(self.rt, ws.subscription_id, lease.wait, lease.keep_for_write)
         try:
             operation_id = self.rt.ml.start_update(
                 target,

@@ -67,10 +67,10 @@ def attempt(
     if writes.problem is not None:
         return AttemptEnd.FAILED, writes.problem  # Azure would refuse it: no call is made
     for name in writes.delete:
-        _write_slot(rt, ws.subscription_id, pause, fence)
+        leases.take_write_slot(rt, ws.subscription_id, pause, fence)
         rt.exports.delete_rule(credential, la_resource_id, name)
     if writes.put is not None:
-        _write_slot(rt, ws.subscription_id, pause, fence)
+        leases.take_write_slot(rt, ws.subscription_id, pause, fence)
         rt.exports.put_rule(
             credential,
             la_resource_id,
@@ -96,14 +96,3 @@ def attempt(
     if not remaining.empty:
         return AttemptEnd.RETRY, "the export rules still differ after the update"
     return AttemptEnd.SUCCEEDED, None
-
-
-def _write_slot(
-    rt: Runtime, subscription_id: str, pause: Callable[[float], None], fence: Callable[[], None]
-) -> None:
-    """Wait for the subscription's next ARM write slot, then fence the write."""
-    wait_s = leases.reserve_write(rt, subscription_id)
-    if wait_s > 0:
-        rt.meter.throttle_wait("subscription_writes")
-        pause(wait_s)
-    fence()

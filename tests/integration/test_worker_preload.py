@@ -81,7 +81,11 @@ config["post_worker_init"](None)
 # The lock every getLogger takes, shared by the import thread and the hub's greenlets: the
 # interpreter's own, not gevent's (which lost cross-thread wake-ups: a request hung for ever).
 print(type(logging._lock) is type(monkey.get_original("_thread", "RLock")()))
-# A greenlet asking for loggers all through the import (as gunicorn does on every request).
+# A greenlet asking for loggers all through the import, as gunicorn does on every request (a
+# thousand a second): the interpreter's lock, taken by greenlets and the thread, deadlocks
+# neither the hub nor the import. (A greenlet that never lets the hub wait, `sleep(0)` in a
+# tight loop, starved the import thread of that lock and of the GIL for minutes on a 2-core
+# machine: it failed this test whatever the lock; no served request does that.)
 done = []
 def ask():
     i = 0
@@ -89,7 +93,7 @@ def ask():
     while bootstrap._warming is not None or i < 100:
         logging.getLogger(f"amlcp.test.{i % 50}")
         i += 1
-        gevent.sleep(0)
+        gevent.sleep(0.001)
     done.append(i)
 worker = gevent.spawn(ask)
 worker.join(timeout=120)

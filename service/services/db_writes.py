@@ -55,7 +55,17 @@ def reserve_write(
     rt: Runtime, subscription_id: str, clock: Callable[[], float] = time.time
 ) -> float:
     """Reserve the subscription's next write slot; returns the seconds to wait before writing,
-    counted from when the reservation was made (not from when it was asked for).
+    counted from when the reservation was made (not from when it was asked for). Writes use
+    :func:`take_write_slot`, which also keeps a write that became late off its old slot."""
+    # From the clock *after* the commit: the reservation itself (a row lock other workers
+    # hold, a loaded process) took time, and a wait counted from before it sent the write that
+    # much after its slot, next to the following slots' writes (bench.reconcile_converge with
+    # 200 threads: writes reserved 0.15 s apart were sent within 20 ms of each other).
+    return max(0.0, _reserve(rt, subscription_id, clock) - clock())
+
+
+def _reserve(rt: Runtime, subscription_id: str, clock: Callable[[], float]) -> float:
+    """Reserve the subscription's next write slot; returns when it starts (epoch seconds).
 
     Slots are ``SLOT_MARGIN / rate`` apart, for all workers together: the atomic UPDATE hands
     each caller a distinct slot. Azure counts a write when it *arrives*, and between the slot and
@@ -65,8 +75,7 @@ def reserve_write(
     is delayed more than a later one. The margin absorbs a difference of up to
     ``(SLOT_MARGIN - 1)`` seconds. On a loaded 2-core machine with the reconciler writing at full
     budget (bench.reconcile_converge, 2 workers), margins of 1.1 and 1.3 both let 11 writes/s
-    arrive at the emulator; 1.5 kept them at 9. Use :func:`take_write_slot`, which also keeps a
-    write that became late from being sent on its old slot.
+    arrive at the emulator; 1.5 kept them at 9.
     """
     interval = SLOT_MARGIN / rt.settings.reconciler.subscription_writes_per_s
     key = subscription_id.lower()
@@ -91,11 +100,7 @@ def reserve_write(
             )
             slot_end = core(session).execute(take).scalar_one()
         uow.commit()
-    # From the clock *after* the commit: the reservation itself (a row lock other workers
-    # hold, a loaded process) took time, and a wait counted from before it sent the write that
-    # much after its slot, next to the following slots' writes (bench.reconcile_converge with
-    # 200 threads: writes reserved 0.15 s apart were sent within 20 ms of each other).
-    return max(0.0, float(slot_end) - interval - clock())
+    return float(slot_end) - interval
 
 
 # A write is sent at most this long after its slot starts, or it takes a new slot: the rest of
@@ -119,19 +124,20 @@ def take_write_slot(
     """Wait for the subscription's next write slot, then ``fence`` the write (renew the lease
     that guards it); returns when the write may be sent at once.
 
-    When the wait or the fence ended more than ``LATE_S`` after the slot began (a slow lease
-    renewal, a loaded process), the slot is given up and a new one reserved: a write sent late
-    would arrive among the writes of the slots after its own. A slot given up is never reused,
-    which only lowers the rate. ``WriteSlotMissed`` after ``SLOT_TRIES`` late slots.
+    When the reservation, the wait or the fence ended more than ``LATE_S`` after the slot began
+    (a row lock held by another reservation, a slow lease renewal, a loaded process), the slot
+    is given up and a new one reserved: a write sent late would arrive among the writes of the
+    slots after its own. A slot given up is never reused, which only lowers the rate.
+    ``WriteSlotMissed`` after ``SLOT_TRIES`` late slots.
     """
     for _ in range(SLOT_TRIES):
-        wait_s = reserve_write(rt, subscription_id, clock)
-        slot = clock() + wait_s
+        start = _reserve(rt, subscription_id, clock)
+        wait_s = start - clock()
         if wait_s > 0:
             rt.meter.throttle_wait("subscription_writes")
             pause(wait_s)
         fence()
-        late = clock() - slot
+        late = clock() - start
         if late <= LATE_S:
             return
         log.debug(

@@ -440,6 +440,18 @@ def test_a_write_that_became_late_takes_a_new_slot(rt: Runtime) -> None:
     assert len(fences) == 2  # a second slot, fenced again, and then the write may go
 
 
+def test_a_write_whose_reservation_ended_past_its_slot_takes_a_new_one(rt: Runtime) -> None:
+    """A slot that began while its reservation still waited (for the row, for the CPU) has no
+    wait left, but the write is as late as the reservation was slow: it takes another slot."""
+    start = 2_100_000_000.0
+    times = iter([start, start + 0.4] + [start + 0.4] * 10)  # the first reservation takes 0.4 s
+    fences: list[float] = []
+    leases.take_write_slot(
+        rt, new_guid(), time.sleep, lambda: fences.append(0.0), clock=lambda: next(times)
+    )
+    assert len(fences) == 2
+
+
 def test_a_write_that_misses_every_slot_is_retried_later(rt: Runtime) -> None:
     from service.services.db_writes import SLOT_TRIES, WriteSlotMissed
 

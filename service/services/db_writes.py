@@ -22,7 +22,7 @@ from service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
 _SQLITE_WRITERS = threading.Lock()
-SLOT_MARGIN = 1.5  # write slots are this many times 1 / rate apart (see reserve_write)
+SLOT_MARGIN = 1.5  # write slots are this many times 1 / rate apart (see _reserve)
 
 
 @contextmanager
@@ -51,9 +51,7 @@ def core(session: Session) -> Connection:
     return session.connection()
 
 
-def reserve_write(
-    rt: Runtime, subscription_id: str, clock: Callable[[], float] = time.time
-) -> float:
+def reserve_write(rt: Runtime, subscription_id: str) -> float:
     """Reserve the subscription's next write slot; returns the seconds to wait before writing,
     counted from when the reservation was made (not from when it was asked for). Writes use
     :func:`take_write_slot`, which also keeps a write that became late off its old slot."""
@@ -61,7 +59,7 @@ def reserve_write(
     # hold, a loaded process) took time, and a wait counted from before it sent the write that
     # much after its slot, next to the following slots' writes (bench.reconcile_converge with
     # 200 threads: writes reserved 0.15 s apart were sent within 20 ms of each other).
-    return max(0.0, _reserve(rt, subscription_id, clock) - clock())
+    return max(0.0, _reserve(rt, subscription_id, time.time) - time.time())
 
 
 def _reserve(rt: Runtime, subscription_id: str, clock: Callable[[], float]) -> float:

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from service.bootstrap import build_runtime
 from service.config import Settings
-from service.db.models import Operation, OperationAttempt, Tenant, Workspace
+from service.db.models import Operation, OperationAttempt, Tenant, Workspace, WriteBudget
 from service.db.session import Database
 from service.db.types import utcnow
 from service.errors import AzureCallFailed
@@ -375,8 +375,6 @@ def test_write_slots_leave_room_for_the_time_between_the_slot_and_the_write(rt: 
 
 def _hold_the_budget_row(rt: Runtime, subscription: str, seconds: float) -> threading.Thread:
     """Another worker's write-budget transaction, holding the subscription's row ``seconds``."""
-    from service.db.models import WriteBudget
-
     holding = threading.Event()
 
     def hold() -> None:
@@ -404,7 +402,6 @@ def test_a_reservation_that_waited_for_the_row_does_not_send_its_write_after_its
     among the next slots' writes (12 writes/s at one subscription, bench.reconcile_converge).
     On PostgreSQL the wait is for the row's lock; SQLite's writers queue before the clock is
     read."""
-    from service.db.models import WriteBudget
     from service.services.db_writes import SLOT_MARGIN
 
     slow = dataclasses.replace(FAST, subscription_writes_per_s=2)  # slots 0.75 s apart

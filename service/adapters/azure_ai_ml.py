@@ -56,6 +56,7 @@ from service.adapters.online_documents import (
     with_data_collection,
 )
 from service.adapters.tenant_credentials import sdk_credential
+from service.adapters.trust import ca_location
 from service.config import AzureSettings
 from service.domain.telemetry_views import ROLE_VARIABLE
 from service.errors import (
@@ -341,8 +342,7 @@ class AzureOnlineDeployments:
             "enable_telemetry": False,
             "show_progress": False,
         }
-        if self._settings.ca_bundle:
-            options["connection_verify"] = self._settings.ca_bundle
+        options["connection_verify"] = ca_location(self._settings.ca_bundle)
         if arm_url != "https://management.azure.com":
             options["cloud"] = register_cloud(arm_url, self._settings.authority_host)
         with ENV_LOCK:

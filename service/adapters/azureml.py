@@ -16,6 +16,10 @@ The SDK gets several things wrong for a server (AZURE_EMULATION.md), so this ada
   subprocesses, each a fork of this large process) in the *service's* working directory and add
   what it found (the control plane's repository URL, branch, commit) to the properties of the
   tenant's web service;
+- it reads its CA trust only from ``REQUESTS_CA_BUNDLE`` and opens a new connection for every
+  call, parsing a CA file each time (~20 ms of CPU for certifi's): the adapter points that
+  variable at the hashed directory of ``AZURE_CA_BUNDLE`` (else of what it named), which costs
+  nothing to load (``service.adapters.trust``);
 - every failure (requests errors, ProjectSystemException, WebserviceException, credential
   errors) becomes one error model: AzureCallFailed (temporary, with the server's Retry-After),
   AzureRejected (permanent), NotFound, or a credential error.
@@ -53,6 +57,7 @@ from service.adapters.azureml_auth import token_credential_authentication
 from service.adapters.client_cache import ClientCache
 from service.adapters.delegated import LoginRequiredError, TokenRefreshFailed
 from service.adapters.identity_errors import map_identity_error
+from service.adapters.trust import export_to_requests
 from service.config import AzureSettings
 from service.domain.retry import parse_retry_after
 from service.errors import (
@@ -251,13 +256,15 @@ class AzureMlControlPlane:
             raise NotFound(f"web service '{name}' not found in workspace '{target.workspace_name}'")
         return service
 
-    @staticmethod
-    def _run_sdk(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """One SDK call with the SDK's own retries off (our retry policy decides)."""
+    def _run_sdk(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One SDK call with the SDK's own retries off (our retry policy decides), trusting
+        the configured CAs through the one setting azureml-core reads (``REQUESTS_CA_BUNDLE``),
+        as a hashed directory: it opens a new connection for every call."""
         import azureml._restclient.clientbase as clientbase
 
         clientbase.DEFAULT_RETRIES = 0  # read by every call
         _no_tracking_info()
+        export_to_requests(self._settings.ca_bundle)
         started = time.perf_counter()
         try:
             return fn(*args, **kwargs)

@@ -21,6 +21,7 @@ from service.adapters.client_cache import ClientCache
 from service.adapters.delegated import LoginRequiredError, TokenRefreshFailed
 from service.adapters.identity_errors import map_identity_error
 from service.adapters.tenant_credentials import sdk_credential
+from service.adapters.trust import ca_location
 from service.config import AzureSettings
 from service.domain.retry import parse_retry_after
 from service.errors import AzureCallFailed, AzureRejected, NotFound, ServiceError
@@ -64,8 +65,7 @@ class AzureDataExports:
         from azure.mgmt.loganalytics import LogAnalyticsManagementClient
 
         options: dict[str, Any] = {"retry_total": 0}  # our reconciler owns retries
-        if self._settings.ca_bundle:
-            options["connection_verify"] = self._settings.ca_bundle
+        options["connection_verify"] = ca_location(self._settings.ca_bundle)
         return LogAnalyticsManagementClient(
             sdk_credential(credential),
             subscription_id,

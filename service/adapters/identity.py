@@ -36,6 +36,7 @@ from service.adapters.client_cache import close_quietly
 from service.adapters.delegated import DelegatedCredential
 from service.adapters.identity_errors import map_identity_error
 from service.adapters.tenant_credentials import HostIdentity, TenantBoundCredential
+from service.adapters.trust import ca_location
 from service.config import AzureSettings
 from service.errors import (
     AzureUnavailable,
@@ -85,14 +86,14 @@ class _DeadlineAdapter(requests.adapters.HTTPAdapter):
 def msal_http_client(
     ca_bundle: str | None, timeout: tuple[float, float] | None = None
 ) -> requests.Session:
-    """msal's HTTP session: a deadline on every call; with an explicit CA bundle, ignore
-    REQUESTS_CA_BUNDLE & co."""
+    """msal's HTTP session: a deadline on every call; trusts ``ca_location(ca_bundle)``; with an
+    explicit CA bundle, ignores REQUESTS_CA_BUNDLE & co."""
     session = requests.Session()
     adapter = _DeadlineAdapter(timeout or MSAL_TIMEOUT_S)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
+    session.verify = ca_location(ca_bundle)
     if ca_bundle:
-        session.verify = ca_bundle
         session.trust_env = False
     return session
 
@@ -139,8 +140,7 @@ class AzureIdentity:
             "connection_timeout": MSAL_TIMEOUT_S[0],
             "read_timeout": MSAL_TIMEOUT_S[1],
         }
-        if self._settings.ca_bundle:
-            options["connection_verify"] = self._settings.ca_bundle
+        options["connection_verify"] = ca_location(self._settings.ca_bundle)
         return options
 
     def _build(self, spec: CredentialSpec) -> SdkTokenCredential:
@@ -223,8 +223,7 @@ class AzureIdentity:
             "connection_timeout": ARM_CONNECT_TIMEOUT_S,
             "read_timeout": ARM_READ_TIMEOUT_S,
         }
-        if self._settings.ca_bundle:
-            options["connection_verify"] = self._settings.ca_bundle
+        options["connection_verify"] = ca_location(self._settings.ca_bundle)
         wanted = subscription_id.lower()
         try:
             with SubscriptionClient(credential, **options) as client:

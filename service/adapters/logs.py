@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -39,6 +38,7 @@ from azure.monitor.query._helpers import native_col_type
 from service.adapters.client_cache import ClientCache
 from service.adapters.identity_errors import map_identity_error
 from service.adapters.tenant_credentials import sdk_credential
+from service.adapters.trust import ca_location
 from service.config import AzureSettings
 from service.domain.retry import parse_retry_after
 from service.errors import AzureQueryError, AzureUnavailable, ServiceError, exception_chain
@@ -196,13 +196,12 @@ def _chunks(response: Any) -> Any:
 
 
 def _environment(settings: AzureSettings) -> tuple[Any, dict[str, Any]]:
-    """The CA bundle and proxies requests would take from the environment for the endpoint
-    (``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` when none is configured; ``HTTPS_PROXY`` unless
-    ``NO_PROXY`` names the host), as ``send_request`` keywords. No ``~/.netrc``: the pipeline
-    sets the Authorization header itself."""
-    verify: Any = settings.ca_bundle or (
-        os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-    )
+    """The CAs to trust (``ca_location``: the configured bundle, else ``REQUESTS_CA_BUNDLE``/
+    ``CURL_CA_BUNDLE``, else certifi's, as a hashed directory) and the proxies requests would
+    take from the environment for the endpoint (``HTTPS_PROXY`` unless ``NO_PROXY`` names the
+    host), as ``send_request`` keywords. No ``~/.netrc``: the pipeline sets the Authorization
+    header itself."""
+    verify: Any = ca_location(settings.ca_bundle)
     proxies = requests.utils.get_environ_proxies(settings.log_analytics_endpoint)
     return verify, ({"proxies": dict(proxies)} if proxies else {})
 

@@ -38,6 +38,11 @@ AZURE_LATENCY = Histogram(
 THROTTLE_WAITS = Counter(
     "amlcp_throttle_waits_total", "Times work waited for a rate or concurrency budget", ["budget"]
 )
+WRITE_SLOTS_MISSED = Counter(
+    "amlcp_write_slots_missed_total",
+    "Subscription write slots given up: the write could not be sent within 0.25 s of its slot "
+    "(an overloaded reconciler; the write took a later slot)",
+)
 THROTTLED_RESPONSES = Counter(
     "amlcp_throttled_responses_total", "429 answers this service gave callers", ["reason"]
 )
@@ -88,3 +93,6 @@ class PrometheusMeter:
 
     def log_query_cache(self, result: str) -> None:
         LOG_QUERY_CACHE.labels(result).inc()
+
+    def write_slot_missed(self) -> None:
+        WRITE_SLOTS_MISSED.inc()

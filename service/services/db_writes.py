@@ -138,6 +138,7 @@ def take_write_slot(
         late = clock() - start
         if late <= LATE_S:
             return
+        rt.meter.write_slot_missed()
         log.debug(
             "write slot of subscription %s missed by %.2f s: taking another", subscription_id, late
         )

@@ -23,6 +23,10 @@ class Meter(Protocol):
     def log_query_cache(self, result: str) -> None:
         """Where a log query's answer came from (``azure``, ``coalesced``, ``cache``)."""
 
+    def write_slot_missed(self) -> None:
+        """A write could not be sent in time for its subscription write slot and took another
+        (the reconciler was too loaded to keep to the slots it reserved)."""
+
 
 class NoMeter:
     """Counts nothing (runtimes built without a composition root: unit tests, tools)."""
@@ -37,4 +41,7 @@ class NoMeter:
         pass
 
     def log_query_cache(self, result: str) -> None:
+        pass
+
+    def write_slot_missed(self) -> None:
         pass

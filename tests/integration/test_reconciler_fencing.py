@@ -25,6 +25,7 @@ from service.services.runtime import Runtime
 from service.worker.reconciler import Reconciler
 from tests.support.api import World, new_guid
 from tests.support.fake_ml import FakeIdentity, FakeMl
+from tests.support.meter import RecordingMeter
 from tests.support.reconcile import CLI, FAST, operations_of, run_until, settled
 
 LEASE_S = 1.0
@@ -433,8 +434,10 @@ def test_a_write_that_became_late_takes_a_new_slot(rt: Runtime) -> None:
         if len(fences) == 1:
             time.sleep(LATE_S + 0.15)  # a slow renewal, the first time only
 
-    leases.take_write_slot(rt, new_guid(), time.sleep, fence)
+    meter = RecordingMeter()
+    leases.take_write_slot(dataclasses.replace(rt, meter=meter), new_guid(), time.sleep, fence)
     assert len(fences) == 2  # a second slot, fenced again, and then the write may go
+    assert meter.events.count(("write_slot_missed", "")) == 1  # operators see the overload
 
 
 def test_a_write_whose_reservation_ended_past_its_slot_takes_a_new_one(rt: Runtime) -> None:

@@ -166,6 +166,9 @@ class FakeIdentity:
     def verify(self, spec: Any) -> Any:
         raise NotImplementedError
 
+    def subscription_tenant(self, spec: Any, subscription_id: str) -> str | None:
+        raise NotImplementedError
+
     def start_device_flow(self, entra_tenant_id: str, client_id: str) -> Any:
         raise NotImplementedError
 

@@ -7,23 +7,7 @@ import pytest
 from service.config import LogQuerySettings
 from service.errors import TooManyRequests
 from service.services.query_shaping import TrafficShaper
-
-
-class RecordingMeter:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str]] = []
-
-    def throttle_wait(self, budget: str) -> None:
-        self.events.append(("throttle_wait", budget))
-
-    def throttled_response(self, reason: str) -> None:
-        self.events.append(("throttled_response", reason))
-
-    def log_query(self, tenant_id: str, outcome: str) -> None:
-        self.events.append(("log_query", outcome))
-
-    def log_query_cache(self, result: str) -> None:
-        self.events.append(("log_query_cache", result))
+from tests.support.meter import RecordingMeter
 
 
 def test_a_query_refused_for_the_rate_budget_is_counted_on_the_meter() -> None:

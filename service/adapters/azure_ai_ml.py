@@ -84,6 +84,7 @@ class AzureOnlineDeployments:
 
     def __init__(self, settings: AzureSettings, *, call_timeout_s: float = 30.0) -> None:
         self._settings = settings
+        self._verify = ca_location(settings.ca_bundle)  # built here: Lazy builds adapters once
         self._timeout = call_timeout_s
         # (MLClient, ARM client, credential) per (tenant, credential, workspace).
         self._clients: ClientCache[tuple[Any, Any, Any]] = ClientCache(close=close_clients)
@@ -342,7 +343,7 @@ class AzureOnlineDeployments:
             "enable_telemetry": False,
             "show_progress": False,
         }
-        options["connection_verify"] = ca_location(self._settings.ca_bundle)
+        options["connection_verify"] = self._verify
         if arm_url != "https://management.azure.com":
             options["cloud"] = register_cloud(arm_url, self._settings.authority_host)
         with ENV_LOCK:

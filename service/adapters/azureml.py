@@ -57,7 +57,7 @@ from service.adapters.azureml_auth import token_credential_authentication
 from service.adapters.client_cache import ClientCache
 from service.adapters.delegated import LoginRequiredError, TokenRefreshFailed
 from service.adapters.identity_errors import map_identity_error
-from service.adapters.trust import export_to_requests
+from service.adapters.trust import ca_location, export_to_requests
 from service.config import AzureSettings
 from service.domain.retry import parse_retry_after
 from service.errors import (
@@ -95,6 +95,8 @@ class AzureMlControlPlane:
         workspace_cache_size: int = 512,
     ) -> None:
         self._settings = settings
+        # Built here (Lazy builds adapters once); azureml-core reads it from the environment.
+        self._verify = ca_location(settings.ca_bundle)
         self._timeout = call_timeout_s
         self._cache_size = workspace_cache_size
         self._workspaces: ClientCache[Any] = ClientCache(max_size=workspace_cache_size)
@@ -264,7 +266,7 @@ class AzureMlControlPlane:
 
         clientbase.DEFAULT_RETRIES = 0  # read by every call
         _no_tracking_info()
-        export_to_requests(self._settings.ca_bundle)
+        export_to_requests(self._verify)
         started = time.perf_counter()
         try:
             return fn(*args, **kwargs)

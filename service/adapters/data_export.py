@@ -50,6 +50,7 @@ class AzureDataExports:
 
     def __init__(self, settings: AzureSettings, *, call_timeout_s: float = 30.0) -> None:
         self._settings = settings
+        self._verify = ca_location(settings.ca_bundle)  # built here: Lazy builds adapters once
         self._timeout = call_timeout_s
         self._clients: ClientCache[Any] = ClientCache(max_size=_CACHE_MAX)
 
@@ -65,7 +66,7 @@ class AzureDataExports:
         from azure.mgmt.loganalytics import LogAnalyticsManagementClient
 
         options: dict[str, Any] = {"retry_total": 0}  # our reconciler owns retries
-        options["connection_verify"] = ca_location(self._settings.ca_bundle)
+        options["connection_verify"] = self._verify
         return LogAnalyticsManagementClient(
             sdk_credential(credential),
             subscription_id,

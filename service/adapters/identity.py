@@ -103,6 +103,7 @@ class AzureIdentity:
 
     def __init__(self, settings: AzureSettings) -> None:
         self._settings = settings
+        self._verify = ca_location(settings.ca_bundle)  # built here: Lazy builds adapters once
         self._lock = threading.Lock()
         self._credentials: dict[str, tuple[str, TenantBoundCredential]] = {}
 
@@ -140,7 +141,7 @@ class AzureIdentity:
             "connection_timeout": MSAL_TIMEOUT_S[0],
             "read_timeout": MSAL_TIMEOUT_S[1],
         }
-        options["connection_verify"] = ca_location(self._settings.ca_bundle)
+        options["connection_verify"] = self._verify
         return options
 
     def _build(self, spec: CredentialSpec) -> SdkTokenCredential:
@@ -223,7 +224,7 @@ class AzureIdentity:
             "connection_timeout": ARM_CONNECT_TIMEOUT_S,
             "read_timeout": ARM_READ_TIMEOUT_S,
         }
-        options["connection_verify"] = ca_location(self._settings.ca_bundle)
+        options["connection_verify"] = self._verify
         wanted = subscription_id.lower()
         try:
             with SubscriptionClient(credential, **options) as client:

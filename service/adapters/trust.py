@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 _PEM = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.+?-----END CERTIFICATE-----", re.DOTALL)
 # source path -> (its size and mtime when read, the directory built from it or the source).
 # No lock: the import thread of a gevent worker warms it (a gevent lock shared with an OS thread
-# is what gunicorn.conf.py had to replace for logging); two threads building at once only make
-# two equal directories, and the dict keeps one.
+# is what gunicorn.conf.py had to replace for logging). The adapters build it in their
+# constructors, which ``bootstrap.Lazy`` runs once, so threads rarely race here; two that do
+# each build a directory, and the later one removes its own.
 _built: dict[str, tuple[tuple[int, int], str]] = {}
 
 
@@ -66,17 +67,20 @@ def ca_location(ca_bundle: str | None) -> str:
     if known is not None and known[0] == version:
         return known[1]
     location = _build(source)
+    known = _built.get(source)
+    if known is not None and known[0] == version:  # another thread built it meanwhile
+        if location != source:
+            shutil.rmtree(location, ignore_errors=True)
+        return known[1]
     _built[source] = (version, location)
     return location
 
 
-def export_to_requests(ca_bundle: str | None) -> str:
+def export_to_requests(location: str) -> None:
     """Make ``requests`` sessions that read the environment (azureml-core's) trust
-    ``ca_location(ca_bundle)``; returns it."""
-    location = ca_location(ca_bundle)
+    ``location`` (a ``ca_location``)."""
     if os.environ.get("REQUESTS_CA_BUNDLE") != location:
         os.environ["REQUESTS_CA_BUNDLE"] = location
-    return location
 
 
 def _build(source: str) -> str:

@@ -199,11 +199,33 @@ def test_requests_sessions_that_read_the_environment_get_the_directory(
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     bundle = _bundle(tmp_path / "bundle.pem", _ca(tmp_path / "ca").ca_path.read_bytes())
-    directory = trust.export_to_requests(bundle)
+    directory = trust.ca_location(bundle)
+    trust.export_to_requests(directory)
     assert os.path.isdir(directory)
     assert os.environ["REQUESTS_CA_BUNDLE"] == directory
     settings = requests.Session().merge_environment_settings(
         "https://management.azure.com/", {}, None, None, None
     )
     assert settings["verify"] == directory
-    assert trust.export_to_requests(None) == directory  # the environment now names it
+    assert trust.ca_location(None) == directory  # the environment now names it
+
+
+def test_of_two_threads_building_at_once_the_later_keeps_the_earlier_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = _bundle(tmp_path / "bundle.pem", _ca(tmp_path / "ca").ca_path.read_bytes())
+    build = trust._build
+    built: list[str] = []
+    earlier: list[str] = []
+
+    def racing(source: str) -> str:
+        mine = build(source)
+        built.append(mine)
+        if len(built) == 1:  # another thread finishes its build while this one builds
+            earlier.append(trust.ca_location(source))
+        return mine
+
+    monkeypatch.setattr(trust, "_build", racing)
+    assert trust.ca_location(bundle) == earlier[0] == built[1]
+    assert not os.path.exists(built[0])  # the later build's directory is gone
+    assert trust.ca_location(bundle) == earlier[0]

@@ -233,6 +233,12 @@ class WriteOutcomeUnknown(AzureCallFailed):
         self.settle = settle
 
 
+class WriteNotSent(AzureCallFailed):
+    """A write was not sent: what the adapter had to do before it (the read that guards it, a
+    read retried after Azure's Retry-After) ended past its ``send_by``, when its subscription
+    write slot was over. Nothing reached Azure: take a new slot and call again."""
+
+
 class AzureRejected(FailedDependency):
     """Azure refused the request for good (bad request, validation error, failed operation)."""
 

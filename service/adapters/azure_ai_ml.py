@@ -45,6 +45,7 @@ from service.adapters.azure_calls import (
     LIST_RETRY_WAIT_S,
     Call,
     GuardedWrites,
+    check_send_by,
     retry_read,
 )
 from service.adapters.client_cache import ClientCache
@@ -137,6 +138,7 @@ class AzureOnlineDeployments:
         app_insights: bool | None = None,
         model_data_collection: bool | None = None,
         expected_version: str | None = None,
+        send_by: float | None = None,
     ) -> str:
         """GET, change the two fields, PUT; returns ``{location}/{operation name}``.
 
@@ -162,6 +164,7 @@ class AzureOnlineDeployments:
                 app_insights=app_insights,
                 model_data_collection=model_data_collection,
                 expected_version=expected_version,
+                send_by=send_by,
             ),
             result,
         )
@@ -176,9 +179,11 @@ class AzureOnlineDeployments:
         app_insights: bool | None,
         model_data_collection: bool | None,
         expected_version: str | None,
+        send_by: float | None,
     ) -> str:
         _, arm, _ = self._clients_for(target)
-        # The guard's fresh read, retried in place after a short Retry-After.
+        # The guard's fresh read, retried in place after a short Retry-After (and the PUT then
+        # not sent when that took it past its write slot).
         doc = retry_read(lambda: self._get(target, endpoint, deployment))
         if doc is None:
             raise NotFound(f"deployment '{name}' not found in workspace '{target.workspace_name}'")
@@ -187,6 +192,7 @@ class AzureOnlineDeployments:
                 f"deployment '{name}' changed in Azure since it was read: deciding again",
                 retry_after_s=1,
             )
+        check_send_by(send_by, f"update of deployment '{name}'")
         props = dict(doc.get("properties") or {})
         if app_insights is not None:
             props["appInsightsEnabled"] = app_insights

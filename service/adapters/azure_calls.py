@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
-from service.errors import AzureCallFailed, WriteOutcomeUnknown
+from service.errors import AzureCallFailed, WriteNotSent, WriteOutcomeUnknown
 from service.metrics import AZURE_CALLS
 
 TEMPORARY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -97,6 +97,17 @@ class GuardedWrites:
         raise WriteOutcomeUnknown(
             f"Azure ML: {what} got no answer within {self._timeout:g} s; it may still be applied",
             settle,
+        )
+
+
+def check_send_by(send_by: float | None, what: str) -> None:
+    """Before a write is sent: ``WriteNotSent`` when its write slot ended (``send_by``, epoch
+    seconds) while the reads it needed first ran (a read retried after a Retry-After: sent now,
+    it would arrive among the writes of later slots)."""
+    if send_by is not None and time.time() > send_by:
+        raise WriteNotSent(
+            f"{what} not sent: the reads before it ended {time.time() - send_by:.2f} s after "
+            "its write slot"
         )
 
 

@@ -49,6 +49,7 @@ from service.adapters.azure_calls import (
     TEMPORARY_STATUS,
     Call,
     GuardedWrites,
+    check_send_by,
     first_line,
     retry_read,
     start_call,
@@ -149,10 +150,12 @@ class AzureMlControlPlane:
         *,
         app_insights: bool | None = None,
         model_data_collection: bool | None = None,
+        send_by: float | None = None,
     ) -> str:
         service = self._recent_read(target, name) or retry_read(
             lambda: self._require(target, name)  # short Retry-After: retried in place
         )
+        check_send_by(send_by, f"update of '{name}'")  # update() = validate + PATCH, at once
         options: dict[str, Any] = {}
         if app_insights is not None:
             options["enable_app_insights"] = app_insights

@@ -61,6 +61,7 @@ class MlTargets:
         app_insights: bool | None = None,
         model_data_collection: bool | None = None,
         expected_version: str | None = None,
+        send_by: float | None = None,
     ) -> str:
         if split_target(name) is not None:
             return self.v2.start_update(
@@ -69,10 +70,15 @@ class MlTargets:
                 app_insights=app_insights,
                 model_data_collection=model_data_collection,
                 expected_version=expected_version,
+                send_by=send_by,
             )
         # v1 PATCHes single values (JSON patch): nothing else of the service is written back.
         return self.v1.start_update(
-            target, name, app_insights=app_insights, model_data_collection=model_data_collection
+            target,
+            name,
+            app_insights=app_insights,
+            model_data_collection=model_data_collection,
+            send_by=send_by,
         )
 
     def operation_status(

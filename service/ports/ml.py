@@ -88,11 +88,14 @@ class MlControlPlane(Protocol):
         app_insights: bool | None = None,
         model_data_collection: bool | None = None,
         expected_version: str | None = None,
+        send_by: float | None = None,
     ) -> str:
         """Start an update of the given settings; returns the Azure operation id.
 
         ``expected_version``: the snapshot's ``version`` the change was decided on; a target
-        that changed since is not written (AzureCallFailed: decide again)."""
+        that changed since is not written (AzureCallFailed: decide again). ``send_by`` (epoch
+        seconds): the end of the write's subscription write slot; when the reads the write
+        needs first end after it, nothing is written (``WriteNotSent``: take a new slot)."""
         ...
 
     def operation_status(

@@ -37,6 +37,7 @@ from service.errors import (
     AzureRejected,
     NotFound,
     ServiceError,
+    WriteNotSent,
     WriteOutcomeUnknown,
     azure_answer,
     is_temporary,
@@ -44,6 +45,7 @@ from service.errors import (
 )
 from service.ports import MlTarget, ServiceSnapshot
 from service.services import leases, retention_apply
+from service.services.db_writes import SLOT_TRIES, WriteSlotMissed
 from service.services.discovery import target_of
 from service.services.leases import Claim
 from service.services.outcomes import Outcome
@@ -176,17 +178,8 @@ class _Attempt:
         changes = self._changes(snapshot, index)
         if not changes:
             return Outcome(AttemptEnd.SUCCEEDED, snapshot=snapshot)
-        # THE fence (keep_for_write): renewed with this attempt's token right before the write,
-        # so an attempt that lost its lease (taken over, or cancelled) never sends one.
-        leases.take_write_slot(self.rt, ws.subscription_id, lease.wait, lease.keep_for_write)
         try:
-            operation_id = self.rt.ml.start_update(
-                target,
-                name,
-                app_insights=changes.get("app_insights"),
-                model_data_collection=changes.get("model_data_collection"),
-                expected_version=snapshot.version,
-            )
+            operation_id = self._write(ws, target, name, changes, snapshot.version)
         except WriteOutcomeUnknown as unanswered:
             operation_id = self._settle(unanswered)
         lease.azure_operation_id = operation_id
@@ -194,6 +187,40 @@ class _Attempt:
         followed = self._follow(target, operation_id)
         assert followed is not None
         return followed
+
+    def _write(
+        self,
+        ws: Workspace,
+        target: MlTarget,
+        name: str,
+        changes: dict[str, bool],
+        version: str | None,
+    ) -> str:
+        """Send the update in a slot of the subscription's write budget; returns the Azure
+        operation id. A write the adapter did not send because the reads before it ended after
+        its slot (``WriteNotSent``) takes a new slot; ``WriteSlotMissed`` after SLOT_TRIES."""
+        for _ in range(SLOT_TRIES):
+            # THE fence (keep_for_write): renewed with this attempt's token right before the
+            # write, so an attempt that lost its lease (taken over, or cancelled) never sends one.
+            send_by = leases.take_write_slot(
+                self.rt, ws.subscription_id, self.lease.wait, self.lease.keep_for_write
+            )
+            try:
+                return self.rt.ml.start_update(
+                    target,
+                    name,
+                    app_insights=changes.get("app_insights"),
+                    model_data_collection=changes.get("model_data_collection"),
+                    expected_version=version,
+                    send_by=send_by,
+                )
+            except WriteNotSent as not_sent:
+                self.rt.meter.write_slot_missed()
+                log.debug("operation %s: %s; taking another slot", self.claim.id, not_sent.detail)
+        raise WriteSlotMissed(
+            f"the write was not sent within its slot in {SLOT_TRIES} tries",
+            retry_after_s=1,
+        )
 
     def _export_attempt(self) -> Outcome:
         """A retention (data export rule) operation: its own module does the work, waiting and

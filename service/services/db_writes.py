@@ -104,6 +104,9 @@ def _reserve(rt: Runtime, subscription_id: str, clock: Callable[[], float]) -> f
 # A write is sent at most this long after its slot starts, or it takes a new slot: the rest of
 # SLOT_MARGIN's half second of slack is left to the SDK's own call before its write.
 LATE_S = 0.25
+# ... and whatever the adapter does before the write (a read it retries) ends by this long
+# after the slot's start, or the write is not sent (the port's ``send_by``, ``WriteNotSent``).
+SEND_WITHIN_S = SLOT_MARGIN - 1
 SLOT_TRIES = 10
 
 
@@ -118,9 +121,10 @@ def take_write_slot(
     pause: Callable[[float], None],
     fence: Callable[[], None],
     clock: Callable[[], float] = time.time,
-) -> None:
+) -> float:
     """Wait for the subscription's next write slot, then ``fence`` the write (renew the lease
-    that guards it); returns when the write may be sent at once.
+    that guards it); returns when the write may be sent at once, with the time (epoch seconds)
+    after which it must not be sent any more (``send_by``: the slot's start + SEND_WITHIN_S).
 
     When the reservation, the wait or the fence ended more than ``LATE_S`` after the slot began
     (a row lock held by another reservation, a slow lease renewal, a loaded process), the slot
@@ -137,7 +141,7 @@ def take_write_slot(
         fence()
         late = clock() - start
         if late <= LATE_S:
-            return
+            return start + SEND_WITHIN_S
         rt.meter.write_slot_missed()
         log.debug(
             "write slot of subscription %s missed by %.2f s: taking another", subscription_id, late

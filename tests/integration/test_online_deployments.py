@@ -14,7 +14,7 @@ from emulator.testing import EmulatorHandle, Sandbox
 from service.adapters.azure_calls import LIST_RETRY_WAIT_S
 from service.config import Settings
 from service.db.session import Database
-from service.errors import AzureCallFailed
+from service.errors import AzureCallFailed, WriteNotSent
 from service.services import compliance, discovery, endpoints, policies
 from service.services.pagination import PageRequest
 from service.services.runtime import Runtime
@@ -384,4 +384,34 @@ def test_a_throttled_read_before_the_write_is_retried_in_place_not_with_a_new_at
     *_, throttled, fresh = fresh_emulator.requests("arm.online_deployment_get")
     assert (throttled.status, fresh.status) == (429, 200)
     assert fresh.time - throttled.time >= 1.0  # Azure's Retry-After
+    assert len(fresh_emulator.requests("arm.online_deployment_put")) == 1
+
+
+def test_a_guard_read_retried_past_the_write_s_slot_sends_no_put(
+    rt: Runtime, wired: Wired, fresh_emulator: EmulatorHandle
+) -> None:
+    """The guard read, retried after Azure's Retry-After, ended after ``send_by`` (the write's
+    subscription slot): the PUT is not sent (WriteNotSent: the attempt takes a new slot)."""
+    target = ml_target(rt, wired.workspace_id)
+    seen = rt.ml.get_service(target, "churn.blue")
+    assert seen is not None
+    fresh_emulator.add_fault("throttle", "arm.online_deployment_get", retry_after_s=1, count=1)
+    with pytest.raises(WriteNotSent):
+        rt.ml.start_update(
+            target,
+            "churn.blue",
+            app_insights=True,
+            expected_version=seen.version,
+            send_by=time.time() + 0.5,
+        )
+    *_, throttled, fresh = fresh_emulator.requests("arm.online_deployment_get")
+    assert (throttled.status, fresh.status) == (429, 200)
+    assert fresh_emulator.requests("arm.online_deployment_put") == []
+    rt.ml.start_update(
+        target,
+        "churn.blue",
+        app_insights=True,
+        expected_version=seen.version,
+        send_by=time.time() + 0.5,
+    )
     assert len(fresh_emulator.requests("arm.online_deployment_put")) == 1

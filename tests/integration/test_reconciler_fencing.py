@@ -466,3 +466,27 @@ def test_a_write_that_misses_every_slot_is_retried_later(rt: Runtime) -> None:
         leases.take_write_slot(rt, new_guid(), lambda s: None, fence, clock=lambda: now[0])
     assert len(fences) == SLOT_TRIES
     assert isinstance(raised.value, AzureCallFailed)  # temporary: the attempt is retried
+
+
+def test_a_write_not_sent_in_its_slot_takes_a_new_slot_in_the_same_attempt(
+    world: World, rt: Runtime, fake: FakeMl
+) -> None:
+    """The adapter's reads before a write (v2's guard read retried after Azure's Retry-After)
+    may end after the write's slot: it sends nothing (WriteNotSent), and the attempt takes the
+    next slot instead of sending late, among the following slots' writes."""
+    q = _queued(world, rt, fake)
+    fake.unsent_writes = 1
+    meter = RecordingMeter()
+    worker = Reconciler(dataclasses.replace(rt, meter=meter), "w", only_tenants={q.tenant_id})
+    try:
+        run_until(worker, lambda: settled(rt, q.tenant_id))
+    finally:
+        worker.close()
+    (op,) = operations_of(rt, q.tenant_id)
+    assert (op.state, op.attempts) == ("succeeded", 1)
+    assert fake.writes == [("svc", {"app_insights": True})]
+    first, second = fake.send_bys  # two slots of the subscription's budget, one after another
+    assert first is not None
+    assert second is not None
+    assert second - first >= 1 / rt.settings.reconciler.subscription_writes_per_s
+    assert meter.events.count(("write_slot_missed", "")) == 1

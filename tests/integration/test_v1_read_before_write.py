@@ -4,11 +4,14 @@ reconciler's attempt (``azure_calls.retry_read``), and the PATCH is still sent o
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from emulator.testing import EmulatorHandle, Sandbox
 from service.config import Settings
 from service.db.session import Database
+from service.errors import WriteNotSent
 from service.services.runtime import Runtime
 from tests.support.api import World
 from tests.support.reconcile import fast_runtime, ml_target, wire
@@ -31,6 +34,28 @@ def test_a_throttled_read_before_the_patch_is_retried_in_place(
     throttled, retried, *_ = fresh_emulator.requests("mms.service_get")
     assert (throttled.status, retried.status) == (429, 200)
     assert retried.time - throttled.time >= 1.0  # Azure's Retry-After
+    assert len(fresh_emulator.requests("mms.service_patch")) == 1
+
+
+def test_a_read_retried_past_the_write_s_slot_sends_no_write(
+    world: World, rt: Runtime, fresh_emulator: EmulatorHandle
+) -> None:
+    """The retried read ended after ``send_by`` (the write's subscription slot): validate and
+    PATCH are not sent (the attempt takes a new slot), so the write cannot arrive among the
+    following slots' writes."""
+    box: Sandbox = fresh_emulator.sandbox()
+    box.add_service("legacy", compute_type="AKS", app_insights_enabled=False)
+    wired = wire(world, rt, box)
+    target = ml_target(rt, wired.workspace_id)
+    fresh_emulator.add_fault("throttle", "mms.service_get", retry_after_s=1, count=1)
+    with pytest.raises(WriteNotSent):
+        rt.ml.start_update(target, "legacy", app_insights=True, send_by=time.time() + 0.5)
+    assert [r.status for r in fresh_emulator.requests("mms.service_get")] == [429, 200]
+    assert fresh_emulator.requests("mms.services_validate") == []
+    assert fresh_emulator.requests("mms.service_patch") == []
+    assert box.service("legacy")["appInsightsEnabled"] is False
+    # With its next slot the same update goes out.
+    rt.ml.start_update(target, "legacy", app_insights=True, send_by=time.time() + 0.5)
     assert len(fresh_emulator.requests("mms.service_patch")) == 1
 
 

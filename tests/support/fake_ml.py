@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.domain.targets import Capabilities, capabilities
-from service.errors import AzureCallFailed, ServiceError, WriteOutcomeUnknown
+from service.errors import AzureCallFailed, ServiceError, WriteNotSent, WriteOutcomeUnknown
 from service.ports import AzureOperationStatus, CertificateInfo, MlTarget, ServiceSnapshot
 
 
@@ -41,6 +41,9 @@ class FakeMl:
     # The next write gets no answer in time: it lands when ``write_lands`` is set.
     unanswered_writes: int = 0
     write_lands: threading.Event = field(default_factory=threading.Event)
+    # The next writes' reads before them end after their ``send_by``: nothing is sent.
+    unsent_writes: int = 0
+    send_bys: list[float | None] = field(default_factory=list)  # each start_update's send_by
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -79,8 +82,16 @@ class FakeMl:
         app_insights: bool | None = None,
         model_data_collection: bool | None = None,
         expected_version: str | None = None,  # v2 only; these fake services are v1
+        send_by: float | None = None,
     ) -> str:
         changes = {"app_insights": app_insights}
+        with self._lock:
+            self.send_bys.append(send_by)
+            unsent = self.unsent_writes > 0
+            if unsent:
+                self.unsent_writes -= 1
+        if unsent:
+            raise WriteNotSent(f"update of '{name}' not sent: its read ended after its slot")
         with self._lock:
             unanswered = self.unanswered_writes > 0
             if unanswered:

@@ -434,9 +434,20 @@ def _run(
         f"workers={args.workers or 'in-process'} tenant_cap={args.tenant_cap}"
     )
     max_rate = max(writes.values()) if writes else 0
+    from prometheus_client import REGISTRY
+
+    def given_up(reason: str) -> int:
+        labels = {"reason": reason}
+        return int(REGISTRY.get_sample_value("amlcp_write_slots_missed_total", labels) or 0)
+
+    missed: object = (
+        "n/a (counted in the worker processes)"
+        if args.workers
+        else " ".join(f"{r}:{given_up(r)}" for r in ("late", "read_failed", "read_slow"))
+    )
     print(
         f"write_rate: max_per_subscription_per_s={max_rate} budget=10 "
-        f"within_budget={max_rate <= 10}"
+        f"within_budget={max_rate <= 10} write_slots_given_up={missed}"
     )
     print(
         f"baseline: sequential_per_endpoint_s={per_endpoint:.2f} "

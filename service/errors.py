@@ -234,9 +234,14 @@ class WriteOutcomeUnknown(AzureCallFailed):
 
 
 class WriteNotSent(AzureCallFailed):
-    """A write was not sent: what the adapter had to do before it (the read that guards it, a
-    read retried after Azure's Retry-After) ended past its ``send_by``, when its subscription
-    write slot was over. Nothing reached Azure: take a new slot and call again."""
+    """A paced write was not sent: the read the adapter makes before it failed (``reason``
+    ``read_failed``; ``retry_after_s`` is Azure's, for that read) or ended after the write's
+    ``send_by``, when its subscription write slot was over (``read_slow``). Nothing reached
+    Azure: wait out the Retry-After, take a new slot and call again."""
+
+    def __init__(self, detail: str, *, reason: str, retry_after_s: float | None = None) -> None:
+        super().__init__(detail, retry_after_s=retry_after_s)
+        self.reason = reason
 
 
 class AzureRejected(FailedDependency):

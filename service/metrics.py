@@ -40,8 +40,9 @@ THROTTLE_WAITS = Counter(
 )
 WRITE_SLOTS_MISSED = Counter(
     "amlcp_write_slots_missed_total",
-    "Subscription write slots given up: the write could not be sent within 0.25 s of its slot "
-    "(an overloaded reconciler; the write took a later slot)",
+    "Subscription write slots given up, the write taking a later one: late (an overloaded "
+    "reconciler), read_failed / read_slow (the read before the write failed or ended late)",
+    ["reason"],
 )
 THROTTLED_RESPONSES = Counter(
     "amlcp_throttled_responses_total", "429 answers this service gave callers", ["reason"]
@@ -94,5 +95,5 @@ class PrometheusMeter:
     def log_query_cache(self, result: str) -> None:
         LOG_QUERY_CACHE.labels(result).inc()
 
-    def write_slot_missed(self) -> None:
-        WRITE_SLOTS_MISSED.inc()
+    def write_slot_missed(self, reason: str) -> None:
+        WRITE_SLOTS_MISSED.labels(reason).inc()

@@ -45,7 +45,7 @@ from service.adapters.azure_calls import (
     LIST_RETRY_WAIT_S,
     Call,
     GuardedWrites,
-    check_send_by,
+    read_before_write,
     retry_read,
 )
 from service.adapters.client_cache import ClientCache
@@ -182,9 +182,12 @@ class AzureOnlineDeployments:
         send_by: float | None,
     ) -> str:
         _, arm, _ = self._clients_for(target)
-        # The guard's fresh read, retried in place after a short Retry-After (and the PUT then
-        # not sent when that took it past its write slot).
-        doc = retry_read(lambda: self._get(target, endpoint, deployment))
+        # The guard's fresh read (paced: not retried here, see read_before_write).
+        doc = read_before_write(
+            lambda: self._get(target, endpoint, deployment),
+            send_by,
+            f"update of deployment '{name}'",
+        )
         if doc is None:
             raise NotFound(f"deployment '{name}' not found in workspace '{target.workspace_name}'")
         if expected_version is not None and fingerprint(doc) != expected_version:
@@ -192,7 +195,6 @@ class AzureOnlineDeployments:
                 f"deployment '{name}' changed in Azure since it was read: deciding again",
                 retry_after_s=1,
             )
-        check_send_by(send_by, f"update of deployment '{name}'")
         props = dict(doc.get("properties") or {})
         if app_insights is not None:
             props["appInsightsEnabled"] = app_insights

@@ -100,15 +100,34 @@ class GuardedWrites:
         )
 
 
-def check_send_by(send_by: float | None, what: str) -> None:
-    """Before a write is sent: ``WriteNotSent`` when its write slot ended (``send_by``, epoch
-    seconds) while the reads it needed first ran (a read retried after a Retry-After: sent now,
-    it would arrive among the writes of later slots)."""
-    if send_by is not None and time.time() > send_by:
+def read_before_write(read: Callable[[], T], send_by: float | None, what: str) -> T:
+    """The read a write needs first (the guard's fresh read, the object to update).
+
+    Unpaced (``send_by`` None): retried in place after a short Retry-After (``retry_read``).
+    Paced, the read runs between the write's subscription slot and its send, so nothing is
+    waited out here: a temporary failure raises ``WriteNotSent`` with Azure's Retry-After (the
+    caller waits it out, then takes a new slot), and so does a read that ended after
+    ``send_by`` (epoch seconds). Sent then, the write would arrive among later slots' writes.
+    """
+    if send_by is None:
+        return retry_read(read)
+    try:
+        value = read()
+    except WriteOutcomeUnknown:
+        raise
+    except AzureCallFailed as exc:
         raise WriteNotSent(
-            f"{what} not sent: the reads before it ended {time.time() - send_by:.2f} s after "
-            "its write slot"
+            f"{what} not sent: the read before it failed ({exc.detail})",
+            reason="read_failed",
+            retry_after_s=exc.retry_after_s,
+        ) from exc
+    late = time.time() - send_by
+    if late > 0:
+        raise WriteNotSent(
+            f"{what} not sent: the read before it ended {late:.2f} s after its slot",
+            reason="read_slow",
         )
+    return value
 
 
 def retry_read(

@@ -49,8 +49,8 @@ from service.adapters.azure_calls import (
     TEMPORARY_STATUS,
     Call,
     GuardedWrites,
-    check_send_by,
     first_line,
+    read_before_write,
     retry_read,
     start_call,
 )
@@ -152,10 +152,10 @@ class AzureMlControlPlane:
         model_data_collection: bool | None = None,
         send_by: float | None = None,
     ) -> str:
-        service = self._recent_read(target, name) or retry_read(
-            lambda: self._require(target, name)  # short Retry-After: retried in place
+        what = f"update of '{name}'"  # update() = validate + PATCH, at once
+        service = self._recent_read(target, name) or read_before_write(
+            lambda: self._require(target, name), send_by, what
         )
-        check_send_by(send_by, f"update of '{name}'")  # update() = validate + PATCH, at once
         options: dict[str, Any] = {}
         if app_insights is not None:
             options["enable_app_insights"] = app_insights

@@ -94,8 +94,9 @@ class MlControlPlane(Protocol):
 
         ``expected_version``: the snapshot's ``version`` the change was decided on; a target
         that changed since is not written (AzureCallFailed: decide again). ``send_by`` (epoch
-        seconds): the end of the write's subscription write slot; when the reads the write
-        needs first end after it, nothing is written (``WriteNotSent``: take a new slot)."""
+        seconds): the end of the write's subscription write slot. The read the write needs
+        first is then not retried in place; when it fails or ends after ``send_by``, nothing
+        is written (``WriteNotSent``: wait out its Retry-After, take a new slot)."""
         ...
 
     def operation_status(

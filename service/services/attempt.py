@@ -197,8 +197,9 @@ class _Attempt:
         version: str | None,
     ) -> str:
         """Send the update in a slot of the subscription's write budget; returns the Azure
-        operation id. A write the adapter did not send because the reads before it ended after
-        its slot (``WriteNotSent``) takes a new slot; ``WriteSlotMissed`` after SLOT_TRIES."""
+        operation id. A write the adapter did not send because the read before it failed or
+        ended after its slot (``WriteNotSent``) takes a new slot, after the read's Retry-After;
+        ``WriteSlotMissed`` after SLOT_TRIES."""
         for _ in range(SLOT_TRIES):
             # THE fence (keep_for_write): renewed with this attempt's token right before the
             # write, so an attempt that lost its lease (taken over, or cancelled) never sends one.
@@ -215,8 +216,10 @@ class _Attempt:
                     send_by=send_by,
                 )
             except WriteNotSent as not_sent:
-                self.rt.meter.write_slot_missed()
+                self.rt.meter.write_slot_missed(not_sent.reason)
                 log.debug("operation %s: %s; taking another slot", self.claim.id, not_sent.detail)
+                if not_sent.retry_after_s:  # Azure's, for the read: the next one waits it out
+                    self.lease.wait(not_sent.retry_after_s)
         raise WriteSlotMissed(
             f"the write was not sent within its slot in {SLOT_TRIES} tries",
             retry_after_s=1,

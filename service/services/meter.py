@@ -23,9 +23,10 @@ class Meter(Protocol):
     def log_query_cache(self, result: str) -> None:
         """Where a log query's answer came from (``azure``, ``coalesced``, ``cache``)."""
 
-    def write_slot_missed(self) -> None:
-        """A write could not be sent in time for its subscription write slot and took another
-        (the reconciler was too loaded to keep to the slots it reserved)."""
+    def write_slot_missed(self, reason: str) -> None:
+        """A write gave up its subscription write slot and took another: ``late`` (the
+        reconciler was too loaded to send it in time), ``read_failed`` / ``read_slow`` (the
+        read before it failed, or ended after the slot)."""
 
 
 class NoMeter:
@@ -43,5 +44,5 @@ class NoMeter:
     def log_query_cache(self, result: str) -> None:
         pass
 
-    def write_slot_missed(self) -> None:
+    def write_slot_missed(self, reason: str) -> None:
         pass

@@ -37,26 +37,41 @@ def test_a_throttled_read_before_the_patch_is_retried_in_place(
     assert len(fresh_emulator.requests("mms.service_patch")) == 1
 
 
-def test_a_read_retried_past_the_write_s_slot_sends_no_write(
+def test_a_paced_write_whose_read_is_throttled_sends_nothing_and_reports_the_retry_after(
     world: World, rt: Runtime, fresh_emulator: EmulatorHandle
 ) -> None:
-    """The retried read ended after ``send_by`` (the write's subscription slot): validate and
-    PATCH are not sent (the attempt takes a new slot), so the write cannot arrive among the
-    following slots' writes."""
+    """With a write slot (``send_by``) the read is not retried inside the write, between the
+    slot and the PATCH: nothing is sent, Azure's Retry-After goes back to the attempt (which
+    waits it out and takes a new slot), and the write cannot arrive among later slots' writes."""
     box: Sandbox = fresh_emulator.sandbox()
     box.add_service("legacy", compute_type="AKS", app_insights_enabled=False)
     wired = wire(world, rt, box)
     target = ml_target(rt, wired.workspace_id)
     fresh_emulator.add_fault("throttle", "mms.service_get", retry_after_s=1, count=1)
-    with pytest.raises(WriteNotSent):
-        rt.ml.start_update(target, "legacy", app_insights=True, send_by=time.time() + 0.5)
-    assert [r.status for r in fresh_emulator.requests("mms.service_get")] == [429, 200]
+    with pytest.raises(WriteNotSent) as not_sent:
+        rt.ml.start_update(target, "legacy", app_insights=True, send_by=time.time() + 1)
+    assert not_sent.value.retry_after_s == 1
+    assert [r.status for r in fresh_emulator.requests("mms.service_get")] == [429]
     assert fresh_emulator.requests("mms.services_validate") == []
     assert fresh_emulator.requests("mms.service_patch") == []
-    assert box.service("legacy")["appInsightsEnabled"] is False
-    # With its next slot the same update goes out.
-    rt.ml.start_update(target, "legacy", app_insights=True, send_by=time.time() + 0.5)
+    time.sleep(1)
+    rt.ml.start_update(target, "legacy", app_insights=True, send_by=time.time() + 1)
     assert len(fresh_emulator.requests("mms.service_patch")) == 1
+    assert box.service("legacy")["appInsightsEnabled"] is True
+
+
+def test_a_paced_write_whose_read_ended_after_its_slot_sends_nothing(
+    world: World, rt: Runtime, fresh_emulator: EmulatorHandle
+) -> None:
+    box: Sandbox = fresh_emulator.sandbox()
+    box.add_service("legacy", compute_type="AKS", app_insights_enabled=False)
+    wired = wire(world, rt, box)
+    target = ml_target(rt, wired.workspace_id)
+    with pytest.raises(WriteNotSent) as not_sent:
+        rt.ml.start_update(target, "legacy", app_insights=True, send_by=time.time() - 1)
+    assert not_sent.value.retry_after_s is None
+    assert len(fresh_emulator.requests("mms.service_get")) == 1
+    assert fresh_emulator.requests("mms.service_patch") == []
 
 
 def test_an_update_right_after_a_read_of_the_service_does_not_read_it_again(

@@ -91,7 +91,11 @@ class FakeMl:
             if unsent:
                 self.unsent_writes -= 1
         if unsent:
-            raise WriteNotSent(f"update of '{name}' not sent: its read ended after its slot")
+            raise WriteNotSent(
+                f"update of '{name}' not sent: the read before it failed",
+                reason="read_failed",
+                retry_after_s=0.3,
+            )
         with self._lock:
             unanswered = self.unanswered_writes > 0
             if unanswered:

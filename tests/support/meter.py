@@ -19,5 +19,5 @@ class RecordingMeter:
     def log_query_cache(self, result: str) -> None:
         self.events.append(("log_query_cache", result))
 
-    def write_slot_missed(self) -> None:
-        self.events.append(("write_slot_missed", ""))
+    def write_slot_missed(self, reason: str) -> None:
+        self.events.append(("write_slot_missed", reason))

@@ -12,6 +12,7 @@ from emulator.testing import EmulatorHandle, Sandbox
 from service.config import Settings
 from service.db.session import Database
 from service.errors import WriteNotSent
+from service.ports import MlTarget
 from service.services.runtime import Runtime
 from tests.support.api import World
 from tests.support.reconcile import fast_runtime, ml_target, wire
@@ -22,13 +23,19 @@ def rt(settings: Settings, database: Database, fresh_emulator: EmulatorHandle) -
     return fast_runtime(settings, database, fresh_emulator, call_timeout_s=10.0)
 
 
-def test_a_throttled_read_before_the_patch_is_retried_in_place(
-    world: World, rt: Runtime, fresh_emulator: EmulatorHandle
-) -> None:
+@pytest.fixture
+def legacy(world: World, rt: Runtime, fresh_emulator: EmulatorHandle) -> tuple[Sandbox, MlTarget]:
+    """A v1 web service "legacy" (AKS, App Insights off) and how to reach its workspace."""
     box: Sandbox = fresh_emulator.sandbox()
     box.add_service("legacy", compute_type="AKS", app_insights_enabled=False)
     wired = wire(world, rt, box)
-    target = ml_target(rt, wired.workspace_id)
+    return box, ml_target(rt, wired.workspace_id)
+
+
+def test_a_throttled_read_before_the_patch_is_retried_in_place(
+    rt: Runtime, fresh_emulator: EmulatorHandle, legacy: tuple[Sandbox, MlTarget]
+) -> None:
+    _, target = legacy
     fresh_emulator.add_fault("throttle", "mms.service_get", retry_after_s=1, count=1)
     rt.ml.start_update(target, "legacy", app_insights=True)
     throttled, retried, *_ = fresh_emulator.requests("mms.service_get")
@@ -38,15 +45,12 @@ def test_a_throttled_read_before_the_patch_is_retried_in_place(
 
 
 def test_a_paced_write_whose_read_is_throttled_sends_nothing_and_reports_the_retry_after(
-    world: World, rt: Runtime, fresh_emulator: EmulatorHandle
+    rt: Runtime, fresh_emulator: EmulatorHandle, legacy: tuple[Sandbox, MlTarget]
 ) -> None:
     """With a write slot (``send_by``) the read is not retried inside the write, between the
     slot and the PATCH: nothing is sent, Azure's Retry-After goes back to the attempt (which
     waits it out and takes a new slot), and the write cannot arrive among later slots' writes."""
-    box: Sandbox = fresh_emulator.sandbox()
-    box.add_service("legacy", compute_type="AKS", app_insights_enabled=False)
-    wired = wire(world, rt, box)
-    target = ml_target(rt, wired.workspace_id)
+    box, target = legacy
     fresh_emulator.add_fault("throttle", "mms.service_get", retry_after_s=1, count=1)
     with pytest.raises(WriteNotSent) as not_sent:
         rt.ml.start_update(target, "legacy", app_insights=True, send_by=time.time() + 1)
@@ -61,12 +65,9 @@ def test_a_paced_write_whose_read_is_throttled_sends_nothing_and_reports_the_ret
 
 
 def test_a_paced_write_whose_read_ended_after_its_slot_sends_nothing(
-    world: World, rt: Runtime, fresh_emulator: EmulatorHandle
+    rt: Runtime, fresh_emulator: EmulatorHandle, legacy: tuple[Sandbox, MlTarget]
 ) -> None:
-    box: Sandbox = fresh_emulator.sandbox()
-    box.add_service("legacy", compute_type="AKS", app_insights_enabled=False)
-    wired = wire(world, rt, box)
-    target = ml_target(rt, wired.workspace_id)
+    _, target = legacy
     with pytest.raises(WriteNotSent) as not_sent:
         rt.ml.start_update(target, "legacy", app_insights=True, send_by=time.time() - 1)
     assert not_sent.value.retry_after_s is None
@@ -75,12 +76,9 @@ def test_a_paced_write_whose_read_ended_after_its_slot_sends_nothing(
 
 
 def test_an_update_right_after_a_read_of_the_service_does_not_read_it_again(
-    world: World, rt: Runtime, fresh_emulator: EmulatorHandle
+    rt: Runtime, fresh_emulator: EmulatorHandle, legacy: tuple[Sandbox, MlTarget]
 ) -> None:
-    box: Sandbox = fresh_emulator.sandbox()
-    box.add_service("legacy", compute_type="AKS", app_insights_enabled=False)
-    wired = wire(world, rt, box)
-    target = ml_target(rt, wired.workspace_id)
+    box, target = legacy
     assert rt.ml.get_service(target, "legacy") is not None
     rt.ml.start_update(target, "legacy", app_insights=True)
     # The decision's read, then azureml-core's own re-read after its PATCH: no read in between.
@@ -93,14 +91,11 @@ def test_an_update_right_after_a_read_of_the_service_does_not_read_it_again(
 
 
 def test_a_read_made_with_a_credential_since_replaced_is_not_reused(
-    world: World, rt: Runtime, fresh_emulator: EmulatorHandle
+    rt: Runtime, fresh_emulator: EmulatorHandle, legacy: tuple[Sandbox, MlTarget]
 ) -> None:
     from dataclasses import replace
 
-    box: Sandbox = fresh_emulator.sandbox()
-    box.add_service("legacy", compute_type="AKS", app_insights_enabled=False)
-    wired = wire(world, rt, box)
-    target = ml_target(rt, wired.workspace_id)
+    _, target = legacy
     assert rt.ml.get_service(target, "legacy") is not None
     other = replace(target, credential=object())  # type: ignore[arg-type]
     with pytest.raises(Exception):  # noqa: B017 - any failure: it must not use the old read
@@ -112,8 +107,6 @@ def test_a_read_made_with_a_credential_since_replaced_is_not_reused(
 def test_a_v1_operation_just_started_is_not_polled_before_it_could_have_progressed(
     world: World, rt: Runtime, fresh_emulator: EmulatorHandle
 ) -> None:
-    import time
-
     from service.adapters.azure_calls import FIRST_POLL_AFTER_S
 
     box: Sandbox = fresh_emulator.sandbox()

@@ -105,9 +105,11 @@ def read_before_write(read: Callable[[], T], send_by: float | None, what: str) -
 
     Unpaced (``send_by`` None): retried in place after a short Retry-After (``retry_read``).
     Paced, the read runs between the write's subscription slot and its send, so nothing is
-    waited out here: a temporary failure raises ``WriteNotSent`` with Azure's Retry-After (the
-    caller waits it out, then takes a new slot), and so does a read that ended after
-    ``send_by`` (epoch seconds). Sent then, the write would arrive among later slots' writes.
+    waited out here: a failure ``retry_read`` would have retried (Azure's Retry-After of at
+    most READ_RETRY_MAX_WAIT_S) raises ``WriteNotSent`` with that Retry-After (the caller waits
+    it out, then takes a new slot), and so does a read that ended after ``send_by`` (epoch
+    seconds): sent then, the write would arrive among later slots' writes. Any other failure is
+    raised as it came (the attempt is retried later), as ``retry_read`` would.
     """
     if send_by is None:
         return retry_read(read)
@@ -116,6 +118,8 @@ def read_before_write(read: Callable[[], T], send_by: float | None, what: str) -
     except WriteOutcomeUnknown:
         raise
     except AzureCallFailed as exc:
+        if exc.retry_after_s is None or exc.retry_after_s > READ_RETRY_MAX_WAIT_S:
+            raise
         raise WriteNotSent(
             f"{what} not sent: the read before it failed ({exc.detail})",
             reason="read_failed",
@@ -130,11 +134,14 @@ def read_before_write(read: Callable[[], T], send_by: float | None, what: str) -
     return value
 
 
+READ_RETRY_MAX_WAIT_S = 2.0  # a read is retried (or a paced write's retaken) after this at most
+
+
 def retry_read(
     read: Callable[[], T],
     *,
     retries: int = 2,
-    max_wait_s: float = 2.0,
+    max_wait_s: float = READ_RETRY_MAX_WAIT_S,
     unhinted_wait_s: float | None = None,
 ) -> T:
     """A read (it changes nothing) retried in place when Azure answered with a Retry-After of

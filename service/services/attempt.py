@@ -199,7 +199,9 @@ class _Attempt:
         """Send the update in a slot of the subscription's write budget; returns the Azure
         operation id. A write the adapter did not send because the read before it failed or
         ended after its slot (``WriteNotSent``) takes a new slot, after the read's Retry-After;
-        ``WriteSlotMissed`` after SLOT_TRIES."""
+        ``WriteSlotMissed`` after SLOT_TRIES; a read that failed READ_TRIES times is raised (the
+        attempt is retried later), as a read retried in place would be."""
+        failed_reads = 0
         for _ in range(SLOT_TRIES):
             # THE fence (keep_for_write): renewed with this attempt's token right before the
             # write, so an attempt that lost its lease (taken over, or cancelled) never sends one.
@@ -217,6 +219,10 @@ class _Attempt:
                 )
             except WriteNotSent as not_sent:
                 self.rt.meter.write_slot_missed(not_sent.reason)
+                if not_sent.reason == "read_failed":
+                    failed_reads += 1
+                    if failed_reads >= READ_TRIES:
+                        raise
                 log.debug("operation %s: %s; taking another slot", self.claim.id, not_sent.detail)
                 if not_sent.retry_after_s:  # Azure's, for the read: the next one waits it out
                     self.lease.wait(not_sent.retry_after_s)

@@ -490,3 +490,23 @@ def test_a_write_not_sent_in_its_slot_takes_a_new_slot_in_the_same_attempt(
     assert second is not None
     assert second - first >= 0.3  # Azure's Retry-After, waited out before the new slot
     assert meter.events.count(("write_slot_missed", "read_failed")) == 1
+
+
+def test_a_write_whose_read_keeps_failing_ends_its_attempt_as_a_read_would(
+    world: World, rt: Runtime, fake: FakeMl
+) -> None:
+    """READ_TRIES throttled reads before one write: the attempt is retried later (as a read
+    retried in place was), not given slot after slot."""
+    from service.services.attempt import READ_TRIES
+
+    q = _queued(world, rt, fake)
+    fake.unsent_writes = READ_TRIES
+    worker = Reconciler(rt, "w", only_tenants={q.tenant_id})
+    try:
+        run_until(worker, lambda: settled(rt, q.tenant_id))
+    finally:
+        worker.close()
+    (op,) = operations_of(rt, q.tenant_id)
+    assert (op.state, op.attempts) == ("succeeded", 2)
+    assert len(fake.send_bys) == READ_TRIES + 1
+    assert fake.writes == [("svc", {"app_insights": True})]

@@ -11,7 +11,7 @@ import pytest
 from emulator.testing import EmulatorHandle, Sandbox
 from service.config import Settings
 from service.db.session import Database
-from service.errors import WriteNotSent
+from service.errors import AzureCallFailed, WriteNotSent
 from service.ports import MlTarget
 from service.services.runtime import Runtime
 from tests.support.api import World
@@ -72,6 +72,19 @@ def test_a_paced_write_whose_read_ended_after_its_slot_sends_nothing(
         rt.ml.start_update(target, "legacy", app_insights=True, send_by=time.time() - 1)
     assert not_sent.value.retry_after_s is None
     assert len(fresh_emulator.requests("mms.service_get")) == 1
+    assert fresh_emulator.requests("mms.service_patch") == []
+
+
+def test_a_paced_write_whose_read_failed_without_retry_after_raises_that_failure(
+    fresh_emulator: EmulatorHandle, rt: Runtime, legacy: tuple[Sandbox, MlTarget]
+) -> None:
+    """What a read retried in place would not have retried (a 500 without Retry-After) is not
+    retried with a new slot either: the attempt is retried later, as before."""
+    _, target = legacy
+    fresh_emulator.add_fault("status", "mms.service_get", status=500, count=1)
+    with pytest.raises(AzureCallFailed) as failed:
+        rt.ml.start_update(target, "legacy", app_insights=True, send_by=time.time() + 1)
+    assert not isinstance(failed.value, WriteNotSent)
     assert fresh_emulator.requests("mms.service_patch") == []
 
 

@@ -51,17 +51,6 @@ def core(session: Session) -> Connection:
     return session.connection()
 
 
-def reserve_write(rt: Runtime, subscription_id: str) -> float:
-    """Reserve the subscription's next write slot; returns the seconds to wait before writing,
-    counted from when the reservation was made (not from when it was asked for). Writes use
-    :func:`take_write_slot`, which also keeps a write that became late off its old slot."""
-    # From the clock *after* the commit: the reservation itself (a row lock other workers
-    # hold, a loaded process) took time, and a wait counted from before it sent the write that
-    # much after its slot, next to the following slots' writes (bench.reconcile_converge with
-    # 200 threads: writes reserved 0.15 s apart were sent within 20 ms of each other).
-    return max(0.0, _reserve(rt, subscription_id, time.time) - time.time())
-
-
 def _reserve(rt: Runtime, subscription_id: str, clock: Callable[[], float]) -> float:
     """Reserve the subscription's next write slot; returns when it starts (epoch seconds).
 
@@ -137,6 +126,10 @@ def take_write_slot(
     """
     for _ in range(SLOT_TRIES):
         start = _reserve(rt, subscription_id, clock)
+        # From the clock *after* the commit: the reservation itself (a row lock other workers
+        # hold, a loaded process) took time, and a wait counted from before it sent the write
+        # that much after its slot, next to the following slots' writes (bench.reconcile_converge
+        # with 200 threads: writes reserved 0.15 s apart were sent within 20 ms of each other).
         wait_s = start - clock()
         if wait_s > 0:
             rt.meter.throttle_wait("subscription_writes")

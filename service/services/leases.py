@@ -49,7 +49,6 @@ from service.db.session import UnitOfWork
 from service.db.types import utcnow
 from service.domain.states import AttemptOutcome, OperationState
 from service.services.db_writes import core as core
-from service.services.db_writes import reserve_write as reserve_write
 from service.services.db_writes import take_write_slot as take_write_slot
 from service.services.db_writes import write_transaction as write_transaction
 from service.services.runtime import Runtime

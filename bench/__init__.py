@@ -31,7 +31,7 @@ def service_cli(env: dict[str, str], *args: str) -> str:
 
 # -- a gunicorn service's worker processes (from /proc) ---------------------------------------
 def worker_pids(master: int) -> list[int]:
-    """The children of the gunicorn master ``master``."""
+    """The children of process ``master`` (a gunicorn master's workers)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -51,6 +51,37 @@ def proc_cpu_s(pid: int) -> float:
 
 def cpu_of(pids: list[int]) -> float:
     return sum(proc_cpu_s(pid) for pid in pids)
+
+
+def postgres_server_pid(dsn: str) -> int | None:
+    """The postmaster of the PostgreSQL server at ``dsn`` when it runs on this machine and its
+    processes can be read (not another machine's, nor another user's /proc); else None. Read
+    it before a run: at its end the run's own connections may hold every slot."""
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=3) as conn:
+            backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+        master = int(Path(f"/proc/{backend}/stat").read_text().rsplit(") ", 1)[1].split()[1])
+        Path(f"/proc/{master}/stat").read_text()
+        return master
+    except (OSError, IndexError, ValueError, psycopg.Error):
+        return None
+
+
+def postgres_cpu_s(master: int) -> float:
+    """CPU seconds the PostgreSQL server whose postmaster is ``master`` has used so far: the
+    postmaster's own and its children's, the ended backends included (its cutime/cstime count
+    the children it has reaped), the live ones read one by one."""
+    fields = Path(f"/proc/{master}/stat").read_text().rsplit(") ", 1)[1].split()
+    ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    live = 0.0
+    for pid in worker_pids(master):
+        try:
+            live += proc_cpu_s(pid)
+        except (OSError, IndexError, ValueError):
+            continue  # ended meanwhile: its CPU is in the postmaster's children's by now
+    return ticks / os.sysconf("SC_CLK_TCK") + live
 
 
 def settle(pids: list[int], quiet_s: float = 1.0, limit_s: float = 60.0) -> None:

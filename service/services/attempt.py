@@ -45,7 +45,7 @@ from service.errors import (
 )
 from service.ports import MlTarget, ServiceSnapshot
 from service.services import leases, retention_apply
-from service.services.db_writes import SLOT_TRIES, WriteSlotMissed
+from service.services.db_writes import SlotTries
 from service.services.discovery import target_of
 from service.services.leases import Claim
 from service.services.outcomes import Outcome
@@ -199,14 +199,16 @@ class _Attempt:
         """Send the update in a slot of the subscription's write budget; returns the Azure
         operation id. A write the adapter did not send because the read before it failed or
         ended after its slot (``WriteNotSent``) takes a new slot, after the read's Retry-After;
-        ``WriteSlotMissed`` after SLOT_TRIES; a read that failed READ_TRIES times is raised (the
-        attempt is retried later), as a read retried in place would be."""
+        ``WriteSlotMissed`` once SLOT_TRIES slots were reserved for it, late ones included; a
+        read that failed READ_TRIES times is raised (the attempt is retried later), as a read
+        retried in place would be."""
         failed_reads = 0
-        for _ in range(SLOT_TRIES):
+        tries = SlotTries()  # every slot this write reserves, whichever way it was given up
+        while True:
             # THE fence (keep_for_write): renewed with this attempt's token right before the
             # write, so an attempt that lost its lease (taken over, or cancelled) never sends one.
             send_by = leases.take_write_slot(
-                self.rt, ws.subscription_id, self.lease.wait, self.lease.keep_for_write
+                self.rt, ws.subscription_id, self.lease.wait, self.lease.keep_for_write, tries=tries
             )
             try:
                 return self.rt.ml.start_update(
@@ -226,10 +228,6 @@ class _Attempt:
                 log.debug("operation %s: %s; taking another slot", self.claim.id, not_sent.detail)
                 if not_sent.retry_after_s:  # Azure's, for the read: the next one waits it out
                     self.lease.wait(not_sent.retry_after_s)
-        raise WriteSlotMissed(
-            f"the write was not sent within its slot in {SLOT_TRIES} tries",
-            retry_after_s=1,
-        )
 
     def _export_attempt(self) -> Outcome:
         """A retention (data export rule) operation: its own module does the work, waiting and

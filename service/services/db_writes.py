@@ -107,12 +107,32 @@ class WriteSlotMissed(AzureCallFailed):
     subscription's write budget now (a temporary error: the attempt is retried later)."""
 
 
+class SlotTries:
+    """The slots one write may still reserve, SLOT_TRIES in all: those given up as late here
+    and those whose write was not sent (the caller's read before it failed or was slow) count
+    alike, so a write never spends more of its subscription's budget than that."""
+
+    def __init__(self, tries: int = SLOT_TRIES) -> None:
+        self.tries = tries
+        self.left = tries
+
+    def spend(self) -> None:
+        if self.left <= 0:
+            raise WriteSlotMissed(
+                f"the write was not sent within its slot in {self.tries} tries (slots missed "
+                "by an overloaded worker, or reads before the write that failed or were slow)",
+                retry_after_s=1,
+            )
+        self.left -= 1
+
+
 def take_write_slot(
     rt: Runtime,
     subscription_id: str,
     pause: Callable[[float], None],
     fence: Callable[[], None],
     clock: Callable[[], float] = time.time,
+    tries: SlotTries | None = None,
 ) -> float:
     """Wait for the subscription's next write slot, then ``fence`` the write (renew the lease
     that guards it); returns when the write may be sent at once, with the time (epoch seconds)
@@ -122,9 +142,12 @@ def take_write_slot(
     (a row lock held by another reservation, a slow lease renewal, a loaded process), the slot
     is given up and a new one reserved: a write sent late would arrive among the writes of the
     slots after its own. A slot given up is never reused, which only lowers the rate.
-    ``WriteSlotMissed`` after ``SLOT_TRIES`` late slots.
+    ``WriteSlotMissed`` once ``tries`` (the write's, shared by every call for it; else
+    SLOT_TRIES for this call) has no slot left.
     """
-    for _ in range(SLOT_TRIES):
+    tries = tries or SlotTries()
+    while True:
+        tries.spend()
         start = _reserve(rt, subscription_id, clock)
         # From the clock *after* the commit: the reservation itself (a row lock other workers
         # hold, a loaded process) took time, and a wait counted from before it sent the write
@@ -142,8 +165,3 @@ def take_write_slot(
         log.debug(
             "write slot of subscription %s missed by %.2f s: taking another", subscription_id, late
         )
-    raise WriteSlotMissed(
-        f"the write could not be sent within {LATE_S:g} s of its slot in {SLOT_TRIES} tries:"
-        " the worker is overloaded",
-        retry_after_s=1,
-    )

@@ -499,6 +499,52 @@ def test_a_write_not_sent_in_its_slot_takes_a_new_slot_in_the_same_attempt(
     assert meter.events.count(("write_slot_missed", "read_failed")) == 1
 
 
+def test_one_write_reserves_at_most_slot_tries_slots_however_they_were_given_up(
+    world: World, rt: Runtime, fake: FakeMl
+) -> None:
+    """Slots given up as late (a slow renewal) and slots whose write was not sent (its read was
+    slow) count together. Before, each of the attempt's SLOT_TRIES unsent writes could first give
+    up SLOT_TRIES late slots: up to 100 slots of the subscription's budget for one write."""
+    from service.domain.states import AttemptEnd
+    from service.services.attempt import run_attempt
+    from service.services.db_writes import LATE_S, SLOT_TRIES
+
+    q = _queued(world, rt, fake)
+    fake.unsent_writes, fake.unsent_reason = 1000, "read_slow"
+    with rt.uow() as uow:
+        op = uow.session.get(Operation, q.operation_id)
+        assert op is not None
+        claim = leases.Claim(
+            op.id, op.tenant_id, op.workspace_id, op.endpoint_name, 1, 3, None, op.desired, op.cause
+        )
+
+    class SlowRenewals:
+        """Every other renewal before a write ends after its slot (a loaded process)."""
+
+        azure_operation_id = None
+
+        def __init__(self) -> None:
+            self.claim, self.fences = claim, 0
+
+        def keep(self, *, now: bool = False, **changes: object) -> None:
+            pass
+
+        def keep_for_write(self) -> None:
+            self.fences += 1
+            if self.fences % 2:
+                time.sleep(LATE_S + 0.05)
+
+        def wait(self, seconds: float) -> None:
+            time.sleep(seconds)
+
+    lease = SlowRenewals()
+    outcome = run_attempt(rt, claim, lease, "w", threading.Event())
+    assert outcome.state == AttemptEnd.RETRY  # temporary: the attempt is retried later
+    assert "not sent within its slot" in (outcome.error or "")
+    assert lease.fences == SLOT_TRIES  # one renewal per slot reserved (20 before)
+    assert fake.writes == []
+
+
 def test_a_write_whose_read_keeps_failing_ends_its_attempt_as_a_read_would(
     world: World, rt: Runtime, fake: FakeMl
 ) -> None:

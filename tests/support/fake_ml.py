@@ -41,8 +41,10 @@ class FakeMl:
     # The next write gets no answer in time: it lands when ``write_lands`` is set.
     unanswered_writes: int = 0
     write_lands: threading.Event = field(default_factory=threading.Event)
-    # The next writes' reads before them end after their ``send_by``: nothing is sent.
+    # The next writes send nothing (``WriteNotSent``): the read before each failed (a 429 with
+    # Retry-After 0.3 s, ``read_failed``) or ended after its ``send_by`` (``read_slow``).
     unsent_writes: int = 0
+    unsent_reason: str = "read_failed"
     send_bys: list[float | None] = field(default_factory=list)  # each start_update's send_by
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -91,10 +93,12 @@ class FakeMl:
             if unsent:
                 self.unsent_writes -= 1
         if unsent:
+            failed = self.unsent_reason == "read_failed"
             raise WriteNotSent(
-                f"update of '{name}' not sent: the read before it failed",
-                reason="read_failed",
-                retry_after_s=0.3,
+                f"update of '{name}' not sent: the read before it "
+                + ("failed" if failed else "ended after its slot"),
+                reason=self.unsent_reason,
+                retry_after_s=0.3 if failed else None,
             )
         with self._lock:
             unanswered = self.unanswered_writes > 0

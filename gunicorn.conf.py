@@ -52,7 +52,9 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
     if os.environ.get("AMLCP_WARM_IMPORTS", "1").lower() in ("0", "false", "no"):
         return
     delay = float(os.environ.get("AMLCP_WARM_IMPORTS_DELAY_S", "1"))
-    start_warm_imports(delay, worker.log if worker is not None else None)
+    runtime = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("amlcp.runtime")
+    ca_bundle = runtime.settings.azure.ca_bundle if runtime is not None else None
+    start_warm_imports(delay, worker.log if worker is not None else None, ca_bundle)
 
 
 def post_fork(server, worker):  # type: ignore[no-untyped-def]
@@ -82,8 +84,9 @@ def freeze_heap(full=True):  # type: ignore[no-untyped-def]
     gc.enable()  # off while the worker imported and built the app: see post_fork
 
 
-def start_warm_imports(delay_s=0.0, log=None):  # type: ignore[no-untyped-def]
-    """Run ``service.bootstrap.warm_imports`` in a real OS thread: in a gevent-patched worker
+def start_warm_imports(delay_s=0.0, log=None, ca_bundle=None):  # type: ignore[no-untyped-def]
+    """Run ``service.bootstrap.warm_imports`` (for the app's ``ca_bundle``: the directory the
+    SDKs will trust is built there too) in a real OS thread: in a gevent-patched worker
     one of gevent's native thread pool (a patched ``threading.Thread`` is a greenlet, which is
     the thing that must not import). Returns something with ``join()``-like waiting: the pool's
     result (``get()``) or the thread."""
@@ -105,7 +108,7 @@ def start_warm_imports(delay_s=0.0, log=None):  # type: ignore[no-untyped-def]
         interval = sys.getswitchinterval()
         sys.setswitchinterval(min(interval, 0.001))
         try:
-            bootstrap.warm_imports()
+            bootstrap.warm_imports(ca_bundle)
             freeze_heap(full=False)
         except Exception:  # a request that needs an SDK imports it again
             if log is not None:

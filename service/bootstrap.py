@@ -165,23 +165,17 @@ def _adapter(module: str, name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-# The CA bundle of the runtime this process built last: warm_imports prepares its directory.
-_ca_bundle: str | None = None
-
-
-def warm_imports() -> None:
-    """Import what the lazy adapters and the ML SDKs will need, and build the CA directory the
-    SDKs trust (gunicorn.conf.py runs this in a thread of its own once a worker serves, so no
-    request pays for it)."""
+def warm_imports(ca_bundle: str | None) -> None:
+    """Import what the lazy adapters and the ML SDKs will need, and build the directory of
+    ``ca_bundle`` (the runtime's ``AZURE_CA_BUNDLE``) that the SDKs will trust (gunicorn.conf.py
+    runs this in a thread of its own once a worker serves, so no request pays for it)."""
     for module in AZURE_ADAPTERS:
         importlib.import_module(module)
-    _adapter("service.adapters.trust", "ca_location")(_ca_bundle)
+    _adapter("service.adapters.trust", "ca_location")(ca_bundle)
     _adapter("service.adapters.ml_targets", "preload")()
 
 
 def build_runtime(settings: Settings, database: Database | None = None) -> Runtime:
-    global _ca_bundle
-    _ca_bundle = settings.azure.ca_bundle
     store, revocations, results = build_coordination(settings.coordination)
     meter = PrometheusMeter()
     timeout_s = settings.reconciler.call_timeout_s

@@ -41,7 +41,7 @@ def main() -> int:
         return 2
     # The reconciler uses every Azure adapter from many threads at once: import them here,
     # before the threads start, not on first use (the API worker defers them for /readyz).
-    warm_imports()
+    warm_imports(settings.azure.ca_bundle)
     runtime = build_runtime(settings)
     behind = schema_behind(runtime.database.engine)
     if behind is not None:

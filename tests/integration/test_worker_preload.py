@@ -105,3 +105,28 @@ def test_the_import_thread_and_the_requests_share_loggings_lock_safely() -> None
     same_lock, finished = run(LOCK_CHILD)
     assert same_lock == "True"
     assert finished == "True"
+
+
+BUNDLE_CHILD = """
+import os, runpy, shutil, sys, tempfile, types
+import certifi
+bundle = os.path.join(tempfile.mkdtemp(), "private-ca.pem")  # not the default trust
+shutil.copyfile(certifi.where(), bundle)
+config = runpy.run_path("gunicorn.conf.py")
+os.environ["AMLCP_WARM_IMPORTS_DELAY_S"] = "0"
+settings = types.SimpleNamespace(azure=types.SimpleNamespace(ca_bundle=bundle))
+app = types.SimpleNamespace(extensions={"amlcp.runtime": types.SimpleNamespace(settings=settings)})
+config["post_worker_init"](types.SimpleNamespace(wsgi=app, log=None))
+from service import bootstrap
+from service.adapters import trust
+bootstrap.wait_for_warm_imports()
+print(bundle in trust._built, sorted(trust._built) == [bundle])
+"""
+
+
+def test_the_worker_start_hook_builds_the_trust_of_the_app_s_own_ca_bundle() -> None:
+    """The background import also builds the CA directory the SDKs will trust: the one of the
+    worker's app's AZURE_CA_BUNDLE. Before, it built the default trust's (the bundle of the
+    runtime built last in the process, read from module state), which no adapter used."""
+    (line,) = run(BUNDLE_CHILD)
+    assert line == "True True"

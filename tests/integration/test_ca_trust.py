@@ -9,16 +9,13 @@ import os
 import pytest
 
 from emulator.testing import EmulatorHandle, Sandbox
-from service.config import Settings
-from service.db.session import Database
 from service.services.runtime import Runtime
 from tests.support.api import World
-from tests.support.reconcile import fast_runtime, ml_target, wire
-
-
-@pytest.fixture
-def rt(settings: Settings, database: Database, fresh_emulator: EmulatorHandle) -> Runtime:
-    return fast_runtime(settings, database, fresh_emulator, call_timeout_s=10.0)
+from tests.support.reconcile import (
+    ml_target,
+    sdk_runtime,  # noqa: F401 - the `rt` fixture
+    wire,
+)
 
 
 def test_azureml_core_trusts_the_configured_ca_bundle_without_requests_variables(

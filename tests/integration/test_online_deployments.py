@@ -27,6 +27,7 @@ from tests.support.reconcile import (
     ml_target,
     operations_of,
     run_until,
+    sdk_runtime,  # noqa: F401 - the `rt` fixture
     settled,
     wire,
 )
@@ -38,11 +39,6 @@ USER_COLLECTIONS = {
     },
     "rollingRate": "Day",
 }
-
-
-@pytest.fixture
-def rt(settings: Settings, database: Database, fresh_emulator: EmulatorHandle) -> Runtime:
-    return fast_runtime(settings, database, fresh_emulator, call_timeout_s=10.0)
 
 
 @pytest.fixture

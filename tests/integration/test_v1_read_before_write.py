@@ -9,18 +9,15 @@ import time
 import pytest
 
 from emulator.testing import EmulatorHandle, Sandbox
-from service.config import Settings
-from service.db.session import Database
 from service.errors import AzureCallFailed, WriteNotSent
 from service.ports import MlTarget
 from service.services.runtime import Runtime
 from tests.support.api import World
-from tests.support.reconcile import fast_runtime, ml_target, wire
-
-
-@pytest.fixture
-def rt(settings: Settings, database: Database, fresh_emulator: EmulatorHandle) -> Runtime:
-    return fast_runtime(settings, database, fresh_emulator, call_timeout_s=10.0)
+from tests.support.reconcile import (
+    ml_target,
+    sdk_runtime,  # noqa: F401 - the `rt` fixture
+    wire,
+)
 
 
 @pytest.fixture

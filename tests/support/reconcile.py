@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pytest
 from sqlalchemy import select
 
 from emulator.testing import EmulatorHandle, Sandbox
@@ -56,6 +57,14 @@ def fast_runtime(
         settings.with_overrides(azure=emulator_azure_settings(emulator), reconciler=reconciler),
         database,
     )
+
+
+@pytest.fixture(name="rt")
+def sdk_runtime(settings: Settings, database: Database, fresh_emulator: EmulatorHandle) -> Runtime:
+    """``rt`` for a test module whose calls go through the real SDKs to a fresh emulator
+    (imported there: ``from tests.support.reconcile import sdk_runtime``): FAST, with the 10 s
+    call deadline an SDK call may need on a loaded machine (FAST's 1 s is for fakes)."""
+    return fast_runtime(settings, database, fresh_emulator, call_timeout_s=10.0)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,10 @@ errors, which only favours the baseline), extrapolated to ``--endpoints``.
 CPU is read for each process on the cores: the service's (the bench process, or the
 ``--workers`` from their start), the emulator's and, with ``--postgres`` on this machine, the
 database server's (its backends, ended ones included); the ``floor:`` line sets their sum
-against the most CPU per target a 20 s convergence leaves on this machine's cores.
+against the most CPU per target a 20 s convergence leaves on this machine's cores. A second
+``floor:`` line reads the attempts' durations back: a tenant runs at most ``--tenant-cap``
+attempts at once and an attempt holds its place while Azure's operation runs, so the busiest
+tenant's attempts, summed and divided by the cap, bound the run's wall time whatever the CPU.
 
 Both trust what a deployment trusts (``--trust public``, the default): certifi's public roots
 plus the emulator's CA in one bundle. ``--trust emulator`` (the emulator's CA alone, as every
@@ -507,6 +510,12 @@ def _run(
         f"converging in 20 s on {cores} cores allows <= {20_000 * cores / total:.0f} ms of CPU "
         f"per target, this run used {1000 * run_cpu / total:.1f}"
     )
+    mean_attempt_s, cap_floor = _cap_floor(rt, args.tenant_cap)
+    print(
+        f"floor: an attempt holds one of its tenant's {args.tenant_cap} places for "
+        f"{mean_attempt_s:.2f} s on average (the 2 s Azure operation included): the busiest "
+        f"tenant's attempts need >= {cap_floor:.1f} s at that cap, whatever the CPU"
+    )
     ratio = baseline_total / elapsed
     verdict("converged_s", elapsed, "<=20", elapsed <= 20)
     verdict("failed_ops", failed, "=0", failed == 0)
@@ -624,6 +633,27 @@ def _read_cost(rt: Any, emulator_pid: int, reads: int = 200) -> tuple[float, flo
         1000 * (_cpu_s() - cpu0) / reads,
         1000 * (_process_cpu_s(emulator_pid) - emulator0) / reads,
     )
+
+
+def _cap_floor(rt: Any, cap: int) -> tuple[float, float]:
+    """(mean attempt seconds, the least wall time the tenants' cap allows): no more than
+    ``cap`` attempts of a tenant run at once, so a tenant needs at least the sum of its
+    attempts' durations / ``cap``; the busiest tenant's bound is the run's."""
+    from sqlalchemy import select
+
+    from service.db.models import Operation, OperationAttempt
+
+    with rt.uow() as uow:
+        rows = uow.session.execute(
+            select(Operation.tenant_id, OperationAttempt.started_at, OperationAttempt.finished_at)
+            .join(Operation, Operation.id == OperationAttempt.operation_id)
+            .where(OperationAttempt.finished_at.is_not(None))
+        ).all()
+    busy: dict[str, float] = {}
+    for tenant_id, started, finished in rows:
+        busy[tenant_id] = busy.get(tenant_id, 0.0) + (finished - started).total_seconds()
+    mean = sum(busy.values()) / max(1, len(rows))
+    return mean, max(busy.values(), default=0.0) / cap
 
 
 def _states(rt: Any) -> dict[str, int]:

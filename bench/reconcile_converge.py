@@ -11,14 +11,15 @@ The v2 baseline is the same sequential loop with azure-ai-ml's ARM client: GET, 
 the operation with its poller (1 s interval), one deployment after another.
 
 An emulator subprocess holds 10 tenants x 2 subscriptions x 1 workspace (``--endpoints`` web
-services, App Insights off); every MMS call takes 100 ms, every Azure operation 2 s, and
-``--fault-rate`` of MMS calls answer 429 (Retry-After 1 s) or 500. The service's database
-(SQLite) gets a tenant policy "App Insights on" for every tenant; one reconciler then discovers
-the workspaces and applies the policy. Measured: time until every operation ended, failed
-operations, and the highest accepted writes per second of any subscription (the emulator's
-count). Baseline: ``Webservice(ws, n).update(enable_app_insights=True)`` + ``wait_for_deployment``
-one after another on a sample of ``--baseline-sample`` services (same latency, no injected
-errors, which only favours the baseline), extrapolated to ``--endpoints``.
+services, App Insights off); every MMS call takes 100 ms, every Azure operation 2 s
+(``--operation-s``), and ``--fault-rate`` of MMS calls answer 429 (Retry-After 1 s) or 500.
+The service's database (SQLite) gets a tenant policy "App Insights on" for every tenant; one
+reconciler then discovers the workspaces and applies the policy. Measured: time until every
+operation ended, failed operations, and the highest accepted writes per second of any
+subscription (the emulator's count). Baseline: ``Webservice(ws, n).update(
+enable_app_insights=True)`` + ``wait_for_deployment`` one after another on a sample of
+``--baseline-sample`` services (same latency, no injected errors, which only favours the
+baseline), extrapolated to ``--endpoints``.
 
 CPU is read for each process on the cores: the service's (the bench process, or the
 ``--workers`` from their start), the emulator's and, with ``--postgres`` on this machine, the
@@ -135,7 +136,9 @@ def _fleet(path: Path, endpoints: int, baseline: int, online: int = 0) -> list[d
     return out
 
 
-def _start_emulator(fleet: Path, tls: Path) -> tuple[subprocess.Popen[str], str, str]:
+def _start_emulator(
+    fleet: Path, tls: Path, operation_s: float
+) -> tuple[subprocess.Popen[str], str, str]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -148,7 +151,7 @@ def _start_emulator(fleet: Path, tls: Path) -> tuple[subprocess.Popen[str], str,
             "--tls-dir",
             str(tls),
             "--operation-duration",
-            "2",
+            f"{operation_s:g}",
             "--seed",
             "7",
         ],
@@ -168,6 +171,12 @@ def main() -> int:
     parser.add_argument("--baseline-sample", type=int, default=20)
     parser.add_argument("--online", type=int, default=0, help="SDK v2 deployments to add")
     parser.add_argument("--fault-rate", type=float, default=0.10)
+    parser.add_argument(
+        "--operation-s",
+        type=float,
+        default=2.0,
+        help="how long each Azure update operation runs (Azure's own take minutes)",
+    )
     parser.add_argument(
         "--threads", type=int, default=100, help="reconciler threads (shared among --workers)"
     )
@@ -206,7 +215,7 @@ def main() -> int:
     os.environ["AZURE_CONFIG_DIR"] = str(work / ".azure")
     os.environ["AZUREML_CURRENT_CLOUD"] = "AzureCloud"
     rows = _fleet(work / "fleet.yaml", args.endpoints, args.baseline_sample, args.online)
-    proc, url, ca = _start_emulator(work / "fleet.yaml", work / "tls")
+    proc, url, ca = _start_emulator(work / "fleet.yaml", work / "tls", args.operation_s)
     if args.trust == "public":
         # What a deployment trusts: the public roots (certifi's, the SDKs' default) and here the
         # emulator's CA. A bundle of one certificate hid what each new connection costs.
@@ -442,7 +451,7 @@ def _run(
         f"database={'postgresql' if args.postgres else 'sqlite'} "
         f"targets={total} web_services={args.endpoints} online_deployments={args.online} "
         f"tenants={TENANTS} subscriptions={TENANTS * SUBS_PER_TENANT} "
-        f"azure_latency_ms=100 operation_s=2 fault_rate={args.fault_rate:.0%}"
+        f"azure_latency_ms=100 operation_s={args.operation_s:g} fault_rate={args.fault_rate:.0%}"
     )
     print(
         f"reconciler: converged_s={elapsed:.1f} succeeded={done} failed={failed} "
@@ -513,7 +522,8 @@ def _run(
     mean_attempt_s, cap_floor = _cap_floor(rt, args.tenant_cap)
     print(
         f"floor: an attempt holds one of its tenant's {args.tenant_cap} places for "
-        f"{mean_attempt_s:.2f} s on average (the 2 s Azure operation included): the busiest "
+        f"{mean_attempt_s:.2f} s on average (the {args.operation_s:g} s Azure operation "
+        "included): the busiest "
         f"tenant's attempts need >= {cap_floor:.1f} s at that cap, whatever the CPU"
     )
     ratio = baseline_total / elapsed

@@ -165,7 +165,10 @@ class ReconcilerSettings:
     retry_max_s: float = 300.0
     call_timeout_s: float = 30.0  # one Azure ML call
     operation_timeout_s: float = 900.0  # one Azure operation, from PATCH to a final state
-    poll_interval_s: float = 2.0  # between polls of a running Azure operation
+    poll_interval_s: float = 2.0  # between the first polls of a running Azure operation
+    # ... and the polls of one operation space out (x1.25 each) to at most this: Azure's take
+    # minutes, and a poll is a call (and its CPU) that nearly always answers "running".
+    poll_max_interval_s: float = 15.0
     # Our tenant ids this worker serves (sharding); empty = every tenant.
     only_tenants: frozenset[str] = frozenset()
 
@@ -202,7 +205,13 @@ class ReconcilerSettings:
             poll_interval_s=P.parse_float(
                 env, "OPERATION_POLL_INTERVAL_S", cls.poll_interval_s, lo=0.01, hi=600
             ),
+            poll_max_interval_s=P.parse_float(
+                env, "OPERATION_POLL_MAX_INTERVAL_S", cls.poll_max_interval_s, lo=0.01, hi=3600
+            ),
         )
+        if built.poll_max_interval_s < built.poll_interval_s:
+            # A longer first interval (set before this setting existed) polls at that pace.
+            built = replace(built, poll_max_interval_s=built.poll_interval_s)
         # A call that outlives the lease could overlap the next owner's attempt.
         if built.call_timeout_s * 2 > built.lease_s:
             raise SettingsError(

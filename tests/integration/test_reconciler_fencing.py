@@ -5,6 +5,7 @@ emulator); ``tests/e2e/test_worker_crash.py`` proves it with real processes and 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -497,6 +498,29 @@ def test_a_write_not_sent_in_its_slot_takes_a_new_slot_in_the_same_attempt(
     assert second is not None
     assert second - first >= 0.3  # Azure's Retry-After, waited out before the new slot
     assert meter.events.count(("write_slot_missed", "read_failed")) == 1
+
+
+def test_the_polls_of_a_long_operation_space_out_to_the_max_interval(
+    world: World, rt: Runtime, fake: FakeMl
+) -> None:
+    """Azure's operations run for minutes and nearly every poll answers "running": the polls
+    space out (x1.25) from OPERATION_POLL_INTERVAL_S to OPERATION_POLL_MAX_INTERVAL_S. Before,
+    they came every OPERATION_POLL_INTERVAL_S however long the operation ran."""
+    cfg = dataclasses.replace(rt.settings.reconciler, poll_interval_s=0.02, poll_max_interval_s=0.2)
+    rt = dataclasses.replace(rt, settings=rt.settings.with_overrides(reconciler=cfg))
+    q = _queued(world, rt, fake)
+    fake.running_polls = 16
+    worker = Reconciler(rt, "w", only_tenants={q.tenant_id})
+    try:
+        run_until(worker, lambda: settled(rt, q.tenant_id))
+    finally:
+        worker.close()
+    (op,) = operations_of(rt, q.tenant_id)
+    assert (op.state, op.attempts) == ("succeeded", 1)
+    gaps = [b - a for a, b in itertools.pairwise(fake.poll_times)]
+    assert len(gaps) == 16
+    assert gaps[0] < 0.1  # the first at the base interval (0.02 s and the thread's own delay)
+    assert all(0.19 <= gap < 0.6 for gap in gaps[-4:])  # the last ones at the max (0.2 s)
 
 
 def test_one_write_reserves_at_most_slot_tries_slots_however_they_were_given_up(

@@ -46,6 +46,8 @@ class FakeMl:
     unsent_writes: int = 0
     unsent_reason: str = "read_failed"
     send_bys: list[float | None] = field(default_factory=list)  # each start_update's send_by
+    running_polls: int = 0  # the next polls of an operation answer "running"
+    poll_times: list[float] = field(default_factory=list)  # time.monotonic() of each poll
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -132,6 +134,10 @@ class FakeMl:
         self, target: MlTarget, name: str, operation_id: str
     ) -> AzureOperationStatus:
         with self._lock:
+            self.poll_times.append(time.monotonic())
+            if self.running_polls > 0:
+                self.running_polls -= 1
+                return AzureOperationStatus("running")
             service = self.services[name]
             if service.pending is not None:
                 service.app_insights = bool(service.pending["app_insights"])

@@ -39,6 +39,7 @@ FAST = ReconcilerSettings(
     call_timeout_s=1.0,
     operation_timeout_s=10,
     poll_interval_s=0.02,
+    poll_max_interval_s=0.2,
 )
 
 

@@ -120,6 +120,16 @@ def test_reconciler_settings_have_defaults_and_name_the_bad_variable() -> None:
             Settings.from_env(env)
 
 
+def test_the_polls_of_an_operation_space_out_to_a_max_never_below_the_first_interval() -> None:
+    reconciler = Settings.from_env({"OPERATION_POLL_MAX_INTERVAL_S": "30"}).reconciler
+    assert (reconciler.poll_interval_s, reconciler.poll_max_interval_s) == (2.0, 30.0)
+    # A first interval set above the default max (before the max existed) keeps its pace.
+    slow = Settings.from_env({"OPERATION_POLL_INTERVAL_S": "20"}).reconciler
+    assert (slow.poll_interval_s, slow.poll_max_interval_s) == (20.0, 20.0)
+    with pytest.raises(SettingsError, match="OPERATION_POLL_MAX_INTERVAL_S"):
+        Settings.from_env({"OPERATION_POLL_MAX_INTERVAL_S": "soon"})
+
+
 def test_the_observability_and_sharding_settings_are_parsed() -> None:
     tenant = "01a216f3-0356-7855-932e-414c40c61f6f"
     s = Settings.from_env(

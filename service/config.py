@@ -166,8 +166,8 @@ class ReconcilerSettings:
     call_timeout_s: float = 30.0  # one Azure ML call
     operation_timeout_s: float = 900.0  # one Azure operation, from PATCH to a final state
     poll_interval_s: float = 2.0  # between the first polls of a running Azure operation
-    # ... and the polls of one operation space out (x1.25 each) to at most this: Azure's take
-    # minutes, and a poll is a call (and its CPU) that nearly always answers "running".
+    # ... then every quarter of the time it has run, to at most this: Azure's take minutes,
+    # and a poll is a call (and its CPU) that nearly always answers "running".
     poll_max_interval_s: float = 15.0
     # Our tenant ids this worker serves (sharding); empty = every tenant.
     only_tenants: frozenset[str] = frozenset()

@@ -57,7 +57,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 IN_PLACE_RETRY_MAX_S = 5.0  # a read is retried in the same attempt when the wait is this short
 READ_TRIES = 4
-POLL_GROWTH = 1.25  # each poll of a running operation waits this much longer, to the setting's max
+# A running operation is polled again after this share of the time it has been followed (at
+# least OPERATION_POLL_INTERVAL_S, at most OPERATION_POLL_MAX_INTERVAL_S): its end is seen at
+# most that share of its age late.
+POLL_AGE_SHARE = 0.25
 
 
 class Stopping(Exception):
@@ -269,15 +272,16 @@ class _Attempt:
     def _follow(self, target: MlTarget, operation_id: str) -> Outcome | None:
         """Poll an Azure operation to its end, then confirm by re-reading the service.
 
-        The polls space out from OPERATION_POLL_INTERVAL_S by POLL_GROWTH to at most
-        OPERATION_POLL_MAX_INTERVAL_S: an operation that runs for minutes is asked a few dozen
-        times, not once every interval (each poll is a call that nearly always says "running"),
-        and its end is seen at most about a quarter of its age, or the max interval, late.
+        A short operation is polled every OPERATION_POLL_INTERVAL_S; a longer one every
+        POLL_AGE_SHARE of the time it has been followed, up to OPERATION_POLL_MAX_INTERVAL_S:
+        one that runs for minutes is asked a score of times, not once every interval (each
+        poll is a call that nearly always says "running"), and its end is seen at most a
+        quarter of its age, or the max interval, late.
         None when the operation is unknown to Azure (then the attempt starts over).
         """
-        deadline = time.monotonic() + self.cfg.operation_timeout_s
+        followed_at = time.monotonic()
+        deadline = followed_at + self.cfg.operation_timeout_s
         name = self.claim.endpoint_name
-        interval = self.cfg.poll_interval_s
         while True:
             try:
                 status = self._read(lambda: self.rt.ml.operation_status(target, name, operation_id))
@@ -292,8 +296,13 @@ class _Attempt:
                     AttemptEnd.FAILED,
                     f"the Azure operation did not finish within {self.cfg.operation_timeout_s:g} s",
                 )
-            self.lease.wait(interval)
-            interval = min(interval * POLL_GROWTH, self.cfg.poll_max_interval_s)
+            age = time.monotonic() - followed_at
+            self.lease.wait(
+                min(
+                    max(self.cfg.poll_interval_s, age * POLL_AGE_SHARE),
+                    self.cfg.poll_max_interval_s,
+                )
+            )
         snapshot = self._read(lambda: self.rt.ml.get_service(target, name))
         if snapshot is None:
             return Outcome(AttemptEnd.CANCELLED, "the endpoint no longer exists in Azure")

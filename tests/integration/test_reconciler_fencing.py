@@ -53,6 +53,15 @@ class Queued:
     operation_id: str
 
 
+def _settle_with_one_worker(rt: Runtime, tenant_id: str) -> None:
+    """Run one reconciler worker on the tenant until its operations have settled."""
+    worker = Reconciler(rt, "w", only_tenants={tenant_id})
+    try:
+        run_until(worker, lambda: settled(rt, tenant_id))
+    finally:
+        worker.close()
+
+
 def _queued(world: World, rt: Runtime, fake: FakeMl, *, max_attempts: int = 3) -> Queued:
     """A tenant whose policy wants App Insights, one service without it, one queued operation."""
     tenant = world.tenant()
@@ -485,11 +494,7 @@ def test_a_write_not_sent_in_its_slot_takes_a_new_slot_in_the_same_attempt(
     q = _queued(world, rt, fake)
     fake.unsent_writes = 1
     meter = RecordingMeter()
-    worker = Reconciler(dataclasses.replace(rt, meter=meter), "w", only_tenants={q.tenant_id})
-    try:
-        run_until(worker, lambda: settled(rt, q.tenant_id))
-    finally:
-        worker.close()
+    _settle_with_one_worker(dataclasses.replace(rt, meter=meter), q.tenant_id)
     (op,) = operations_of(rt, q.tenant_id)
     assert (op.state, op.attempts) == ("succeeded", 1)
     assert fake.writes == [("svc", {"app_insights": True})]
@@ -511,11 +516,7 @@ def test_the_polls_of_a_long_operation_space_out_to_the_max_interval(
     rt = dataclasses.replace(rt, settings=rt.settings.with_overrides(reconciler=cfg))
     q = _queued(world, rt, fake)
     fake.running_polls = 22
-    worker = Reconciler(rt, "w", only_tenants={q.tenant_id})
-    try:
-        run_until(worker, lambda: settled(rt, q.tenant_id))
-    finally:
-        worker.close()
+    _settle_with_one_worker(rt, q.tenant_id)
     (op,) = operations_of(rt, q.tenant_id)
     assert (op.state, op.attempts) == ("succeeded", 1)
     gaps = [b - a for a, b in itertools.pairwise(fake.poll_times)]
@@ -579,11 +580,7 @@ def test_a_write_whose_read_keeps_failing_ends_its_attempt_as_a_read_would(
 
     q = _queued(world, rt, fake)
     fake.unsent_writes = READ_TRIES
-    worker = Reconciler(rt, "w", only_tenants={q.tenant_id})
-    try:
-        run_until(worker, lambda: settled(rt, q.tenant_id))
-    finally:
-        worker.close()
+    _settle_with_one_worker(rt, q.tenant_id)
     (op,) = operations_of(rt, q.tenant_id)
     assert (op.state, op.attempts) == ("succeeded", 2)
     assert len(fake.send_bys) == READ_TRIES + 1

@@ -382,6 +382,7 @@ def _run(
     emulator_before = _process_cpu_s(emulator_pid)
     postmaster = postgres_server_pid(args.postgres) if args.postgres else None
     database_before = postgres_cpu_s(postmaster) if postmaster else None
+    transactions_before = _transactions(args.postgres) if args.postgres else None
     started = last_print = time.monotonic()
     reconciler = None if args.workers else Reconciler(rt, "bench")
     workers = _start_workers(args, settings, work) if args.workers else []
@@ -415,6 +416,11 @@ def _run(
     if reconciler is not None:
         reconciler.close()
     _stop_workers(workers)
+    transactions = None
+    if transactions_before is not None:
+        rt.database.engine.dispose()  # its backends end, and report their counts on the way out
+        after = _transactions(args.postgres)
+        transactions = tuple(a - b for a, b in zip(after, transactions_before, strict=True))
     mms_routes: dict[str, int] = {}
     for entry in admin.get(f"{url}/_admin/requests", params={"route": "mms."}).json()["value"]:
         mms_routes[entry["route"]] = mms_routes.get(entry["route"], 0) + 1
@@ -494,6 +500,14 @@ def _run(
         f"(service {service_cpu:.1f} s of which system {service_sys:.1f} s, "
         f"emulator {emulator_cpu:.1f} s, database {database_cpu or 0:.1f} s)"
     )
+    if transactions is not None:
+        commits, rollbacks, sessions = transactions
+        print(
+            f"database: transactions_per_target={(commits + rollbacks) / total:.1f} "
+            f"(committed {commits / total:.1f}, rolled back {rollbacks / total:.1f}: read-only "
+            "units end in a rollback; this process's progress reads, one a second, included) "
+            f"connections_opened={sessions}"
+        )
     per_v1 = calls.pop("mms.") / max(1, args.endpoints)
     per_v2 = {r.split(".", 1)[1]: n / max(1, args.online) for r, n in calls.items()}
     print(
@@ -643,6 +657,21 @@ def _read_cost(rt: Any, emulator_pid: int, reads: int = 200) -> tuple[float, flo
         1000 * (_cpu_s() - cpu0) / reads,
         1000 * (_process_cpu_s(emulator_pid) - emulator0) / reads,
     )
+
+
+def _transactions(dsn: str) -> tuple[int, int, int]:
+    """(committed, rolled back) transactions and sessions (connections) of the run's database so
+    far, as PostgreSQL counts them (``pg_stat_database``: a backend reports its counts when idle,
+    at most a second late, and when it ends)."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT xact_commit, xact_rollback, sessions FROM pg_stat_database WHERE datname = %s",
+            (_PG_NAME,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])
 
 
 def _cap_floor(rt: Any, cap: int) -> tuple[float, float]:

@@ -100,6 +100,21 @@ class GuardedWrites:
         )
 
 
+READ_RETRY_MAX_WAIT_S = 2.0  # a read is retried (or a paced write's retaken) after this at most
+
+
+def _in_place_wait(
+    exc: AzureCallFailed, max_wait_s: float, unhinted_wait_s: float | None = None
+) -> float | None:
+    """How long ``retry_read`` waits before reading again after ``exc``, or None when it does
+    not read again: Azure's Retry-After up to ``max_wait_s``; for a temporary error answered
+    without one (a 5xx), ``unhinted_wait_s``; never for a call that got no answer in time."""
+    wait = exc.retry_after_s
+    if wait is None and exc.azure_status is not None:  # answered, e.g. 500: not a timeout
+        wait = unhinted_wait_s
+    return None if wait is None or wait > max_wait_s else wait
+
+
 def read_before_write(read: Callable[[], T], send_by: float | None, what: str) -> T:
     """The read a write needs first (the guard's fresh read, the object to update).
 
@@ -118,12 +133,13 @@ def read_before_write(read: Callable[[], T], send_by: float | None, what: str) -
     except WriteOutcomeUnknown:
         raise
     except AzureCallFailed as exc:
-        if exc.retry_after_s is None or exc.retry_after_s > READ_RETRY_MAX_WAIT_S:
+        wait = _in_place_wait(exc, READ_RETRY_MAX_WAIT_S)
+        if wait is None:
             raise
         raise WriteNotSent(
             f"{what} not sent: the read before it failed ({exc.detail})",
             reason="read_failed",
-            retry_after_s=exc.retry_after_s,
+            retry_after_s=wait,
         ) from exc
     late = time.time() - send_by
     if late > 0:
@@ -132,9 +148,6 @@ def read_before_write(read: Callable[[], T], send_by: float | None, what: str) -
             reason="read_slow",
         )
     return value
-
-
-READ_RETRY_MAX_WAIT_S = 2.0  # a read is retried (or a paced write's retaken) after this at most
 
 
 def retry_read(
@@ -153,10 +166,8 @@ def retry_read(
         try:
             return read()
         except AzureCallFailed as exc:
-            wait = exc.retry_after_s
-            if wait is None and exc.azure_status is not None:  # answered, e.g. 500: not a timeout
-                wait = unhinted_wait_s
-            if not tries_left or wait is None or wait > max_wait_s:
+            wait = _in_place_wait(exc, max_wait_s, unhinted_wait_s)
+            if not tries_left or wait is None:
                 raise
             time.sleep(wait)
     raise AssertionError("unreachable")

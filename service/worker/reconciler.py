@@ -1,8 +1,9 @@
 """The reconcile loop: level-triggered, idempotent ``reconcile_once()``.
 
 Each tick: poll due device sign-ins, start discovery of due workspaces (which queues drift
-corrections), then lease due operations up to the free threads and the tenants' caps, and run
-each as one attempt (``service.services.attempt``, the decisions) in a thread pool.
+corrections; looked for at most once a second while busy), then lease due operations up to the
+free threads and the tenants' caps, and run each as one attempt (``service.services.attempt``,
+the decisions) in a thread pool.
 
 Never two attempts of one operation in flight:
 - each attempt holds a fencing token (``Claim.fence``); every state change it makes is
@@ -44,6 +45,10 @@ from service.services.outcomes import record_outcome
 from service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
+# While busy a worker ticks every 50 ms. What each tick also asks the database besides claiming
+# (which workspaces' discovery is due, the lag gauge's oldest due operation) changes on a scale
+# of seconds to minutes: asked at most this often (or every RECONCILER_INTERVAL_S, if shorter).
+HOUSEKEEPING_S = 1.0
 
 
 @dataclass
@@ -121,6 +126,9 @@ class Reconciler:
         self._finished: dict[Recorded, int] = {}
         self._lock = threading.Lock()
         self._next_sign_in_poll = 0.0
+        self._housekeeping_s = min(HOUSEKEEPING_S, self.cfg.interval_s)
+        self._next_due_check = 0.0
+        self._next_lag_read = 0.0
 
     def reconcile_once(self) -> TickReport:
         """One tick; returns at once (operations keep running in the pool)."""
@@ -129,8 +137,10 @@ class Reconciler:
             return self._tick()
         finally:
             RECONCILE_SWEEP.observe(time.perf_counter() - started)
-            with contextlib.suppress(ServiceError):
-                RECONCILE_LAG.set(oldest_due_age_s(self.rt))
+            if time.monotonic() >= self._next_lag_read:
+                self._next_lag_read = time.monotonic() + self._housekeeping_s
+                with contextlib.suppress(ServiceError):
+                    RECONCILE_LAG.set(oldest_due_age_s(self.rt))
 
     def _tick(self) -> TickReport:
         report = TickReport()
@@ -144,11 +154,9 @@ class Reconciler:
                 poll_due_device_logins(self.rt)
             except Exception:  # a sign-in poll must never stop reconciliation
                 log.warning("polling device sign-ins failed", exc_info=True)
-        slots = max(0, self.cfg.worker_threads - len(self._in_flight))
-        for ws_id in due_workspaces(self.rt, limit=max(1, slots), only_tenants=self.only_tenants):
-            if ws_id not in self._discovering:
-                self._discovering[ws_id] = self._pool.submit(self._discover, ws_id)
-                report.discoveries += 1
+        if time.monotonic() >= self._next_due_check:
+            self._next_due_check = time.monotonic() + self._housekeeping_s
+            self._start_due_discoveries(report)
         capacity = self.cfg.worker_threads - len(self._in_flight) - len(self._discovering)
         # Never claim what an attempt of ours still runs, even when its lease looks expired
         # (a claim would start a second attempt beside it and lose track of the first).
@@ -165,6 +173,13 @@ class Reconciler:
         with self._lock:
             report.finished, self._finished = self._finished, {}
         return report
+
+    def _start_due_discoveries(self, report: TickReport) -> None:
+        slots = max(0, self.cfg.worker_threads - len(self._in_flight))
+        for ws_id in due_workspaces(self.rt, limit=max(1, slots), only_tenants=self.only_tenants):
+            if ws_id not in self._discovering:
+                self._discovering[ws_id] = self._pool.submit(self._discover, ws_id)
+                report.discoveries += 1
 
     def run(self, stop: threading.Event) -> None:
         """Tick until ``stop`` is set; then hand back what is in flight and return."""

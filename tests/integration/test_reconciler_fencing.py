@@ -32,16 +32,16 @@ from tests.support.reconcile import CLI, FAST, operations_of, run_until, settled
 LEASE_S = 1.0
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeMl]:
+@pytest.fixture(name="fake")
+def fake_ml_port() -> Iterator[FakeMl]:
     ml = FakeMl()
     yield ml
     ml.gate.set()  # never leave a held read behind
     ml.write_lands.set()
 
 
-@pytest.fixture
-def rt(settings: Settings, database: Database, fake: FakeMl) -> Runtime:
+@pytest.fixture(name="rt")
+def fake_ml_runtime(settings: Settings, database: Database, fake: FakeMl) -> Runtime:
     fast = dataclasses.replace(FAST, lease_s=LEASE_S, call_timeout_s=LEASE_S / 3, max_attempts=4)
     base = build_runtime(settings.with_overrides(reconciler=fast), database)
     return dataclasses.replace(base, ml=fake, identity=FakeIdentity())

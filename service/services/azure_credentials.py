@@ -93,21 +93,35 @@ def tenant_credential(rt: Runtime, tenant_id: str, *, fresh: bool = False) -> An
     asks for it ``fresh``: a credential replaced a moment ago is used at once.
     """
     if fresh:
-        credential = _load_credential(rt, tenant_id)
-        rt.credential_memo.put(tenant_id, credential)
-        return credential
+        with rt.uow() as uow:
+            spec = stored_credential_spec(rt, uow, tenant_id)
+        return fresh_credential(rt, spec)
     return rt.credential_memo.get(tenant_id, lambda: _load_credential(rt, tenant_id))
+
+
+def stored_credential_spec(rt: Runtime, uow: UnitOfWork, tenant_id: str) -> CredentialSpec:
+    """The tenant's credential as stored now, read in the caller's unit of work (an attempt
+    reads its workspace and policies in the same transaction)."""
+    tenant = uow.session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise NotFound("tenant not found")
+    cred = credential_of(uow, tenant)
+    if cred.kind == CredentialKind.DELEGATED and cred.token_cache_ciphertext is None:
+        raise LoginRequired("no user has signed in for this tenant yet")
+    return credential_spec(rt, tenant, cred)
+
+
+def fresh_credential(rt: Runtime, spec: CredentialSpec) -> Any:
+    """The TokenCredential of a spec just read (built outside any transaction: building one
+    may call Entra), memoised for the callers that accept a memo."""
+    credential = rt.identity.credential(spec)
+    rt.credential_memo.put(spec.tenant_key, credential)
+    return credential
 
 
 def _load_credential(rt: Runtime, tenant_id: str) -> Any:
     with rt.uow() as uow:
-        tenant = uow.session.get(Tenant, tenant_id)
-        if tenant is None:
-            raise NotFound("tenant not found")
-        cred = credential_of(uow, tenant)
-        if cred.kind == CredentialKind.DELEGATED and cred.token_cache_ciphertext is None:
-            raise LoginRequired("no user has signed in for this tenant yet")
-        spec = credential_spec(rt, tenant, cred)
+        spec = stored_credential_spec(rt, uow, tenant_id)
     return rt.identity.credential(spec)
 
 

@@ -24,9 +24,9 @@ from service.db.types import utcnow
 from service.domain.access import Role
 from service.domain.retry import RetryPolicy
 from service.errors import ServiceError, is_temporary, server_retry_after_s
-from service.ports import MlTarget
+from service.ports import CredentialSpec, MlTarget
 from service.services import audit, leases
-from service.services.azure_credentials import tenant_credential
+from service.services.azure_credentials import fresh_credential, tenant_credential
 from service.services.compliance import failed_endpoints
 from service.services.context import CallContext
 from service.services.endpoints import ObservedEndpoint, record_observations
@@ -53,12 +53,17 @@ class ContainerLogs:
     content: str
 
 
-def target_of(rt: Runtime, ws: Workspace) -> MlTarget:
+def target_of(rt: Runtime, ws: Workspace, spec: CredentialSpec | None = None) -> MlTarget:
     """How to reach a workspace in Azure (raises credential errors), with the tenant's
-    credential as stored now (once per discovery, attempt or call: never a stale memo)."""
+    credential as stored now (once per discovery, attempt or call: never a stale memo); ``spec``
+    when the caller has just read it (``stored_credential_spec``)."""
     return MlTarget(
         tenant_key=ws.tenant_id,
-        credential=tenant_credential(rt, ws.tenant_id, fresh=True),
+        credential=(
+            tenant_credential(rt, ws.tenant_id, fresh=True)
+            if spec is None
+            else fresh_credential(rt, spec)
+        ),
         subscription_id=ws.subscription_id,
         resource_group=ws.resource_group,
         workspace_name=ws.workspace_name,

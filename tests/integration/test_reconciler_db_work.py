@@ -14,6 +14,9 @@ from typing import Any
 
 from sqlalchemy import event
 
+from service.db.models import Operation
+from service.services import leases
+from service.services.attempt import run_attempt
 from service.services.runtime import Runtime
 from service.worker.reconciler import Reconciler
 from tests.integration.test_reconciler_fencing import (  # noqa: F401 - fixtures used by name
@@ -48,6 +51,49 @@ def _transactions(rt: Runtime) -> Iterator[list[list[str]]]:
     finally:
         event.remove(engine, "begin", begin)
         event.remove(engine, "before_cursor_execute", execute)
+
+
+def _reads(transaction: list[str], table: str) -> bool:
+    return any(f"FROM {table}" in statement for statement in transaction)
+
+
+def test_an_attempt_reads_its_workspace_policies_and_credential_in_one_transaction(
+    world: World, rt: Runtime, fake: FakeMl
+) -> None:
+    """The tenant's credential, read fresh by every attempt, comes with the workspace and the
+    tenant's policies. Before, it was a transaction of its own (two statements, and on
+    PostgreSQL the pool's ping before each): ~1.6 transactions per target in a P3 run."""
+    q = _queued(world, rt, fake)
+    with rt.uow() as uow:
+        op = uow.session.get(Operation, q.operation_id)
+        assert op is not None
+        claim = leases.Claim(
+            op.id, op.tenant_id, op.workspace_id, op.endpoint_name, 1, 3, None, op.desired, op.cause
+        )
+
+    class Lease:
+        azure_operation_id = None
+
+        def __init__(self) -> None:
+            self.claim = claim
+
+        def keep(self, *, now: bool = False, **changes: object) -> None:
+            pass
+
+        def keep_for_write(self) -> None:
+            pass
+
+        def wait(self, seconds: float) -> None:
+            time.sleep(seconds)
+
+    with _transactions(rt) as seen:
+        outcome = run_attempt(rt, claim, Lease(), "w", threading.Event())
+    assert outcome.state == "succeeded", outcome.error
+    assert fake.writes == [("svc", {"app_insights": True})]
+    with_credential = [t for t in seen if _reads(t, "tenant_credentials")]
+    assert len(with_credential) == 1  # read fresh, once
+    assert _reads(with_credential[0], "workspaces")
+    assert _reads(with_credential[0], "policies")
 
 
 def test_a_busy_worker_looks_for_due_discoveries_and_its_lag_once_a_second(

@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 # (which workspaces' discovery is due, the lag gauge's oldest due operation) changes on a scale
 # of seconds to minutes: asked at most this often (or every RECONCILER_INTERVAL_S, if shorter).
 HOUSEKEEPING_S = 1.0
+# How often a pausing loop looks whether it should stop (it wakes at once when an attempt ends).
+STOP_CHECK_S = 0.1
 
 
 @dataclass
@@ -129,6 +131,9 @@ class Reconciler:
         self._housekeeping_s = min(HOUSEKEEPING_S, self.cfg.interval_s)
         self._next_due_check = 0.0
         self._next_lag_read = 0.0
+        # Set when an attempt (its thread and its tenant's place are free) or a discovery (it may
+        # have queued corrections) of this worker ended.
+        self._work_ended = threading.Event()
 
     def reconcile_once(self) -> TickReport:
         """One tick; returns at once (operations keep running in the pool)."""
@@ -167,18 +172,24 @@ class Reconciler:
             only_tenants=self.only_tenants,
             exclude=set(self._in_flight),
         ):
-            self._in_flight[claim.id] = self._pool.submit(self._run, claim)
+            future = self._pool.submit(self._run, claim)
+            future.add_done_callback(self._wake)
+            self._in_flight[claim.id] = future
             report.claimed += 1
         report.in_flight = len(self._in_flight)
         with self._lock:
             report.finished, self._finished = self._finished, {}
         return report
 
+    def _wake(self, _: Future[Any]) -> None:
+        self._work_ended.set()
+
     def _start_due_discoveries(self, report: TickReport) -> None:
         slots = max(0, self.cfg.worker_threads - len(self._in_flight))
         for ws_id in due_workspaces(self.rt, limit=max(1, slots), only_tenants=self.only_tenants):
             if ws_id not in self._discovering:
                 self._discovering[ws_id] = self._pool.submit(self._discover, ws_id)
+                self._discovering[ws_id].add_done_callback(self._wake)
                 report.discoveries += 1
 
     def run(self, stop: threading.Event) -> None:
@@ -190,8 +201,23 @@ class Reconciler:
             except ServiceError as exc:  # e.g. the database is briefly unavailable
                 log.warning("reconcile tick failed: %s", exc.detail)
                 busy = False
-            stop.wait(0.05 if busy else self.cfg.interval_s)
+            self._pause(stop, 0.05 if busy else self.cfg.interval_s)
         self.close()
+
+    def _pause(self, stop: threading.Event, seconds: float) -> None:
+        """Wait ``seconds`` between ticks, or less: until an attempt or a discovery of this
+        worker ends (the next tick claims the attempt's thread and its tenant's place, or what
+        the discovery queued, at once; before, a worker whose last tick found every tenant at its
+        cap left the place free for RECONCILER_INTERVAL_S) or ``stop`` is set (looked at every
+        STOP_CHECK_S)."""
+        deadline = time.monotonic() + seconds
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self._work_ended.wait(min(left, STOP_CHECK_S)):
+                self._work_ended.clear()  # work ending after this: the coming tick sees it
+                return
 
     def drain(self, timeout_s: float | None = None) -> None:
         """Wait for everything in flight (tests and benchmarks)."""

@@ -1,4 +1,5 @@
-"""How much the reconciler asks the database: what a busy worker's ticks and an attempt read.
+"""How much the reconciler asks the database (a busy worker's ticks, an attempt's reads) and how
+soon its loop claims what became claimable.
 
 At 1,000 targets on PostgreSQL (``bench/reconcile_converge.py``) the database client and server
 were about a third of the CPU a target costs; these pin the transactions that were cut.
@@ -12,9 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 
-from service.db.models import Operation
+from service.db.models import Operation, OperationAttempt
 from service.services import leases
 from service.services.attempt import run_attempt
 from service.services.runtime import Runtime
@@ -26,6 +27,7 @@ from tests.integration.test_reconciler_fencing import (  # noqa: F401 - fixtures
 )
 from tests.support.api import World
 from tests.support.fake_ml import FakeMl
+from tests.support.reconcile import operations_of, settled
 
 
 @contextmanager
@@ -125,7 +127,7 @@ def test_a_busy_worker_looks_for_due_discoveries_and_its_lag_once_a_second(
                 worker.reconcile_once()
             elapsed = time.monotonic() - started
             first = counts(seen)
-            time.sleep(max(0.0, HOUSEKEEPING_S - elapsed) + 0.05)
+            time.sleep(HOUSEKEEPING_S + 0.05)  # past both deadlines, each set during a tick
             worker.reconcile_once()
             second = counts(seen)
     finally:
@@ -136,3 +138,62 @@ def test_a_busy_worker_looks_for_due_discoveries_and_its_lag_once_a_second(
     assert 1 <= first[0] <= most, (first, elapsed)
     assert 1 <= first[1] <= most, (first, elapsed)
     assert second == (first[0] + 1, first[1] + 1)
+
+
+def test_a_worker_claims_the_place_an_attempt_freed_at_once_not_at_its_next_tick(
+    world: World, rt: Runtime, fake: FakeMl
+) -> None:
+    """Two operations of one tenant whose cap is 1: the second can start only once the first
+    ended. Before, the tick that found the tenant at its cap made the loop sleep
+    RECONCILER_INTERVAL_S (2 s by default; 3 s here) and the freed place waited for it; now an
+    attempt that ends wakes the loop."""
+    from dataclasses import replace
+
+    q = _queued(world, rt, fake)
+    fake.add("svc2")
+    fake.running_polls = 5  # the first attempt outlasts the busy loop's 50 ms pause
+    with rt.uow() as uow:
+        first = uow.session.get(Operation, q.operation_id)
+        assert first is not None
+        second = Operation(
+            tenant_id=first.tenant_id,
+            workspace_id=first.workspace_id,
+            endpoint_name="svc2",
+            kind="apply_policy",
+            desired={"app_insights": True},
+            cause="manual",
+            state="queued",
+            max_attempts=3,
+            created_by="test",
+        )
+        uow.session.add(second)
+        uow.commit()
+    cfg = replace(rt.settings.reconciler, interval_s=3.0, tenant_concurrency=1)
+    rt = replace(rt, settings=rt.settings.with_overrides(reconciler=cfg))
+    worker = Reconciler(rt, "w", only_tenants={q.tenant_id})
+    stop = threading.Event()
+    loop = threading.Thread(target=worker.run, args=(stop,))
+    loop.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not settled(rt, q.tenant_id) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        loop.join(10)
+    assert not loop.is_alive()
+    ops = sorted(operations_of(rt, q.tenant_id), key=lambda op: op.finished_at or op.created_at)
+    assert [op.state for op in ops] == ["succeeded", "succeeded"]
+    with rt.uow() as uow:
+        times = {
+            a.operation_id: (a.started_at, a.finished_at)
+            for a in uow.session.scalars(
+                select(OperationAttempt).where(
+                    OperationAttempt.operation_id.in_([op.id for op in ops])
+                )
+            )
+        }
+    ended, started = times[ops[0].id][1], times[ops[1].id][0]
+    assert ended is not None
+    assert started is not None
+    assert (started - ended).total_seconds() < 1.0  # ~3 s before

@@ -16,11 +16,13 @@ from typing import Any
 from sqlalchemy import event, select
 
 from service.db.models import Operation, OperationAttempt
-from service.services import leases
 from service.services.attempt import run_attempt
 from service.services.runtime import Runtime
 from service.worker.reconciler import Reconciler
 from tests.integration.test_reconciler_fencing import (  # noqa: F401 - fixtures used by name
+    HandLease,
+    _claim_of,
+    _queue,
     _queued,
     fake_ml_port,
     fake_ml_runtime,
@@ -66,30 +68,9 @@ def test_an_attempt_reads_its_workspace_policies_and_credential_in_one_transacti
     tenant's policies. Before, it was a transaction of its own (two statements, and on
     PostgreSQL the pool's ping before each): ~1.6 transactions per target in a P3 run."""
     q = _queued(world, rt, fake)
-    with rt.uow() as uow:
-        op = uow.session.get(Operation, q.operation_id)
-        assert op is not None
-        claim = leases.Claim(
-            op.id, op.tenant_id, op.workspace_id, op.endpoint_name, 1, 3, None, op.desired, op.cause
-        )
-
-    class Lease:
-        azure_operation_id = None
-
-        def __init__(self) -> None:
-            self.claim = claim
-
-        def keep(self, *, now: bool = False, **changes: object) -> None:
-            pass
-
-        def keep_for_write(self) -> None:
-            pass
-
-        def wait(self, seconds: float) -> None:
-            time.sleep(seconds)
-
+    claim = _claim_of(rt, q.operation_id)
     with _transactions(rt) as seen:
-        outcome = run_attempt(rt, claim, Lease(), "w", threading.Event())
+        outcome = run_attempt(rt, claim, HandLease(claim), "w", threading.Event())
     assert outcome.state == "succeeded", outcome.error
     assert fake.writes == [("svc", {"app_insights": True})]
     with_credential = [t for t in seen if _reads(t, "tenant_credentials")]
@@ -150,24 +131,12 @@ def test_a_worker_claims_the_place_an_attempt_freed_at_once_not_at_its_next_tick
     from dataclasses import replace
 
     q = _queued(world, rt, fake)
-    fake.add("svc2")
-    fake.running_polls = 5  # the first attempt outlasts the busy loop's 50 ms pause
     with rt.uow() as uow:
         first = uow.session.get(Operation, q.operation_id)
         assert first is not None
-        second = Operation(
-            tenant_id=first.tenant_id,
-            workspace_id=first.workspace_id,
-            endpoint_name="svc2",
-            kind="apply_policy",
-            desired={"app_insights": True},
-            cause="manual",
-            state="queued",
-            max_attempts=3,
-            created_by="test",
-        )
-        uow.session.add(second)
-        uow.commit()
+        workspace_id = first.workspace_id
+    _queue(rt, fake, q.tenant_id, workspace_id, "svc2")
+    fake.running_polls = 5  # the first attempt outlasts the busy loop's 50 ms pause
     cfg = replace(rt.settings.reconciler, interval_s=3.0, tenant_concurrency=1)
     rt = replace(rt, settings=rt.settings.with_overrides(reconciler=cfg))
     worker = Reconciler(rt, "w", only_tenants={q.tenant_id})

@@ -76,14 +76,23 @@ def _queued(world: World, rt: Runtime, fake: FakeMl, *, max_attempts: int = 3) -
     policies.put_policy(
         rt, CLI, tenant, None, None, {"app_insights": True}, None, max_attempts=max_attempts
     )
-    fake.add("svc")
     with rt.uow() as uow:
         t = uow.session.scalars(select(Tenant).where(Tenant.slug == tenant)).one()
         w = uow.session.scalars(select(Workspace).where(Workspace.tenant_id == t.id)).one()
+        tenant_id, workspace_id = t.id, w.id
+    return Queued(tenant_id, _queue(rt, fake, tenant_id, workspace_id, "svc", max_attempts))
+
+
+def _queue(
+    rt: Runtime, fake: FakeMl, tenant_id: str, workspace_id: str, name: str, max_attempts: int = 3
+) -> str:
+    """A service ``name`` without App Insights and a queued operation to turn it on; its id."""
+    fake.add(name)
+    with rt.uow() as uow:
         op = Operation(
-            tenant_id=t.id,
-            workspace_id=w.id,
-            endpoint_name="svc",
+            tenant_id=tenant_id,
+            workspace_id=workspace_id,
+            endpoint_name=name,
             kind="apply_policy",
             desired={"app_insights": True},
             cause="manual",
@@ -93,7 +102,35 @@ def _queued(world: World, rt: Runtime, fake: FakeMl, *, max_attempts: int = 3) -
         )
         uow.session.add(op)
         uow.commit()
-        return Queued(t.id, op.id)
+        return op.id
+
+
+def _claim_of(rt: Runtime, operation_id: str) -> leases.Claim:
+    """A claim of a queued operation (its first attempt of 3), to run one attempt by hand."""
+    with rt.uow() as uow:
+        op = uow.session.get(Operation, operation_id)
+        assert op is not None
+        return leases.Claim(
+            op.id, op.tenant_id, op.workspace_id, op.endpoint_name, 1, 3, None, op.desired, op.cause
+        )
+
+
+class HandLease:
+    """The lease of an attempt run by hand (``run_attempt``): always kept; a wait sleeps."""
+
+    azure_operation_id = None
+
+    def __init__(self, claim: leases.Claim) -> None:
+        self.claim = claim
+
+    def keep(self, *, now: bool = False, **changes: object) -> None:
+        pass
+
+    def keep_for_write(self) -> None:
+        pass
+
+    def wait(self, seconds: float) -> None:
+        time.sleep(seconds)
 
 
 def _expire(database: Database, operation_id: str) -> None:
@@ -537,33 +574,19 @@ def test_one_write_reserves_at_most_slot_tries_slots_however_they_were_given_up(
 
     q = _queued(world, rt, fake)
     fake.unsent_writes, fake.unsent_reason = 1000, "read_slow"
-    with rt.uow() as uow:
-        op = uow.session.get(Operation, q.operation_id)
-        assert op is not None
-        claim = leases.Claim(
-            op.id, op.tenant_id, op.workspace_id, op.endpoint_name, 1, 3, None, op.desired, op.cause
-        )
+    claim = _claim_of(rt, q.operation_id)
 
-    class SlowRenewals:
+    class SlowRenewals(HandLease):
         """Every other renewal before a write ends after its slot (a loaded process)."""
 
-        azure_operation_id = None
-
-        def __init__(self) -> None:
-            self.claim, self.fences = claim, 0
-
-        def keep(self, *, now: bool = False, **changes: object) -> None:
-            pass
+        fences = 0
 
         def keep_for_write(self) -> None:
             self.fences += 1
             if self.fences % 2:
                 time.sleep(LATE_S + 0.05)
 
-        def wait(self, seconds: float) -> None:
-            time.sleep(seconds)
-
-    lease = SlowRenewals()
+    lease = SlowRenewals(claim)
     outcome = run_attempt(rt, claim, lease, "w", threading.Event())
     assert outcome.state == AttemptEnd.RETRY  # temporary: the attempt is retried later
     assert "not sent within its slot" in (outcome.error or "")

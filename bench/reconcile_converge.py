@@ -27,7 +27,9 @@ database server's (its backends, ended ones included); the ``floor:`` line sets 
 against the most CPU per target a 20 s convergence leaves on this machine's cores. A second
 ``floor:`` line reads the attempts' durations back: a tenant runs at most ``--tenant-cap``
 attempts at once and an attempt holds its place while Azure's operation runs, so the busiest
-tenant's attempts, summed and divided by the cap, bound the run's wall time whatever the CPU.
+tenant's attempts, summed and divided by the cap, bound the run's wall time whatever the CPU;
+the line also gives that bound for attempts that would last only their operation (the
+busiest tenant's targets x ``--operation-s`` / ``--tenant-cap``).
 
 Both trust what a deployment trusts (``--trust public``, the default): certifi's public roots
 plus the emulator's CA in one bundle. ``--trust emulator`` (the emulator's CA alone, as every
@@ -533,12 +535,15 @@ def _run(
         f"converging in 20 s on {cores} cores allows <= {20_000 * cores / total:.0f} ms of CPU "
         f"per target, this run used {1000 * run_cpu / total:.1f}"
     )
-    mean_attempt_s, cap_floor = _cap_floor(rt, args.tenant_cap)
+    mean_attempt_s, cap_floor, most_targets = _cap_floor(rt, args.tenant_cap)
     print(
         f"floor: an attempt holds one of its tenant's {args.tenant_cap} places for "
         f"{mean_attempt_s:.2f} s on average (the {args.operation_s:g} s Azure operation "
         "included): the busiest "
-        f"tenant's attempts need >= {cap_floor:.1f} s at that cap, whatever the CPU"
+        f"tenant's attempts need >= {cap_floor:.1f} s at that cap, whatever the CPU; attempts "
+        f"that lasted only their operation would still need {most_targets} targets x "
+        f"{args.operation_s:g} s / {args.tenant_cap} = "
+        f"{most_targets * args.operation_s / args.tenant_cap:.1f} s"
     )
     ratio = baseline_total / elapsed
     verdict("converged_s", elapsed, "<=20", elapsed <= 20)
@@ -674,10 +679,11 @@ def _transactions(dsn: str) -> tuple[int, int, int]:
     return int(row[0]), int(row[1]), int(row[2])
 
 
-def _cap_floor(rt: Any, cap: int) -> tuple[float, float]:
-    """(mean attempt seconds, the least wall time the tenants' cap allows): no more than
-    ``cap`` attempts of a tenant run at once, so a tenant needs at least the sum of its
-    attempts' durations / ``cap``; the busiest tenant's bound is the run's."""
+def _cap_floor(rt: Any, cap: int) -> tuple[float, float, int]:
+    """(mean attempt seconds, the least wall time the tenants' cap allows, the most targets
+    of one tenant): no more than ``cap`` attempts of a tenant run at once, so a tenant needs at
+    least the sum of its attempts' durations / ``cap``; the busiest tenant's bound is the
+    run's. Each target's successful attempt holds its place for at least the operation."""
     from sqlalchemy import select
 
     from service.db.models import Operation, OperationAttempt
@@ -688,11 +694,17 @@ def _cap_floor(rt: Any, cap: int) -> tuple[float, float]:
             .join(Operation, Operation.id == OperationAttempt.operation_id)
             .where(OperationAttempt.finished_at.is_not(None))
         ).all()
+        targets = uow.session.execute(
+            select(Operation.tenant_id, Operation.workspace_id, Operation.endpoint_name).distinct()
+        ).all()
+    per_tenant: dict[str, int] = {}
+    for tenant_id, _, _ in targets:
+        per_tenant[tenant_id] = per_tenant.get(tenant_id, 0) + 1
     busy: dict[str, float] = {}
     for tenant_id, started, finished in rows:
         busy[tenant_id] = busy.get(tenant_id, 0.0) + (finished - started).total_seconds()
     mean = sum(busy.values()) / max(1, len(rows))
-    return mean, max(busy.values(), default=0.0) / cap
+    return mean, max(busy.values(), default=0.0) / cap, max(per_tenant.values(), default=0)
 
 
 def _states(rt: Any) -> dict[str, int]:

@@ -201,15 +201,20 @@ def tenant_compliance(rt: Runtime, ctx: CallContext, tenant: str) -> ComplianceR
             )
         )
         # The columns the decision reads, not ORM objects: 10,000 of them cost more to build
-        # than to judge.
-        endpoints = session.execute(
-            select(*_JUDGED).where(Endpoint.tenant_id == t.id, Endpoint.vanished_at.is_(None))
-        ).all()
+        # than to judge. Run below the ORM (a read-only use case: nothing to flush), whose
+        # loading layer was a fifth of the summary's CPU for rows that are plain tuples.
+        endpoints = (
+            session.connection()
+            .execute(
+                select(*_JUDGED).where(Endpoint.tenant_id == t.id, Endpoint.vanished_at.is_(None))
+            )
+            .all()
+        )
         # More than the 500 names a look-up filters by: the tenant's facts, unfiltered.
         judge = _Judge(Facts.load(session, t.id, {ws.id for ws in workspaces}, set()))
-        by_workspace: defaultdict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        by_workspace: defaultdict[str, list[Any]] = defaultdict(list)
         for row in endpoints:
-            by_workspace[row[0]].append(tuple(row))
+            by_workspace[row[0]].append(row)
         seen = {(row[0], row[1]) for row in endpoints}
         # A policy on an online endpoint's own name governs its live deployments (targets.py).
         for ws_id, online in session.execute(
@@ -242,24 +247,29 @@ def tenant_compliance(rt: Runtime, ctx: CallContext, tenant: str) -> ComplianceR
         }
         totals: Counter[str] = Counter({state.value: 0 for state in Compliance})
         report = []
+        policy_of, decide = judge.policy, judge.decide
+        compliant = Compliance.COMPLIANT
         for ws in workspaces:
-            counts: Counter[str] = Counter({state.value: 0 for state in Compliance})
+            # Counted by member, named once per workspace (``.value`` is a descriptor call).
+            counts: dict[Compliance, int] = dict.fromkeys(Compliance, 0)
             offenders: list[Offender] = []
             ws_id = ws.id  # (an ORM attribute: read once, not twice per endpoint)
             for _, name, kind, compute_type, ai, dc, observed in sorted(
                 by_workspace.get(ws_id, ()), key=itemgetter(1)
             ):
-                policy = judge.policy(ws_id, name)[0]
-                state, reason = judge.decide(ws_id, name, policy, observed, compute_type, ai, dc)
-                counts[state.value] += 1
-                if state is not Compliance.COMPLIANT and len(offenders) < MAX_OFFENDERS:
+                state, reason = decide(
+                    ws_id, name, policy_of(ws_id, name)[0], observed, compute_type, ai, dc
+                )
+                counts[state] += 1
+                if state is not compliant and len(offenders) < MAX_OFFENDERS:
                     offenders.append(Offender(name, kind, state, reason))
             for _, name in sorted(k for k in pending_discovery if k[0] == ws.id):
-                counts[Compliance.UNKNOWN.value] += 1
+                counts[Compliance.UNKNOWN] += 1
                 reason = not_discovered_reason(vanished.get((ws.id, name)), listed_at.get(ws.id))
                 offenders.append(Offender(name, None, Compliance.UNKNOWN, reason))
-            totals.update(counts)
-            report.append(WorkspaceCompliance(ws.slug, dict(counts), offenders[:MAX_OFFENDERS]))
+            named = {state.value: n for state, n in counts.items()}
+            totals.update(named)
+            report.append(WorkspaceCompliance(ws.slug, named, offenders[:MAX_OFFENDERS]))
         retention = workspace_retention(session, t.id)
         return ComplianceReport(t.slug, utcnow(), dict(totals), report, retention)
 

@@ -684,6 +684,8 @@ def _cap_floor(rt: Any, cap: int) -> tuple[float, float, int]:
     of one tenant): no more than ``cap`` attempts of a tenant run at once, so a tenant needs at
     least the sum of its attempts' durations / ``cap``; the busiest tenant's bound is the
     run's. Each target's successful attempt holds its place for at least the operation."""
+    from collections import Counter
+
     from sqlalchemy import select
 
     from service.db.models import Operation, OperationAttempt
@@ -697,9 +699,7 @@ def _cap_floor(rt: Any, cap: int) -> tuple[float, float, int]:
         targets = uow.session.execute(
             select(Operation.tenant_id, Operation.workspace_id, Operation.endpoint_name).distinct()
         ).all()
-    per_tenant: dict[str, int] = {}
-    for tenant_id, _, _ in targets:
-        per_tenant[tenant_id] = per_tenant.get(tenant_id, 0) + 1
+    per_tenant = Counter(tenant_id for tenant_id, _, _ in targets)
     busy: dict[str, float] = {}
     for tenant_id, started, finished in rows:
         busy[tenant_id] = busy.get(tenant_id, 0.0) + (finished - started).total_seconds()

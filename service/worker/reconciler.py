@@ -28,9 +28,10 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from service.domain.states import Recorded
 from service.errors import AzureCallFailed, ServiceError
@@ -45,6 +46,7 @@ from service.services.outcomes import record_outcome
 from service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 # While busy a worker ticks every 50 ms. What each tick also asks the database besides claiming
 # (which workspaces' discovery is due, the lag gauge's oldest due operation) changes on a scale
 # of seconds to minutes: asked at most this often (or every RECONCILER_INTERVAL_S, if shorter).
@@ -172,24 +174,24 @@ class Reconciler:
             only_tenants=self.only_tenants,
             exclude=set(self._in_flight),
         ):
-            future = self._pool.submit(self._run, claim)
-            future.add_done_callback(self._wake)
-            self._in_flight[claim.id] = future
+            self._in_flight[claim.id] = self._submit(self._run, claim)
             report.claimed += 1
         report.in_flight = len(self._in_flight)
         with self._lock:
             report.finished, self._finished = self._finished, {}
         return report
 
-    def _wake(self, _: Future[Any]) -> None:
-        self._work_ended.set()
+    def _submit(self, work: Callable[[Any], T], arg: Any) -> Future[T]:
+        """Run ``work(arg)`` in the pool; its end wakes the loop (``_pause``)."""
+        future = self._pool.submit(work, arg)
+        future.add_done_callback(lambda _: self._work_ended.set())
+        return future
 
     def _start_due_discoveries(self, report: TickReport) -> None:
         slots = max(0, self.cfg.worker_threads - len(self._in_flight))
         for ws_id in due_workspaces(self.rt, limit=max(1, slots), only_tenants=self.only_tenants):
             if ws_id not in self._discovering:
-                self._discovering[ws_id] = self._pool.submit(self._discover, ws_id)
-                self._discovering[ws_id].add_done_callback(self._wake)
+                self._discovering[ws_id] = self._submit(self._discover, ws_id)
                 report.discoveries += 1
 
     def run(self, stop: threading.Event) -> None:

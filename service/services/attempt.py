@@ -7,7 +7,12 @@ An attempt of an ``apply_policy`` operation:
 2. read the service; if it is mid-operation, wait; if it already matches the effective policy,
    succeed without writing (re-applying is idempotent anyway: PATCH replaces a value);
 3. reserve a slot of the subscription's write budget, ``update(...)``, store the Azure
-   operation id (lease-guarded), poll it ourselves, then re-read the service to confirm.
+   operation id (lease-guarded), then leave the running operation to the worker's follower:
+   the attempt ends its thread's work with :class:`Following`, and ``follow_step`` polls the
+   operation once per step (the worker runs a step when the next poll is due, in any free
+   thread) until it ends, then re-reads the service to confirm. Azure's operations take
+   minutes: a thread (and a place in the tenant's cap) held for all of it made the operation's
+   duration, not Azure's write budget, bound how fast a fleet converged.
 
 The worker (``service.worker.reconciler``) owns the lease the attempt runs under: the attempt
 calls ``lease.keep()`` before every Azure call, ``lease.keep_for_write()`` right before a write
@@ -25,9 +30,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from service.db.models import Workspace
+from service.db.types import utcnow
 from service.domain.policy import Observed, changes_needed
 from service.domain.retry import RetryPolicy
 from service.domain.states import AttemptEnd
@@ -95,17 +102,54 @@ class AttemptLease(Protocol):
     def wait(self, seconds: float) -> None: ...
 
 
+@dataclass(frozen=True)
+class Following:
+    """The attempt goes on without a thread: its Azure operation runs, and its worker polls it
+    with :func:`follow_step` ``next_poll_s`` from now (keeping the lease meanwhile: a step comes
+    at most a third of a lease after the last)."""
+
+    target: MlTarget
+    operation_id: str
+    followed_at: float  # time.monotonic() when this attempt began following it
+    next_poll_s: float
+
+
 def run_attempt(
     rt: Runtime, claim: Claim, lease: AttemptLease, worker_id: str, stopping: threading.Event
-) -> Outcome:
-    """Run one attempt of ``claim`` to its outcome (never raises for a failure of the work)."""
+) -> Outcome | Following:
+    """Run one attempt of ``claim`` to its outcome, or until it only has an Azure operation to
+    follow (never raises for a failure of the work)."""
+    return _guarded(rt, claim, lease, worker_id, stopping, _Attempt.run)
+
+
+def follow_step(
+    rt: Runtime,
+    claim: Claim,
+    lease: AttemptLease,
+    worker_id: str,
+    stopping: threading.Event,
+    following: Following,
+) -> Outcome | Following:
+    """One step of an attempt that follows its Azure operation: poll it once; its outcome when
+    it ended (confirmed by a read), else when to poll again."""
+    return _guarded(rt, claim, lease, worker_id, stopping, lambda attempt: attempt.step(following))
+
+
+def _guarded(
+    rt: Runtime,
+    claim: Claim,
+    lease: AttemptLease,
+    worker_id: str,
+    stopping: threading.Event,
+    work: Callable[[_Attempt], Outcome | Following],
+) -> Outcome | Following:
     retry = RetryPolicy(
         rt.settings.reconciler.retry_base_s,
         rt.settings.reconciler.retry_max_s,
         rt.settings.reconciler.max_attempts,
     )
     try:
-        return _Attempt(rt, claim, lease, worker_id, stopping, retry).run()
+        return work(_Attempt(rt, claim, lease, worker_id, stopping, retry))
     except Stopping:
         return Outcome(AttemptEnd.RELEASED, keep_azure_operation=True)
     except LeaseLost:
@@ -150,16 +194,32 @@ class _Attempt:
         self.stopping = stopping
         self.retry = retry
 
-    def run(self) -> Outcome:
-        claim, lease = self.claim, self.lease
+    def run(self) -> Outcome | Following:
+        claim = self.claim
         if retention_apply.is_export_operation(claim):
             return self._export_attempt()
         ws, target, index = self._target()
-        name = claim.endpoint_name
         if claim.azure_operation_id:
-            followed = self._follow(target, claim.azure_operation_id)
+            # A previous attempt started it: follow that one instead of writing again.
+            followed = self._poll(target, claim.azure_operation_id, time.monotonic())
+            if isinstance(followed, Following):
+                self.lease.keep(now=True, following_since=utcnow())
             if followed is not None:
                 return followed
+        return self._apply(ws, target, index)
+
+    def step(self, following: Following) -> Outcome | Following:
+        followed = self._poll(following.target, following.operation_id, following.followed_at)
+        if followed is not None:
+            return followed
+        # Azure no longer knows the operation: start over (observe, then write if needed), in
+        # this thread and counted in the tenant's cap again.
+        self.lease.keep(now=True, following_since=None)
+        return self._apply(*self._target())
+
+    def _apply(self, ws: Workspace, target: MlTarget, index: PolicyIndex) -> Outcome | Following:
+        """Observe, and write what differs from the effective policy; then follow the write."""
+        lease, name = self.lease, self.claim.endpoint_name
         online = split_target(name)
         if online is not None:
             # A v2 deployment waits for its online endpoint's update slot before reading it:
@@ -188,10 +248,12 @@ class _Attempt:
         except WriteOutcomeUnknown as unanswered:
             operation_id = self._settle(unanswered)
         lease.azure_operation_id = operation_id
-        lease.keep(now=True, azure_operation_id=operation_id, desired=changes)
-        followed = self._follow(target, operation_id)
-        assert followed is not None
-        return followed
+        lease.keep(
+            now=True, azure_operation_id=operation_id, desired=changes, following_since=utcnow()
+        )
+        # Not polled now: an operation just started has not ended (and the adapters answer
+        # "running" without a call for its first FIRST_POLL_AFTER_S).
+        return Following(target, operation_id, time.monotonic(), self._next_poll_s(0.0))
 
     def _write(
         self,
@@ -270,40 +332,45 @@ class _Attempt:
             except ServiceError as exc:  # the database, briefly: keep waiting and renewing
                 log.warning("operation %s: could not renew the lease: %s", claim_id, exc.detail)
 
-    def _follow(self, target: MlTarget, operation_id: str) -> Outcome | None:
-        """Poll an Azure operation to its end, then confirm by re-reading the service.
-
-        A short operation is polled every OPERATION_POLL_INTERVAL_S; a longer one every
-        POLL_AGE_SHARE of the time it has been followed, up to OPERATION_POLL_MAX_INTERVAL_S:
-        one that runs for minutes is asked a score of times, not once every interval (each
-        poll is a call that nearly always says "running"), and its end is seen at most a
-        quarter of its age, or the max interval, late.
-        None when the operation is unknown to Azure (then the attempt starts over).
-        """
-        followed_at = time.monotonic()
-        deadline = followed_at + self.cfg.operation_timeout_s
+    def _poll(
+        self, target: MlTarget, operation_id: str, followed_at: float
+    ) -> Outcome | Following | None:
+        """Poll an Azure operation once: when it ended, the outcome (confirmed by re-reading the
+        service); while it runs, when to poll again (:meth:`_next_poll_s`); None when Azure does
+        not know it (then the attempt starts over). ``followed_at``: when this attempt began
+        following it (``operation_timeout_s`` counts from there)."""
         name = self.claim.endpoint_name
-        while True:
-            try:
-                status = self._read(lambda: self.rt.ml.operation_status(target, name, operation_id))
-            except NotFound:
-                return None
-            if status.state == "failed":
-                return Outcome(AttemptEnd.FAILED, f"the Azure operation failed: {status.error}")
-            if status.state == "succeeded":
-                break
-            if time.monotonic() > deadline:
-                return Outcome(
-                    AttemptEnd.FAILED,
-                    f"the Azure operation did not finish within {self.cfg.operation_timeout_s:g} s",
-                )
-            age = time.monotonic() - followed_at
-            self.lease.wait(
-                min(
-                    max(self.cfg.poll_interval_s, age * POLL_AGE_SHARE),
-                    self.cfg.poll_max_interval_s,
-                )
+        try:
+            status = self._read(lambda: self.rt.ml.operation_status(target, name, operation_id))
+        except NotFound:
+            return None
+        if status.state == "failed":
+            return Outcome(AttemptEnd.FAILED, f"the Azure operation failed: {status.error}")
+        if status.state == "succeeded":
+            return self._confirm(target)
+        age = time.monotonic() - followed_at
+        if age > self.cfg.operation_timeout_s:
+            return Outcome(
+                AttemptEnd.FAILED,
+                f"the Azure operation did not finish within {self.cfg.operation_timeout_s:g} s",
             )
+        return Following(target, operation_id, followed_at, self._next_poll_s(age))
+
+    def _next_poll_s(self, age: float) -> float:
+        """A short operation is polled every OPERATION_POLL_INTERVAL_S; a longer one every
+        POLL_AGE_SHARE of the time it has been followed, up to OPERATION_POLL_MAX_INTERVAL_S:
+        one that runs for minutes is asked a score of times, not once every interval (each poll
+        is a call that nearly always says "running"), and its end is seen at most a quarter of
+        its age, or the max interval, late. Never more than a third of a lease: each step renews
+        the lease when a third has passed, so it is renewed at least every two thirds."""
+        cfg = self.cfg
+        return min(
+            max(cfg.poll_interval_s, age * POLL_AGE_SHARE), cfg.poll_max_interval_s, cfg.lease_s / 3
+        )
+
+    def _confirm(self, target: MlTarget) -> Outcome:
+        """The operation succeeded: re-read the service; what still differs goes round again."""
+        name = self.claim.endpoint_name
         snapshot = self._read(lambda: self.rt.ml.get_service(target, name))
         if snapshot is None:
             return Outcome(AttemptEnd.CANCELLED, "the endpoint no longer exists in Azure")

@@ -80,6 +80,17 @@ def _claimable(now: datetime) -> Any:
     return or_(queued, orphaned)
 
 
+def _holding_a_place(now: datetime) -> Any:
+    """An operation that counts against its tenant's cap: an attempt of it runs in a worker's
+    thread (its lease is live). One whose Azure operation is only being followed does not: it
+    holds no thread, and Azure's operations take minutes (``following_since``)."""
+    return (
+        (Operation.state == OperationState.RUNNING)
+        & (Operation.lease_expires_at >= now)
+        & Operation.following_since.is_(None)
+    )
+
+
 def claim(
     rt: Runtime,
     owner: str,
@@ -108,7 +119,7 @@ def claim(
         busy = dict(
             uow.session.execute(
                 select(Operation.tenant_id, func.count())
-                .where(Operation.state == OperationState.RUNNING, Operation.lease_expires_at >= now)
+                .where(_holding_a_place(now))
                 .group_by(Operation.tenant_id)
             ).all()
         )
@@ -141,11 +152,7 @@ def _claim_for_tenant(
         running = session.scalar(
             select(func.count())
             .select_from(Operation)
-            .where(
-                Operation.tenant_id == tenant_id,
-                Operation.state == OperationState.RUNNING,
-                Operation.lease_expires_at >= now,
-            )
+            .where(Operation.tenant_id == tenant_id, _holding_a_place(now))
         )
         free = min(capacity, rt.settings.reconciler.tenant_concurrency - int(running or 0))
         if free <= 0:
@@ -178,6 +185,7 @@ def _claim_for_tenant(
                 _fail(op, now, "no attempts left")  # defensive: never past the cap
                 continue
             op.state, op.lease_owner, op.lease_expires_at = OperationState.RUNNING, owner, expires
+            op.following_since = None  # the new attempt follows in its own thread first
             op.fence += 1
             taken.append(op)
         session.flush()
@@ -336,7 +344,9 @@ def finish(
     record: AttemptRecord | None = None,
     **values: Any,
 ) -> bool:
-    """Write the attempt's outcome if the lease is still ours (in the caller's transaction)."""
+    """Write the attempt's outcome if the lease is still ours (in the caller's transaction).
+    The operation is no longer followed (``following_since``) unless ``values`` say so."""
+    values.setdefault("following_since", None)
     result = core(uow.session).execute(
         _guarded(claim, owner).values(version=Operation.version + 1, **values)
     )

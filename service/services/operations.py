@@ -267,6 +267,7 @@ def cancel_operation(rt: Runtime, ctx: CallContext, operation_id: str) -> Operat
         op.finished_at = utcnow()
         op.lease_owner = None
         op.lease_expires_at = None
+        op.following_since = None
         op.last_error = f"cancelled by {ctx.principal.key_id}"
         # A running attempt can no longer record anything (it is not running any more): close it.
         uow.session.execute(

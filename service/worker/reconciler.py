@@ -15,6 +15,16 @@ Never two attempts of one operation in flight:
   the attempt keeps its lease and waits for that call to end, then follows what it started;
   nothing else is written to the service meanwhile, and every attempt observes before writing.
 
+Following without a thread: once an attempt's Azure operation runs, the attempt hands it to
+this worker (``Following``) and its thread is free; the worker runs a step of it
+(``follow_step``: one poll, renewing the lease when due) in any free thread when its next poll
+is due, before claiming new work, until it ends and is recorded. Meanwhile the operation stays
+``running`` under the attempt's lease and fencing token, but holds no place in its tenant's
+cap (``operations.following_since``): Azure's operations take minutes, and a thread held for
+each made their duration, not the write budget, bound a fleet's convergence. A worker that
+stops hands its followed operations back (``released``); one that crashes loses their leases,
+and the next claim takes them over and follows the Azure operation the attempt stored.
+
 How attempts are charged against ``max_attempts`` (crashes are not): see
 ``service.services.leases``. Loops wait on ``stop.wait(interval)``, so stopping is prompt.
 """
@@ -22,6 +32,8 @@ How attempts are charged against ``max_attempts`` (crashes are not): see
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import os
 import socket
@@ -33,16 +45,16 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from service.domain.states import Recorded
+from service.domain.states import AttemptEnd, Recorded
 from service.errors import AzureCallFailed, ServiceError
 from service.metrics import RECONCILE_LAG, RECONCILE_SWEEP
 from service.services import leases, retention
-from service.services.attempt import LeaseLost, Stopping, run_attempt
+from service.services.attempt import Following, LeaseLost, Stopping, follow_step, run_attempt
 from service.services.device_logins import poll_due_device_logins
 from service.services.discovery import discover, due_workspaces
 from service.services.leases import Claim
 from service.services.operations_stats import oldest_due_age_s
-from service.services.outcomes import record_outcome
+from service.services.outcomes import Outcome, record_outcome
 from service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -59,7 +71,9 @@ STOP_CHECK_S = 0.1
 class TickReport:
     discoveries: int = 0
     claimed: int = 0
-    in_flight: int = 0
+    in_flight: int = 0  # attempts and follow steps running in threads
+    following: int = 0  # operations followed without a thread
+    steps: int = 0  # follow steps started by this tick
     finished: dict[Recorded, int] = field(default_factory=dict)  # attempts ended, by result
 
 
@@ -108,6 +122,15 @@ class _Lease:
                 raise Stopping
 
 
+@dataclass
+class _Followed:
+    """An attempt waiting for its Azure operation (its next step's time is in ``_due``)."""
+
+    claim: Claim
+    lease: _Lease
+    following: Following
+
+
 class Reconciler:
     """One worker's reconcile loop state (its id, thread pool and in-flight work)."""
 
@@ -125,7 +148,12 @@ class Reconciler:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stopping = threading.Event()
         self._pool = ThreadPoolExecutor(self.cfg.worker_threads, thread_name_prefix="reconcile")
-        self._in_flight: dict[str, Future[Recorded]] = {}
+        self._in_flight: dict[str, Future[Recorded]] = {}  # attempts and follow steps
+        # Under _lock (pool threads add to them): the followed operations, and their due times
+        # as a heap of (due, sequence, operation id).
+        self._following: dict[str, _Followed] = {}
+        self._due: list[tuple[float, int, str]] = []
+        self._sequence = itertools.count()
         self._discovering: dict[str, Future[None]] = {}
         self._finished: dict[Recorded, int] = {}
         self._lock = threading.Lock()
@@ -164,27 +192,68 @@ class Reconciler:
         if time.monotonic() >= self._next_due_check:
             self._next_due_check = time.monotonic() + self._housekeeping_s
             self._start_due_discoveries(report)
-        capacity = self.cfg.worker_threads - len(self._in_flight) - len(self._discovering)
-        # Never claim what an attempt of ours still runs, even when its lease looks expired
-        # (a claim would start a second attempt beside it and lose track of the first).
+        # Steps of followed operations first: they end work already started.
+        report.steps = self._start_due_steps()
+        # Never claim what an attempt of ours still runs or follows, even when its lease looks
+        # expired (a claim would start a second attempt beside it and lose track of the first).
+        with self._lock:
+            exclude = set(self._in_flight) | set(self._following)
         for claim in leases.claim(
             self.rt,
             self.worker_id,
-            capacity,
+            self._free_threads(),
             only_tenants=self.only_tenants,
-            exclude=set(self._in_flight),
+            exclude=exclude,
         ):
             self._in_flight[claim.id] = self._submit(self._run, claim)
             report.claimed += 1
         report.in_flight = len(self._in_flight)
         with self._lock:
+            report.following = len(self._following)
             report.finished, self._finished = self._finished, {}
         return report
 
-    def _submit(self, work: Callable[[Any], T], arg: Any) -> Future[T]:
-        """Run ``work(arg)`` in the pool; its end wakes the loop (``_pause``)."""
+    def _free_threads(self) -> int:
+        return self.cfg.worker_threads - len(self._in_flight) - len(self._discovering)
+
+    def _start_due_steps(self) -> int:
+        """Start the follow steps that are due, soonest due first, in the free threads."""
+        self._reap()
+        free = self._free_threads()
+        now = time.monotonic()
+        started: list[_Followed] = []
+        with self._lock:
+            while self._due and self._due[0][0] <= now and len(started) < free:
+                due, _, op_id = heapq.heappop(self._due)
+                if op_id in self._in_flight:
+                    # The attempt that handed it over has not quite returned: next time.
+                    heapq.heappush(self._due, (due, next(self._sequence), op_id))
+                    break
+                followed = self._following.pop(op_id, None)
+                if followed is not None:
+                    started.append(followed)
+        for followed in started:
+            self._in_flight[followed.claim.id] = self._submit(self._step, followed, wake=False)
+        return len(started)
+
+    def _next_step_in(self) -> float:
+        """Seconds until the next follow step is due (inf: none, or no free thread for it; an
+        attempt that ends wakes the loop)."""
+        if self._free_threads() <= 0:
+            return float("inf")
+        with self._lock:
+            if not self._due:
+                return float("inf")
+            return max(0.0, self._due[0][0] - time.monotonic())
+
+    def _submit(self, work: Callable[[Any], T], arg: Any, *, wake: bool = True) -> Future[T]:
+        """Run ``work(arg)`` in the pool; its end wakes the loop (``_pause``) if ``wake``.
+        A follow step's does not: it held no place in a tenant's cap, only a thread, and the
+        loop's next tick comes soon enough for that (steps end far more often than attempts,
+        and each tick asks the database for claims)."""
         future = self._pool.submit(work, arg)
-        future.add_done_callback(lambda _: self._work_ended.set())
+        if wake:
+            future.add_done_callback(lambda _: self._work_ended.set())
         return future
 
     def _start_due_discoveries(self, report: TickReport) -> None:
@@ -207,31 +276,51 @@ class Reconciler:
         self.close()
 
     def _pause(self, stop: threading.Event, seconds: float) -> None:
-        """Wait ``seconds`` between ticks, or less: until an attempt or a discovery of this
-        worker ends (the next tick claims the attempt's thread and its tenant's place, or what
-        the discovery queued, at once; before, a worker whose last tick found every tenant at its
-        cap left the place free for RECONCILER_INTERVAL_S) or ``stop`` is set (looked at every
-        STOP_CHECK_S)."""
+        """Wait ``seconds`` between ticks, starting follow steps as they fall due, or less:
+        until an attempt or a discovery of this worker ends (the next tick claims the attempt's
+        thread and its tenant's place, or what the discovery queued, at once; before, a worker
+        whose last tick found every tenant at its cap left the place free for
+        RECONCILER_INTERVAL_S) or ``stop`` is set (looked at every STOP_CHECK_S)."""
         deadline = time.monotonic() + seconds
         while not stop.is_set():
+            self._start_due_steps()
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            if self._work_ended.wait(min(left, STOP_CHECK_S)):
+            if self._work_ended.wait(min(left, STOP_CHECK_S, self._next_step_in())):
                 self._work_ended.clear()  # work ending after this: the coming tick sees it
                 return
 
     def drain(self, timeout_s: float | None = None) -> None:
-        """Wait for everything in flight (tests and benchmarks)."""
-        pending: list[Future[Any]] = [*self._in_flight.values(), *self._discovering.values()]
-        wait(pending, timeout=timeout_s)
-        self._reap()
+        """Wait for everything in flight, followed operations included (their steps run as
+        they fall due), claiming nothing new (tests and benchmarks)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            pending: list[Future[Any]] = [*self._in_flight.values(), *self._discovering.values()]
+            wait(pending, timeout=left)
+            self._reap()
+            with self._lock:
+                following = bool(self._following)
+            if not following or (deadline is not None and time.monotonic() >= deadline):
+                return
+            if not self._start_due_steps():
+                nap = min(self._next_step_in(), STOP_CHECK_S)
+                if deadline is not None:
+                    nap = min(nap, max(0.0, deadline - time.monotonic()))
+                time.sleep(nap)
 
     def close(self) -> None:
-        """Graceful stop: attempts hand their leases back at their next wait, then return."""
+        """Graceful stop: attempts hand their leases back at their next wait, then return;
+        followed operations are handed back too (another worker takes them over at once)."""
         self.stopping.set()
         self._pool.shutdown(wait=True)
         self._reap()
+        with self._lock:
+            followed, self._following, self._due = list(self._following.values()), {}, []
+        for f in followed:
+            released = Outcome(AttemptEnd.RELEASED, keep_azure_operation=True)
+            record_outcome(self.rt, f.claim, self.worker_id, released, f.lease.azure_operation_id)
 
     def _reap(self) -> None:
         for key, future in list(self._in_flight.items()):
@@ -257,8 +346,26 @@ class Reconciler:
 
     def _run(self, claim: Claim) -> Recorded:
         lease = _Lease(self, claim)
-        outcome = run_attempt(self.rt, claim, lease, self.worker_id, self.stopping)
-        recorded = record_outcome(self.rt, claim, self.worker_id, outcome, lease.azure_operation_id)
+        return self._end(
+            claim, lease, run_attempt(self.rt, claim, lease, self.worker_id, self.stopping)
+        )
+
+    def _step(self, followed: _Followed) -> Recorded:
+        claim, lease = followed.claim, followed.lease
+        result = follow_step(
+            self.rt, claim, lease, self.worker_id, self.stopping, followed.following
+        )
+        return self._end(claim, lease, result)
+
+    def _end(self, claim: Claim, lease: _Lease, result: Outcome | Following) -> Recorded:
+        """Record how the attempt ended, or keep following its Azure operation."""
+        if isinstance(result, Following):
+            due = time.monotonic() + result.next_poll_s
+            with self._lock:
+                self._following[claim.id] = _Followed(claim, lease, result)
+                heapq.heappush(self._due, (due, next(self._sequence), claim.id))
+            return Recorded.RUNNING
+        recorded = record_outcome(self.rt, claim, self.worker_id, result, lease.azure_operation_id)
         with self._lock:
             self._finished[recorded] = self._finished.get(recorded, 0) + 1
         return recorded

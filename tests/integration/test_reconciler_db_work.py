@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import event, select
 
 from service.db.models import Operation, OperationAttempt
-from service.services.attempt import run_attempt
 from service.services.runtime import Runtime
 from service.worker.reconciler import Reconciler
 from tests.integration.test_reconciler_fencing import (  # noqa: F401 - fixtures used by name
@@ -24,6 +23,7 @@ from tests.integration.test_reconciler_fencing import (  # noqa: F401 - fixtures
     _claim_of,
     _queue,
     _queued,
+    attempt_to_its_end,
     fake_ml_port,
     fake_ml_runtime,
 )
@@ -70,7 +70,7 @@ def test_an_attempt_reads_its_workspace_policies_and_credential_in_one_transacti
     q = _queued(world, rt, fake)
     claim = _claim_of(rt, q.operation_id)
     with _transactions(rt) as seen:
-        outcome = run_attempt(rt, claim, HandLease(claim), "w", threading.Event())
+        outcome = attempt_to_its_end(rt, claim, HandLease(claim))
     assert outcome.state == "succeeded", outcome.error
     assert fake.writes == [("svc", {"app_insights": True})]
     with_credential = [t for t in seen if _reads(t, "tenant_credentials")]

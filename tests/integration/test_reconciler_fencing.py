@@ -21,6 +21,7 @@ from service.db.session import Database
 from service.db.types import utcnow
 from service.errors import AzureCallFailed
 from service.services import credentials, leases, policies
+from service.services.outcomes import Outcome
 from service.services.rollouts import rollout_group, take_slot
 from service.services.runtime import Runtime
 from service.worker.reconciler import Reconciler
@@ -131,6 +132,18 @@ class HandLease:
 
     def wait(self, seconds: float) -> None:
         time.sleep(seconds)
+
+
+def attempt_to_its_end(rt: Runtime, claim: leases.Claim, lease: HandLease) -> Outcome:
+    """Run an attempt by hand, then its follow steps as they fall due, as a worker would."""
+    from service.services.attempt import Following, follow_step, run_attempt
+
+    stopping = threading.Event()
+    result = run_attempt(rt, claim, lease, "w", stopping)
+    while isinstance(result, Following):
+        time.sleep(result.next_poll_s)
+        result = follow_step(rt, claim, lease, "w", stopping, result)
+    return result
 
 
 def _expire(database: Database, operation_id: str) -> None:
@@ -247,7 +260,8 @@ def test_slow_reads_before_the_write_keep_the_lease_so_nobody_else_starts_an_att
     world: World, rt: Runtime, database: Database, fake: FakeMl
 ) -> None:
     """Three failing reads and a good one, each slow: together longer than the lease. The
-    attempt renews as it goes, so a second worker ticking all along never takes over."""
+    attempt renews as it goes, so a second worker ticking all along never takes over (the
+    first ticks too, as a worker does: its ticks follow the Azure operation it started)."""
     q = _queued(world, rt, fake)
     fake.read_delay_s = 0.4
     fake.read_errors = [AzureCallFailed("Azure ML: read web service: HTTP 500")] * 3
@@ -259,6 +273,7 @@ def test_slow_reads_before_the_write_keep_the_lease_so_nobody_else_starts_an_att
         deadline = time.monotonic() + 15
         while not settled(rt, q.tenant_id) and time.monotonic() < deadline:
             claimed_by_second += second.reconcile_once().claimed
+            first.reconcile_once()
             time.sleep(0.05)
         first.drain(10)
         second.drain(10)
@@ -569,7 +584,6 @@ def test_one_write_reserves_at_most_slot_tries_slots_however_they_were_given_up(
     slow) count together. Before, each of the attempt's SLOT_TRIES unsent writes could first give
     up SLOT_TRIES late slots: up to 100 slots of the subscription's budget for one write."""
     from service.domain.states import AttemptEnd
-    from service.services.attempt import run_attempt
     from service.services.db_writes import LATE_S, SLOT_TRIES
 
     q = _queued(world, rt, fake)
@@ -587,7 +601,7 @@ def test_one_write_reserves_at_most_slot_tries_slots_however_they_were_given_up(
                 time.sleep(LATE_S + 0.05)
 
     lease = SlowRenewals(claim)
-    outcome = run_attempt(rt, claim, lease, "w", threading.Event())
+    outcome = attempt_to_its_end(rt, claim, lease)
     assert outcome.state == AttemptEnd.RETRY  # temporary: the attempt is retried later
     assert "not sent within its slot" in (outcome.error or "")
     assert lease.fences == SLOT_TRIES  # one renewal per slot reserved (20 before)

@@ -77,22 +77,26 @@ def test_two_workers_share_the_queue_within_the_tenant_cap_and_the_write_budget(
     )
 
     stop = threading.Event()
-    peak = 0
+    peak = peak_followed = 0
 
     def watch() -> None:
-        nonlocal peak
+        """The tenant's attempts in threads (the cap's count), and its operations followed
+        without one (they hold no place in the cap)."""
+        nonlocal peak, peak_followed
         while not stop.is_set():
             with database.engine.connect() as conn:
-                running = conn.execute(
-                    select(func.count())
-                    .select_from(Operation)
+                rows = conn.execute(
+                    select(Operation.following_since.is_(None), func.count())
                     .where(
                         Operation.tenant_id == w.tenant_id,
                         Operation.state == "running",
                         Operation.lease_expires_at >= utcnow(),
                     )
-                ).scalar_one()
-            peak = max(peak, running)
+                    .group_by(Operation.following_since.is_(None))
+                ).all()
+            counts = {bool(in_thread): n for in_thread, n in rows}
+            peak = max(peak, counts.get(True, 0))
+            peak_followed = max(peak_followed, counts.get(False, 0))
             time.sleep(0.005)
 
     workers = [
@@ -129,4 +133,5 @@ def test_two_workers_share_the_queue_within_the_tenant_cap_and_the_write_budget(
     assert claimed["worker-a"] > 0
     assert claimed["worker-b"] > 0
     assert peak <= 4
+    assert peak_followed > 4  # Azure operations in flight beyond the cap: followed, no thread
     assert fresh_emulator.state.throttle.max_writes_per_second(box.subscription_id) <= 8

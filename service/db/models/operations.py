@@ -63,6 +63,10 @@ class Operation(Versioned, Base):
     # The fencing token: incremented by every claim (never reused), so each attempt has its own
     # and every state change of an attempt is written only while the token is still current.
     fence: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    # Set while the attempt leaves its running Azure operation to its worker's follower (no
+    # thread held): such an operation does not count against its tenant's concurrency cap.
+    # Cleared by every other state change (fenced like them).
+    following_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(64), nullable=False)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

@@ -25,11 +25,12 @@ CPU is read for each process on the cores: the service's (the bench process, or 
 ``--workers`` from their start), the emulator's and, with ``--postgres`` on this machine, the
 database server's (its backends, ended ones included); the ``floor:`` line sets their sum
 against the most CPU per target a 20 s convergence leaves on this machine's cores. A second
-``floor:`` line reads the attempts' durations back: a tenant runs at most ``--tenant-cap``
-attempts at once and an attempt holds its place while Azure's operation runs, so the busiest
-tenant's attempts, summed and divided by the cap, bound the run's wall time whatever the CPU;
-the line also gives that bound for attempts that would last only their operation (the
-busiest tenant's targets x ``--operation-s`` / ``--tenant-cap``).
+``floor:`` line gives the write budget's bound, whatever the CPU: the busiest subscription's
+targets, one write each in slots ``SLOT_MARGIN`` / rate apart, then one ``--operation-s``
+operation. (Until attempts followed their Azure operations without a thread, an attempt held
+its place in the tenant's cap, ``--tenant-cap``, for the whole operation: the line read the
+attempts' durations back instead, and the busiest tenant's targets x ``--operation-s`` /
+``--tenant-cap`` alone was 20 s, the target.)
 
 Both trust what a deployment trusts (``--trust public``, the default): certifi's public roots
 plus the emulator's CA in one bundle. ``--trust emulator`` (the emulator's CA alone, as every
@@ -535,15 +536,13 @@ def _run(
         f"converging in 20 s on {cores} cores allows <= {20_000 * cores / total:.0f} ms of CPU "
         f"per target, this run used {1000 * run_cpu / total:.1f}"
     )
-    mean_attempt_s, cap_floor, most_targets = _cap_floor(rt, args.tenant_cap)
+    budget_floor, most_writes, rate, margin = _budget_floor(rt, args.operation_s)
     print(
-        f"floor: an attempt holds one of its tenant's {args.tenant_cap} places for "
-        f"{mean_attempt_s:.2f} s on average (the {args.operation_s:g} s Azure operation "
-        "included): the busiest "
-        f"tenant's attempts need >= {cap_floor:.1f} s at that cap, whatever the CPU; attempts "
-        f"that lasted only their operation would still need {most_targets} targets x "
-        f"{args.operation_s:g} s / {args.tenant_cap} = "
-        f"{most_targets * args.operation_s / args.tenant_cap:.1f} s"
+        f"floor: the write budget: the busiest subscription's {most_writes} writes, one slot "
+        f"each {margin:g} / {rate:g} s apart, then one {args.operation_s:g} s Azure "
+        f"operation: >= {budget_floor:.1f} s, whatever the CPU (since the attempts follow their "
+        "Azure operations without a thread, the tenants' cap holds a place only while an "
+        "attempt reads and writes)"
     )
     ratio = baseline_total / elapsed
     verdict("converged_s", elapsed, "<=20", elapsed <= 20)
@@ -679,32 +678,26 @@ def _transactions(dsn: str) -> tuple[int, int, int]:
     return int(row[0]), int(row[1]), int(row[2])
 
 
-def _cap_floor(rt: Any, cap: int) -> tuple[float, float, int]:
-    """(mean attempt seconds, the least wall time the tenants' cap allows, the most targets
-    of one tenant): no more than ``cap`` attempts of a tenant run at once, so a tenant needs at
-    least the sum of its attempts' durations / ``cap``; the busiest tenant's bound is the
-    run's. Each target's successful attempt holds its place for at least the operation."""
+def _budget_floor(rt: Any, operation_s: float) -> tuple[float, int, float, float]:
+    """(the least wall time the write budget allows, the most targets of one subscription, the
+    budget's rate, the slots' margin): every drifted target needs one write, a subscription's
+    writes take slots ``SLOT_MARGIN / rate`` apart, and the last one's operation must end."""
     from collections import Counter
 
     from sqlalchemy import select
 
-    from service.db.models import Operation, OperationAttempt
+    from service.db.models import Operation, Workspace
+    from service.services.db_writes import SLOT_MARGIN
 
     with rt.uow() as uow:
-        rows = uow.session.execute(
-            select(Operation.tenant_id, OperationAttempt.started_at, OperationAttempt.finished_at)
-            .join(Operation, Operation.id == OperationAttempt.operation_id)
-            .where(OperationAttempt.finished_at.is_not(None))
-        ).all()
         targets = uow.session.execute(
-            select(Operation.tenant_id, Operation.workspace_id, Operation.endpoint_name).distinct()
+            select(Workspace.subscription_id, Operation.workspace_id, Operation.endpoint_name)
+            .join(Workspace, Workspace.id == Operation.workspace_id)
+            .distinct()
         ).all()
-    per_tenant = Counter(tenant_id for tenant_id, _, _ in targets)
-    busy: dict[str, float] = {}
-    for tenant_id, started, finished in rows:
-        busy[tenant_id] = busy.get(tenant_id, 0.0) + (finished - started).total_seconds()
-    mean = sum(busy.values()) / max(1, len(rows))
-    return mean, max(busy.values(), default=0.0) / cap, max(per_tenant.values(), default=0)
+    rate = rt.settings.reconciler.subscription_writes_per_s
+    most = max(Counter(sub for sub, _, _ in targets).values(), default=0)
+    return most * SLOT_MARGIN / rate + operation_s, most, rate, SLOT_MARGIN
 
 
 def _states(rt: Any) -> dict[str, int]:

@@ -181,7 +181,11 @@ def main() -> int:
         help="how long each Azure update operation runs (Azure's own take minutes)",
     )
     parser.add_argument(
-        "--threads", type=int, default=100, help="reconciler threads (shared among --workers)"
+        "--threads",
+        type=int,
+        default=32,
+        help="reconciler threads, shared among --workers (default: RECONCILER_THREADS's; 100 "
+        "until attempts followed their Azure operations without a thread)",
     )
     parser.add_argument(
         "--workers",

@@ -69,6 +69,12 @@ OPERATIONS = Gauge(
     ["state"],
     multiprocess_mode="max",
 )
+FOLLOWING = Gauge(
+    "amlcp_operations_following",
+    "Running operations whose Azure operation the reconciler follows without a thread "
+    "(read at scrape time)",
+    multiprocess_mode="max",
+)
 
 
 def render() -> tuple[bytes, str]:

@@ -11,8 +11,8 @@ from flask_swagger_ui import get_swaggerui_blueprint
 
 from service.api.hooks import runtime
 from service.logs import request_id_var
-from service.metrics import HTTP_LATENCY, HTTP_REQUESTS, OPERATIONS, render
-from service.services.operations_stats import operation_counts
+from service.metrics import FOLLOWING, HTTP_LATENCY, HTTP_REQUESTS, OPERATIONS, render
+from service.services.operations_stats import following_count, operation_counts
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
@@ -27,6 +27,7 @@ def metrics() -> Response:
     """Prometheus exposition (unauthenticated, like /healthz: keep it off public ingress)."""
     for state, count in operation_counts(runtime()).items():
         OPERATIONS.labels(state=state).set(count)
+    FOLLOWING.set(following_count(runtime()))
     body, content_type = render()
     return Response(body, content_type=content_type)
 

@@ -23,6 +23,22 @@ def operation_counts(rt: Runtime) -> dict[str, int]:
     return counts
 
 
+def following_count(rt: Runtime) -> int:
+    """Running operations whose Azure operation is followed without a thread."""
+    with rt.uow() as uow:
+        return int(
+            uow.session.scalar(
+                select(func.count())
+                .select_from(Operation)
+                .where(
+                    Operation.state == OperationState.RUNNING,
+                    Operation.following_since.is_not(None),
+                )
+            )
+            or 0
+        )
+
+
 def oldest_due_age_s(rt: Runtime) -> float:
     """How long the oldest queued, due operation has been waiting (0 when none): the lag."""
     now = utcnow()

@@ -7,22 +7,24 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from sqlalchemy import select
-
-from service.db.models import Operation, OperationAttempt
+from service.db.models import Operation
 from service.services.runtime import Runtime
 from service.worker.reconciler import Reconciler
+from tests.integration.test_metrics import sample
 from tests.integration.test_reconciler_fencing import (  # noqa: F401 - fixtures used by name
     LEASE_S,
     _queue,
     _queued,
+    _settle_with_one_worker,
     fake_ml_port,
     fake_ml_runtime,
 )
-from tests.support.api import World
+from tests.integration.test_reconciler_fencing import _attempts as attempts_of
+from tests.support.api import ApiClient, World
 from tests.support.fake_ml import FakeMl
 from tests.support.reconcile import operations_of, run_until, settled
 
+FOLLOWED = "amlcp_operations_following"
 FOREVER = 10**9  # polls that answer "running" until the test lets the operations end
 
 
@@ -32,13 +34,8 @@ def _with(rt: Runtime, **changes: float) -> Runtime:
 
 
 def _attempts(rt: Runtime, operation_id: str) -> list[tuple[str | None, bool]]:
-    with rt.uow() as uow:
-        rows = uow.session.execute(
-            select(OperationAttempt.outcome, OperationAttempt.charged)
-            .where(OperationAttempt.operation_id == operation_id)
-            .order_by(OperationAttempt.number)
-        ).all()
-    return [(outcome, charged) for outcome, charged in rows]
+    """How each attempt of the operation ended, and whether it was charged, in order."""
+    return [(a.outcome, a.charged) for a in attempts_of(rt.database, operation_id)]
 
 
 def _tick_for(worker: Reconciler, seconds: float) -> None:
@@ -49,7 +46,7 @@ def _tick_for(worker: Reconciler, seconds: float) -> None:
 
 
 def test_an_operation_azure_runs_holds_neither_a_thread_nor_a_place_in_the_tenant_cap(
-    world: World, rt: Runtime, fake: FakeMl
+    world: World, rt: Runtime, fake: FakeMl, api: ApiClient
 ) -> None:
     """One thread, a cap of one: three services are written while the first's Azure operation
     still runs. Before, the attempt polled its operation in its thread until it ended, holding
@@ -66,7 +63,7 @@ def test_an_operation_azure_runs_holds_neither_a_thread_nor_a_place_in_the_tenan
         ops = operations_of(rt, q.tenant_id)
         assert {op.state for op in ops} == {"running"}  # the API still says so: no flapping
         assert all(op.following_since is not None for op in ops)
-        assert worker.reconcile_once().following == 3
+        assert sample(api.get("/metrics").get_data(as_text=True), FOLLOWED) == 3
         polls = len(fake.poll_times)
         assert polls >= 3  # each is polled, in steps
         fake.running_polls = 0
@@ -78,6 +75,7 @@ def test_an_operation_azure_runs_holds_neither_a_thread_nor_a_place_in_the_tenan
     for op_id in [q.operation_id, *others]:
         assert _attempts(rt, op_id) == [("succeeded", True)]  # one attempt, through its steps
     assert len(fake.writes) == 3
+    assert sample(api.get("/metrics").get_data(as_text=True), FOLLOWED) == 0
 
 
 def test_the_steps_of_a_followed_operation_keep_its_lease(
@@ -118,18 +116,15 @@ def test_a_stopping_worker_hands_back_what_it_follows_and_the_next_follows_it_wi
     first = Reconciler(rt, "first", only_tenants={q.tenant_id})
     try:
         _tick_for(first, 0.5)
-        assert first.reconcile_once().following == 1
+        (op,) = operations_of(rt, q.tenant_id)
+        assert op.following_since is not None
     finally:
         first.close()
     (op,) = operations_of(rt, q.tenant_id)
     assert (op.state, op.following_since) == ("running", None)
     assert op.azure_operation_id is not None  # kept: the next attempt follows it
     fake.running_polls = 2
-    second = Reconciler(rt, "second", only_tenants={q.tenant_id})
-    try:
-        run_until(second, lambda: settled(rt, q.tenant_id))
-    finally:
-        second.close()
+    _settle_with_one_worker(rt, q.tenant_id)  # another worker
     (op,) = operations_of(rt, q.tenant_id)
     assert (op.state, op.attempts) == ("succeeded", 1)
     assert fake.writes == [("svc", {"app_insights": True})]  # written once

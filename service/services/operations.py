@@ -53,6 +53,8 @@ class OperationView:
     # The target's kind, and whether applying the change replaces its serving instances.
     target_kind: str | None = None
     rolls_instances: bool = False
+    # Running, and its Azure operation is being followed (polled) since then; None otherwise.
+    following_since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,7 @@ def _view(op: Operation, tenant: str, workspace: str, kind: str | None = None) -
         etag=etag_for(op.version),
         target_kind=kind,
         rolls_instances=capabilities(kind).rolls_instances if kind else False,
+        following_since=op.following_since,
     )
 
 

@@ -46,7 +46,7 @@ def _tick_for(worker: Reconciler, seconds: float) -> None:
 
 
 def test_an_operation_azure_runs_holds_neither_a_thread_nor_a_place_in_the_tenant_cap(
-    world: World, rt: Runtime, fake: FakeMl, api: ApiClient
+    world: World, rt: Runtime, fake: FakeMl, api: ApiClient, admin_key: str
 ) -> None:
     """One thread, a cap of one: three services are written while the first's Azure operation
     still runs. Before, the attempt polled its operation in its thread until it ended, holding
@@ -64,6 +64,8 @@ def test_an_operation_azure_runs_holds_neither_a_thread_nor_a_place_in_the_tenan
         assert {op.state for op in ops} == {"running"}  # the API still says so: no flapping
         assert all(op.following_since is not None for op in ops)
         assert sample(api.get("/metrics").get_data(as_text=True), FOLLOWED) == 3
+        shown = api.get(f"/v1/operations/{q.operation_id}", admin_key).json
+        assert (shown["state"], bool(shown["following_since"])) == ("running", True)
         polls = len(fake.poll_times)
         assert polls >= 3  # each is polled, in steps
         fake.running_polls = 0
@@ -76,6 +78,8 @@ def test_an_operation_azure_runs_holds_neither_a_thread_nor_a_place_in_the_tenan
         assert _attempts(rt, op_id) == [("succeeded", True)]  # one attempt, through its steps
     assert len(fake.writes) == 3
     assert sample(api.get("/metrics").get_data(as_text=True), FOLLOWED) == 0
+    shown = api.get(f"/v1/operations/{q.operation_id}", admin_key).json
+    assert (shown["state"], shown["following_since"]) == ("succeeded", None)
 
 
 def test_the_steps_of_a_followed_operation_keep_its_lease(

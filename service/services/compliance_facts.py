@@ -40,14 +40,17 @@ class Facts:
             params["names"] = sorted(names)
         active: dict[tuple[str, str], str] = {}
         last_failed: dict[tuple[str, str], bool] = {}
-        rows: Any = session.execute(_statement("ops", dialect, by_name), params)
+        # Plain Core statements of columns: run on the connection, below the ORM's execution
+        # layer (which only added its per-call overhead to them).
+        connection = session.connection()
+        rows: Any = connection.execute(_statement("ops", dialect, by_name), params).all()
         for i, w, n, state in rows:
             if state in ACTIVE_STATES:
                 active[(w, n)] = i
             else:
                 last_failed[(w, n)] = state == OperationState.FAILED
         broken = set(
-            session.scalars(_statement("broken", dialect, False), {"ws_ids": params["ws_ids"]})
+            connection.scalars(_statement("broken", dialect, False), {"ws_ids": params["ws_ids"]})
         )
         return cls(_policy_index(session, tenant_id, names), active, last_failed, broken)
 
@@ -62,7 +65,7 @@ def _policy_index(session: Session, tenant_id: str, names: set[str]) -> PolicyIn
         parents = {online[0] for online in map(split_target, names) if online is not None}
         params["names"] = sorted(names | parents)
     stmt = _statement("policies", session.get_bind().dialect.name, by_name)
-    return PolicyIndex.from_rows(session.execute(stmt, params))
+    return PolicyIndex.from_rows(session.connection().execute(stmt, params).all())
 
 
 # The facts' statements, built once per (kind, dialect, filtered by name) with bound

@@ -24,6 +24,7 @@ those two, disabling switches them off, every other collection and setting is ke
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -45,6 +46,7 @@ from service.adapters.azure_calls import (
     LIST_RETRY_WAIT_S,
     Call,
     GuardedWrites,
+    gather,
     read_before_write,
     retry_read,
 )
@@ -96,14 +98,19 @@ class AzureOnlineDeployments:
 
     # -- reads -----------------------------------------------------------------------------
     def list_services(self, target: MlTarget) -> list[ServiceSnapshot]:
-        snapshots = []
-        for endpoint in self._list(target, "list online endpoints", "onlineEndpoints"):
+        """Every deployment of every online endpoint: ARM lists deployments per endpoint, so
+        those lists run LISTS_AT_ONCE at a time (``gather``), not one round trip after another."""
+
+        def deployments(endpoint: dict[str, Any]) -> list[ServiceSnapshot]:
             name = str(endpoint.get("name"))
             uri = (endpoint.get("properties") or {}).get("scoringUri")
             path = f"onlineEndpoints/{quote(name)}/deployments"
             docs = self._list(target, "list online deployments", path)
-            snapshots += [snapshot(name, d, uri) for d in docs]
-        return snapshots
+            return [snapshot(name, d, uri) for d in docs]
+
+        endpoints = self._list(target, "list online endpoints", "onlineEndpoints")
+        listed = gather("azure-ai-ml-list", [functools.partial(deployments, e) for e in endpoints])
+        return [s for deployments_of_one in listed for s in deployments_of_one]
 
     def get_service(self, target: MlTarget, name: str) -> ServiceSnapshot | None:
         endpoint, deployment = split(name)

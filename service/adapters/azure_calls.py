@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 from service.errors import AzureCallFailed, WriteNotSent, WriteOutcomeUnknown
@@ -21,6 +22,10 @@ FIRST_POLL_AFTER_S = 2.0
 # error is read again in place after this long (or Azure's Retry-After), rather than the whole
 # discovery failing and starting over from its first page.
 LIST_RETRY_WAIT_S = 0.5
+# The independent lists of one discovery (v1 and v2; the deployments of each online endpoint)
+# run this many at once: one after another, a workspace of N online endpoints took N round trips
+# to Azure. Only their burst changes, not how many reads the subscription's budget is charged.
+LISTS_AT_ONCE = 8
 T = TypeVar("T")
 
 
@@ -51,6 +56,54 @@ def start_call(
 
     threading.Thread(target=run, name=thread_name, daemon=True).start()
     return call
+
+
+def gather(
+    thread_name: str, reads: Sequence[Callable[[], T]], at_once: int = LISTS_AT_ONCE
+) -> list[T]:
+    """Run independent reads at most ``at_once`` at a time; their results in order.
+
+    The first failure is raised: reads not started by then never start, those running end on
+    their own (each is a read under its own deadline, its result dropped)."""
+    if len(reads) < 2:
+        return [read() for read in reads]
+    failed = threading.Event()
+
+    def guarded(read: Callable[[], T]) -> T:
+        if failed.is_set():
+            raise _NotStarted
+        try:
+            return read()
+        except BaseException:
+            failed.set()
+            raise
+
+    pool = ThreadPoolExecutor(min(at_once, len(reads)), thread_name_prefix=thread_name)
+    try:
+        futures = [pool.submit(guarded, read) for read in reads]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        error = _first_failure(futures)
+        if error is None and failed.is_set():
+            # A skipped read ended before the failure that skipped it was handed over.
+            wait(futures)
+            error = _first_failure(futures)
+        if error is not None:
+            raise error
+        return [future.result() for future in futures]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _first_failure(futures: list[Future[Any]]) -> BaseException | None:
+    for future in futures:
+        error = future.exception() if future.done() and not future.cancelled() else None
+        if error is not None and not isinstance(error, _NotStarted):
+            return error
+    return None
+
+
+class _NotStarted(Exception):
+    """A read of ``gather`` skipped because another one had failed."""
 
 
 class GuardedWrites:

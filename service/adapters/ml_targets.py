@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.adapters.azure_ai_ml import AzureOnlineDeployments
+from service.adapters.azure_calls import gather
 from service.adapters.azureml import AzureMlControlPlane
 from service.domain.targets import Capabilities, capabilities, split_target
 from service.ports import AzureOperationStatus, MlTarget, ServiceSnapshot
@@ -46,8 +47,13 @@ class MlTargets:
         return self.v2 if split_target(name) is not None else self.v1
 
     def list_services(self, target: MlTarget) -> list[ServiceSnapshot]:
-        # Both listings must succeed: a partial listing would mark the rest vanished.
-        return [*self.v1.list_services(target), *self.v2.list_services(target)]
+        # Both listings must succeed: a partial listing would mark the rest vanished. They are
+        # independent, so they run at once.
+        v1, v2 = gather(
+            "ml-list",
+            [lambda: self.v1.list_services(target), lambda: self.v2.list_services(target)],
+        )
+        return [*v1, *v2]
 
     def get_service(self, target: MlTarget, name: str) -> ServiceSnapshot | None:
         snapshot: ServiceSnapshot | None = self._for(name).get_service(target, name)

@@ -63,6 +63,7 @@ BENCHMARKS = (
     "sdk_import",
     "readiness",
     "emulator_query",
+    "discovery",
     "fleet_queries",
     "log_proxy",
     "scale_out",

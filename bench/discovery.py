@@ -80,8 +80,9 @@ def _service(url: str, ca: str, work: Path, row: dict[str, str]) -> tuple[Any, s
     """The service's runtime (SQLite) with the tenant, its credential and the workspace."""
     from cryptography.fernet import Fernet
 
+    from bench.reconcile_converge import emulator_azure
     from service.bootstrap import build_runtime
-    from service.config import AzureSettings, Settings
+    from service.config import Settings
     from service.db import migrate
     from service.domain.access import CLI_PRINCIPAL
     from service.services import credentials, tenants, workspaces
@@ -92,13 +93,7 @@ def _service(url: str, ca: str, work: Path, row: dict[str, str]) -> tuple[Any, s
     settings = Settings(
         database_url=db_url,
         credential_keys=(Fernet.generate_key().decode(),),
-        azure=AzureSettings(
-            authority_host=url,
-            resource_manager=url,
-            ca_bundle=ca,
-            instance_discovery=False,
-            managed_identity=False,
-        ),
+        azure=emulator_azure(url, ca),
     )
     rt = build_runtime(settings)
     ctx = CallContext(CLI_PRINCIPAL)
@@ -134,33 +129,14 @@ def _sequential(url: str, ca: str, row: dict[str, str]) -> Any:
     """The baseline: every list through the SDKs, one after another; returns a callable that
     lists the workspace once and answers how many targets it saw."""
     import azureml._restclient.clientbase as clientbase
-    from azure.ai.ml._restclient.arm_ml_service import MachineLearningServicesMgmtClient
-    from azure.identity import ClientSecretCredential
-    from azureml.core import Workspace
     from azureml.core.webservice import Webservice
 
-    from service.adapters.azure_ai_ml import deployment_api_version
-    from service.adapters.azureml_auth import token_credential_authentication
+    from bench.reconcile_baseline import arm_client, sp_credential, v1_workspace
 
     clientbase.DEFAULT_RETRIES = 0  # as the service runs it (no faults are injected here)
-    credential: Any = ClientSecretCredential(
-        row["tenant"],
-        row["client_id"],
-        row["secret"],
-        authority=url,
-        disable_instance_discovery=True,
-        connection_verify=ca,
-    )
-    auth = token_credential_authentication(credential, resource_manager_url=url)
-    ws = Workspace(row["subscription"], RG, row["workspace"], auth=auth)
-    arm = MachineLearningServicesMgmtClient(
-        credential=credential,
-        subscription_id=row["subscription"],
-        base_url=url,
-        api_version=deployment_api_version(),
-        credential_scopes=["https://management.azure.com/.default"],
-        connection_verify=ca,
-    )
+    credential = sp_credential(url, ca, row)
+    ws = v1_workspace(url, credential, row)
+    arm = arm_client(url, ca, credential, row)
 
     def list_all() -> int:
         seen = len(Webservice.list(ws))

@@ -10,17 +10,11 @@ import time
 from typing import Any
 
 
-def sequential_sample(url: str, ca: str, row: dict[str, str], sample: int) -> float:
-    """Seconds per endpoint, measured over ``sample`` services of the baseline workspace."""
-    import azureml._restclient.clientbase as clientbase
+def sp_credential(url: str, ca: str, row: dict[str, str]) -> Any:
+    """The fleet row's service principal, against the emulator's authority."""
     from azure.identity import ClientSecretCredential
-    from azureml.core import Workspace
-    from azureml.core.webservice import Webservice
 
-    from service.adapters.azureml_auth import token_credential_authentication
-
-    clientbase.DEFAULT_RETRIES = 3  # the SDK as shipped (the service runs it with 0)
-    credential: Any = ClientSecretCredential(
+    return ClientSecretCredential(
         row["tenant"],
         row["client_id"],
         row["secret"],
@@ -28,8 +22,42 @@ def sequential_sample(url: str, ca: str, row: dict[str, str], sample: int) -> fl
         disable_instance_discovery=True,
         connection_verify=ca,
     )
+
+
+def v1_workspace(url: str, credential: Any, row: dict[str, str]) -> Any:
+    """azureml-core's ``Workspace`` of the fleet row (resource group ``rg-bench``)."""
+    from azureml.core import Workspace
+
+    from service.adapters.azureml_auth import token_credential_authentication
+
     auth = token_credential_authentication(credential, resource_manager_url=url)
-    ws = Workspace(row["subscription"], "rg-bench", row["workspace"], auth=auth)
+    return Workspace(row["subscription"], "rg-bench", row["workspace"], auth=auth)
+
+
+def arm_client(url: str, ca: str, credential: Any, row: dict[str, str]) -> Any:
+    """azure-ai-ml's ARM client for the row's subscription, at the online deployments'
+    api-version."""
+    from azure.ai.ml._restclient.arm_ml_service import MachineLearningServicesMgmtClient
+
+    from service.adapters.azure_ai_ml import deployment_api_version
+
+    return MachineLearningServicesMgmtClient(
+        credential=credential,
+        subscription_id=row["subscription"],
+        base_url=url,
+        api_version=deployment_api_version(),
+        credential_scopes=["https://management.azure.com/.default"],
+        connection_verify=ca,
+    )
+
+
+def sequential_sample(url: str, ca: str, row: dict[str, str], sample: int) -> float:
+    """Seconds per endpoint, measured over ``sample`` services of the baseline workspace."""
+    import azureml._restclient.clientbase as clientbase
+    from azureml.core.webservice import Webservice
+
+    clientbase.DEFAULT_RETRIES = 3  # the SDK as shipped (the service runs it with 0)
+    ws = v1_workspace(url, sp_credential(url, ca, row), row)
     started = time.monotonic()
     for i in range(sample):
         service = Webservice(ws, f"base-{i:03d}")
@@ -42,27 +70,7 @@ def sequential_online_sample(url: str, ca: str, row: dict[str, str], sample: int
     """Seconds per online deployment: GET, set ``appInsightsEnabled``, PUT and wait for the
     long-running operation (azure-ai-ml's ARM client with its own poller), one after another.
     The poller is given a 1 s interval (its default is 30 s), which only favours the baseline."""
-    from azure.ai.ml._restclient.arm_ml_service import MachineLearningServicesMgmtClient
-    from azure.identity import ClientSecretCredential
-
-    from service.adapters.azure_ai_ml import deployment_api_version
-
-    credential: Any = ClientSecretCredential(
-        row["tenant"],
-        row["client_id"],
-        row["secret"],
-        authority=url,
-        disable_instance_discovery=True,
-        connection_verify=ca,
-    )
-    client = MachineLearningServicesMgmtClient(
-        credential=credential,
-        subscription_id=row["subscription"],
-        base_url=url,
-        api_version=deployment_api_version(),
-        credential_scopes=["https://management.azure.com/.default"],
-        connection_verify=ca,
-    )
+    client = arm_client(url, ca, sp_credential(url, ca, row), row)
     started = time.monotonic()
     for i in range(sample):
         endpoint = f"base-oe-{i:03d}"

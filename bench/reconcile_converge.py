@@ -260,6 +260,19 @@ def _database(dsn: str | None, work: Path) -> str:
     return "postgresql+psycopg" + f"{base}/{_PG_NAME}"[len("postgresql") :]
 
 
+def emulator_azure(url: str, ca: str) -> Any:
+    """The service's Azure settings for an emulator at ``url`` trusting ``ca``."""
+    from service.config import AzureSettings
+
+    return AzureSettings(
+        authority_host=url,
+        resource_manager=url,
+        ca_bundle=ca,
+        instance_discovery=False,
+        managed_identity=False,
+    )
+
+
 def _drop_database(dsn: str) -> None:
     import psycopg
 
@@ -296,7 +309,7 @@ def _run(
 
     from bench.reconcile_baseline import sequential_online_sample, sequential_sample
     from service.bootstrap import build_runtime
-    from service.config import AzureSettings, ReconcilerSettings, Settings
+    from service.config import ReconcilerSettings, Settings
     from service.db import migrate
     from service.domain.access import CLI_PRINCIPAL
     from service.services import credentials, policies, tenants, workspaces
@@ -308,13 +321,7 @@ def _run(
     settings = Settings(
         database_url=db_url,
         credential_keys=(Fernet.generate_key().decode(),),
-        azure=AzureSettings(
-            authority_host=url,
-            resource_manager=url,
-            ca_bundle=ca,
-            instance_discovery=False,
-            managed_identity=False,
-        ),
+        azure=emulator_azure(url, ca),
         reconciler=ReconcilerSettings(
             interval_s=0.1,
             worker_threads=args.threads,

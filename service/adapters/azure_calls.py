@@ -22,7 +22,7 @@ FIRST_POLL_AFTER_S = 2.0
 # error is read again in place after this long (or Azure's Retry-After), rather than the whole
 # discovery failing and starting over from its first page.
 LIST_RETRY_WAIT_S = 0.5
-# The independent lists of one discovery (v1 and v2; the deployments of each online endpoint)
+# The lists of the deployments of a workspace's online endpoints (ARM lists them per endpoint)
 # run this many at once: one after another, a workspace of N online endpoints took N round trips
 # to Azure. Only their burst changes, not how many reads the subscription's budget is charged.
 LISTS_AT_ONCE = 8

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from service.adapters.azure_ai_ml import AzureOnlineDeployments
-from service.adapters.azure_calls import gather
 from service.adapters.azureml import AzureMlControlPlane
 from service.domain.targets import Capabilities, capabilities, split_target
 from service.ports import AzureOperationStatus, MlTarget, ServiceSnapshot
@@ -47,13 +46,10 @@ class MlTargets:
         return self.v2 if split_target(name) is not None else self.v1
 
     def list_services(self, target: MlTarget) -> list[ServiceSnapshot]:
-        # Both listings must succeed: a partial listing would mark the rest vanished. They are
-        # independent, so they run at once.
-        v1, v2 = gather(
-            "ml-list",
-            [lambda: self.v1.list_services(target), lambda: self.v2.list_services(target)],
-        )
-        return [*v1, *v2]
+        # Both listings must succeed: a partial listing would mark the rest vanished. One after
+        # the other: run beside the v1 listing, the v2 one's first client build (CPU holding
+        # the GIL) made the v1 calls miss their deadlines on a loaded machine.
+        return [*self.v1.list_services(target), *self.v2.list_services(target)]
 
     def get_service(self, target: MlTarget, name: str) -> ServiceSnapshot | None:
         snapshot: ServiceSnapshot | None = self._for(name).get_service(target, name)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 from service.errors import AzureCallFailed, WriteNotSent, WriteOutcomeUnknown
@@ -67,39 +67,26 @@ def gather(
     their own (each is a read under its own deadline, its result dropped)."""
     if len(reads) < 2:
         return [read() for read in reads]
-    failed = threading.Event()
+    failures: list[BaseException] = []  # kept before the failing future ends
 
     def guarded(read: Callable[[], T]) -> T:
-        if failed.is_set():
+        if failures:
             raise _NotStarted
         try:
             return read()
-        except BaseException:
-            failed.set()
+        except BaseException as exc:
+            failures.append(exc)
             raise
 
     pool = ThreadPoolExecutor(min(at_once, len(reads)), thread_name_prefix=thread_name)
     try:
         futures = [pool.submit(guarded, read) for read in reads]
         wait(futures, return_when=FIRST_EXCEPTION)
-        error = _first_failure(futures)
-        if error is None and failed.is_set():
-            # A skipped read ended before the failure that skipped it was handed over.
-            wait(futures)
-            error = _first_failure(futures)
-        if error is not None:
-            raise error
+        if failures:
+            raise failures[0]
         return [future.result() for future in futures]
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _first_failure(futures: list[Future[Any]]) -> BaseException | None:
-    for future in futures:
-        error = future.exception() if future.done() and not future.cancelled() else None
-        if error is not None and not isinstance(error, _NotStarted):
-            return error
-    return None
 
 
 class _NotStarted(Exception):

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select
+from sqlalchemy import Integer, Select, bindparam
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.errors import ValidationFailed
@@ -73,16 +73,39 @@ def paginate(
     ``Row`` tuples with the columns as attributes). Returns the rows and the cursor of the next
     page (None on the last page).
     """
-    if page.cursor is not None:
-        after = decode_cursor(page.cursor, key_type)
-        stmt = stmt.where(key < after if descending else key > after)
-    stmt = stmt.order_by(key.desc() if descending else key.asc()).limit(page.limit + 1)
+    params = page_params(page, key_type)
+    stmt = keyset(stmt, key, after=page.cursor is not None, descending=descending)
     rows: Sequence[Any]
     if len(stmt.column_descriptions) == 1:
-        rows = session.scalars(stmt).all()
+        rows = session.scalars(stmt, params).all()
     else:
-        rows = session.execute(stmt).all()  # Row tuples: typed as R by the caller's Select
+        rows = session.execute(stmt, params).all()  # Row tuples: typed as R by the caller's Select
+    return cut_page(rows, page, key.key)
+
+
+def keyset(
+    stmt: Select[R], key: InstrumentedAttribute[Any], *, after: bool, descending: bool = False
+) -> Select[R]:
+    """``stmt`` as a keyset page ordered by the unique ``key``, with the cursor's key (when
+    ``after``) and the limit as bound parameters (``page_params``): a hot list can build it once."""
+    if after:
+        stmt = stmt.where(key < bindparam("after") if descending else key > bindparam("after"))
+    order = key.desc() if descending else key.asc()
+    return stmt.order_by(order).limit(bindparam("limit", type_=Integer))
+
+
+def page_params(page: PageRequest, key_type: type[str] | type[int] = str) -> dict[str, Any]:
+    """The bound parameters of a ``keyset`` statement for ``page``: one row more than the limit
+    (it tells whether a next page exists), and the cursor's key."""
+    params: dict[str, Any] = {"limit": page.limit + 1}
+    if page.cursor is not None:
+        params["after"] = decode_cursor(page.cursor, key_type)
+    return params
+
+
+def cut_page(rows: Sequence[T], page: PageRequest, key_name: str) -> tuple[Sequence[T], str | None]:
+    """The page's rows and the cursor of the next page (None on the last page)."""
     if len(rows) > page.limit:
         rows = rows[: page.limit]
-        return rows, encode_cursor(getattr(rows[-1], key.key))
+        return rows, encode_cursor(getattr(rows[-1], key_name))
     return rows, None

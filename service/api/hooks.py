@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from functools import partial
 
 from flask import Flask, Response, current_app, g, request
 
@@ -58,7 +59,7 @@ def register_hooks(app: Flask) -> None:
         rt = runtime()
         settings = rt.settings
         g.principal = rt.key_cache.authenticate(
-            rt.uow,
+            partial(rt.uow, read_only=True),
             secret.strip(),
             settings.api_key_pepper,
             settings.api_key_cache_ttl_s,

@@ -1,14 +1,24 @@
-"""Engine, sessions and the unit of work."""
+"""Engine, sessions and the unit of work.
+
+Round trips to PostgreSQL are what a unit of work costs beyond its statements (issue 16): a
+read unit used to be a ping, ``BEGIN``, its SELECTs and ``ROLLBACK``. Connections are pinged
+only after they sat idle in the pool (``PING_IF_IDLE_S``), and read-only units
+(``unit_of_work(read_only=True)``) run their SELECTs in autocommit: under READ COMMITTED each
+statement sees its own snapshot inside a transaction as well, so ``BEGIN``/``ROLLBACK`` bought
+nothing for them.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from service.errors import Conflict, DatabaseUnavailable, PreconditionFailed
@@ -37,7 +47,72 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # beyond the fifth was closed on its return and opened again moments later by the next
     # thread (a reconciler runs dozens): 832 new backends for PostgreSQL to start in one run of
     # bench.reconcile_converge.
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=0, **kwargs)
+    engine = create_engine(url, pool_size=10, max_overflow=0, **kwargs)
+    ping_when_idle(engine, PING_IF_IDLE_S)
+    return engine
+
+
+# A pooled connection that sat unused this long is pinged before it is handed out (a restarted
+# database, a failover or a firewall's idle timeout leave dead connections in the pool). One
+# back within this is not: SQLAlchemy's pool_pre_ping pinged on every checkout, a round trip
+# before every unit of work (13 of ~71 per reconciled target). A connection that died while in
+# use fails its statement (DatabaseUnavailable, 503/retried), and SQLAlchemy then replaces every
+# connection the pool held before that moment.
+PING_IF_IDLE_S = 5.0
+
+
+def ping_when_idle(
+    engine: Engine, idle_s: float, clock: Callable[[], float] = time.monotonic
+) -> None:
+    """Ping a connection on checkout when it sat in the pool at least ``idle_s``; a failed ping
+    makes the pool discard it and hand out another (SQLAlchemy's pessimistic disconnect
+    handling by the ``checkout`` event)."""
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_conn: Any, record: Any) -> None:
+        record.info["returned_at"] = clock()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        if not needs_ping(record.info.get("returned_at"), clock(), idle_s):
+            return
+        try:
+            # The dialect's own ping (psycopg: ";" in autocommit): no transaction is left open
+            # (a plain SELECT would begin one, and a read-only unit could not use autocommit).
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # whatever broke, this connection is dead
+            raise DisconnectionError("the pooled connection is gone") from exc
+
+
+def needs_ping(returned_at: float | None, now: float, idle_s: float) -> bool:
+    """A connection new from the database (never returned) or back moments ago is not pinged."""
+    return returned_at is not None and now - returned_at >= idle_s
+
+
+class ReadOnlySession(Session):
+    """The session of a read-only unit of work: it refuses to flush or to execute DML.
+
+    On PostgreSQL its statements run in autocommit (no ``BEGIN``/``ROLLBACK``), so a write would
+    be committed at once, one statement at a time; these guards make such a mistake fail loudly
+    instead."""
+
+    def commit(self) -> None:
+        raise ReadOnlyUnit("a read-only unit of work cannot commit")
+
+
+class ReadOnlyUnit(RuntimeError):
+    """A read-only unit of work was asked to write (a programming error)."""
+
+
+@event.listens_for(ReadOnlySession, "before_flush")
+def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
+    raise ReadOnlyUnit("a read-only unit of work cannot write")
+
+
+@event.listens_for(ReadOnlySession, "do_orm_execute")
+def _refuse_dml(state: ORMExecuteState) -> None:
+    if getattr(state.statement, "is_dml", False):
+        raise ReadOnlyUnit("a read-only unit of work cannot write")
 
 
 class Database:
@@ -47,9 +122,26 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
+        # Same pool; on PostgreSQL the connection is in autocommit while the unit holds it
+        # (SQLAlchemy resets it on return). SQLite's driver begins no transaction for SELECTs.
+        autocommit = self.engine
+        if not url.startswith("sqlite"):
+            autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.read_session_factory = sessionmaker(
+            autocommit, class_=ReadOnlySession, expire_on_commit=False, autoflush=False
+        )
+        self._statement_session_factory = sessionmaker(autocommit, expire_on_commit=False)
 
-    def unit_of_work(self) -> UnitOfWork:
-        return UnitOfWork(self.session_factory)
+    def unit_of_work(self, *, read_only: bool = False) -> UnitOfWork:
+        """A transaction; ``read_only``: SELECTs only, each on its own (see the module's doc)."""
+        return UnitOfWork(self.read_session_factory if read_only else self.session_factory)
+
+    def single_statement(self) -> UnitOfWork:
+        """A unit of work for ONE write statement (or statements each correct on its own), which
+        needs no transaction around it: on PostgreSQL it runs in autocommit, without ``BEGIN``
+        and ``COMMIT`` (two of its three round trips); ``commit()`` is then a no-op. On SQLite
+        it is an ordinary transaction."""
+        return UnitOfWork(self._statement_session_factory)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -65,7 +157,9 @@ class UnitOfWork:
             uow.commit()
     """
 
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+    def __init__(
+        self, session_factory: sessionmaker[Session] | sessionmaker[ReadOnlySession]
+    ) -> None:
         self._factory = session_factory
         self._session: Session | None = None
 

@@ -241,7 +241,7 @@ def _visible_key(uow: UnitOfWork, principal: Principal, key_id: str) -> tuple[Ap
 
 
 def get_api_key(rt: Runtime, ctx: CallContext, key_id: str) -> ApiKeyView:
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         found = _visible_key(uow, ctx.principal, key_id)
         ctx.require(Role.ADMIN)
         return _view(*found)
@@ -249,7 +249,7 @@ def get_api_key(rt: Runtime, ctx: CallContext, key_id: str) -> ApiKeyView:
 
 def whoami(rt: Runtime, ctx: CallContext) -> ApiKeyView:
     """The caller's own key (any role): what a console or portal needs to show only what works."""
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         ctx.require(Role.READER)
         return _view(*_visible_key(uow, ctx.principal, ctx.principal.key_id))
 
@@ -257,7 +257,7 @@ def whoami(rt: Runtime, ctx: CallContext) -> ApiKeyView:
 def list_api_keys(
     rt: Runtime, ctx: CallContext, page: PageRequest, *, tenant: str | None = None
 ) -> Page[ApiKeyView]:
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         stmt = select(ApiKey)
         if tenant is not None:
             stmt = stmt.where(ApiKey.tenant_id == visible_tenant(uow, ctx.principal, tenant).id)

@@ -421,7 +421,7 @@ class _Attempt:
     def _target(self) -> tuple[Workspace, MlTarget, PolicyIndex]:
         """The workspace, how to reach it (the tenant's credential as stored now), and the
         tenant's policies for the decision (and the slot's limit), read in one transaction."""
-        with self.rt.uow() as uow:
+        with self.rt.uow(read_only=True) as uow:
             ws = uow.session.get(Workspace, self.claim.workspace_id)
             if ws is None:
                 raise AzureRejected("the workspace was deleted")
@@ -431,7 +431,7 @@ class _Attempt:
         return ws, target_of(self.rt, ws, spec), index
 
     def _policies(self) -> PolicyIndex:
-        with self.rt.uow() as uow:
+        with self.rt.uow(read_only=True) as uow:
             return PolicyIndex.load(uow.session, self.claim.tenant_id)
 
     def _changes(

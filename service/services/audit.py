@@ -104,7 +104,7 @@ def list_events(
     """Newest first. A tenant-bound key sees only its tenant's events."""
     # Query audit events are written by a background thread: this process's are written first.
     audit_queue.flush(rt)
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         ctx.require(Role.READER)
         stmt = select(AuditEvent)
         principal = ctx.principal

@@ -93,7 +93,7 @@ def tenant_credential(rt: Runtime, tenant_id: str, *, fresh: bool = False) -> An
     asks for it ``fresh``: a credential replaced a moment ago is used at once.
     """
     if fresh:
-        with rt.uow() as uow:
+        with rt.uow(read_only=True) as uow:
             spec = stored_credential_spec(rt, uow, tenant_id)
         return fresh_credential(rt, spec)
     return rt.credential_memo.get(tenant_id, lambda: _load_credential(rt, tenant_id))
@@ -120,7 +120,7 @@ def fresh_credential(rt: Runtime, spec: CredentialSpec) -> Any:
 
 
 def _load_credential(rt: Runtime, tenant_id: str) -> Any:
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         spec = stored_credential_spec(rt, uow, tenant_id)
     return rt.identity.credential(spec)
 
@@ -156,7 +156,7 @@ def reencrypt_all(rt: Runtime) -> int:
 
 def stored_secret_count(rt: Runtime) -> int:
     """How many rows hold encrypted secrets (start-up refuses to run with some and no key)."""
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         creds = uow.session.scalars(
             select(TenantCredential.id).where(
                 (TenantCredential.secret_ciphertext.is_not(None))

@@ -191,7 +191,7 @@ def not_discovered_reason(vanished_at: datetime | None, last_synced_at: datetime
 
 def tenant_compliance(rt: Runtime, ctx: CallContext, tenant: str) -> ComplianceReport:
     """Counts per state for each workspace, with the endpoints that are not compliant."""
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         t = visible_tenant(uow, ctx.principal, tenant)
         ctx.require(Role.READER)
         session = uow.session

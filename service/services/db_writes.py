@@ -26,15 +26,18 @@ SLOT_MARGIN = 1.5  # write slots are this many times 1 / rate apart (see _reserv
 
 
 @contextmanager
-def write_transaction(rt: Runtime) -> Iterator[UnitOfWork]:
+def write_transaction(rt: Runtime, *, single_statement: bool = False) -> Iterator[UnitOfWork]:
     """A unit of work that is a writer from its first statement.
 
     On SQLite a transaction that reads first and writes later fails at once ("database is
     locked") if another connection committed in between; taking the write lock first makes it
     wait (busy_timeout) instead. This process's threads also queue on a lock, not on SQLite.
+    ``single_statement``: the unit is one fenced UPDATE (a lease renewal, a write slot): on
+    PostgreSQL it runs without BEGIN/COMMIT (``Database.single_statement``).
     """
     if not rt.settings.is_sqlite:
-        with rt.uow() as uow:
+        unit = rt.database.single_statement() if single_statement else rt.uow()
+        with unit as uow:
             yield uow
         return
     with _SQLITE_WRITERS, rt.uow() as uow:
@@ -66,7 +69,8 @@ def _reserve(rt: Runtime, subscription_id: str, clock: Callable[[], float]) -> f
     """
     interval = SLOT_MARGIN / rt.settings.reconciler.subscription_writes_per_s
     key = subscription_id.lower()
-    with write_transaction(rt) as uow:
+    # Each statement is right on its own (the INSERT only makes sure the row exists).
+    with write_transaction(rt, single_statement=True) as uow:
         session = uow.session
         dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
         now = clock()

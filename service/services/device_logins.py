@@ -97,7 +97,7 @@ def start_device_login(rt: Runtime, ctx: CallContext, slug: str) -> DeviceLoginV
 
 def get_device_login(rt: Runtime, ctx: CallContext, slug: str, login_id: str) -> DeviceLoginView:
     """Read a sign-in; if it is pending and due, poll Entra once first (never blocks long)."""
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         tenant = admin_tenant(uow, ctx, slug)
         login = uow.session.scalar(
             select(DeviceLogin).where(
@@ -213,7 +213,7 @@ def _finish(
 
 def poll_due_device_logins(rt: Runtime, *, limit: int = 50) -> int:
     """Poll every pending sign-in that is due (the worker calls this); returns how many."""
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         ids = uow.session.scalars(
             select(DeviceLogin.id)
             .where(DeviceLogin.state == "pending", DeviceLogin.next_poll_at <= utcnow())

@@ -77,7 +77,7 @@ def discover(rt: Runtime, workspace_id: str, *, created_by: str = "reconciler") 
     endpoints' compliance ``unknown``) and raised.
     """
     started = utcnow()
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         ws = uow.session.get(Workspace, workspace_id)
         if ws is None:
             raise ServiceError("workspace deleted during discovery")
@@ -200,7 +200,7 @@ def _record_sync(rt: Runtime, workspace_id: str, *, error: ServiceError, started
 
 def sync_workspace(rt: Runtime, ctx: CallContext, tenant: str, workspace: str) -> SyncResult:
     """``POST .../sync``: discover now (operator)."""
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         ws_id = visible_workspace(uow, ctx.principal, tenant, workspace).id
         ctx.require(Role.OPERATOR)
     result = discover(rt, ws_id, created_by=ctx.principal.key_id)
@@ -238,7 +238,7 @@ def due_workspaces(
     )
     if only_tenants is not None:
         stmt = stmt.where(Workspace.tenant_id.in_(list(only_tenants)))
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         rows = uow.session.scalars(
             stmt.order_by(
                 WorkspaceSync.next_sync_at.is_(None).desc(), WorkspaceSync.next_sync_at
@@ -251,7 +251,7 @@ def container_logs(
     rt: Runtime, ctx: CallContext, tenant: str, workspace: str, endpoint: str, tail: int
 ) -> ContainerLogs:
     """The last ``tail`` lines of an endpoint's container logs (reader)."""
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         ep = visible_endpoint(uow, ctx.principal, tenant, workspace, endpoint)
         ctx.require(Role.READER)
         ws = uow.session.get(Workspace, ep.workspace_id)

@@ -96,7 +96,7 @@ def list_endpoints(
     *,
     include_vanished: bool = False,
 ) -> Page[EndpointView]:
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         ctx.require(Role.READER)
         # The workspace's id and tenant as one joined row (its ORM entity is not needed).
         ws = visible_workspace_ref(uow, ctx.principal, tenant, workspace)
@@ -138,7 +138,7 @@ _PAGES = {
 def get_endpoint(
     rt: Runtime, ctx: CallContext, tenant: str, workspace: str, name: str
 ) -> EndpointView:
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         ctx.require(Role.READER)
         ep = visible_endpoint(uow, ctx.principal, tenant, workspace, name)
         return view(ep, tenant, workspace, monitoring_of(uow.session, ep.tenant_id, [ep])[ep.id])

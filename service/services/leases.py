@@ -108,7 +108,7 @@ def claim(
     cfg = rt.settings.reconciler
     if capacity <= 0 or (only_tenants is not None and not only_tenants):
         return []
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         now = utcnow()
         due = select(Operation.tenant_id).where(_claimable(now))
         if only_tenants is not None:
@@ -297,7 +297,7 @@ def _fail(op: Operation, now: datetime, error: str) -> None:
 def renew(rt: Runtime, claim: Claim, owner: str, **changes: Any) -> bool:
     """Extend the lease (and set ``changes``); False when the lease was lost or cancelled."""
     expires = utcnow() + timedelta(seconds=rt.settings.reconciler.lease_s)
-    with write_transaction(rt) as uow:
+    with write_transaction(rt, single_statement=True) as uow:
         result = core(uow.session).execute(
             _guarded(claim, owner).values(
                 lease_expires_at=expires, version=Operation.version + 1, **changes

@@ -58,7 +58,7 @@ def resolve(rt: Runtime, principal: Principal, target: LogTarget) -> Resolved:
         stmt, key = _BY_WORKSPACE, target.id.lower()
     else:
         stmt, key = _BY_RESOURCE, target.id.rstrip("/").lower()
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         for ws in uow.session.connection().execute(stmt, {"key": key}):
             if principal.sees_tenant(ws.tenant_id):
                 return Resolved(target, AuditTarget(ws.tenant_id, "workspace", ws.id))

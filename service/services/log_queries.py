@@ -85,7 +85,7 @@ def run_query(
     """``POST .../logs/query``: one KQL query against the workspace's telemetry."""
     ctx.require(Role.READER)
     settings = rt.settings.log_query
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         ws = visible_workspace_ref(uow, ctx.principal, tenant, workspace)
     target = log_target(ws, body.get("source"))
     where = AuditTarget(ws.tenant_id, "workspace", ws.id)
@@ -180,7 +180,7 @@ def telemetry_view(
 ) -> dict[str, Any]:
     """One of the source document's views of an endpoint (its role name), for either schema."""
     ctx.require(Role.READER)
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         ep = visible_endpoint(uow, ctx.principal, tenant, workspace, endpoint)
         ws = visible_workspace(uow, ctx.principal, tenant, workspace)
         target = log_target(ws, params.get("source"))

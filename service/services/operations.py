@@ -220,7 +220,7 @@ def _visible_operation(uow: UnitOfWork, ctx: CallContext, operation_id: str) -> 
 
 def get_operation(rt: Runtime, ctx: CallContext, operation_id: str) -> OperationDetailView:
     """One operation with its attempts (who ran each, how it ended, what Azure answered)."""
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         op = _visible_operation(uow, ctx, operation_id)
         ctx.require(Role.READER)
         view = operation_views(uow.session, [op])[0]
@@ -244,7 +244,7 @@ def list_operations(
     """Oldest first: ids are UUIDv7 (``domain.ids.new_id``, time-ordered), so paging by id in
     ascending order is creation order (ids minted by two processes in the same millisecond may
     interleave)."""
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         ctx.require(Role.READER)
         stmt = select(Operation)
         if tenant is not None:

@@ -14,7 +14,7 @@ STATES = tuple(state.value for state in OperationState)
 
 def operation_counts(rt: Runtime) -> dict[str, int]:
     """Operations per state (every state present, zero when none)."""
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         rows = uow.session.execute(
             select(Operation.state, func.count()).group_by(Operation.state)
         ).all()
@@ -25,7 +25,7 @@ def operation_counts(rt: Runtime) -> dict[str, int]:
 
 def following_count(rt: Runtime) -> int:
     """Running operations whose Azure operation is followed without a thread."""
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         return int(
             uow.session.scalar(
                 select(func.count())
@@ -42,7 +42,7 @@ def following_count(rt: Runtime) -> int:
 def oldest_due_age_s(rt: Runtime) -> float:
     """How long the oldest queued, due operation has been waiting (0 when none): the lag."""
     now = utcnow()
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         oldest = uow.session.scalar(
             select(func.min(Operation.created_at)).where(
                 Operation.state == OperationState.QUEUED,

@@ -120,7 +120,7 @@ def record_outcome(
 def _throttled_waits(rt: Runtime, claim: Claim) -> int:
     """How many of the operation's attempts were 429s left uncharged (read on a 429 only)."""
     try:
-        with rt.uow() as uow:
+        with rt.uow(read_only=True) as uow:
             return int(
                 uow.session.scalar(
                     select(func.count())

@@ -88,7 +88,7 @@ def get_policy(
     workspace: str | None = None,
     endpoint: str | None = None,
 ) -> PolicyView:
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         scope = scope_of(uow, ctx, tenant, workspace, endpoint)
         ctx.require(Role.READER)
         policy = find(uow.session, Policy, scope)

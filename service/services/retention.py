@@ -207,7 +207,7 @@ def discover_exports(
     """
     if rt.exports is None:
         return
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         ws = uow.session.get(Workspace, workspace_id)
         if ws is None:
             return

@@ -42,7 +42,7 @@ def attempt(
     """
     if rt.exports is None:
         return AttemptEnd.FAILED, "data export is not configured in this deployment"
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         ws = uow.session.get(Workspace, claim.workspace_id)
         if ws is None:
             raise AzureRejected("the workspace was deleted")

@@ -159,7 +159,7 @@ def _compliance(
 
 
 def tenant_retention(rt: Runtime, ctx: CallContext, tenant: str) -> list[WorkspaceRetention]:
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         t = visible_tenant(uow, ctx.principal, tenant)
         ctx.require(Role.READER)
         return workspace_retention(uow.session, t.id)
@@ -169,7 +169,7 @@ def sync_retention(
     rt: Runtime, ctx: CallContext, tenant: str, workspace: str
 ) -> WorkspaceRetention:
     """Discover the workspace's export rules now; answer its retention view."""
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         ws = visible_workspace(uow, ctx.principal, tenant, workspace)
         ctx.require(Role.OPERATOR)
         workspace_id, tenant_id = ws.id, ws.tenant_id
@@ -179,6 +179,6 @@ def sync_retention(
         raise
     except ServiceError as exc:  # recorded on the observation: the view says why
         log.info("retention discovery of %s failed: %s", workspace_id, exc.code)
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         (view,) = workspace_retention(uow.session, tenant_id, [workspace_id])
     return view

@@ -75,7 +75,7 @@ def _view(p: RetentionPolicy, scope: PolicyScope) -> RetentionPolicyView:
 def get_retention_policy(
     rt: Runtime, ctx: CallContext, tenant: str, workspace: str | None = None
 ) -> RetentionPolicyView:
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         scope = scope_of(uow, ctx, tenant, workspace)
         ctx.require(Role.READER)
         policy = find(uow.session, RetentionPolicy, scope)

@@ -31,8 +31,8 @@ class Runtime:
     _audit: AuditQueue | None = field(default=None, init=False, repr=False)
     _audit_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
-    def uow(self) -> UnitOfWork:
-        return self.database.unit_of_work()
+    def uow(self, *, read_only: bool = False) -> UnitOfWork:
+        return self.database.unit_of_work(read_only=read_only)
 
     def audit_queue(self) -> AuditQueue:
         """This runtime's queue of query audit events and its writer (made on first use)."""

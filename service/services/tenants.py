@@ -71,13 +71,13 @@ def create_tenant(rt: Runtime, ctx: CallContext, data: dict[str, Any]) -> Tenant
 
 
 def get_tenant(rt: Runtime, ctx: CallContext, slug: str) -> TenantView:
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         ctx.require(Role.READER)
         return view(visible_tenant(uow, ctx.principal, slug))
 
 
 def list_tenants(rt: Runtime, ctx: CallContext, page: PageRequest) -> Page[TenantView]:
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         ctx.require(Role.READER)
         stmt = select(Tenant)
         if ctx.principal.tenant_id is not None:

@@ -26,7 +26,7 @@ class DbTokenCacheStore:
         self._id = credential_id
 
     def load(self) -> tuple[str | None, int]:
-        with self._database.unit_of_work() as uow:
+        with self._database.unit_of_work(read_only=True) as uow:
             row = uow.session.execute(
                 select(
                     TenantCredential.token_cache_ciphertext, TenantCredential.token_cache_version

@@ -152,7 +152,7 @@ def _record_workspace(
 
 
 def get_workspace(rt: Runtime, ctx: CallContext, tenant: str, slug: str) -> WorkspaceView:
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         ctx.require(Role.READER)
         return view(visible_workspace(uow, ctx.principal, tenant, slug), tenant)
 
@@ -160,7 +160,7 @@ def get_workspace(rt: Runtime, ctx: CallContext, tenant: str, slug: str) -> Work
 def list_workspaces(
     rt: Runtime, ctx: CallContext, tenant: str, page: PageRequest
 ) -> Page[WorkspaceView]:
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         ctx.require(Role.READER)
         t = visible_tenant(uow, ctx.principal, tenant)
         rows, cursor = paginate(

@@ -518,8 +518,9 @@ def _run(
         commits, rollbacks, sessions = transactions
         print(
             f"database: transactions_per_target={(commits + rollbacks) / total:.1f} "
-            f"(committed {commits / total:.1f}, rolled back {rollbacks / total:.1f}: read-only "
-            "units end in a rollback; this process's progress reads, one a second, included) "
+            f"(committed {commits / total:.1f}, rolled back {rollbacks / total:.1f}: each "
+            "statement of a read-only or single-statement unit is a transaction of its own; "
+            "this process's progress reads, one a second, included) "
             f"connections_opened={sessions}"
         )
     per_v1 = calls.pop("mms.") / max(1, args.endpoints)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -47,6 +48,16 @@ def test_a_process_keeps_its_connections_instead_of_reopening_them(
 def _postgres_only(db_backend: str) -> None:
     if db_backend != "postgresql":
         pytest.skip("round trips and pooled server connections exist on PostgreSQL only")
+
+
+@contextmanager
+def _one_connection_pool(url: str, *, ping_if_idle_s: float) -> Iterator[Engine]:
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+    ping_when_idle(engine, ping_if_idle_s)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def _pid(engine: Engine) -> int:
@@ -138,15 +149,11 @@ def test_a_connection_idle_in_the_pool_is_pinged_and_a_dead_one_replaced(
     """The database restarted (or a firewall dropped the idle connection) while the pool held
     it: the next unit of work gets a new connection instead of an error."""
     _postgres_only(db_backend)
-    engine = create_engine(database.url, pool_size=1, max_overflow=0)
-    ping_when_idle(engine, 0.2)
-    try:
+    with _one_connection_pool(database.url, ping_if_idle_s=0.2) as engine:
         first = _pid(engine)
         _terminate(first)
         time.sleep(0.3)
         assert _pid(engine) != first  # pinged, found dead, replaced: no error
-    finally:
-        engine.dispose()
 
 
 def test_a_connection_back_moments_ago_is_not_pinged_and_the_pool_recovers_after_one_failure(
@@ -156,16 +163,12 @@ def test_a_connection_back_moments_ago_is_not_pinged_and_the_pool_recovers_after
     apart fails the second one's statement (503 to a caller, a retry for the reconciler); the
     pool then replaces it, and the unit after that works."""
     _postgres_only(db_backend)
-    engine = create_engine(database.url, pool_size=1, max_overflow=0)
-    ping_when_idle(engine, 60.0)
-    try:
+    with _one_connection_pool(database.url, ping_if_idle_s=60.0) as engine:
         first = _pid(engine)
         _terminate(first)
         with pytest.raises(OperationalError):
             _pid(engine)
         assert _pid(engine) != first
-    finally:
-        engine.dispose()
 
 
 def test_a_read_only_unit_refuses_to_write_and_changes_nothing(database: Database) -> None:

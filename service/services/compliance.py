@@ -217,16 +217,8 @@ def tenant_compliance(rt: Runtime, ctx: CallContext, tenant: str) -> ComplianceR
             by_workspace[row[0]].append(row)
         seen = {(row[0], row[1]) for row in endpoints}
         # A policy on an online endpoint's own name governs its live deployments (targets.py).
-        for ws_id, online in session.execute(
-            select(Endpoint.workspace_id, Endpoint.online_endpoint)
-            .where(
-                Endpoint.tenant_id == t.id,
-                Endpoint.vanished_at.is_(None),
-                Endpoint.online_endpoint.is_not(None),
-            )
-            .distinct()
-        ):
-            seen.add((ws_id, online or ""))
+        # (From the rows above: a DISTINCT query of its own cost ~8 ms of 10,000 endpoints.)
+        seen.update((row[0], row[7]) for row in endpoints if row[7] is not None)
         # Endpoint policies that name no live endpoint (not discovered yet, or vanished): unknown,
         # with the reason, until the endpoint appears.
         pending_discovery = [
@@ -254,7 +246,7 @@ def tenant_compliance(rt: Runtime, ctx: CallContext, tenant: str) -> ComplianceR
             counts: dict[Compliance, int] = dict.fromkeys(Compliance, 0)
             offenders: list[Offender] = []
             ws_id = ws.id  # (an ORM attribute: read once, not twice per endpoint)
-            for _, name, kind, compute_type, ai, dc, observed in sorted(
+            for _, name, kind, compute_type, ai, dc, observed, _ in sorted(
                 by_workspace.get(ws_id, ()), key=itemgetter(1)
             ):
                 state, reason = decide(
@@ -283,6 +275,7 @@ _JUDGED = (
     Endpoint.app_insights_enabled,
     Endpoint.data_collection_enabled,
     Endpoint.observed_at.is_not(None),
+    Endpoint.online_endpoint,  # a v2 deployment's online endpoint (the policies it falls under)
 )
 
 

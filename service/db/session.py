@@ -125,7 +125,7 @@ class Database:
         # Same pool; on PostgreSQL the connection is in autocommit while the unit holds it
         # (SQLAlchemy resets it on return). SQLite's driver begins no transaction for SELECTs.
         autocommit = self.engine
-        if not url.startswith("sqlite"):
+        if self.engine.dialect.name != "sqlite":
             autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.read_session_factory = sessionmaker(
             autocommit, class_=ReadOnlySession, expire_on_commit=False, autoflush=False

@@ -52,7 +52,7 @@ from service.errors import (
 )
 from service.ports import MlTarget, ServiceSnapshot
 from service.services import leases, retention_apply
-from service.services.azure_credentials import stored_credential_spec
+from service.services.azure_credentials import workspace_credential_spec
 from service.services.db_writes import SlotTries
 from service.services.discovery import target_of
 from service.services.leases import Claim
@@ -422,12 +422,12 @@ class _Attempt:
         """The workspace, how to reach it (the tenant's credential as stored now), and the
         tenant's policies for the decision (and the slot's limit), read in one transaction."""
         with self.rt.uow(read_only=True) as uow:
-            ws = uow.session.get(Workspace, self.claim.workspace_id)
-            if ws is None:
+            found = workspace_credential_spec(self.rt, uow, self.claim.workspace_id)
+            if found is None:
                 raise AzureRejected("the workspace was deleted")
+            ws, spec = found
             uow.session.expunge(ws)
             index = PolicyIndex.load(uow.session, self.claim.tenant_id)
-            spec = stored_credential_spec(self.rt, uow, ws.tenant_id)
         return ws, target_of(self.rt, ws, spec), index
 
     def _policies(self) -> PolicyIndex:

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from service.db.models import Endpoint, Operation, Policy
@@ -47,6 +47,10 @@ POLICY_ROW = (
     Policy.max_parallel_updates,
 )
 
+# Built once: an attempt loads its tenant's policies on every claim, and building the statement
+# (and its cache key) each time cost about as much as running it.
+_TENANT_POLICIES = select(*POLICY_ROW).where(Policy.tenant_id == bindparam("tenant_id"))
+
 
 @dataclass(frozen=True)
 class PolicyIndex:
@@ -76,8 +80,7 @@ class PolicyIndex:
     def load(cls, session: Session, tenant_id: str) -> PolicyIndex:
         # Plain rows, not ORM objects: every attempt loads its tenant's index (twice), and
         # building and tracking Policy entities was a visible share of the reconciler's CPU.
-        rows = session.execute(select(*POLICY_ROW).where(Policy.tenant_id == tenant_id))
-        return cls.from_rows(rows)
+        return cls.from_rows(session.execute(_TENANT_POLICIES, {"tenant_id": tenant_id}))
 
     def effective(self, workspace_id: str, endpoint_name: str) -> EffectivePolicy:
         """A v2 deployment ``e.d`` takes the policy of its online endpoint ``e``, overridden

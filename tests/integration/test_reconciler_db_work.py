@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import event, select
 
-from service.db.models import Operation, OperationAttempt
+from service.db.models import Operation, OperationAttempt, Tenant
 from service.services.runtime import Runtime
 from service.worker.reconciler import Reconciler
 from tests.integration.test_reconciler_fencing import (  # noqa: F401 - fixtures used by name
@@ -27,7 +27,7 @@ from tests.integration.test_reconciler_fencing import (  # noqa: F401 - fixtures
     fake_ml_port,
     fake_ml_runtime,
 )
-from tests.support.api import World
+from tests.support.api import CLI, World
 from tests.support.fake_ml import FakeMl
 from tests.support.reconcile import operations_of, settled
 
@@ -58,7 +58,7 @@ def _transactions(rt: Runtime) -> Iterator[list[list[str]]]:
 
 
 def _reads(transaction: list[str], table: str) -> bool:
-    return any(f"FROM {table}" in statement for statement in transaction)
+    return any(f"FROM {table}" in s or f"JOIN {table} " in s for s in transaction)
 
 
 def test_an_attempt_reads_its_workspace_policies_and_credential_in_one_transaction(
@@ -77,6 +77,42 @@ def test_an_attempt_reads_its_workspace_policies_and_credential_in_one_transacti
     assert len(with_credential) == 1  # read fresh, once
     assert _reads(with_credential[0], "workspaces")
     assert _reads(with_credential[0], "policies")
+
+
+def test_an_attempt_reads_its_workspace_tenant_and_credential_in_one_statement(
+    world: World, rt: Runtime, fake: FakeMl
+) -> None:
+    """Two statements, not four: the workspace, its tenant and the tenant's credential joined
+    (each statement of the ORM cost ~0.15-0.2 ms of CPU beyond its round trip; the unit took
+    1.55 ms of CPU with four, 0.79 with two, and the statements built once)."""
+    q = _queued(world, rt, fake)
+    claim = _claim_of(rt, q.operation_id)
+    with _transactions(rt) as seen:
+        outcome = attempt_to_its_end(rt, claim, HandLease(claim))
+    assert outcome.state == "succeeded", outcome.error
+    (reading,) = [t for t in seen if _reads(t, "tenant_credentials")]
+    assert len(reading) == 2, reading
+    joined = next(s for s in reading if "tenant_credentials" in s)
+    assert "FROM workspaces JOIN tenants" in joined
+    assert _reads([s for s in reading if s is not joined], "policies")
+
+
+def test_an_attempt_for_a_tenant_whose_credential_was_removed_fails_saying_so(
+    world: World, rt: Runtime, fake: FakeMl
+) -> None:
+    """The joined read tells a missing credential from a missing workspace: the attempt ends
+    with the tenant's credential error, as the separate reads did, and writes nothing."""
+    from service.services import credentials
+
+    q = _queued(world, rt, fake)
+    claim = _claim_of(rt, q.operation_id)
+    with rt.uow() as uow:
+        slug = uow.session.get(Tenant, q.tenant_id).slug  # type: ignore[union-attr]
+    credentials.delete_credential(rt, CLI, slug, None)
+    outcome = attempt_to_its_end(rt, claim, HandLease(claim))
+    assert outcome.error is not None
+    assert "has no Azure credential configured" in outcome.error
+    assert fake.writes == []
 
 
 def test_a_busy_worker_looks_for_due_discoveries_and_its_lag_once_a_second(

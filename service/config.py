@@ -159,7 +159,7 @@ class ReconcilerSettings:
     lease_s: float = 60.0  # a claimed operation is another worker's after this without renewal
     subscription_writes_per_s: float = 10.0  # ARM's write budget per subscription
     tenant_concurrency: int = 10  # operations running at once per tenant, all workers together
-    worker_threads: int = 32  # operations one worker process runs at once
+    worker_threads: int = 64  # attempts and follow steps one worker process runs at once
     max_attempts: int = 5
     retry_base_s: float = 2.0
     retry_max_s: float = 300.0

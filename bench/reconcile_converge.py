@@ -55,6 +55,7 @@ import requests
 import yaml
 
 from bench import postgres_cpu_s, postgres_server_pid, verdict
+from service.config import ReconcilerSettings
 
 TENANTS, SUBS_PER_TENANT = 10, 2
 ONLINE_ROUTES = [
@@ -183,9 +184,8 @@ def main() -> int:
     parser.add_argument(
         "--threads",
         type=int,
-        default=32,
-        help="reconciler threads, shared among --workers (default: RECONCILER_THREADS's; 100 "
-        "until attempts followed their Azure operations without a thread)",
+        default=ReconcilerSettings.worker_threads,
+        help="reconciler threads, shared among --workers (default: RECONCILER_THREADS's)",
     )
     parser.add_argument(
         "--workers",

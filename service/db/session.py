@@ -10,6 +10,7 @@ nothing for them.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -115,6 +116,26 @@ def _refuse_dml(state: ORMExecuteState) -> None:
         raise ReadOnlyUnit("a read-only unit of work cannot write")
 
 
+# The execution option that marks a read-only unit's connections, for the statements that do
+# not pass through the ORM's execute (a Core statement on ``session.connection()``, ``text``).
+READ_ONLY_OPTION = "amlcp_read_only_unit"
+_WRITING_SQL = re.compile(
+    r"\s*(INSERT|UPDATE|DELETE|MERGE|CREATE|DROP|ALTER|TRUNCATE|GRANT|REVOKE|COPY|LOCK)\b",
+    re.IGNORECASE,
+)
+
+
+def refuse_writes_in_read_units(engine: Engine) -> None:
+    """Refuse, before it reaches the database, any writing statement on a connection of a
+    read-only unit: on PostgreSQL that connection is in autocommit, and the write would be
+    committed at once."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _refuse(conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if conn.get_execution_options().get(READ_ONLY_OPTION) and _WRITING_SQL.match(statement):
+            raise ReadOnlyUnit("a read-only unit of work cannot write")
+
+
 class Database:
     """The engine and a session factory; one per process."""
 
@@ -127,8 +148,12 @@ class Database:
         autocommit = self.engine
         if self.engine.dialect.name != "sqlite":
             autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        refuse_writes_in_read_units(self.engine)
         self.read_session_factory = sessionmaker(
-            autocommit, class_=ReadOnlySession, expire_on_commit=False, autoflush=False
+            autocommit.execution_options(**{READ_ONLY_OPTION: True}),
+            class_=ReadOnlySession,
+            expire_on_commit=False,
+            autoflush=False,
         )
         self._statement_session_factory = sessionmaker(autocommit, expire_on_commit=False)
 

@@ -195,6 +195,17 @@ def test_a_read_only_unit_refuses_to_write_and_changes_nothing(database: Databas
             )
             or uow.commit()
         ),
+        # Past the ORM's execute: a Core statement on the unit's connection, and plain SQL
+        # (in autocommit on PostgreSQL either would have been committed at once).
+        lambda uow: uow.session.connection().execute(
+            update(Tenant).where(Tenant.slug == slug).values(display_name="after")
+        ),
+        lambda uow: uow.session.execute(
+            text("UPDATE tenants SET display_name = 'after' WHERE slug = :slug"), {"slug": slug}
+        ),
+        lambda uow: uow.session.connection().exec_driver_sql(
+            f"DELETE FROM tenants WHERE slug = '{slug}'"
+        ),
     ]
     for attempt in attempts:
         with pytest.raises(ReadOnlyUnit), database.unit_of_work(read_only=True) as uow:

@@ -420,7 +420,8 @@ class _Attempt:
 
     def _target(self) -> tuple[Workspace, MlTarget, PolicyIndex]:
         """The workspace, how to reach it (the tenant's credential as stored now), and the
-        tenant's policies for the decision (and the slot's limit), read in one transaction."""
+        tenant's policies for the decision (and the slot's limit): two statements of one
+        read-only unit (on PostgreSQL each sees its own snapshot, in autocommit)."""
         with self.rt.uow(read_only=True) as uow:
             found = workspace_credential_spec(self.rt, uow, self.claim.workspace_id)
             if found is None:

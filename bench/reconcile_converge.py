@@ -309,7 +309,7 @@ def _run(
 
     from bench.reconcile_baseline import sequential_online_sample, sequential_sample
     from service.bootstrap import build_runtime
-    from service.config import ReconcilerSettings, Settings
+    from service.config import Settings
     from service.db import migrate
     from service.domain.access import CLI_PRINCIPAL
     from service.services import credentials, policies, tenants, workspaces

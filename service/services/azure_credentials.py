@@ -25,8 +25,12 @@ def credential_of(uow: UnitOfWork, tenant: Tenant) -> TenantCredential:
         select(TenantCredential).where(TenantCredential.tenant_id == tenant.id)
     )
     if cred is None:
-        raise CredentialMissing(f"tenant '{tenant.slug}' has no Azure credential configured")
+        raise _missing(tenant)
     return cred
+
+
+def _missing(tenant: Tenant) -> CredentialMissing:
+    return CredentialMissing(f"tenant '{tenant.slug}' has no Azure credential configured")
 
 
 def host_identity_allowed(rt: Runtime, tenant: Tenant) -> None:
@@ -128,7 +132,7 @@ def workspace_credential_spec(
         return None
     ws, tenant, cred = row
     if cred is None:
-        raise CredentialMissing(f"tenant '{tenant.slug}' has no Azure credential configured")
+        raise _missing(tenant)
     return ws, _usable_spec(rt, tenant, cred)
 
 

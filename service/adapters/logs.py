@@ -2,11 +2,11 @@
 
 One azure-core PipelineClient per credential (so per tenant identity), kept in a bounded
 ``ClientCache`` that closes it when dropped: its connection pool stays warm (keep-alive, TLS
-reused) and never leaks. Both kinds of query send azure-monitor-query's request through it
-(the typed one reads the answer into data the way ``LogsQueryClient`` would have, without its
-model objects: issue 16). No retries in the pipeline: the use case owns retries so that each
-attempt is charged to the identity's budget and a long Retry-After becomes our 429 instead of a
-stall.
+reused) and never leaks; its transport is urllib3, without requests (``http_transport``). Both
+kinds of query send azure-monitor-query's request through it (the typed one reads the answer
+into data the way ``LogsQueryClient`` would have, without its model objects: issue 16). No
+retries in the pipeline: the use case owns retries so that each attempt is charged to the
+identity's budget and a long Retry-After becomes our 429 instead of a stall.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from azure.core import PipelineClient
@@ -31,11 +32,11 @@ from azure.core.pipeline.policies import (
     HeadersPolicy,
     UserAgentPolicy,
 )
-from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest
 from azure.monitor.query._helpers import native_col_type
 
 from service.adapters.client_cache import ClientCache
+from service.adapters.http_transport import Urllib3Transport
 from service.adapters.identity_errors import map_identity_error
 from service.adapters.tenant_credentials import sdk_credential
 from service.adapters.trust import ca_location
@@ -75,7 +76,7 @@ class AzureLogs:
         # What requests would read from the environment on every call (proxies, CA bundle,
         # ~/.netrc: a tenth of a query's CPU), read once: the endpoint and the environment
         # do not change while the process runs.
-        self._verify, self._proxies = _environment(settings)
+        self._verify, self._proxy = _environment(settings)
 
     def _for(self, credential: TokenCredential) -> PipelineClient[Any, Any]:
         return self._clients.get(credential, "logs", lambda: self._build(credential))
@@ -93,11 +94,11 @@ class AzureLogs:
                 UserAgentPolicy(sdk_moniker="amlcp-log-proxy"),
                 BearerTokenCredentialPolicy(sdk_credential(credential), scope),
             ],
-            transport=RequestsTransport(
-                connection_verify=self._verify,
+            transport=Urllib3Transport(
+                verify=self._verify,
                 connection_timeout=CONNECT_TIMEOUT_S,
-                connection_data_block_size=CHUNK_BYTES,
-                use_env_settings=False,
+                block_size=CHUNK_BYTES,
+                proxy=self._proxy,
             ),
         )
 
@@ -127,9 +128,9 @@ class AzureLogs:
         started = time.perf_counter()
         try:
             response = client.send_request(
-                request, read_timeout=spec.server_timeout_s + READ_MARGIN_S, **self._proxies
+                request, read_timeout=spec.server_timeout_s + READ_MARGIN_S
             )
-            data = response.body()
+            data = response.read()
             if response.status_code != 200:
                 AZURE_CALLS.labels("log_analytics", f"http_{response.status_code}").inc()
                 raise _azure_error(_http_error(response))
@@ -169,9 +170,7 @@ class AzureLogs:
         url = self._settings.log_analytics_endpoint + path
         request = HttpRequest("POST", url, content=body, headers=headers)
         try:
-            response = client.send_request(
-                request, stream=True, read_timeout=600 + READ_MARGIN_S, **self._proxies
-            )
+            response = client.send_request(request, stream=True, read_timeout=600 + READ_MARGIN_S)
         except Exception as exc:  # noqa: BLE001 - every failure is mapped to the error model
             raise _transport_error(exc) from None
         passed = {h: response.headers[h] for h in PASSED_RESPONSE_HEADERS if h in response.headers}
@@ -195,15 +194,16 @@ def _chunks(response: Any) -> Any:
         response.close()
 
 
-def _environment(settings: AzureSettings) -> tuple[Any, dict[str, Any]]:
+def _environment(settings: AzureSettings) -> tuple[str, str | None]:
     """The CAs to trust (``ca_location``: the configured bundle, else ``REQUESTS_CA_BUNDLE``/
-    ``CURL_CA_BUNDLE``, else certifi's, as a hashed directory) and the proxies requests would
-    take from the environment for the endpoint (``HTTPS_PROXY`` unless ``NO_PROXY`` names the
-    host), as ``send_request`` keywords. No ``~/.netrc``: the pipeline sets the Authorization
-    header itself."""
-    verify: Any = ca_location(settings.ca_bundle)
-    proxies = requests.utils.get_environ_proxies(settings.log_analytics_endpoint)
-    return verify, ({"proxies": dict(proxies)} if proxies else {})
+    ``CURL_CA_BUNDLE``, else certifi's, as a hashed directory) and the proxy requests would
+    take from the environment for the endpoint (``HTTPS_PROXY``, else ``ALL_PROXY``, unless
+    ``NO_PROXY`` names the host), or None. No ``~/.netrc``: the pipeline sets the
+    Authorization header itself."""
+    endpoint = settings.log_analytics_endpoint
+    proxies = requests.utils.get_environ_proxies(endpoint)
+    proxy = proxies.get(urlsplit(endpoint).scheme) or proxies.get("all")
+    return ca_location(settings.ca_bundle), proxy or None
 
 
 def _query_path(target: LogTarget) -> str:

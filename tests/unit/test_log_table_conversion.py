@@ -77,10 +77,14 @@ def test_the_environment_requests_would_read_per_call_is_read_once_with_the_same
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ca.pem")
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     settings = AzureSettings()
-    verify, proxies = logs._environment(settings)
+    verify, proxy = logs._environment(settings)
     assert verify == "/etc/ca.pem"
-    assert proxies == {"proxies": {"https": "http://proxy.example:3128"}}
+    assert proxy == "http://proxy.example:3128"
     monkeypatch.setenv("NO_PROXY", "api.loganalytics.io")
-    assert logs._environment(settings)[1] == {}
+    assert logs._environment(settings)[1] is None
+    monkeypatch.delenv("NO_PROXY")
+    monkeypatch.delenv("HTTPS_PROXY")
+    monkeypatch.setenv("ALL_PROXY", "http://all.example:3128")
+    assert logs._environment(settings)[1] == "http://all.example:3128"
     configured = AzureSettings(ca_bundle="/run/emulator-ca.pem")
     assert logs._environment(configured)[0] == "/run/emulator-ca.pem"

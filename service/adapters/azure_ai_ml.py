@@ -79,6 +79,7 @@ __all__ = ["FIRST_POLL_AFTER_S", "AzureOnlineDeployments", "deployment_api_versi
 
 _KEEP = 4096  # operations remembered
 WRITE_ANSWER_TIMEOUT_S = 600.0  # how long an unanswered PUT's thread waits for the answer
+ARM_BLOCK_BYTES = 64 * 1024  # an ARM answer (a JSON document) is read this much at a time
 _FINAL = {"Succeeded": "succeeded", "Failed": "failed", "Canceled": "failed", "Cancelled": "failed"}
 
 
@@ -350,6 +351,8 @@ class AzureOnlineDeployments:
         from azure.ai.ml import MLClient
         from azure.ai.ml._restclient.arm_ml_service import MachineLearningServicesMgmtClient
 
+        from service.adapters.http_transport import Urllib3Transport, environ_proxy
+
         arm_url = self._settings.resource_manager.rstrip("/")
         options: dict[str, Any] = {
             "retry_total": 0,
@@ -383,12 +386,22 @@ class AzureOnlineDeployments:
             for k, v in options.items()
             if k not in ("cloud", "enable_telemetry", "show_progress")
         }
+        # Every v2 call goes through this client (documents, writes, operation polls): on
+        # urllib3, without requests' per-request layer (``http_transport``; issue 16, P3).
+        transport = Urllib3Transport(
+            verify=self._verify,
+            connection_timeout=self._timeout,
+            read_timeout=self._timeout,
+            block_size=ARM_BLOCK_BYTES,
+            proxy=environ_proxy(arm_url),
+        )
         arm = MachineLearningServicesMgmtClient(
             credential=sdk_credential(target.credential),
             subscription_id=target.subscription_id,
             base_url=arm_url,
             api_version=deployment_api_version(),
             credential_scopes=["https://management.azure.com/.default"],
+            transport=transport,
             **client_options,
         )
         return ml, arm, target.credential

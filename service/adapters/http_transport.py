@@ -23,7 +23,9 @@ import json
 import os
 from collections.abc import Iterator, MutableMapping
 from typing import Any
+from urllib.parse import urlsplit
 
+import requests
 import urllib3
 from azure.core.exceptions import (
     HttpResponseError,
@@ -42,8 +44,15 @@ from azure.core.utils import case_insensitive_dict
 # requests' pool size (DEFAULT_POOLSIZE): connections kept per host; beyond it, extra
 # connections serve their request and are closed.
 POOL_SIZE = 10
-# azure-core's transports' read timeout when the caller gives none.
+# azure-core's transports' read timeout when neither the transport nor the call sets one.
 DEFAULT_READ_TIMEOUT_S = 300
+
+
+def environ_proxy(url: str) -> str | None:
+    """The proxy requests would take from the environment for ``url`` (``HTTPS_PROXY`` for an
+    https URL, else ``ALL_PROXY``; none when ``NO_PROXY`` names the host)."""
+    proxies = requests.utils.get_environ_proxies(url)
+    return proxies.get(urlsplit(url).scheme) or proxies.get("all") or None
 
 
 class Urllib3Transport(HttpTransport[HttpRequest, HttpResponse]):
@@ -56,6 +65,7 @@ class Urllib3Transport(HttpTransport[HttpRequest, HttpResponse]):
         connection_timeout: float,
         block_size: int,
         proxy: str | None = None,
+        read_timeout: float = DEFAULT_READ_TIMEOUT_S,
     ) -> None:
         trust = {"ca_cert_dir": verify} if os.path.isdir(verify) else {"ca_certs": verify}
         options: dict[str, Any] = {
@@ -69,6 +79,7 @@ class Urllib3Transport(HttpTransport[HttpRequest, HttpResponse]):
             urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
         )
         self._connection_timeout = connection_timeout
+        self._read_timeout = read_timeout
         self._block_size = block_size
 
     def __enter__(self) -> Urllib3Transport:
@@ -95,7 +106,7 @@ class Urllib3Transport(HttpTransport[HttpRequest, HttpResponse]):
         """One exchange; the answer read whole unless ``stream`` (then the caller closes it)."""
         timeout = urllib3.Timeout(
             connect=connection_timeout or self._connection_timeout,
-            read=read_timeout or DEFAULT_READ_TIMEOUT_S,
+            read=read_timeout or self._read_timeout,
         )
         try:
             raw = self._pool.urlopen(
@@ -182,7 +193,10 @@ class Urllib3Response(HttpResponse):
         return self._content
 
     def text(self, encoding: str | None = None) -> str:
-        return self.content.decode(encoding or self._encoding or "utf-8", errors="replace")
+        """The body decoded as given, else by the answer's charset, else as UTF-8 (a BOM
+        dropped), as azure-core's own responses do."""
+        charset = encoding or self._encoding or _charset(self.content_type) or "utf-8-sig"
+        return self.content.decode(charset, errors="replace")
 
     def json(self) -> Any:
         return json.loads(self.content)
@@ -243,3 +257,11 @@ class Urllib3Response(HttpResponse):
 
     def __exit__(self, *args: Any) -> None:
         self.close()
+
+
+def _charset(content_type: str | None) -> str | None:
+    for param in (content_type or "").split(";")[1:]:
+        name, _, value = param.strip().partition("=")
+        if name.lower() == "charset" and value:
+            return value.strip('"')
+    return None

@@ -17,9 +17,7 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
-import requests
 from azure.core import PipelineClient
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -36,7 +34,7 @@ from azure.core.rest import HttpRequest
 from azure.monitor.query._helpers import native_col_type
 
 from service.adapters.client_cache import ClientCache
-from service.adapters.http_transport import Urllib3Transport
+from service.adapters.http_transport import Urllib3Transport, environ_proxy
 from service.adapters.identity_errors import map_identity_error
 from service.adapters.tenant_credentials import sdk_credential
 from service.adapters.trust import ca_location
@@ -197,13 +195,9 @@ def _chunks(response: Any) -> Any:
 def _environment(settings: AzureSettings) -> tuple[str, str | None]:
     """The CAs to trust (``ca_location``: the configured bundle, else ``REQUESTS_CA_BUNDLE``/
     ``CURL_CA_BUNDLE``, else certifi's, as a hashed directory) and the proxy requests would
-    take from the environment for the endpoint (``HTTPS_PROXY``, else ``ALL_PROXY``, unless
-    ``NO_PROXY`` names the host), or None. No ``~/.netrc``: the pipeline sets the
-    Authorization header itself."""
-    endpoint = settings.log_analytics_endpoint
-    proxies = requests.utils.get_environ_proxies(endpoint)
-    proxy = proxies.get(urlsplit(endpoint).scheme) or proxies.get("all")
-    return ca_location(settings.ca_bundle), proxy or None
+    take from the environment for the endpoint (``environ_proxy``), or None. No ``~/.netrc``:
+    the pipeline sets the Authorization header itself."""
+    return ca_location(settings.ca_bundle), environ_proxy(settings.log_analytics_endpoint)
 
 
 def _query_path(target: LogTarget) -> str:

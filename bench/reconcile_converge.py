@@ -212,6 +212,12 @@ def main() -> int:
         "(e.g. postgresql://postgres@127.0.0.1:5432/test) instead of SQLite",
     )
     args = parser.parse_args()
+    spread = TENANTS * SUBS_PER_TENANT
+    for name in ("endpoints", "online"):
+        if getattr(args, name) % spread:
+            # The fleet holds the same number in each of the workspaces: any remainder would
+            # never be created, and the run would wait for it for ever.
+            parser.error(f"--{name} must be a multiple of {spread} (one workspace a subscription)")
     if args.workers and not args.postgres:
         parser.error("--workers needs --postgres (several processes on SQLite serialise)")
 

@@ -55,6 +55,16 @@ def environ_proxy(url: str) -> str | None:
     return proxies.get(urlsplit(url).scheme) or proxies.get("all") or None
 
 
+def _proxy_manager(proxy: str, options: dict[str, Any]) -> urllib3.ProxyManager:
+    """A pool through ``proxy``; credentials in its URL (``http://user:pass@host``, percent-
+    encoded) become its ``Proxy-Authorization``, as requests sends them (urllib3 does not)."""
+    user, password = requests.utils.get_auth_from_url(proxy)
+    headers = None
+    if user or password:
+        headers = urllib3.make_headers(proxy_basic_auth=f"{user}:{password}")
+    return urllib3.ProxyManager(proxy, proxy_headers=headers, **options)
+
+
 class Urllib3Transport(HttpTransport[HttpRequest, HttpResponse]):
     """Sends azure-core ``HttpRequest``s with a urllib3 pool manager (one per transport)."""
 
@@ -76,7 +86,7 @@ class Urllib3Transport(HttpTransport[HttpRequest, HttpResponse]):
             **trust,
         }
         self._pool: urllib3.PoolManager = (
-            urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
+            _proxy_manager(proxy, options) if proxy else urllib3.PoolManager(**options)
         )
         self._connection_timeout = connection_timeout
         self._read_timeout = read_timeout

@@ -7,6 +7,7 @@ or given up, and every failure raised as the azure-core error ``RequestsTranspor
 
 from __future__ import annotations
 
+import base64
 import json
 import select
 import socket
@@ -138,8 +139,14 @@ def connect_proxy() -> Iterator[tuple[str, list[str]]]:
                 if not chunk:
                     return
                 head += chunk
-            method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
-            targets.append(f"{method} {target}")
+            lines = head.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
+            method, target, _ = lines[0].split(" ", 2)
+            auth = [
+                v
+                for k, _, v in (h.partition(": ") for h in lines[1:])
+                if k.lower() == "proxy-authorization"
+            ]
+            targets.append(f"{method} {target}" + (f" {auth[0]}" if auth else ""))
             host, port = target.rsplit(":", 1)
             with socket.create_connection((host, int(port))) as upstream:
                 client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -191,3 +198,16 @@ def test_requests_go_through_a_configured_proxy_on_kept_connections(
         assert again.status_code == 200
         assert again.json()["tables"]
         assert tunnels == [f"CONNECT {host}"] * 2
+
+
+def test_credentials_in_the_proxy_url_are_sent_to_the_proxy(
+    emulator: EmulatorHandle, sandbox: Sandbox, connect_proxy: tuple[str, list[str]]
+) -> None:
+    """``HTTPS_PROXY=http://user:pass@host`` works as it did through requests: urllib3 alone
+    would connect without them."""
+    proxy, tunnels = connect_proxy
+    with_credentials = proxy.replace("http://", "http://ops:p%40ss@")
+    with _client(emulator, sandbox, proxy=with_credentials) as client:
+        assert client.send_request(_query(emulator, sandbox)).status_code == 200
+    host = emulator.url.split("://", 1)[1].rstrip("/")
+    assert tunnels == [f"CONNECT {host} Basic {base64.b64encode(b'ops:p@ss').decode()}"]

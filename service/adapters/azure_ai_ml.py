@@ -381,13 +381,15 @@ class AzureOnlineDeployments:
                     os.environ.pop(CLOUD_ENV, None)
                 else:
                     os.environ[CLOUD_ENV] = before
+        # The connection settings are the transport's: every v2 call goes through this client
+        # (documents, writes, operation polls), on urllib3 without requests' per-request layer
+        # (``http_transport``; issue 16, P3).
+        transport_options = ("connection_verify", "connection_timeout", "read_timeout")
         client_options = {
             k: v
             for k, v in options.items()
-            if k not in ("cloud", "enable_telemetry", "show_progress")
+            if k not in ("cloud", "enable_telemetry", "show_progress", *transport_options)
         }
-        # Every v2 call goes through this client (documents, writes, operation polls): on
-        # urllib3, without requests' per-request layer (``http_transport``; issue 16, P3).
         transport = Urllib3Transport(
             verify=self._verify,
             connection_timeout=self._timeout,

@@ -1,4 +1,4 @@
-"""An azure-core transport on urllib3, for the log query adapter's pipeline.
+"""An azure-core transport on urllib3, for the log adapter's pipeline and the v2 ARM client.
 
 azure-core's default ``RequestsTransport`` sends through a ``requests.Session``: per request it
 merges session settings, builds a cookie jar, runs hooks, prepares a ``PreparedRequest`` and

@@ -71,9 +71,8 @@ class AzureLogs:
     def __init__(self, settings: AzureSettings) -> None:
         self._settings = settings
         self._clients: ClientCache[PipelineClient[Any, Any]] = ClientCache()
-        # What requests would read from the environment on every call (proxies, CA bundle,
-        # ~/.netrc: a tenth of a query's CPU), read once: the endpoint and the environment
-        # do not change while the process runs.
+        # The CAs to trust and the proxy from the environment, read once: the endpoint and the
+        # environment do not change while the process runs.
         self._verify, self._proxy = _environment(settings)
 
     def _for(self, credential: TokenCredential) -> PipelineClient[Any, Any]:

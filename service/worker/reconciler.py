@@ -65,6 +65,11 @@ T = TypeVar("T")
 HOUSEKEEPING_S = 1.0
 # How often a pausing loop looks whether it should stop (it wakes at once when an attempt ends).
 STOP_CHECK_S = 0.1
+# Under load, threads free up one at a time, and claiming for each as it ended made a claim
+# round (two reads, then a write transaction of four statements per tenant) per attempt or so.
+# A worker now claims once an eighth of its threads is free, or once a free thread has waited
+# this long: at low load (most threads free) it claims at once, as before.
+CLAIM_GATHER_S = 0.2
 
 
 @dataclass
@@ -164,6 +169,8 @@ class Reconciler:
         # Set when an attempt (its thread and its tenant's place are free) or a discovery (it may
         # have queued corrections) of this worker ended.
         self._work_ended = threading.Event()
+        self._claim_batch = max(1, self.cfg.worker_threads // 8)
+        self._free_since: float | None = None  # since when a thread is free and unclaimed
 
     def reconcile_once(self) -> TickReport:
         """One tick; returns at once (operations keep running in the pool)."""
@@ -196,12 +203,15 @@ class Reconciler:
         report.steps = self._start_due_steps()
         # Never claim what an attempt of ours still runs or follows, even when its lease looks
         # expired (a claim would start a second attempt beside it and lose track of the first).
+        free = self._free_threads()
+        if not self._claim_now(free):
+            free = 0
         with self._lock:
             exclude = set(self._in_flight) | set(self._following)
         for claim in leases.claim(
             self.rt,
             self.worker_id,
-            self._free_threads(),
+            free,
             only_tenants=self.only_tenants,
             exclude=exclude,
         ):
@@ -215,6 +225,26 @@ class Reconciler:
 
     def _free_threads(self) -> int:
         return self.cfg.worker_threads - len(self._in_flight) - len(self._discovering)
+
+    def _claim_now(self, free: int) -> bool:
+        """Whether this tick claims for its ``free`` threads: when they are at least
+        ``_claim_batch``, or one of them has waited ``CLAIM_GATHER_S`` (see there)."""
+        if free <= 0:
+            self._free_since = None
+            return False
+        now = time.monotonic()
+        if self._free_since is None:
+            self._free_since = now
+        if free >= self._claim_batch or now - self._free_since >= CLAIM_GATHER_S:
+            self._free_since = None
+            return True
+        return False
+
+    def _gathering_for(self) -> float:
+        """Seconds until free threads that wait for company are claimed for (inf: none wait)."""
+        if self._free_since is None:
+            return float("inf")
+        return max(0.0, self._free_since + CLAIM_GATHER_S - time.monotonic())
 
     def _start_due_steps(self) -> int:
         """Start the follow steps that are due, soonest due first, in the free threads."""
@@ -284,7 +314,7 @@ class Reconciler:
         deadline = time.monotonic() + seconds
         while not stop.is_set():
             self._start_due_steps()
-            left = deadline - time.monotonic()
+            left = min(deadline - time.monotonic(), self._gathering_for())
             if left <= 0:
                 return
             if self._work_ended.wait(min(left, STOP_CHECK_S, self._next_step_in())):

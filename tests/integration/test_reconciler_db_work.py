@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any
 
@@ -192,3 +193,77 @@ def test_a_worker_claims_the_place_an_attempt_freed_at_once_not_at_its_next_tick
     assert ended is not None
     assert started is not None
     assert (started - ended).total_seconds() < 1.0  # ~3 s before
+
+
+def test_a_loaded_worker_claims_freed_threads_together_not_one_round_each(
+    world: World, rt: Runtime, fake: FakeMl
+) -> None:
+    """Under load threads free up one at a time, and the loop, woken by each attempt's end,
+    made a claim round for each: two reads and a write transaction of four statements per
+    tenant, for ~1.2 operations a round in a P3 run (PostgreSQL's statement log). Now a lone
+    free thread waits up to CLAIM_GATHER_S for an eighth of the pool to be free; a worker with
+    that many free (at low load, most of them) claims at once, as before."""
+    from dataclasses import replace
+
+    from service.worker.reconciler import CLAIM_GATHER_S
+
+    q = _queued(world, rt, fake)
+    cfg = replace(rt.settings.reconciler, worker_threads=16, interval_s=5.0)
+    rt = replace(rt, settings=rt.settings.with_overrides(reconciler=cfg))
+    worker = Reconciler(rt, "w", only_tenants={q.tenant_id})
+    claims: list[int] = []
+    # 15 of its 16 threads busy: one free, the batch is two.
+    busy = {f"busy-{i}": Future() for i in range(15)}  # type: ignore[var-annotated]
+    worker._in_flight.update(busy)
+    worker._next_due_check = time.monotonic() + 3600  # no discovery takes the free thread
+    try:
+        with _transactions(rt) as seen:
+            worker.reconcile_once()
+            claims.append(sum(_locks_tenant(t) for t in seen))
+            stop = threading.Event()
+            started = time.monotonic()
+            worker._pause(stop, 5.0)  # returns when the lone thread has waited long enough
+            waited = time.monotonic() - started
+            worker.reconcile_once()
+            claims.append(sum(_locks_tenant(t) for t in seen))
+    finally:
+        for future in busy.values():
+            future.set_result(None)
+        worker.close()
+    assert claims[0] == 0  # one free thread of 16: no claim round yet
+    assert waited <= CLAIM_GATHER_S + 0.5, waited
+    assert claims[1] == 1  # then it is claimed for
+
+
+def test_a_worker_with_an_eighth_of_its_threads_free_claims_at_once(
+    world: World, rt: Runtime, fake: FakeMl
+) -> None:
+    """The batch gathers only while few threads are free: with two of 16 free, the tick claims."""
+    from dataclasses import replace
+
+    q = _queued(world, rt, fake)
+    cfg = replace(rt.settings.reconciler, worker_threads=16, interval_s=5.0)
+    rt = replace(rt, settings=rt.settings.with_overrides(reconciler=cfg))
+    worker = Reconciler(rt, "w", only_tenants={q.tenant_id})
+    busy = {f"busy-{i}": Future() for i in range(14)}  # type: ignore[var-annotated]
+    worker._in_flight.update(busy)
+    worker._next_due_check = time.monotonic() + 3600  # no discovery takes the free thread
+    try:
+        with _transactions(rt) as seen:
+            report = worker.reconcile_once()
+            locked = sum(_locks_tenant(t) for t in seen)
+    finally:
+        for future in busy.values():
+            future.set_result(None)
+        worker.close()
+    assert locked == 1
+    assert report.claimed == 1
+
+
+def _locks_tenant(transaction: list[str]) -> bool:
+    """A claim's write transaction: it locks its tenant's row first (``FOR UPDATE`` on
+    PostgreSQL; SQLite's transaction is the lock)."""
+    return any(
+        s.strip().split("\n", 1)[0].strip() == "SELECT tenants.id" and "WHERE tenants.id =" in s
+        for s in transaction
+    )

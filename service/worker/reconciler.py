@@ -201,11 +201,11 @@ class Reconciler:
             self._start_due_discoveries(report)
         # Steps of followed operations first: they end work already started.
         report.steps = self._start_due_steps()
-        # Never claim what an attempt of ours still runs or follows, even when its lease looks
-        # expired (a claim would start a second attempt beside it and lose track of the first).
         free = self._free_threads()
         if not self._claim_now(free):
-            free = 0
+            free = 0  # a lone free thread waits for company (CLAIM_GATHER_S)
+        # Never claim what an attempt of ours still runs or follows, even when its lease looks
+        # expired (a claim would start a second attempt beside it and lose track of the first).
         with self._lock:
             exclude = set(self._in_flight) | set(self._following)
         for claim in leases.claim(

@@ -231,7 +231,7 @@ def test_a_loaded_worker_claims_freed_threads_together_not_one_round_each(
             future.set_result(None)
         worker.close()
     assert claims[0] == 0  # one free thread of 16: no claim round yet
-    assert waited <= CLAIM_GATHER_S + 0.5, waited
+    assert CLAIM_GATHER_S / 2 <= waited <= CLAIM_GATHER_S + 0.5, waited  # not the 5 s pause
     assert claims[1] == 1  # then it is claimed for
 
 

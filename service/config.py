@@ -165,7 +165,7 @@ class ReconcilerSettings:
     retry_max_s: float = 300.0
     call_timeout_s: float = 30.0  # one Azure ML call
     operation_timeout_s: float = 900.0  # one Azure operation, from PATCH to a final state
-    poll_interval_s: float = 2.0  # between the first polls of a running Azure operation
+    poll_interval_s: float = 2.0  # between the first looks at a target mid-operation
     # ... then every quarter of the time it has run, to at most this: Azure's take minutes,
     # and a poll is a call (and its CPU) that nearly always answers "running".
     poll_max_interval_s: float = 15.0

@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -42,7 +41,6 @@ from service.adapters.azure_ai_ml_support import (
     register_cloud,
 )
 from service.adapters.azure_calls import (
-    FIRST_POLL_AFTER_S,
     LIST_RETRY_WAIT_S,
     Call,
     GuardedWrites,
@@ -72,12 +70,8 @@ from service.ports import AzureOperationStatus, MlTarget, ServiceSnapshot
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-# FIRST_POLL_AFTER_S: an operation this process started is not polled sooner (a deployment
-# update is a rolling update of its instances, Learn: "Deploy and score a model by using an
-# online endpoint", minutes in Azure).
-__all__ = ["FIRST_POLL_AFTER_S", "AzureOnlineDeployments", "deployment_api_version"]
+__all__ = ["AzureOnlineDeployments", "deployment_api_version"]
 
-_KEEP = 4096  # operations remembered
 WRITE_ANSWER_TIMEOUT_S = 600.0  # how long an unanswered PUT's thread waits for the answer
 ARM_BLOCK_BYTES = 64 * 1024  # an ARM answer (a JSON document) is read this much at a time
 _FINAL = {"Succeeded": "succeeded", "Failed": "failed", "Canceled": "failed", "Cancelled": "failed"}
@@ -94,8 +88,6 @@ class AzureOnlineDeployments:
         self._clients: ClientCache[tuple[Any, Any, Any]] = ClientCache(close=close_clients)
         self._writes = GuardedWrites("azure_ai_ml", call_timeout_s)
         self._arm = settings.resource_manager.rstrip("/")
-        self._started: dict[str, float] = {}  # operation id -> when (FIRST_POLL_AFTER_S)
-        self._lock = threading.Lock()
 
     # -- reads -----------------------------------------------------------------------------
     def list_services(self, target: MlTarget) -> list[ServiceSnapshot]:
@@ -246,12 +238,7 @@ class AzureOnlineDeployments:
             location = parts[parts.index("locations") + 1]
         except (ValueError, IndexError) as exc:
             raise AzureRejected("Azure answered an operation URL of an unknown shape") from exc
-        operation_id = f"{location}/{parts[-1]}"
-        with self._lock:
-            self._started[operation_id] = time.monotonic()
-            while len(self._started) > _KEEP:
-                self._started.pop(next(iter(self._started)))
-        return operation_id
+        return f"{location}/{parts[-1]}"
 
     def operation_status(
         self, target: MlTarget, name: str, operation_id: str
@@ -261,10 +248,6 @@ class AzureOnlineDeployments:
         location, _, op_name = operation_id.partition("/")
         if not op_name:
             raise NotFound(f"unknown operation id {operation_id!r}")
-        with self._lock:
-            started = self._started.get(operation_id)
-        if started is not None and time.monotonic() - started < FIRST_POLL_AFTER_S:
-            return AzureOperationStatus("running")
         _, arm, _ = self._clients_for(target)
         url = (
             f"{self._settings.resource_manager.rstrip('/')}/subscriptions/{target.subscription_id}"

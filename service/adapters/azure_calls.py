@@ -14,10 +14,6 @@ from service.errors import AzureCallFailed, WriteNotSent, WriteOutcomeUnknown
 from service.metrics import AZURE_CALLS
 
 TEMPORARY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
-# An operation this process started is not polled sooner: an update rolls the service's
-# instances (minutes in Azure), so an earlier answer is "running" for certain and only costs a
-# call on both sides. (The reconciler polls every OPERATION_POLL_INTERVAL_S after that.)
-FIRST_POLL_AFTER_S = 2.0
 # A discovery lists many pages (v2: one list per online endpoint); one that met a temporary
 # error is read again in place after this long (or Azure's Retry-After), rather than the whole
 # discovery failing and starting over from its first page.

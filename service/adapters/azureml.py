@@ -44,7 +44,6 @@ import requests
 from azure.core.exceptions import ClientAuthenticationError
 
 from service.adapters.azure_calls import (
-    FIRST_POLL_AFTER_S,
     LIST_RETRY_WAIT_S,
     TEMPORARY_STATUS,
     Call,
@@ -103,7 +102,6 @@ class AzureMlControlPlane:
         self._workspaces: ClientCache[Any] = ClientCache(max_size=workspace_cache_size)
         # The service object of each update started here, to poll without re-reading it.
         self._updating: OrderedDict[str, Any] = OrderedDict()
-        self._started: dict[str, float] = {}  # operation id -> when (FIRST_POLL_AFTER_S)
         # The last read of each service: (when, credential it was read with, SDK object).
         self._read: OrderedDict[tuple[str, ...], tuple[float, Any, Any]] = OrderedDict()
         self._writes = GuardedWrites("azureml", call_timeout_s)
@@ -183,10 +181,8 @@ class AzureMlControlPlane:
         AZURE_CALLS.labels("azureml", "ok").inc()
         with self._lock:
             self._updating[operation_id] = service
-            self._started[operation_id] = time.monotonic()
             while len(self._updating) > self._cache_size:
-                dropped, _ = self._updating.popitem(last=False)
-                self._started.pop(dropped, None)
+                self._updating.popitem(last=False)
         return operation_id
 
     def operation_status(
@@ -194,9 +190,6 @@ class AzureMlControlPlane:
     ) -> AzureOperationStatus:
         with self._lock:
             service = self._updating.get(operation_id)
-            started = self._started.get(operation_id)
-        if started is not None and time.monotonic() - started < FIRST_POLL_AFTER_S:
-            return AzureOperationStatus("running")  # it cannot have progressed: do not ask
         if service is None:  # e.g. resuming another worker's update: read the service once
             service = self._require(target, name)
             base = "/".join(service._mms_endpoint.split("/")[:-2])
@@ -207,7 +200,6 @@ class AzureMlControlPlane:
             return AzureOperationStatus("running")
         with self._lock:
             self._updating.pop(operation_id, None)
-            self._started.pop(operation_id, None)
         message = error.get("message") if isinstance(error, dict) else None
         return AzureOperationStatus(final, None if final == "succeeded" else (message or state))
 

@@ -23,7 +23,9 @@ class TargetKind(StrEnum):
 
 
 class Follow(StrEnum):
-    """How a started change is followed to its end."""
+    """The Azure operation a started change runs (its id is stored). The reconciler follows the
+    change by reading the target; the operation is asked why when the target comes to rest
+    still different from the policy."""
 
     MMS_OPERATION = "mms_operation"  # v1: GET .../operations/{id} (Operation-Location)
     AZURE_ASYNC_OPERATION = "azure_async_operation"  # v2: Azure-AsyncOperation status URL

@@ -8,11 +8,13 @@ An attempt of an ``apply_policy`` operation:
    succeed without writing (re-applying is idempotent anyway: PATCH replaces a value);
 3. reserve a slot of the subscription's write budget, ``update(...)``, store the Azure
    operation id (lease-guarded), then leave the running operation to the worker's follower:
-   the attempt ends its thread's work with :class:`Following`, and ``follow_step`` polls the
-   operation once per step (the worker runs a step when the next poll is due, in any free
-   thread) until it ends, then re-reads the service to confirm. Azure's operations take
-   minutes: a thread (and a place in the tenant's cap) held for all of it made the operation's
-   duration, not Azure's write budget, bound how fast a fleet converged.
+   the attempt ends its thread's work with :class:`Following`, and ``follow_step`` reads the
+   service once per step (the worker runs a step when the next poll is due, in any free
+   thread) until it is no longer mid-operation: the read that sees the end also confirms the
+   outcome, and the operation itself is asked only when the service, at rest, still differs
+   (did it fail, and why?). Azure's operations take minutes: a thread (and a place in the
+   tenant's cap) held for all of it made the operation's duration, not Azure's write budget,
+   bound how fast a fleet converged.
 
 The worker (``service.worker.reconciler``) owns the lease the attempt runs under: the attempt
 calls ``lease.keep()`` before every Azure call, ``lease.keep_for_write()`` right before a write
@@ -65,6 +67,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 IN_PLACE_RETRY_MAX_S = 5.0  # a read is retried in the same attempt when the wait is this short
 READ_TRIES = 4
+# A service just written is not looked at sooner: an update rolls its instances (minutes in
+# Azure; Learn: "Deploy and score a model by using an online endpoint"), so an earlier read finds
+# it running for certain and only costs a call on both sides.
+FIRST_LOOK_AFTER_S = 2.0
 # A running operation is polled again after this share of the time it has been followed (at
 # least OPERATION_POLL_INTERVAL_S, at most OPERATION_POLL_MAX_INTERVAL_S): its end is seen at
 # most that share of its age late.
@@ -130,8 +136,8 @@ def follow_step(
     stopping: threading.Event,
     following: Following,
 ) -> Outcome | Following:
-    """One step of an attempt that follows its Azure operation: poll it once; its outcome when
-    it ended (confirmed by a read), else when to poll again."""
+    """One step of an attempt that follows its Azure operation: read its service once; the
+    outcome when the operation ended (that read confirms it), else when to look again."""
     return _guarded(rt, claim, lease, worker_id, stopping, lambda attempt: attempt.step(following))
 
 
@@ -212,8 +218,8 @@ class _Attempt:
         followed = self._poll(following.target, following.operation_id, following.followed_at)
         if followed is not None:
             return followed
-        # Azure no longer knows the operation: start over (observe, then write if needed), in
-        # this thread and counted in the tenant's cap again.
+        # Azure no longer knows the operation and the service still differs: start over
+        # (observe, then write if needed), in this thread and counted in the tenant's cap again.
         self.lease.keep(now=True, following_since=None)
         return self._apply(*self._target())
 
@@ -251,9 +257,10 @@ class _Attempt:
         lease.keep(
             now=True, azure_operation_id=operation_id, desired=changes, following_since=utcnow()
         )
-        # Not polled now: an operation just started has not ended (and the adapters answer
-        # "running" without a call for its first FIRST_POLL_AFTER_S).
-        return Following(target, operation_id, time.monotonic(), self._next_poll_s(0.0))
+        # Not looked at now: an operation just started has not ended (nor before a step must
+        # renew the lease, a third of it).
+        first_look_s = min(max(FIRST_LOOK_AFTER_S, self._next_poll_s(0.0)), self.cfg.lease_s / 3)
+        return Following(target, operation_id, time.monotonic(), first_look_s)
 
     def _write(
         self,
@@ -335,19 +342,35 @@ class _Attempt:
     def _poll(
         self, target: MlTarget, operation_id: str, followed_at: float
     ) -> Outcome | Following | None:
-        """Poll an Azure operation once: when it ended, the outcome (confirmed by re-reading the
-        service); while it runs, when to poll again (:meth:`_next_poll_s`); None when Azure does
-        not know it (then the attempt starts over). ``followed_at``: when this attempt began
-        following it (``operation_timeout_s`` counts from there)."""
+        """Follow an Azure operation one step by reading its service (the read that sees it at
+        rest is also the confirming read: one call per step, not a poll and then a read). While
+        the service is mid-operation, when to look again (:meth:`_next_poll_s`); at rest and as
+        the policy wants, the outcome; at rest but still different, the operation says why: it
+        failed, it ended and the service was changed since (go round again), or it has not
+        shown on the service yet. None when Azure does not know the operation (then the attempt
+        starts over). ``followed_at``: when this attempt began following it
+        (``operation_timeout_s`` counts from there)."""
         name = self.claim.endpoint_name
-        try:
-            status = self._read(lambda: self.rt.ml.operation_status(target, name, operation_id))
-        except NotFound:
-            return None
-        if status.state == "failed":
-            return Outcome(AttemptEnd.FAILED, f"the Azure operation failed: {status.error}")
-        if status.state == "succeeded":
-            return self._confirm(target)
+        snapshot = self._read(lambda: self.rt.ml.get_service(target, name))
+        if snapshot is None:
+            return Outcome(AttemptEnd.CANCELLED, "the endpoint no longer exists in Azure")
+        if not snapshot.in_progress:
+            if not self._changes(snapshot):
+                return Outcome(AttemptEnd.SUCCEEDED, snapshot=snapshot)
+            try:
+                status = self._read(lambda: self.rt.ml.operation_status(target, name, operation_id))
+            except NotFound:
+                return None
+            if status.state == "failed":
+                return Outcome(AttemptEnd.FAILED, f"the Azure operation failed: {status.error}")
+            if status.state == "succeeded":
+                # Changed again out of band while we worked: level-triggered, so go round again.
+                return Outcome(
+                    AttemptEnd.RETRY,
+                    "the service still differs after the update",
+                    self.retry.delay_s(self.claim.attempts),
+                    snapshot=snapshot,
+                )
         age = time.monotonic() - followed_at
         if age > self.cfg.operation_timeout_s:
             return Outcome(
@@ -359,30 +382,14 @@ class _Attempt:
     def _next_poll_s(self, age: float) -> float:
         """A short operation is polled every OPERATION_POLL_INTERVAL_S; a longer one every
         POLL_AGE_SHARE of the time it has been followed, up to OPERATION_POLL_MAX_INTERVAL_S:
-        one that runs for minutes is asked a score of times, not once every interval (each poll
-        is a call that nearly always says "running"), and its end is seen at most a quarter of
+        one that runs for minutes is read a score of times, not once every interval (each read
+        is a call that nearly always finds it running), and its end is seen at most a quarter of
         its age, or the max interval, late. Never more than a third of a lease: each step renews
         the lease when a third has passed, so it is renewed at least every two thirds."""
         cfg = self.cfg
         return min(
             max(cfg.poll_interval_s, age * POLL_AGE_SHARE), cfg.poll_max_interval_s, cfg.lease_s / 3
         )
-
-    def _confirm(self, target: MlTarget) -> Outcome:
-        """The operation succeeded: re-read the service; what still differs goes round again."""
-        name = self.claim.endpoint_name
-        snapshot = self._read(lambda: self.rt.ml.get_service(target, name))
-        if snapshot is None:
-            return Outcome(AttemptEnd.CANCELLED, "the endpoint no longer exists in Azure")
-        if self._changes(snapshot):
-            # Changed again out of band while we worked: level-triggered, so go round again.
-            return Outcome(
-                AttemptEnd.RETRY,
-                "the service still differs after the update",
-                self.retry.delay_s(self.claim.attempts),
-                snapshot=snapshot,
-            )
-        return Outcome(AttemptEnd.SUCCEEDED, snapshot=snapshot)
 
     def _rollout_slot(self, online_endpoint: str, index: PolicyIndex) -> Outcome | None:
         """An online deployment waits for a parallel-update slot of its online endpoint (the

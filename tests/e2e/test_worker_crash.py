@@ -122,8 +122,9 @@ def _diagnostics(rt: Runtime, tenant_id: str, emulator: EmulatorHandle, log: Pat
         for e in emulator.requests(route):
             target = "/".join(e.path.split("/")[-3:])
             lines.append(f"  {e.time:.3f} {route} {target} -> {e.status}")
+    reads = Counter(e.status for e in emulator.requests("arm.online_deployment_get"))
     polls = Counter(e.status for e in emulator.requests("arm.mfe_operation"))
-    lines.append(f"deployment operation polls by status: {dict(polls)}")
+    lines.append(f"deployment reads by status: {dict(reads)}; operation polls: {dict(polls)}")
     tail = log.read_text(errors="replace").splitlines()[-120:] if log.exists() else []
     lines.append("workers' log (tail):")
     lines += [f"  {line}" for line in tail]
@@ -231,6 +232,7 @@ def test_a_worker_killed_mid_deployment_update_follows_the_async_operation_witho
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait(10)
+        killed_at = time.time()
         # Killed before converging: its leases are orphaned, or (a call timed out under load
         # after the PUT was accepted) the operation waits for a retry that must not PUT again.
         ops = operations_of(rt, w.tenant_id)
@@ -259,5 +261,11 @@ def test_a_worker_killed_mid_deployment_update_follows_the_async_operation_witho
         written = Counter(e.path for e in puts)
         assert set(written.values()) == {1}, "a deployment was written twice"
         assert len(puts) == len(names)
-        # The resumed attempt followed Azure-AsyncOperation (mfeOperationsStatus) to the end.
-        assert fresh_emulator.requests("arm.mfe_operation")
+        # The second worker read every deployment (following a stored Azure operation to its end,
+        # or deciding anew) and, above, wrote none a second time.
+        read_after = {
+            e.path.split("?")[0].split("/")[-3]
+            for e in fresh_emulator.requests("arm.online_deployment_get")
+            if e.time > killed_at and e.status == 200
+        }
+        assert read_after == set(names)

@@ -255,6 +255,9 @@ def test_a_failed_deployment_operation_fails_the_operation_with_azures_error(
     (op,) = operations_of(rt, wired.tenant_id)
     assert op.state == "failed"
     assert "Not enough quota" in (op.last_error or "")
+    # Followed by reading the deployment; at rest and still off, its operation was asked why.
+    assert len(fresh_emulator.requests("arm.mfe_operation")) == 1
+    assert len(fresh_emulator.requests("arm.online_deployment_put")) == 1
     assert box.online_deployment("churn", "blue")["properties"]["appInsightsEnabled"] is False
     assert _offenders(rt, wired)["churn.blue"][1] == "failed"
 
@@ -283,11 +286,17 @@ def test_one_deployment_of_an_endpoint_is_updated_at_a_time_by_default(
     run_until(reconciler, lambda: settled(rt, wired.tenant_id))
     assert [op.state for op in operations_of(rt, wired.tenant_id)] == ["succeeded", "succeeded"]
     puts = fresh_emulator.requests("arm.online_deployment_put")
-    polls = fresh_emulator.requests("arm.mfe_operation")
     assert len(puts) == 2
-    # The second PUT starts only after the first operation was seen finished.
-    first_done = min(p.time for p in polls if p.path.endswith(_op_name(fresh_emulator, 0)))
-    assert puts[1].time > first_done
+    # The second PUT starts only after the first operation was seen finished (by a read of its
+    # deployment at rest).
+    first = _operations(fresh_emulator)[0]
+    first_seen_done = min(
+        r.time
+        for r in fresh_emulator.requests("arm.online_deployment_get")
+        if r.path.split("?")[0].endswith(f"/deployments/{first.key[2]}")
+        and r.time >= (first.end_time or first.created)
+    )
+    assert puts[1].time > first_seen_done
     assert _max_parallel_puts(fresh_emulator) == 1
 
 
@@ -299,9 +308,11 @@ def test_a_deployment_waiting_for_its_update_slot_does_not_read_the_deployment(
     _put_policy(rt, wired, {"app_insights": True}, "churn")
     run_until(reconciler, lambda: settled(rt, wired.tenant_id))
     assert [op.state for op in operations_of(rt, wired.tenant_id)] == ["succeeded", "succeeded"]
-    # Each deployment: the decision's read, the guard's read before its PUT, the confirming
-    # read. The one that waited for the other's slot read nothing while it waited.
+    # Each deployment: the decision's read, the guard's read before its PUT, the read that saw
+    # the update end (the first look, a third of the 4 s test lease after the PUT, comes after
+    # the 1 s operation). The one that waited for the other's slot read nothing while it waited.
     assert len(fresh_emulator.requests("arm.online_deployment_get")) == 6
+    assert fresh_emulator.requests("arm.mfe_operation") == []  # the reads told all
 
 
 def test_max_parallel_updates_lets_more_deployments_update_together(
@@ -315,9 +326,8 @@ def test_max_parallel_updates_lets_more_deployments_update_together(
     assert _max_parallel_puts(fresh_emulator) == 2
 
 
-def _op_name(emulator: EmulatorHandle, index: int) -> str:
-    ops = sorted(emulator.state.online._operations.values(), key=lambda o: o.created)
-    return ops[index].id
+def _operations(emulator: EmulatorHandle) -> list[Any]:
+    return sorted(emulator.state.online._operations.values(), key=lambda o: o.created)
 
 
 def _max_parallel_puts(emulator: EmulatorHandle) -> int:
@@ -368,24 +378,6 @@ def test_a_deployment_put_without_an_answer_in_time_keeps_its_lease_and_is_never
     puts = fresh_emulator.requests("arm.online_deployment_put")
     assert [e.status for e in puts] == [200]
     assert box.online_deployment("late", "blue")["properties"]["appInsightsEnabled"] is True
-
-
-def test_an_operation_just_started_is_not_polled_before_it_could_have_progressed(
-    rt: Runtime, wired: Wired, fresh_emulator: EmulatorHandle
-) -> None:
-    from service.adapters.azure_ai_ml import FIRST_POLL_AFTER_S
-
-    target = ml_target(rt, wired.workspace_id)
-    seen = rt.ml.get_service(target, "churn.blue")
-    assert seen is not None
-    operation = rt.ml.start_update(
-        target, "churn.blue", app_insights=True, expected_version=seen.version
-    )
-    assert rt.ml.operation_status(target, "churn.blue", operation).state == "running"
-    assert fresh_emulator.requests("arm.mfe_operation") == []  # answered without asking Azure
-    time.sleep(FIRST_POLL_AFTER_S)
-    rt.ml.operation_status(target, "churn.blue", operation)
-    assert len(fresh_emulator.requests("arm.mfe_operation")) == 1
 
 
 def test_a_throttled_read_before_the_write_is_retried_in_place_not_with_a_new_attempt(

@@ -99,7 +99,6 @@ def test_server_errors_on_reads_are_retried_in_place(
 ) -> None:
     w = _drifted(world, rt, box, reconciler)
     fresh_emulator.add_fault("status", "mms.service_get", status=503, count=2)
-    fresh_emulator.add_fault("status", "mms.operation", status=500, count=1)
     run_until(reconciler, lambda: settled(rt, w.tenant_id))
     (op,) = operations_of(rt, w.tenant_id)
     assert (op.state, op.attempts) == ("succeeded", 1)

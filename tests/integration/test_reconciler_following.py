@@ -1,6 +1,7 @@
 """Following an Azure operation without a thread: the attempt that started it frees its thread
-and its place in the tenant's cap; the worker polls it in steps, renewing its lease, until it
-ends; a worker that stops hands it back, and the next follows it without writing again."""
+and its place in the tenant's cap; the worker reads the service in steps, renewing its lease,
+until the update ends (the operation is asked only when the service comes to rest still
+different); a worker that stops hands it back, and the next follows it without writing again."""
 
 from __future__ import annotations
 
@@ -140,3 +141,49 @@ def _workspace_of(rt: Runtime, operation_id: str) -> str:
         op = uow.session.get(Operation, operation_id)
         assert op is not None
         return op.workspace_id
+
+
+def test_a_followed_update_ends_with_the_read_that_sees_the_service_at_rest(
+    world: World, rt: Runtime, fake: FakeMl
+) -> None:
+    """Each step reads the service; the read that finds it at rest and as the policy wants is
+    the confirmation: the operation is never asked (before, a poll, then a confirming read)."""
+    q = _queued(world, rt, fake)
+    fake.running_polls = 2
+    _settle_with_one_worker(rt, q.tenant_id)
+    (op,) = operations_of(rt, q.tenant_id)
+    assert (op.state, op.last_error) == ("succeeded", None)
+    assert fake.operation_polls == 0
+    assert len(fake.poll_times) == 3  # two reads mid-update, then the one at rest
+    assert fake.writes == [("svc", {"app_insights": True})]
+
+
+def test_a_failed_update_is_told_by_its_operation_once_the_service_is_at_rest(
+    world: World, rt: Runtime, fake: FakeMl
+) -> None:
+    q = _queued(world, rt, fake, max_attempts=1)
+    fake.failing_updates = 1
+    _settle_with_one_worker(rt, q.tenant_id)
+    (op,) = operations_of(rt, q.tenant_id)
+    assert op.state == "failed"
+    assert op.last_error == "the Azure operation failed: the update failed: quota exceeded"
+    assert fake.operation_polls == 1
+    assert fake.writes == [("svc", {"app_insights": True})]  # not written again
+
+
+def test_a_service_changed_back_while_its_update_ran_goes_round_again(
+    world: World, rt: Runtime, fake: FakeMl
+) -> None:
+    """At rest but still different, and the operation succeeded: someone changed the service
+    since. Level-triggered: the next attempt writes again."""
+    q = _queued(world, rt, fake)
+    fake.changed_after_update = 1
+    _settle_with_one_worker(rt, q.tenant_id)
+    (op,) = operations_of(rt, q.tenant_id)
+    assert (op.state, op.attempts) == ("succeeded", 2)
+    assert fake.operation_polls == 1
+    assert fake.writes == [("svc", {"app_insights": True})] * 2
+    assert [a.error for a in attempts_of(rt.database, q.operation_id)] == [
+        "the service still differs after the update",
+        None,
+    ]

@@ -11,11 +11,17 @@ import pytest
 from emulator.testing import EmulatorHandle, Sandbox
 from service.errors import AzureCallFailed, WriteNotSent
 from service.ports import MlTarget
+from service.services import discovery
 from service.services.runtime import Runtime
+from service.worker.reconciler import Reconciler
 from tests.support.api import World
 from tests.support.reconcile import (
+    add_policy,
     ml_target,
+    operations_of,
+    run_until,
     sdk_runtime,  # noqa: F401 - the `rt` fixture
+    settled,
     wire,
 )
 
@@ -114,19 +120,26 @@ def test_a_read_made_with_a_credential_since_replaced_is_not_reused(
     assert fresh_emulator.requests("mms.service_patch") == []
 
 
-def test_a_v1_operation_just_started_is_not_polled_before_it_could_have_progressed(
+def test_a_v1_update_is_followed_by_reading_the_service_not_by_polling_its_operation(
     world: World, rt: Runtime, fresh_emulator: EmulatorHandle
 ) -> None:
-    from service.adapters.azure_calls import FIRST_POLL_AFTER_S
-
+    """The read that sees the service at rest also confirms the outcome: the decision's read
+    (reused by update()), update()'s own read after its PATCH, and that one read; the
+    operation is not asked, and the service is not read before it could have changed."""
     box: Sandbox = fresh_emulator.sandbox()
-    box.add_service("legacy", compute_type="ACI", app_insights_enabled=False)
+    box.add_service("legacy", compute_type="AKS", app_insights_enabled=False)
     wired = wire(world, rt, box)
-    target = ml_target(rt, wired.workspace_id)
-    operation = rt.ml.start_update(target, "legacy", app_insights=True)
-    status = rt.ml.operation_status(target, "legacy", operation)
-    assert status.state == "running"
-    assert fresh_emulator.requests("mms.operation") == []  # answered without asking Azure
-    time.sleep(FIRST_POLL_AFTER_S)
-    rt.ml.operation_status(target, "legacy", operation)
-    assert len(fresh_emulator.requests("mms.operation")) == 1
+    discovery.discover(rt, wired.workspace_id)
+    fresh_emulator.state.services.operation_duration_s = 0.5
+    add_policy(rt, wired.tenant)  # App Insights on
+    reconciler = Reconciler(rt, "v1-follow", only_tenants={wired.tenant_id})
+    try:
+        run_until(reconciler, lambda: settled(rt, wired.tenant_id))
+    finally:
+        reconciler.close()
+    (op,) = operations_of(rt, wired.tenant_id)
+    assert (op.state, op.last_error) == ("succeeded", None)
+    assert box.service("legacy")["appInsightsEnabled"] is True
+    assert len(fresh_emulator.requests("mms.service_patch")) == 1
+    assert len(fresh_emulator.requests("mms.service_get")) == 3
+    assert fresh_emulator.requests("mms.operation") == []

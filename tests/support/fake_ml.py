@@ -1,7 +1,8 @@
 """A fake of the ``MlControlPlane`` port for unit tests of the reconciler's decisions.
 
 It behaves like Azure where the reconciler depends on it: an update puts the service in
-``Transitioning`` until its operation is polled to the end, a second update meanwhile is refused
+``Transitioning`` until its operation is polled to the end (a poll of the operation, or a read
+of the service: each is a look at the running update), a second update meanwhile is refused
 with 409, and it can hold reads or leave a write unanswered past its deadline (its PATCH lands
 later), as a slow network does. Every write is recorded with the thread that sent it.
 """
@@ -25,6 +26,7 @@ class FakeService:
     app_insights: bool = False
     state: str = "Healthy"
     pending: dict[str, Any] | None = None  # the running update's changes
+    pending_id: str | None = None  # and its operation
 
 
 @dataclass
@@ -47,6 +49,10 @@ class FakeMl:
     unsent_reason: str = "read_failed"
     send_bys: list[float | None] = field(default_factory=list)  # each start_update's send_by
     running_polls: int = 0  # the next polls of an operation answer "running"
+    failing_updates: int = 0  # the next updates end failed (the service keeps its values)
+    changed_after_update: int = 0  # the next updates end and someone sets the value back
+    operation_polls: int = 0  # operation_status calls (the reads of a service not counted)
+    _ended: dict[str, AzureOperationStatus] = field(default_factory=dict)  # by operation id
     poll_times: list[float] = field(default_factory=list)  # time.monotonic() of each poll
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -75,8 +81,11 @@ class FakeMl:
             raise self.always_fail_reads
         if self.read_errors:
             raise self.read_errors.pop(0)
-        service = self.services.get(name)
-        return None if service is None else self._snapshot(service)
+        with self._lock:
+            service = self.services.get(name)
+            if service is not None and service.pending is not None:
+                self._look_at_update(service)
+            return None if service is None else self._snapshot(service)
 
     def start_update(
         self,
@@ -134,16 +143,14 @@ class FakeMl:
         self, target: MlTarget, name: str, operation_id: str
     ) -> AzureOperationStatus:
         with self._lock:
-            self.poll_times.append(time.monotonic())
-            if self.running_polls > 0:
-                self.running_polls -= 1
-                return AzureOperationStatus("running")
+            self.operation_polls += 1
             service = self.services[name]
-            if service.pending is not None:
-                service.app_insights = bool(service.pending["app_insights"])
-                service.pending = None
-                service.state = "Healthy"
-        return AzureOperationStatus("succeeded")
+            if service.pending is not None and service.pending_id == operation_id:
+                if not self._look_at_update(service):
+                    return AzureOperationStatus("running")
+            else:
+                self.poll_times.append(time.monotonic())
+            return self._ended.get(operation_id, AzureOperationStatus("succeeded"))
 
     def get_logs(self, target: MlTarget, name: str, tail: int) -> str:
         return ""
@@ -152,6 +159,29 @@ class FakeMl:
         return {}
 
     # -- helpers ---------------------------------------------------------------------------
+    def _look_at_update(self, service: FakeService) -> bool:
+        """A poll of the service's running update (under the lock): it ends unless
+        ``running_polls`` says it still runs. True when it ended."""
+        self.poll_times.append(time.monotonic())
+        if self.running_polls > 0:
+            self.running_polls -= 1
+            return False
+        assert service.pending is not None
+        assert service.pending_id is not None
+        status = AzureOperationStatus("succeeded")
+        if self.failing_updates > 0:
+            self.failing_updates -= 1
+            status = AzureOperationStatus("failed", "the update failed: quota exceeded")
+        else:
+            service.app_insights = bool(service.pending["app_insights"])
+            if self.changed_after_update > 0:  # someone changed it back, out of band
+                self.changed_after_update -= 1
+                service.app_insights = not service.app_insights
+        self._ended[service.pending_id] = status
+        service.pending = service.pending_id = None
+        service.state = "Healthy"
+        return True
+
     def _patch(self, name: str, changes: dict[str, Any]) -> str:
         with self._lock:
             self.writes.append((name, changes))
@@ -163,8 +193,9 @@ class FakeMl:
                     azure_code="Conflict",
                 )
             service.pending = changes
+            service.pending_id = f"op-{next(self._ids)}"
             service.state = "Transitioning"
-            return f"op-{next(self._ids)}"
+            return service.pending_id
 
     @staticmethod
     def _snapshot(service: FakeService) -> ServiceSnapshot:

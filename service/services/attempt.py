@@ -199,6 +199,7 @@ class _Attempt:
         self.worker_id = worker_id
         self.stopping = stopping
         self.retry = retry
+        self._unanswered_slot: leases.WriteSlot | None = None  # a write left unanswered
 
     def run(self) -> Outcome | Following:
         claim = self.claim
@@ -281,19 +282,23 @@ class _Attempt:
         while True:
             # THE fence (keep_for_write): renewed with this attempt's token right before the
             # write, so an attempt that lost its lease (taken over, or cancelled) never sends one.
-            send_by = leases.take_write_slot(
+            slot = leases.take_write_slot(
                 self.rt, ws.subscription_id, self.lease.wait, self.lease.keep_for_write, tries=tries
             )
             try:
-                return self.rt.ml.start_update(
+                operation_id = self.rt.ml.start_update(
                     target,
                     name,
                     app_insights=changes.get("app_insights"),
                     model_data_collection=changes.get("model_data_collection"),
                     expected_version=version,
-                    send_by=send_by,
+                    send_by=slot.send_by,
                 )
+            except WriteOutcomeUnknown:
+                self._unanswered_slot = slot  # counted on while _settle waits for it
+                raise
             except WriteNotSent as not_sent:
+                leases.write_ended(self.rt, slot, sent=False)
                 self.rt.meter.write_slot_missed(not_sent.reason)
                 if not_sent.reason == "read_failed":
                     failed_reads += 1
@@ -302,6 +307,12 @@ class _Attempt:
                 log.debug("operation %s: %s; taking another slot", self.claim.id, not_sent.detail)
                 if not_sent.retry_after_s:  # Azure's, for the read: the next one waits it out
                     self.lease.wait(not_sent.retry_after_s)
+                continue
+            except BaseException:  # answered with an error, or it may have been sent
+                leases.write_ended(self.rt, slot)
+                raise
+            leases.write_ended(self.rt, slot)
+            return operation_id
 
     def _export_attempt(self) -> Outcome:
         """A retention (data export rule) operation: its own module does the work, waiting and
@@ -314,15 +325,29 @@ class _Attempt:
 
     def _settle(self, unanswered: WriteOutcomeUnknown) -> str:
         """Wait for a write that got no answer in time to end, keeping the lease meanwhile: it
-        may still reach Azure, so no other attempt may start. Returns the operation it started,
-        or raises the error it ended with (the next attempt observes before writing again)."""
+        may still reach Azure, so no other attempt may start, and it counts against its
+        subscription's write budget until it ends. Returns the operation it started, or raises
+        the error it ended with (the next attempt observes before writing again)."""
         claim_id = self.claim.id
         log.warning("operation %s: %s; waiting for it to end", claim_id, unanswered.detail)
         deadline = time.monotonic() + self.cfg.operation_timeout_s
         step = min(self.cfg.poll_interval_s, self.cfg.lease_s / 6)
+        slot, self._unanswered_slot = self._unanswered_slot, None
         while True:
-            operation_id = unanswered.settle(step)
+            if slot is not None:
+                try:
+                    leases.write_pending(self.rt, slot, 3 * step)
+                except ServiceError as exc:  # the database, briefly: counted until its horizon
+                    log.warning("operation %s: could not count its write: %s", claim_id, exc.detail)
+            try:
+                operation_id = unanswered.settle(step)
+            except BaseException:  # the call ended, with its error
+                if slot is not None:
+                    leases.write_ended(self.rt, slot)
+                raise
             if operation_id is not None:
+                if slot is not None:
+                    leases.write_ended(self.rt, slot)
                 return operation_id
             if time.monotonic() > deadline:
                 raise AzureRejected(

@@ -10,14 +10,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
-from sqlalchemy import Connection, func, text, update
+from sqlalchemy import Connection, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from service.db.models import WriteBudget
+from service.db.models import SubscriptionWrite, WriteBudget
 from service.db.session import UnitOfWork
-from service.errors import AzureCallFailed
+from service.domain.ids import new_id
+from service.errors import AzureCallFailed, ServiceError
 from service.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,13 @@ def core(session: Session) -> Connection:
     return session.connection()
 
 
-def _reserve(rt: Runtime, subscription_id: str, clock: Callable[[], float]) -> float:
-    """Reserve the subscription's next write slot; returns when it starts (epoch seconds).
+def _reserve(
+    rt: Runtime, subscription_id: str, clock: Callable[[], float]
+) -> tuple[float, str] | float:
+    """Reserve the subscription's next write slot: when it starts (epoch seconds) and the
+    write's row in ``subscription_writes``; or, when the budget's writes per second of the
+    subscription still count at that start, how long to wait before asking again (nothing is
+    reserved then).
 
     Slots are ``SLOT_MARGIN / rate`` apart, for all workers together: the atomic UPDATE hands
     each caller a distinct slot. Azure counts a write when it *arrives*, and between the slot and
@@ -65,12 +72,17 @@ def _reserve(rt: Runtime, subscription_id: str, clock: Callable[[], float]) -> f
     is delayed more than a later one. The margin absorbs a difference of up to
     ``(SLOT_MARGIN - 1)`` seconds. On a loaded 2-core machine with the reconciler writing at full
     budget (bench.reconcile_converge, 2 workers), margins of 1.1 and 1.3 both let 11 writes/s
-    arrive at the emulator; 1.5 kept them at 9.
+    arrive at the emulator; 1.5 kept them at 9. A margin only makes it likely: in a slower
+    phase of the same machine 11 arrived again. What makes it certain is the count (see
+    ``SubscriptionWrite``): the slot is handed out only if fewer than ``rate`` writes of the
+    subscription count at its start, in the transaction that holds the subscription's row, so
+    reservations of all workers see each other's writes in order.
     """
-    interval = SLOT_MARGIN / rt.settings.reconciler.subscription_writes_per_s
+    cfg = rt.settings.reconciler
+    interval = SLOT_MARGIN / cfg.subscription_writes_per_s
+    budget = max(1, int(cfg.subscription_writes_per_s))  # writes that may count at once
     key = subscription_id.lower()
-    # Each statement is right on its own (the INSERT only makes sure the row exists).
-    with write_transaction(rt, single_statement=True) as uow:
+    with write_transaction(rt) as uow:
         session = uow.session
         dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
         now = clock()
@@ -90,8 +102,43 @@ def _reserve(rt: Runtime, subscription_id: str, clock: Callable[[], float]) -> f
                 .on_conflict_do_nothing()
             )
             slot_end = core(session).execute(take).scalar_one()
+        # The UPDATE holds the subscription's row until the commit: the count sees every
+        # write reserved before this one.
+        start = float(slot_end) - interval
+        counted = (
+            core(session)
+            .execute(
+                select(SubscriptionWrite.counted_until)
+                .where(
+                    SubscriptionWrite.subscription_id == key,
+                    SubscriptionWrite.counted_until >= start,
+                )
+                .order_by(SubscriptionWrite.counted_until)
+            )
+            .scalars()
+            .all()
+        )
+        if len(counted) >= budget:  # nothing reserved (rolled back): ask again once one ends
+            free_at = counted[len(counted) - budget]
+            return min(max(free_at - now, BUDGET_RECHECK_MIN_S), BUDGET_RECHECK_MAX_S)
+        write_id = new_id()
+        core(session).execute(
+            delete(SubscriptionWrite)
+            .where(
+                SubscriptionWrite.subscription_id == key,
+                SubscriptionWrite.counted_until < now - FORGET_AFTER_S,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        core(session).execute(
+            dialect.insert(SubscriptionWrite).values(
+                id=write_id,
+                subscription_id=key,
+                counted_until=start + SEND_WITHIN_S + cfg.call_timeout_s + HORIZON_MARGIN_S,
+            )
+        )
         uow.commit()
-    return float(slot_end) - interval
+    return start, write_id
 
 
 # A write is sent at most this long after its slot starts, or it takes a new slot: the rest of
@@ -104,6 +151,66 @@ LATE_S = 0.25
 # that load made 768 of ~1,100 writes give up slots and converge in 144 s instead of ~45.
 SEND_WITHIN_S = 1.0
 SLOT_TRIES = 10
+# A write counts from its reservation until its call's deadline has passed (the read before it
+# ends by SEND_WITHIN_S, the write's own call by AZURE_CALL_TIMEOUT_S after that) with this
+# margin, unless its end is recorded sooner (``write_ended``); a write left unanswered at its
+# deadline is counted on while it is waited for (``write_pending``). So a crashed worker's
+# writes stop counting by themselves, and only after they can no longer arrive.
+HORIZON_MARGIN_S = 5.0
+COUNTED_AFTER_ANSWER_S = 1.0  # an answered write arrived before its answer: counted 1 s more
+BUDGET_RECHECK_MIN_S = 0.02  # a reservation that found the budget counted asks again after
+BUDGET_RECHECK_MAX_S = 1.0  # ... at least this, at most this (an answer frees one sooner)
+FORGET_AFTER_S = 60.0  # rows counted until longer ago than this are deleted by reservations
+
+
+@dataclass(frozen=True)
+class WriteSlot:
+    """A reserved write: send it now and not after ``send_by`` (epoch seconds); record its end
+    with ``write_ended`` (``write_id``: its row in ``subscription_writes``)."""
+
+    send_by: float
+    write_id: str
+
+
+def write_ended(rt: Runtime, slot: WriteSlot, *, sent: bool = True) -> None:
+    """The write's call ended: sent (answered, or failed after it may have been sent), it counts
+    one second more (it arrived before its answer); not sent, it stops counting. Never raises:
+    should the database fail now, the row counts until its horizon instead (fewer writes, never
+    more)."""
+    try:
+        with write_transaction(rt, single_statement=True) as uow:
+            conn = core(uow.session)
+            if sent:
+                conn.execute(
+                    update(SubscriptionWrite)
+                    .where(SubscriptionWrite.id == slot.write_id)
+                    .values(counted_until=time.time() + COUNTED_AFTER_ANSWER_S)
+                    .execution_options(synchronize_session=False)
+                )
+            else:
+                conn.execute(
+                    delete(SubscriptionWrite)
+                    .where(SubscriptionWrite.id == slot.write_id)
+                    .execution_options(synchronize_session=False)
+                )
+            uow.commit()
+    except ServiceError as exc:  # the database, briefly: the horizon bounds it
+        log.warning("could not record the end of write %s (%s)", slot.write_id, type(exc).__name__)
+
+
+def write_pending(rt: Runtime, slot: WriteSlot, for_s: float) -> None:
+    """A write left unanswered at its deadline may still arrive: it counts ``for_s`` more (and
+    one second), renewed while it is waited for. Raises the database's error (the caller keeps
+    waiting and tries again, as it does with its lease)."""
+    until = time.time() + for_s + COUNTED_AFTER_ANSWER_S
+    with write_transaction(rt, single_statement=True) as uow:
+        core(uow.session).execute(
+            update(SubscriptionWrite)
+            .where(SubscriptionWrite.id == slot.write_id, SubscriptionWrite.counted_until < until)
+            .values(counted_until=until)
+            .execution_options(synchronize_session=False)
+        )
+        uow.commit()
 
 
 class WriteSlotMissed(AzureCallFailed):
@@ -137,10 +244,12 @@ def take_write_slot(
     fence: Callable[[], None],
     clock: Callable[[], float] = time.time,
     tries: SlotTries | None = None,
-) -> float:
+) -> WriteSlot:
     """Wait for the subscription's next write slot, then ``fence`` the write (renew the lease
     that guards it); returns when the write may be sent at once, with the time (epoch seconds)
     after which it must not be sent any more (``send_by``: the slot's start + SEND_WITHIN_S).
+    The caller records the write's end (``write_ended``); until then it counts against the
+    subscription's budget (see ``SubscriptionWrite``).
 
     When the reservation, the wait or the fence ended more than ``LATE_S`` after the slot began
     (a row lock held by another reservation, a slow lease renewal, a loaded process), the slot
@@ -152,19 +261,32 @@ def take_write_slot(
     tries = tries or SlotTries()
     while True:
         tries.spend()
-        start = _reserve(rt, subscription_id, clock)
-        # From the clock *after* the commit: the reservation itself (a row lock other workers
-        # hold, a loaded process) took time, and a wait counted from before it sent the write
-        # that much after its slot, next to the following slots' writes (bench.reconcile_converge
-        # with 200 threads: writes reserved 0.15 s apart were sent within 20 ms of each other).
-        wait_s = start - clock()
-        if wait_s > 0:
+        while True:  # the subscription's budget counts as many writes as it allows: wait
+            reserved = _reserve(rt, subscription_id, clock)
+            if isinstance(reserved, tuple):
+                break
             rt.meter.throttle_wait("subscription_writes")
-            pause(wait_s)
-        fence()
+            pause(reserved)
+        start, write_id = reserved
+        slot = WriteSlot(start + SEND_WITHIN_S, write_id)
+        try:
+            # From the clock *after* the commit: the reservation itself (a row lock other
+            # workers hold, a loaded process) took time, and a wait counted from before it sent
+            # the write that much after its slot, next to the following slots' writes
+            # (bench.reconcile_converge with 200 threads: writes reserved 0.15 s apart were sent
+            # within 20 ms of each other).
+            wait_s = start - clock()
+            if wait_s > 0:
+                rt.meter.throttle_wait("subscription_writes")
+                pause(wait_s)
+            fence()
+        except BaseException:
+            write_ended(rt, slot, sent=False)
+            raise
         late = clock() - start
         if late <= LATE_S:
-            return start + SEND_WITHIN_S
+            return slot
+        write_ended(rt, slot, sent=False)
         rt.meter.write_slot_missed("late")
         log.debug(
             "write slot of subscription %s missed by %.2f s: taking another", subscription_id, late

@@ -5,7 +5,10 @@ Everything several workers must agree on lives here, so that any number of worke
 never exceed a subscription's write budget:
 - claims lock the tenant row (``SELECT ... FOR UPDATE``) while counting its running operations,
   and take operations with ``FOR UPDATE SKIP LOCKED``;
-- a write slot is reserved by one atomic ``UPDATE ... RETURNING`` per subscription;
+- a write slot is reserved by one atomic ``UPDATE ... RETURNING`` per subscription, in the
+  transaction that counts the subscription's writes not yet answered (or answered less than a
+  second ago) and records this one (``subscription_writes``): none is reserved while they are
+  as many as the budget's writes per second;
 - every claim takes a new fencing token (``operations.fence``, incremented, never reused), and
   every later state change of that attempt (renewal, outcome) is a conditional UPDATE on the
   operation id, ``running``, the worker id *and* the token: an attempt whose lease expired and
@@ -48,8 +51,11 @@ from service.db.models import Operation, OperationAttempt, Tenant
 from service.db.session import UnitOfWork
 from service.db.types import utcnow
 from service.domain.states import AttemptOutcome, OperationState
+from service.services.db_writes import WriteSlot as WriteSlot
 from service.services.db_writes import core as core
 from service.services.db_writes import take_write_slot as take_write_slot
+from service.services.db_writes import write_ended as write_ended
+from service.services.db_writes import write_pending as write_pending
 from service.services.db_writes import write_transaction as write_transaction
 from service.services.runtime import Runtime
 

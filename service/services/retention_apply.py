@@ -67,18 +67,24 @@ def attempt(
     if writes.problem is not None:
         return AttemptEnd.FAILED, writes.problem  # Azure would refuse it: no call is made
     for name in writes.delete:
-        leases.take_write_slot(rt, ws.subscription_id, pause, fence)
-        rt.exports.delete_rule(credential, la_resource_id, name)
+        slot = leases.take_write_slot(rt, ws.subscription_id, pause, fence)
+        try:
+            rt.exports.delete_rule(credential, la_resource_id, name)
+        finally:  # answered, or failed once it may have been sent: counted a second more
+            leases.write_ended(rt, slot)
     if writes.put is not None:
-        leases.take_write_slot(rt, ws.subscription_id, pause, fence)
-        rt.exports.put_rule(
-            credential,
-            la_resource_id,
-            writes.put.name,
-            destination_resource_id=writes.put.destination_resource_id,
-            tables=writes.put.tables,
-            enabled=writes.put.enabled,
-        )
+        slot = leases.take_write_slot(rt, ws.subscription_id, pause, fence)
+        try:
+            rt.exports.put_rule(
+                credential,
+                la_resource_id,
+                writes.put.name,
+                destination_resource_id=writes.put.destination_resource_id,
+                tables=writes.put.tables,
+                enabled=writes.put.enabled,
+            )
+        finally:
+            leases.write_ended(rt, slot)
     after = rt.exports.list_rules(credential, la_resource_id)
     with rt.uow() as uow:
         record_observation(

@@ -9,7 +9,12 @@ from __future__ import annotations
 from service.db.models.access import ApiKey, AuditEvent, DeviceLogin, TenantCredential
 from service.db.models.base import ID, NAMING, Base, Versioned
 from service.db.models.catalog import Endpoint, Policy, Tenant, Workspace, WorkspaceSync
-from service.db.models.operations import Operation, OperationAttempt, WriteBudget
+from service.db.models.operations import (
+    Operation,
+    OperationAttempt,
+    SubscriptionWrite,
+    WriteBudget,
+)
 from service.db.models.retention import RetentionObservation, RetentionPolicy
 
 __all__ = [
@@ -25,6 +30,7 @@ __all__ = [
     "Policy",
     "RetentionObservation",
     "RetentionPolicy",
+    "SubscriptionWrite",
     "Tenant",
     "TenantCredential",
     "Versioned",

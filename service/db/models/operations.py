@@ -105,14 +105,33 @@ class WriteBudget(Base):
 
     ``next_write_at`` (epoch seconds) is the earliest time the next write may start. A worker
     reserves a slot with one atomic ``UPDATE ... SET next_write_at = max(next_write_at, now) +
-    1/rate RETURNING``, so concurrent workers get distinct slots and the subscription never sees
-    more writes per second than its budget.
+    SLOT_MARGIN/rate RETURNING``, so concurrent workers get distinct, spaced slots; what keeps
+    every second within the budget is the count of ``SubscriptionWrite`` rows in that same
+    transaction.
     """
 
     __tablename__ = "write_budgets"
 
     subscription_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     next_write_at: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+
+
+class SubscriptionWrite(Base):
+    """One write that counts against its subscription's budget (``db_writes.take_write_slot``).
+
+    Azure counts a write when it arrives, some time between its start and its answer. A write
+    is reserved only while fewer than the budget's writes per second of its subscription count
+    (``counted_until`` not passed): until the call is answered (a horizon past its deadline,
+    extended while an unanswered write is waited for), then one second more. So no second can
+    see more arrivals than the budget, however late each write goes or is answered.
+    """
+
+    __tablename__ = "subscription_writes"
+    __table_args__ = (Index("ix_subscription_writes_counted", "subscription_id", "counted_until"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    subscription_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    counted_until: Mapped[float] = mapped_column(Float, nullable=False)  # epoch seconds
 
 
 # At most one active (queued or running) operation per endpoint, whoever enqueues it: the

@@ -28,7 +28,14 @@ from service.worker.reconciler import Reconciler
 from tests.support.api import World, new_guid
 from tests.support.fake_ml import FakeIdentity, FakeMl
 from tests.support.meter import RecordingMeter
-from tests.support.reconcile import CLI, FAST, operations_of, run_until, settled
+from tests.support.reconcile import (
+    CLI,
+    FAST,
+    operations_of,
+    run_until,
+    settle_with_one_worker,
+    settled,
+)
 
 LEASE_S = 1.0
 
@@ -54,13 +61,7 @@ class Queued:
     operation_id: str
 
 
-def _settle_with_one_worker(rt: Runtime, tenant_id: str) -> None:
-    """Run one reconciler worker on the tenant until its operations have settled."""
-    worker = Reconciler(rt, "w", only_tenants={tenant_id})
-    try:
-        run_until(worker, lambda: settled(rt, tenant_id))
-    finally:
-        worker.close()
+_settle_with_one_worker = settle_with_one_worker
 
 
 def _queued(world: World, rt: Runtime, fake: FakeMl, *, max_attempts: int = 3) -> Queued:

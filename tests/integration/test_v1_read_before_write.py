@@ -13,15 +13,13 @@ from service.errors import AzureCallFailed, WriteNotSent
 from service.ports import MlTarget
 from service.services import discovery
 from service.services.runtime import Runtime
-from service.worker.reconciler import Reconciler
 from tests.support.api import World
 from tests.support.reconcile import (
     add_policy,
     ml_target,
     operations_of,
-    run_until,
     sdk_runtime,  # noqa: F401 - the `rt` fixture
-    settled,
+    settle_with_one_worker,
     wire,
 )
 
@@ -132,11 +130,7 @@ def test_a_v1_update_is_followed_by_reading_the_service_not_by_polling_its_opera
     discovery.discover(rt, wired.workspace_id)
     fresh_emulator.state.services.operation_duration_s = 0.5
     add_policy(rt, wired.tenant)  # App Insights on
-    reconciler = Reconciler(rt, "v1-follow", only_tenants={wired.tenant_id})
-    try:
-        run_until(reconciler, lambda: settled(rt, wired.tenant_id))
-    finally:
-        reconciler.close()
+    settle_with_one_worker(rt, wired.tenant_id)
     (op,) = operations_of(rt, wired.tenant_id)
     assert (op.state, op.last_error) == ("succeeded", None)
     assert box.service("legacy")["appInsightsEnabled"] is True

@@ -142,6 +142,17 @@ def run_until(
     raise AssertionError("the reconciler did not reach the expected state in time")
 
 
+def settle_with_one_worker(rt: Runtime, tenant_id: str, worker_id: str = "w") -> None:
+    """Run one reconciler worker on the tenant until its operations have settled."""
+    from service.worker.reconciler import Reconciler
+
+    worker = Reconciler(rt, worker_id, only_tenants={tenant_id})
+    try:
+        run_until(worker, lambda: settled(rt, tenant_id))
+    finally:
+        worker.close()
+
+
 def add_policy(
     rt: Runtime, tenant: str, workspace: str | None = None, endpoint: str | None = None
 ) -> None:

@@ -199,7 +199,6 @@ class _Attempt:
         self.worker_id = worker_id
         self.stopping = stopping
         self.retry = retry
-        self._unanswered_slot: leases.WriteSlot | None = None  # a write left unanswered
 
     def run(self) -> Outcome | Following:
         claim = self.claim
@@ -250,10 +249,7 @@ class _Attempt:
         changes = self._changes(snapshot, index)
         if not changes:
             return Outcome(AttemptEnd.SUCCEEDED, snapshot=snapshot)
-        try:
-            operation_id = self._write(ws, target, name, changes, snapshot.version)
-        except WriteOutcomeUnknown as unanswered:
-            operation_id = self._settle(unanswered)
+        operation_id = self._write(ws, target, name, changes, snapshot.version)
         lease.azure_operation_id = operation_id
         lease.keep(
             now=True, azure_operation_id=operation_id, desired=changes, following_since=utcnow()
@@ -276,7 +272,8 @@ class _Attempt:
         ended after its slot (``WriteNotSent``) takes a new slot, after the read's Retry-After;
         ``WriteSlotMissed`` once SLOT_TRIES slots were reserved for it, late ones included; a
         read that failed READ_TRIES times is raised (the attempt is retried later), as a read
-        retried in place would be."""
+        retried in place would be. A write that got no answer in time is waited for
+        (:meth:`_settle`)."""
         failed_reads = 0
         tries = SlotTries()  # every slot this write reserves, whichever way it was given up
         while True:
@@ -294,9 +291,8 @@ class _Attempt:
                     expected_version=version,
                     send_by=slot.send_by,
                 )
-            except WriteOutcomeUnknown:
-                self._unanswered_slot = slot  # counted on while _settle waits for it
-                raise
+            except WriteOutcomeUnknown as unanswered:
+                return self._settle(unanswered, slot)
             except WriteNotSent as not_sent:
                 leases.write_ended(self.rt, slot, sent=False)
                 self.rt.meter.write_slot_missed(not_sent.reason)
@@ -323,7 +319,7 @@ class _Attempt:
         delay = self.retry.delay_s(self.claim.attempts) if state == AttemptEnd.RETRY else 0.0
         return Outcome(state, error, delay)
 
-    def _settle(self, unanswered: WriteOutcomeUnknown) -> str:
+    def _settle(self, unanswered: WriteOutcomeUnknown, slot: leases.WriteSlot) -> str:
         """Wait for a write that got no answer in time to end, keeping the lease meanwhile: it
         may still reach Azure, so no other attempt may start, and it counts against its
         subscription's write budget until it ends. Returns the operation it started, or raises
@@ -332,22 +328,18 @@ class _Attempt:
         log.warning("operation %s: %s; waiting for it to end", claim_id, unanswered.detail)
         deadline = time.monotonic() + self.cfg.operation_timeout_s
         step = min(self.cfg.poll_interval_s, self.cfg.lease_s / 6)
-        slot, self._unanswered_slot = self._unanswered_slot, None
         while True:
-            if slot is not None:
-                try:
-                    leases.write_pending(self.rt, slot, 3 * step)
-                except ServiceError as exc:  # the database, briefly: counted until its horizon
-                    log.warning("operation %s: could not count its write: %s", claim_id, exc.detail)
+            try:
+                leases.write_pending(self.rt, slot, 3 * step)
+            except ServiceError as exc:  # the database, briefly: counted until its horizon
+                log.warning("operation %s: could not count its write: %s", claim_id, exc.detail)
             try:
                 operation_id = unanswered.settle(step)
             except BaseException:  # the call ended, with its error
-                if slot is not None:
-                    leases.write_ended(self.rt, slot)
+                leases.write_ended(self.rt, slot)
                 raise
             if operation_id is not None:
-                if slot is not None:
-                    leases.write_ended(self.rt, slot)
+                leases.write_ended(self.rt, slot)
                 return operation_id
             if time.monotonic() > deadline:
                 raise AzureRejected(

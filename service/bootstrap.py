@@ -209,7 +209,7 @@ def build_runtime(settings: Settings, database: Database | None = None) -> Runti
             retry_shared_s=settings.coordination.redis_retry_s,
             meter=meter,
         ),
-        key_cache=KeyCache(revocations=revocations),
+        access_cache=KeyCache(revocations=revocations),
         exports=cast(
             DataExportControl,
             Lazy(

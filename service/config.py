@@ -239,6 +239,10 @@ class Settings:
     # How long a process may reuse an API key lookup; a revocation announced through the
     # deployment's revocation counter (Redis, the host file) ends it at once. 0 = no reuse.
     api_key_cache_ttl_s: float = 2.0
+    # How long a process may reuse the look-up of the registered workspace behind a log query
+    # (typed or compat); registering, changing or deleting a workspace ends it at once through
+    # the same counter. 0 = no reuse.
+    log_target_cache_ttl_s: float = 2.0
     require_schema_at_head: bool = True
     openapi_path: Path = field(default=PROJECT_ROOT / "openapi.yaml")
     # Fernet keys for secrets at rest; the first encrypts, any decrypts (rotation).
@@ -288,6 +292,9 @@ class Settings:
             api_key_pepper=pepper.encode(),
             api_key_cache_ttl_s=P.parse_float(
                 env, "API_KEY_CACHE_TTL_S", cls.api_key_cache_ttl_s, lo=0.0, hi=2.0
+            ),
+            log_target_cache_ttl_s=P.parse_float(
+                env, "LOG_TARGET_CACHE_TTL_S", cls.log_target_cache_ttl_s, lo=0.0, hi=2.0
             ),
             credential_keys=keys,
             credential_keys_file=DEFAULT_CREDENTIAL_KEYS_FILE if embedded and not keys else None,

@@ -58,7 +58,7 @@ def register_hooks(app: Flask) -> None:
             raise Unauthorized("send 'Authorization: Bearer <api key>'")
         rt = runtime()
         settings = rt.settings
-        g.principal = rt.key_cache.authenticate(
+        g.principal = rt.access_cache.authenticate(
             partial(rt.uow, read_only=True),
             secret.strip(),
             settings.api_key_pepper,

@@ -44,7 +44,8 @@ class BudgetStore(Protocol):
 
 
 class RevocationFeed(Protocol):
-    """A counter every process can read: bumped whenever an API key is revoked or deleted."""
+    """A counter every process can read: bumped whenever an API key is revoked or deleted, or
+    a tenant or workspace changes what a key may reach (``AccessCache.forget_all``)."""
 
     def stamp(self) -> int: ...
 

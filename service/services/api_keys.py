@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,16 +18,15 @@ from service.db.session import UnitOfWork
 from service.db.types import utcnow
 from service.domain.access import Principal, Role
 from service.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
-from service.ports import CoordinationUnavailable, RevocationFeed
+from service.ports import RevocationFeed
 from service.services import audit
+from service.services.access_cache import AccessCache
 from service.services.context import CallContext
 from service.services.lookup import visible_tenant
 from service.services.pagination import Page, PageRequest, paginate
 
 if TYPE_CHECKING:  # runtime -> api_keys (KeyCache): the type only, no import cycle
     from service.services.runtime import Runtime
-
-log = logging.getLogger(__name__)
 
 KEY_PREFIX = "amlcp_"
 _SHOWN_PREFIX_LEN = len(KEY_PREFIX) + 6
@@ -84,15 +81,13 @@ def authenticate(uow: UnitOfWork, secret: str, pepper: bytes) -> Principal:
     return _lookup(uow, hash_key(secret, pepper), utcnow())[0]
 
 
-class KeyCache:
-    """Recent key look-ups, by key hash (never the secret): one per process, on the Runtime.
+class KeyCache(AccessCache):
+    """The process's :class:`AccessCache`, which also answers API-key look-ups from memory.
 
-    An entry is reused while it is younger than the TTL (``API_KEY_CACHE_TTL_S``) *and* the
-    deployment's revocation counter (a :class:`RevocationFeed`: Redis, the host's file, or this
-    process) has not moved since it was stored; revoking or deleting a key bumps the counter
-    after the commit, so every process refuses the key at its next request. When the counter
-    cannot be read (Redis down) nothing is reused: every request is checked in the database.
-    Expiry is checked on every use. Unknown keys are never cached: a new key works at once.
+    A key's entry is reused for at most ``API_KEY_CACHE_TTL_S`` while the deployment's access
+    counter stands still; revoking or deleting a key bumps it after the commit, so every
+    process refuses the key at its next request. Expiry is checked on every use. Unknown keys
+    are never cached: a new key works at once.
     """
 
     def __init__(
@@ -102,20 +97,8 @@ class KeyCache:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = utcnow,  # for the keys' expiry
     ) -> None:
-        self._feed = revocations
-        self._clock = clock
+        super().__init__(revocations=revocations, clock=clock)
         self._wall_clock = wall_clock
-        self._lock = threading.Lock()
-        self._entries: dict[tuple[str, str], tuple[float, int, Principal, datetime | None]] = {}
-        self._generation = 0
-
-    def _stamp(self) -> int | None:
-        if self._feed is None:
-            return 0
-        try:
-            return self._feed.stamp()
-        except CoordinationUnavailable:
-            return None
 
     def authenticate(
         self,
@@ -130,41 +113,17 @@ class KeyCache:
         if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
             raise Unauthorized("invalid API key")
         digest = hash_key(secret, pepper)
-        key = (scope, digest)
-        now = self._clock()
-        stamp = self._stamp() if ttl_s > 0 else None
-        with self._lock:
-            hit = self._entries.get(key)
-            generation = self._generation
-        if hit is not None and hit[0] > now and stamp is not None and hit[1] == stamp:
-            _, _, principal, expires_at = hit
-            if expires_at is not None and expires_at <= self._wall_clock():
-                raise Unauthorized("invalid, expired or revoked API key")
-            return principal
-        with uow_factory() as uow:
-            principal, expires_at = _lookup(uow, digest, self._wall_clock())
-        if stamp is not None:
-            with self._lock:
-                if generation == self._generation:
-                    if len(self._entries) >= _CACHE_MAX:
-                        self._entries.clear()
-                    self._entries[key] = (now + ttl_s, stamp, principal, expires_at)
+
+        def load() -> tuple[Principal, datetime | None]:
+            with uow_factory() as uow:
+                return _lookup(uow, digest, self._wall_clock())
+
+        found = self.remember(("api-key", scope, digest), ttl_s, load)
+        assert found is not None  # _lookup raises for an unknown key
+        principal, expires_at = found
+        if expires_at is not None and expires_at <= self._wall_clock():
+            raise Unauthorized("invalid, expired or revoked API key")
         return principal
-
-    def forget_all(self) -> None:
-        """A key was revoked or deleted (after the commit): every process must look again."""
-        with self._lock:
-            self._generation += 1
-            self._entries.clear()
-        if self._feed is not None:
-            try:
-                self._feed.bump()
-            except CoordinationUnavailable:
-                # Processes that still reach the store keep their entries for at most the TTL.
-                log.warning("could not announce an API key revocation to the other processes")
-
-
-_CACHE_MAX = 10_000
 
 
 def _lookup(uow: UnitOfWork, digest: str, now: datetime) -> tuple[Principal, datetime | None]:
@@ -291,7 +250,7 @@ def revoke_api_key(rt: Runtime, ctx: CallContext, key_id: str) -> None:
             after=_view(key, slug),
         )
         uow.commit()
-        rt.key_cache.forget_all()
+        rt.access_cache.forget_all()
 
 
 def _tenant_slugs(uow: UnitOfWork, ids: set[str]) -> dict[str, str]:

@@ -50,7 +50,8 @@ class Resolved:
 def resolve(rt: Runtime, principal: Principal, target: LogTarget) -> Resolved:
     """The registered workspace behind a Log Analytics id or App Insights resource id.
 
-    Anything not registered under a tenant the key sees is reported as not found.
+    Anything not registered under a tenant the key sees is reported as not found. The
+    registrations of an id are remembered for ``LOG_TARGET_CACHE_TTL_S`` (``AccessCache``).
     """
     if target.kind == "workspace":
         if not _GUID.fullmatch(target.id):
@@ -58,10 +59,19 @@ def resolve(rt: Runtime, principal: Principal, target: LogTarget) -> Resolved:
         stmt, key = _BY_WORKSPACE, target.id.lower()
     else:
         stmt, key = _BY_RESOURCE, target.id.rstrip("/").lower()
-    with rt.uow(read_only=True) as uow:
-        for ws in uow.session.connection().execute(stmt, {"key": key}):
-            if principal.sees_tenant(ws.tenant_id):
-                return Resolved(target, AuditTarget(ws.tenant_id, "workspace", ws.id))
+
+    def load() -> tuple[tuple[str, str], ...] | None:
+        with rt.uow(read_only=True) as uow:
+            found = uow.session.connection().execute(stmt, {"key": key})
+            return tuple((ws.id, ws.tenant_id) for ws in found) or None
+
+    # Every registration of the id, whoever's: the caller's tenant is checked on each use.
+    rows = rt.access_cache.remember(
+        ("log-target", target.kind, key), rt.settings.log_target_cache_ttl_s, load
+    )
+    for workspace_id, tenant_id in rows or ():
+        if principal.sees_tenant(tenant_id):
+            return Resolved(target, AuditTarget(tenant_id, "workspace", workspace_id))
     what = "workspace" if target.kind == "workspace" else "resource"
     raise NotFound(f"the {what} '{target.id}' could not be found")
 

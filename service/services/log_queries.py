@@ -40,9 +40,9 @@ from service.services.azure_credentials import tenant_credential
 from service.services.context import CallContext
 from service.services.lookup import (
     WorkspaceRef,
+    cached_workspace_ref,
     visible_endpoint,
     visible_workspace,
-    visible_workspace_ref,
 )
 from service.services.runtime import Runtime
 
@@ -85,8 +85,7 @@ def run_query(
     """``POST .../logs/query``: one KQL query against the workspace's telemetry."""
     ctx.require(Role.READER)
     settings = rt.settings.log_query
-    with rt.uow(read_only=True) as uow:
-        ws = visible_workspace_ref(uow, ctx.principal, tenant, workspace)
+    ws = cached_workspace_ref(rt, ctx.principal, tenant, workspace)
     target = log_target(ws, body.get("source"))
     where = AuditTarget(ws.tenant_id, "workspace", ws.id)
     query = body["query"]

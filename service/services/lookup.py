@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, select
 
@@ -13,6 +13,9 @@ from service.db.session import UnitOfWork
 from service.domain.access import Principal
 from service.domain.etags import etag_for, if_match_satisfied
 from service.errors import NotFound, PreconditionFailed
+
+if TYPE_CHECKING:  # runtime -> api_keys -> lookup: the type only, no import cycle
+    from service.services.runtime import Runtime
 
 
 def visible_tenant(uow: UnitOfWork, principal: Principal, slug: str) -> Tenant:
@@ -79,6 +82,25 @@ def visible_workspace_ref(
     return WorkspaceRef(
         ws.id, ws.tenant_id, ws.slug, ws.log_analytics_workspace_id, ws.app_insights_resource_id
     )
+
+
+def cached_workspace_ref(rt: Runtime, principal: Principal, tenant: str, slug: str) -> WorkspaceRef:
+    """``visible_workspace_ref`` without a database session while the row is remembered
+    (``LOG_TARGET_CACHE_TTL_S``, the process's ``AccessCache``): a log query's look-up. The
+    caller's tenant is checked on every use; anything it may not see takes the database path,
+    for the same 404."""
+
+    def load() -> WorkspaceRef | None:
+        with rt.uow(read_only=True) as uow:
+            row = uow.session.connection().execute(_REF, {"tenant": tenant, "slug": slug}).first()
+        return WorkspaceRef(*row) if row is not None else None
+
+    ttl_s = rt.settings.log_target_cache_ttl_s
+    ref = rt.access_cache.remember(("workspace-ref", tenant, slug), ttl_s, load)
+    if ref is not None and principal.sees_tenant(ref.tenant_id):
+        return ref
+    with rt.uow(read_only=True) as uow:
+        return visible_workspace_ref(uow, principal, tenant, slug)
 
 
 def visible_endpoint(

@@ -24,7 +24,8 @@ class Runtime:
     identity: IdentityProvider
     ml: MlControlPlane
     logs: LogGateway
-    key_cache: KeyCache = field(default_factory=KeyCache)  # API-key look-ups of this process
+    # What this process remembers of who may reach what: API keys, log query targets.
+    access_cache: KeyCache = field(default_factory=KeyCache)
     exports: DataExportControl | None = None  # Log Analytics data export rules (retention)
     meter: Meter = field(default_factory=NoMeter)  # what the use cases count (metrics)
     credential_memo: CredentialMemo = field(default_factory=CredentialMemo)  # tenants' Azure creds

@@ -152,4 +152,4 @@ def delete_tenant(rt: Runtime, ctx: CallContext, slug: str, if_match: str | None
             before=before,
         )
         uow.commit()
-        rt.key_cache.forget_all()  # its keys stop working at once, in every process
+        rt.access_cache.forget_all()  # its keys stop working at once, in every process

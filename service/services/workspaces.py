@@ -84,7 +84,9 @@ def register_workspace(
         t = visible_tenant(uow, ctx.principal, tenant)
         ctx.require(Role.ADMIN)
         check_subscription(rt, uow, t, _normalise(data)["subscription_id"])
-        return _record_workspace(uow, ctx, tenant, data)
+        created = _record_workspace(uow, ctx, tenant, data)
+    rt.access_cache.forget_all()  # log queries to its ids find it in every process at once
+    return created
 
 
 def check_subscription(rt: Runtime, uow: UnitOfWork, tenant: Tenant, subscription_id: str) -> None:
@@ -109,7 +111,9 @@ def create_workspace(
 ) -> WorkspaceView:
     """Record a workspace (no Azure check: ``register_workspace`` is the API's use case)."""
     with rt.uow() as uow:
-        return _record_workspace(uow, ctx, tenant, data)
+        created = _record_workspace(uow, ctx, tenant, data)
+    rt.access_cache.forget_all()
+    return created
 
 
 def _record_workspace(
@@ -197,7 +201,10 @@ def update_workspace(
             after=after,
         )
         uow.commit()
-        return after
+    # Its Log Analytics and App Insights ids decide what its log queries reach: every process
+    # looks them up again (the access cache).
+    rt.access_cache.forget_all()
+    return after
 
 
 def delete_workspace(
@@ -229,3 +236,4 @@ def delete_workspace(
             before=before,
         )
         uow.commit()
+    rt.access_cache.forget_all()  # no log query reaches it any more, in any process

@@ -62,7 +62,7 @@ def test_a_key_revoked_through_this_process_stops_at_once(
     api: ApiClient, world: World, database: Database, admin_key: str, runtime: Runtime
 ) -> None:
     secret = world.key("reader")
-    cache = runtime.key_cache
+    cache = runtime.access_cache
     cache.authenticate(database.unit_of_work, secret, b"", TTL, scope=database.url)
     assert api.delete(f"/v1/api-keys/{key_id_of(database, secret)}", admin_key).status_code == 204
     with pytest.raises(Unauthorized):

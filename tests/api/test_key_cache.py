@@ -22,16 +22,9 @@ from service.services.api_keys import KeyCache
 from service.services.runtime import Runtime
 from tests.api.helpers import key_id_of
 from tests.support.api import ApiClient, World
+from tests.support.clock import Clock
 
 TTL = 2.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def revoke_in_the_database(database: Database, key_id: str) -> None:

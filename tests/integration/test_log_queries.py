@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from emulator.testing import EmulatorHandle, Sandbox
+from emulator.testing import EmulatorHandle
 from service.db.session import Database
 from service.services import audit_queue
 from service.services.runtime import Runtime
-from tests.integration.log_support import NOW, START, TABLES, Wired, wire
-from tests.support.api import ApiClient, World
+from tests.integration.log_support import NOW, START, TABLES, Wired
+from tests.support.api import ApiClient
 
 SOURCES = pytest.mark.parametrize("source", ["log_analytics", "app_insights"])
 
@@ -26,11 +26,6 @@ def _no_pending_query_audit(runtime: Runtime) -> Iterator[None]:
     """Query audit events are written by a background thread: none is left over for later tests."""
     yield
     audit_queue.flush(runtime)
-
-
-@pytest.fixture
-def wired(api: ApiClient, world: World, admin_key: str, sandbox: Sandbox) -> Wired:
-    return wire(api, world, admin_key, sandbox)
 
 
 def records(table: str, role: str) -> list[dict[str, Any]]:

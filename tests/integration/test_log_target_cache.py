@@ -8,29 +8,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 from sqlalchemy import event
 from werkzeug.test import TestResponse
 
 from emulator.testing import Sandbox
 from service.db.session import Database
-from service.services import audit_queue
 from service.services.runtime import Runtime
-from tests.integration.log_support import Wired, wire
+from tests.integration.log_support import Wired
 from tests.support.api import ApiClient, World
 
 QUERY = {"query": "AppRequests | summarize n = count()"}
-
-
-@pytest.fixture(autouse=True)
-def _no_pending_query_audit(runtime: Runtime) -> Iterator[None]:
-    yield
-    audit_queue.flush(runtime)
-
-
-@pytest.fixture
-def wired(api: ApiClient, world: World, admin_key: str, sandbox: Sandbox) -> Wired:
-    return wire(api, world, admin_key, sandbox)
 
 
 def compat_path(w: Wired) -> str:

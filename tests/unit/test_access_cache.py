@@ -12,16 +12,9 @@ import pytest
 from service.ports import CoordinationUnavailable
 from service.services import access_cache
 from service.services.access_cache import AccessCache
+from tests.support.clock import Clock
 
 TTL = 2.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class SharedCounter:

@@ -18,15 +18,7 @@ from service.ports import CoordinationUnavailable
 from service.services import query_shaping
 from service.services.coalescing import Coalescer
 from service.services.query_shaping import MemoryBudgetStore, TrafficShaper
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
+from tests.support.clock import Clock
 
 LIMITS = Limits(concurrency=2, rate_limit=3, window_s=30, lease_s=10, ticket_ttl_s=2)
 

@@ -15,14 +15,7 @@ from service.config import Settings
 from service.services import audit_queue
 from service.services.credential_memo import CredentialMemo
 from service.services.runtime import Runtime
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import Clock
 
 
 def _runtime() -> Runtime:
@@ -38,7 +31,7 @@ def _runtime() -> Runtime:
 
 
 def test_a_memoised_credential_is_reused_until_its_ttl_passes() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     memo = CredentialMemo(ttl_s=5.0, clock=clock)
     loads: list[str] = []
 
@@ -55,7 +48,7 @@ def test_a_memoised_credential_is_reused_until_its_ttl_passes() -> None:
 
 
 def test_forgetting_a_tenant_drops_only_its_entry() -> None:
-    memo = CredentialMemo(ttl_s=60.0, clock=Clock())
+    memo = CredentialMemo(ttl_s=60.0, clock=Clock(100.0))
     memo.get("t1", lambda: "a")
     memo.get("t2", lambda: "b")
     memo.forget("t1")
@@ -93,7 +86,7 @@ def test_closing_a_runtime_writes_its_queued_audit_events() -> None:
 
 
 def test_a_credential_put_in_the_memo_replaces_the_memoised_one() -> None:
-    memo = CredentialMemo(ttl_s=60.0, clock=Clock())
+    memo = CredentialMemo(ttl_s=60.0, clock=Clock(100.0))
     memo.get("t1", lambda: "old")
     memo.put("t1", "fresh")
     assert memo.get("t1", lambda: "loaded") == "fresh"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -225,20 +226,7 @@ def service(
 ) -> Iterator[tuple[str, dict[str, str], subprocess.Popen[bytes]]]:
     port = 18000 + os.getpid() % 1000
     cert, key = emu.server_cert(tmp / "tls")
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp / 'svc.db'}",
-        "BIND": f"127.0.0.1:{port}",
-        "GUNICORN_WORKERS": str(workers),
-        "AZURE_AUTHORITY_HOST": emu.authority,
-        "AZURE_RESOURCE_MANAGER": emu.arm_endpoint,
-        "AZURE_LOG_ANALYTICS_ENDPOINT": emu.logs_endpoint,
-        "AZURE_CA_BUNDLE": str(emu.ca_path),
-        "AZURE_MANAGED_IDENTITY": "false",
-        "CREDENTIAL_KEYS": Fernet.generate_key().decode(),
-        "LOG_LEVEL": "WARNING",
-        **env_extra,
-    }
+    env = _service_env(tmp, emu, port, workers, env_extra)
     service_cli(env, "db-upgrade")
     admin = service_cli(env, "keys", "create", "--name", "bench", "--role", "admin")
     proc = subprocess.Popen(
@@ -269,6 +257,63 @@ def service(
                 time.sleep(0.1)
         settle(worker_pids(proc.pid))  # the workers' background SDK import done
         yield url, {"Authorization": f"Bearer {admin}"}, proc
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def _service_env(
+    tmp: Path, emu: Emulator, port: int, workers: int, extra: dict[str, str]
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp / 'svc.db'}",
+        "BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": str(workers),
+        "AZURE_AUTHORITY_HOST": emu.authority,
+        "AZURE_RESOURCE_MANAGER": emu.arm_endpoint,
+        "AZURE_LOG_ANALYTICS_ENDPOINT": emu.logs_endpoint,
+        "AZURE_CA_BUNDLE": str(emu.ca_path),
+        "AZURE_MANAGED_IDENTITY": "false",
+        "CREDENTIAL_KEYS": Fernet.generate_key().decode(),
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+@contextmanager
+def floor(tmp: Path, emu: Emulator, box: Box, workers: int) -> Iterator[tuple[str, list[int]]]:
+    """bench/floor_proxy.py under gunicorn: the service's worker class, worker count, keep-alive
+    and TLS certificate, without the service (no gunicorn.conf.py: its hooks are the service's).
+    Yields its URL and its workers' pids."""
+    port = 19000 + os.getpid() % 1000
+    cert, key = emu.server_cert(tmp / "floor-tls")
+    (tmp / "floor.conf.py").write_text("")
+    env = {
+        **_service_env(tmp, emu, port, workers, {}),
+        "FLOOR_TENANT_ID": box.tenant_id,
+        "FLOOR_CLIENT_ID": box.client_id,
+        "FLOOR_CLIENT_SECRET": box.client_secret,
+    }
+    command = [str(BIN / "gunicorn"), "--config", str(tmp / "floor.conf.py")]
+    command += ["--worker-class", "service.serving.Worker", "--workers", str(workers)]
+    command += ["--worker-connections", "1000", "--keep-alive", "5", "--bind", env["BIND"]]
+    command += ["--certfile", str(cert), "--keyfile", str(key), "bench.floor_proxy:app"]
+    proc = subprocess.Popen(
+        command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        pids: list[int] = []
+        while len(pids) < workers:
+            time.sleep(0.1)
+            pids = worker_pids(proc.pid)
+        yield f"https://127.0.0.1:{port}", pids
     finally:
         proc.terminate()
         proc.wait(30)
@@ -340,7 +385,10 @@ def p1(emu: Emulator, tmp: Path, n: int) -> None:
     emu.small_telemetry(box.log_analytics_workspace_id)
     emu.limits(rate_limit=10**9, latency_s=0.05)
     budget = {"LOG_QUERY_RATE_LIMIT": "100000", "LOG_QUERY_COALESCE": "false"}
-    with service(tmp, emu, 2, budget) as (url, auth, proc):
+    with (
+        service(tmp, emu, 2, budget) as (url, auth, proc),
+        floor(tmp, emu, box, 2) as (floor_url, floor_workers),
+    ):
         typed_url = register(url, auth, box)
         key = reader_key(url, auth)
         session = requests.Session()
@@ -350,18 +398,24 @@ def p1(emu: Emulator, tmp: Path, n: int) -> None:
         compat = LogsQueryClient(
             KeyCredential(key), endpoint=f"{url}/loganalytics", audience=AUDIENCE
         )
+        bare = LogsQueryClient(KeyCredential("unused"), endpoint=floor_url, audience=AUDIENCE)
         workers = worker_pids(proc.pid)
         mark = emu.bookmark()
         full0 = FULL_COLLECTIONS.count
         runs: dict[str, tuple[list[float], float, float]] = {}
         emulator_cpu: dict[str, float] = {}
-        for name, call in (
-            ("direct", lambda: direct.query_workspace(ws, SMALL, timespan=None)),
-            ("typed", lambda: session.post(typed_url, json={"query": SMALL}).raise_for_status()),
-            ("compat", lambda: compat.query_workspace(ws, SMALL, timespan=None)),
+        for name, call, pids in (
+            ("direct", lambda: direct.query_workspace(ws, SMALL, timespan=None), workers),
+            (
+                "typed",
+                lambda: session.post(typed_url, json={"query": SMALL}).raise_for_status(),
+                workers,
+            ),
+            ("compat", lambda: compat.query_workspace(ws, SMALL, timespan=None), workers),
+            ("floor", lambda: bare.query_workspace(ws, SMALL, timespan=None), floor_workers),
         ):
             emu0 = proc_cpu_s(emu.pid)
-            runs[name] = timed_cpu(call, n, workers)
+            runs[name] = timed_cpu(call, n, pids)
             emulator_cpu[name] = proc_cpu_s(emu.pid) - emu0
         tokens = emu.token_requests(mark)
         base50 = statistics.median(runs["direct"][0])
@@ -380,6 +434,8 @@ def p1(emu: Emulator, tmp: Path, n: int) -> None:
                     f"\n          service CPU={cpu / n * 1000:.2f} ms/query"
                     f" (target <= {targets[name]:g})"
                 )
+            elif name == "floor":
+                line += f"\n          its CPU={cpu / n * 1000:.2f} ms/query"
             line += f"  emulator CPU={emulator_cpu[name] / n * 1000:.2f} ms/query"
             print(line)
         client = {name: run[2] / n * 1000 for name, run in runs.items()}
@@ -391,6 +447,14 @@ def p1(emu: Emulator, tmp: Path, n: int) -> None:
             "  (direct: what one query through the SDK costs its caller. The service sends each"
             " query's request through azure-core's pipeline too, and serves one over HTTP:"
             " bench/profile_proxy.py shows its share of the service's CPU)"
+        )
+        floor_ms = runs["floor"][1] / n * 1000
+        own = {name: runs[name][1] / n * 1000 - floor_ms for name in targets}
+        print(
+            f"  floor: a bare pass-through (bench/floor_proxy.py: the same gunicorn worker, TLS"
+            f" and adapter call, nothing else) costs {floor_ms:.2f} ms of CPU per query; the"
+            f" service's own work above it: typed {own['typed']:.2f} ms, compat"
+            f" {own['compat']:.2f} ms"
         )
         for name in targets:
             samples, cpu, _ = runs[name]

@@ -226,7 +226,8 @@ def service(
 ) -> Iterator[tuple[str, dict[str, str], subprocess.Popen[bytes]]]:
     port = 18000 + os.getpid() % 1000
     cert, key = emu.server_cert(tmp / "tls")
-    env = _service_env(tmp, emu, port, workers, env_extra)
+    env = service_env(emu, f"sqlite:///{tmp / 'svc.db'}", workers, env_extra)
+    env["BIND"] = f"127.0.0.1:{port}"
     service_cli(env, "db-upgrade")
     admin = service_cli(env, "keys", "create", "--name", "bench", "--role", "admin")
     proc = subprocess.Popen(
@@ -262,13 +263,13 @@ def service(
         proc.wait(30)
 
 
-def _service_env(
-    tmp: Path, emu: Emulator, port: int, workers: int, extra: dict[str, str]
+def service_env(
+    emu: Emulator, database_url: str, workers: int, extra: dict[str, str]
 ) -> dict[str, str]:
+    """The service's environment against the emulator (a new credential key each time)."""
     return {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp / 'svc.db'}",
-        "BIND": f"127.0.0.1:{port}",
+        "DATABASE_URL": database_url,
         "GUNICORN_WORKERS": str(workers),
         "AZURE_AUTHORITY_HOST": emu.authority,
         "AZURE_RESOURCE_MANAGER": emu.arm_endpoint,
@@ -290,7 +291,8 @@ def floor(tmp: Path, emu: Emulator, box: Box, workers: int) -> Iterator[tuple[st
     cert, key = emu.server_cert(tmp / "floor-tls")
     (tmp / "floor.conf.py").write_text("")
     env = {
-        **_service_env(tmp, emu, port, workers, {}),
+        **service_env(emu, f"sqlite:///{tmp / 'svc.db'}", workers, {}),
+        "BIND": f"127.0.0.1:{port}",
         "FLOOR_TENANT_ID": box.tenant_id,
         "FLOOR_CLIENT_ID": box.client_id,
         "FLOOR_CLIENT_SECRET": box.client_secret,

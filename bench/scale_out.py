@@ -36,10 +36,9 @@ from typing import Any
 
 import psycopg
 import requests
-from cryptography.fernet import Fernet
 
 from bench import settle, worker_pids
-from bench.log_proxy import AUDIENCE, Emulator, emulator, register
+from bench.log_proxy import AUDIENCE, Emulator, emulator, register, service_env
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -107,17 +106,7 @@ def database(tmp: Path) -> Iterator[str]:
 def instances(
     count: int, emu: Emulator, database_url: str, env_extra: dict[str, str]
 ) -> Iterator[tuple[list[str], dict[str, str]]]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "GUNICORN_WORKERS": "2",
-        "AZURE_AUTHORITY_HOST": emu.authority,
-        "AZURE_RESOURCE_MANAGER": emu.arm_endpoint,
-        "AZURE_LOG_ANALYTICS_ENDPOINT": emu.logs_endpoint,
-        "AZURE_CA_BUNDLE": str(emu.ca_path),
-        "AZURE_MANAGED_IDENTITY": "false",
-        "CREDENTIAL_KEYS": Fernet.generate_key().decode(),
-        "LOG_LEVEL": "WARNING",
+    env = service_env(emu, database_url, 2, {
         "LOG_QUERY_COALESCE": "false",  # distinct queries anyway; every one is an Azure call
         # The concurrency budget is what is measured: the rate lifted, over a 2 s window so the
         # window holds about as many sends as Azure's real one (200), not thousands.
@@ -125,7 +114,7 @@ def instances(
         "LOG_QUERY_RATE_WINDOW_S": "2",
         "LOG_QUERY_PROCESSES": str(2 * count),
         **env_extra,
-    }
+    })  # fmt: skip
     run = {"env": env, "cwd": ROOT, "check": True, "capture_output": True, "text": True}
     subprocess.run([sys.executable, "-m", "service.cli", "db-upgrade"], **run)  # type: ignore[call-overload]
     admin = subprocess.run(  # type: ignore[call-overload]

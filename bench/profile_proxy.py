@@ -14,6 +14,10 @@ TLS and ONE worker (so one process holds every sample), warms up, then for the t
   `service/adapters/logs.py` is the Azure call, under gevent's server it is the caller's TLS);
   samples with no service frame are Flask/werkzeug or gevent/TLS/gunicorn by their library.
 
+``--floor``: then the same for ``bench/floor_proxy.py`` (one worker; compat's client), the
+bare pass-through that bench/log_proxy.py measures as P1's floor: the components that remain
+without the service.
+
 py-spy needs ptrace rights over the worker (same user; in a container CAP_SYS_PTRACE).
 """
 
@@ -40,6 +44,7 @@ from bench.log_proxy import (
     SMALL,
     KeyCredential,
     emulator,
+    floor,
     register,
     service,
 )
@@ -94,6 +99,7 @@ SERVICE_RULES: list[tuple[str, str, str | None]] = [
     ("request id/observability hooks", r"service/api/observability\.py", None),
     ("metrics/logging", r"service/services/meter\.py", None),
     ("database session", r"service/db/", None),
+    ("the floor's own WSGI app", r"bench/floor_proxy\.py", None),
 ]
 LIBRARY_RULES: list[tuple[str, str]] = [
     ("Flask/werkzeug", r"(^|/)(flask|werkzeug)/"),
@@ -221,6 +227,12 @@ def main() -> None:
     parser.add_argument("--detail", action="store_true", help="each component's leaf packages")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="the emulator's, per query")
     parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also profile bench/floor_proxy.py (one worker) with compat's client: the same"
+        " components without the service",
+    )
+    parser.add_argument(
         "--large-mb", type=int, default=0, help="also profile N MB results through compat (P2)"
     )
     args = parser.parse_args()
@@ -258,6 +270,19 @@ def main() -> None:
 
             profiled("typed", worker, emu.pid, typed, args.n, args.rate, out, args.detail)
             profiled("compat", worker, emu.pid, compat_query, args.n, args.rate, out, args.detail)
+            if args.floor:
+                with floor(Path(tmp) / "svc", emu, box, 1) as (floor_url, (floor_worker,)):
+                    bare = LogsQueryClient(
+                        KeyCredential("unused"), endpoint=floor_url, audience=AUDIENCE
+                    )
+
+                    def floor_query() -> None:
+                        bare.query_workspace(ws, SMALL, timespan=None)
+
+                    profiled(
+                        "floor", floor_worker, emu.pid, floor_query, args.n, args.rate, out,
+                        args.detail,
+                    )  # fmt: skip
             if args.large_mb:
                 large = emu.sandbox()
                 emu.large_telemetry(large.log_analytics_workspace_id, args.large_mb * 1_000_000)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -19,13 +18,6 @@ from tests.integration.log_support import NOW, START, TABLES, Wired
 from tests.support.api import ApiClient
 
 SOURCES = pytest.mark.parametrize("source", ["log_analytics", "app_insights"])
-
-
-@pytest.fixture(autouse=True)
-def _no_pending_query_audit(runtime: Runtime) -> Iterator[None]:
-    """Query audit events are written by a background thread: none is left over for later tests."""
-    yield
-    audit_queue.flush(runtime)
 
 
 def records(table: str, role: str) -> list[dict[str, Any]]:

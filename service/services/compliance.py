@@ -67,15 +67,18 @@ class ComplianceReport:
 
 
 def monitoring_of(
-    session: Session, tenant_id: str, endpoints: Sequence[Any]
+    session: Session, tenant_id: str, endpoints: Sequence[Any], *, facts: Facts | None = None
 ) -> dict[str, Monitoring]:
     """Monitoring views of some endpoints of one tenant, by endpoint id.
 
     ``endpoints``: ``Endpoint`` rows or rows of its columns (anything with the attributes).
+    ``facts``: what they depend on, when the caller read it with them (``Facts.from_rows``).
     """
-    ws_ids = {ep.workspace_id for ep in endpoints}
-    names = {ep.name for ep in endpoints}
-    judge = _Judge(Facts.load(session, tenant_id, ws_ids, names))
+    if facts is None:
+        ws_ids = {ep.workspace_id for ep in endpoints}
+        names = {ep.name for ep in endpoints}
+        facts = Facts.load(session, tenant_id, ws_ids, names)
+    judge = _Judge(facts)
     out = {}
     for ep in endpoints:
         policy, desired = judge.policy(ep.workspace_id, ep.name)

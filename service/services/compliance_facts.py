@@ -1,19 +1,21 @@
 """What the compliance of some endpoints depends on, read in a few queries: their policies,
 their active and latest finished operations, and whether their workspace's credential failed.
 
-Shared by the endpoint views (a page of 200) and the tenant summary (all of them). The
+Shared by the endpoint views and the tenant summary (all of them); a page of endpoints reads
+the operations and the access with its rows instead (``row_facts``, ``Facts.from_rows``). The
 statements are built once with bound parameters (service/services/compliance.py judges).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ARRAY, String, any_, bindparam, func, select
+from sqlalchemy import ARRAY, String, any_, bindparam, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
-from service.db.models import Operation, Policy, WorkspaceSync
+from service.db.models import Endpoint, Operation, Policy, WorkspaceSync
 from service.domain.states import ACTIVE_STATES, OperationState
 from service.domain.targets import split_target
 from service.services.planning import POLICY_ROW, PolicyIndex
@@ -53,6 +55,70 @@ class Facts:
             connection.scalars(_statement("broken", dialect, False), {"ws_ids": params["ws_ids"]})
         )
         return cls(_policy_index(session, tenant_id, names), active, last_failed, broken)
+
+    @classmethod
+    def from_rows(cls, session: Session, tenant_id: str, rows: Sequence[Any]) -> Facts:
+        """The facts of a page of endpoints of one workspace read with ``ROW_FACTS`` (their
+        operations and their workspace's access, in the page's own statement): only the
+        policies take a statement of their own."""
+        active: dict[tuple[str, str], str] = {}
+        last_failed: dict[tuple[str, str], bool] = {}
+        broken: set[str] = set()
+        failed = OperationState.FAILED
+        for row in rows:
+            key = (row.workspace_id, row.name)
+            if row.active_operation is not None:
+                active[key] = row.active_operation
+            if row.last_finished_state is not None:
+                last_failed[key] = row.last_finished_state == failed
+            if row.access_broken:
+                broken.add(row.workspace_id)
+        names = {row.name for row in rows}
+        return cls(_policy_index(session, tenant_id, names), active, last_failed, broken)
+
+
+def row_facts(workspace_id: Any) -> tuple[Any, ...]:
+    """Three columns for a statement that selects ``Endpoint`` rows of the workspace
+    ``workspace_id`` (a bound parameter): what ``Facts.load`` reads in two more statements,
+    read with the page instead (``Facts.from_rows``). A page of 200 spent a round trip and a
+    200-name array on each (bench/fleet_queries.py); here they are two index probes per row
+    (``uq_operations_active_endpoint``, ``ix_operations_workspace_endpoint_created``) and one
+    look-up per statement (the workspace's access does not depend on the row).
+
+    - ``active_operation``: the id of the endpoint's queued or running operation (one at most);
+    - ``last_finished_state``: the state of its latest finished operation;
+    - ``access_broken``: whether discovery last failed to see the workspace's Azure at all.
+    """
+    finished = (OperationState.SUCCEEDED, OperationState.FAILED)
+    same_endpoint = (
+        Operation.tenant_id == Endpoint.tenant_id,
+        Operation.workspace_id == Endpoint.workspace_id,
+        Operation.endpoint_name == Endpoint.name,
+    )
+    active = (
+        select(Operation.id)
+        .where(*same_endpoint, Operation.state.in_(ACTIVE_STATES))
+        .limit(1)
+        .correlate(Endpoint)
+        .scalar_subquery()
+    )
+    latest = (
+        select(Operation.state)
+        .where(*same_endpoint, Operation.state.in_(finished))
+        .order_by(Operation.created_at.desc())
+        .limit(1)
+        .correlate(Endpoint)
+        .scalar_subquery()
+    )
+    broken = exists().where(
+        WorkspaceSync.workspace_id == workspace_id,
+        WorkspaceSync.last_error_code.in_(ACCESS_ERRORS),
+    )
+    return (
+        active.label("active_operation"),
+        latest.label("last_finished_state"),
+        broken.label("access_broken"),
+    )
 
 
 def _policy_index(session: Session, tenant_id: str, names: set[str]) -> PolicyIndex:

@@ -16,6 +16,7 @@ from service.domain.access import Role
 from service.domain.etags import etag_for
 from service.domain.targets import capabilities, kind_for
 from service.services.compliance import Monitoring, monitoring_of
+from service.services.compliance_facts import Facts, row_facts
 from service.services.context import CallContext
 from service.services.lookup import visible_endpoint, visible_workspace_ref
 from service.services.pagination import Page, PageRequest, cut_page, keyset, page_params
@@ -109,7 +110,8 @@ def list_endpoints(
         # look-up was a tenth of the page's CPU, read ~20 times per endpoint).
         listed: list[Any] = [_Listed._make(row) for row in found]
         rows, cursor = cut_page(listed, page, "id")
-        monitoring = monitoring_of(uow.session, ws.tenant_id, rows)
+        facts = Facts.from_rows(uow.session, ws.tenant_id, rows)
+        monitoring = monitoring_of(uow.session, ws.tenant_id, rows, facts=facts)
         return Page([view(ep, tenant, workspace, monitoring[ep.id]) for ep in rows], cursor)
 
 
@@ -118,11 +120,16 @@ _LISTED = tuple(
     for column in Endpoint.__table__.columns
     if column.key not in ("tenant_id", "created_at", "updated_at")
 )
-_Listed = namedtuple("_Listed", [column.key for column in _LISTED])  # type: ignore[misc]
+# With each row, what its compliance depends on besides the policies (its operations, its
+# workspace's access): in the page's statement, not two more (compliance_facts.row_facts).
+_FACTS = row_facts(bindparam("ws"))
+_Listed = namedtuple(  # type: ignore[misc]
+    "_Listed", [column.key for column in _LISTED] + [column.key for column in _FACTS]
+)
 
 
 def _listing(include_vanished: bool) -> Any:
-    stmt = select(*_LISTED).where(Endpoint.workspace_id == bindparam("ws"))
+    stmt = select(*_LISTED, *_FACTS).where(Endpoint.workspace_id == bindparam("ws"))
     return stmt if include_vanished else stmt.where(Endpoint.vanished_at.is_(None))
 
 

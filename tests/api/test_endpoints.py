@@ -169,3 +169,82 @@ def test_pages_and_the_compliance_summary_say_what_each_endpoint_says(
         for e in sorted(items, key=lambda e: e["name"])
         if e["monitoring"]["compliance"] != "compliant"
     ]
+
+
+def test_a_page_judges_operations_and_lost_access_as_reading_each_endpoint_does(
+    api: ApiClient, world: World, database: Database
+) -> None:
+    """A page reads each endpoint's operations and its workspace's access with its own rows
+    (issue 16), reading one endpoint in separate statements: the latest finished operation
+    decides (a failure followed by a success is not a failure), an active one shows, and a
+    workspace whose credential discovery could not use makes every endpoint unknown."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from service.db.models import Operation, Tenant, Workspace, WorkspaceSync
+
+    tenant = world.tenant()
+    ws = world.workspace(tenant)
+    names = ["recovered", "regressed", "busy", "quiet"]
+    world.endpoints(tenant, ws, names)
+    admin = world.key("admin")
+    wpath = f"/v1/tenants/{tenant}/workspaces/{ws}"
+    # An audit policy: nothing is queued by it, so the operations below are the only ones.
+    r = api.put(f"{wpath}/policy", admin, json={"app_insights": True, "mode": "audit"})
+    assert r.status_code == 202
+    t0 = utcnow() - timedelta(hours=1)
+    history = {
+        "recovered": [("failed", 0), ("succeeded", 10)],
+        "regressed": [("succeeded", 0), ("failed", 10)],
+        "busy": [("failed", 0), ("queued", 20)],
+    }
+    with database.unit_of_work() as uow:
+        workspace = uow.session.scalar(
+            select(Workspace)
+            .join(Tenant, Tenant.id == Workspace.tenant_id)
+            .where(Tenant.slug == tenant, Workspace.slug == ws)
+        )
+        assert workspace is not None
+        for name, ops in history.items():
+            for state, minutes in ops:
+                at = t0 + timedelta(minutes=minutes)
+                uow.session.add(
+                    Operation(
+                        tenant_id=workspace.tenant_id,
+                        workspace_id=workspace.id,
+                        endpoint_name=name,
+                        kind="set_monitoring",
+                        desired={"app_insights": True},
+                        cause="test",
+                        state=state,
+                        created_by="test",
+                        created_at=at,
+                        finished_at=None if state == "queued" else at,
+                    )
+                )
+        workspace_id = workspace.id
+        uow.commit()
+    key = world.key("reader", tenant)
+
+    def listed() -> dict[str, dict[str, object]]:
+        items = api.get(f"{wpath}/endpoints", key).get_json()["items"]
+        for item in items:
+            assert api.get(f"{wpath}/endpoints/{item['name']}", key).get_json() == item
+        return {item["name"]: item["monitoring"] for item in items}
+
+    seen = listed()
+    assert seen["busy"]["active_operation"] is not None
+    assert [n for n in names if seen[n]["active_operation"]] == ["busy"]
+    assert seen["regressed"]["compliance"] != seen["recovered"]["compliance"]
+    assert seen["recovered"]["compliance"] == seen["quiet"]["compliance"]
+
+    with database.unit_of_work() as uow:
+        sync = uow.session.get(WorkspaceSync, workspace_id)
+        if sync is None:
+            sync = WorkspaceSync(workspace_id=workspace_id, next_sync_at=utcnow())
+            uow.session.add(sync)
+        sync.last_error_code = "credential_rejected"
+        uow.commit()
+    lost = listed()
+    assert {m["compliance"] for m in lost.values()} == {"unknown"}

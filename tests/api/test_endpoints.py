@@ -248,3 +248,100 @@ def test_a_page_judges_operations_and_lost_access_as_reading_each_endpoint_does(
         uow.commit()
     lost = listed()
     assert {m["compliance"] for m in lost.values()} == {"unknown"}
+
+
+def test_the_summary_judges_endpoints_that_look_alike_by_their_own_facts(
+    api: ApiClient, world: World, database: Database
+) -> None:
+    """The summary decides endpoints with nothing particular (no policy of their own or of
+    their online endpoint, no operation on record) once per distinct observation (issue 16).
+    Here every endpoint looks the same to Azure; an own policy, an online endpoint's policy,
+    an active or a failed operation must still decide for the one endpoint that has it, before
+    and after the plain ones in name order."""
+    from collections import Counter
+
+    from sqlalchemy import select
+
+    from service.db.models import Operation, Tenant, Workspace
+    from service.services import endpoints as endpoint_views
+
+    tenant = world.tenant()
+    ws = world.workspace(tenant)
+    v1 = ["a-own", "b-busy", "c-failed", "d-plain", "e-plain", "z-own"]
+    online = ["m.blue", "m.green", "n.blue"]
+
+    def seen(name: str) -> endpoint_views.ObservedEndpoint:
+        endpoint, _, deployment = name.partition(".")
+        return endpoint_views.ObservedEndpoint(
+            name=name,
+            compute_type="Managed" if deployment else "AKS",
+            state="Healthy",
+            app_insights_enabled=False,
+            data_collection_enabled=False,
+            scoring_uri=None,
+            azure_updated_at=None,
+            kind="managed_online" if deployment else None,
+            online_endpoint=endpoint if deployment else None,
+            deployment=deployment or None,
+        )
+
+    with database.unit_of_work() as uow:
+        workspace = uow.session.scalar(
+            select(Workspace)
+            .join(Tenant, Tenant.id == Workspace.tenant_id)
+            .where(Tenant.slug == tenant, Workspace.slug == ws)
+        )
+        assert workspace is not None
+        endpoint_views.record_observations(
+            uow, workspace, [seen(n) for n in v1 + online], complete=True
+        )
+        for name, state in (("b-busy", "queued"), ("c-failed", "failed")):
+            uow.session.add(
+                Operation(
+                    tenant_id=workspace.tenant_id,
+                    workspace_id=workspace.id,
+                    endpoint_name=name,
+                    kind="set_monitoring",
+                    desired={"app_insights": True},
+                    cause="test",
+                    state=state,
+                    created_by="test",
+                    finished_at=None if state == "queued" else utcnow(),
+                )
+            )
+        uow.commit()
+    admin = world.key("admin")
+    base = f"/v1/tenants/{tenant}"
+    wpath = f"{base}/workspaces/{ws}"
+    # Audit everywhere: the policies queue nothing, the operations above are the only ones.
+    r = api.put(f"{base}/policy", admin, json={"app_insights": True, "mode": "audit"})
+    assert r.status_code == 202
+    for own in ("a-own", "z-own", "m"):
+        r = api.put(f"{wpath}/endpoints/{own}/policy", admin, json={"app_insights": False})
+        assert r.status_code == 202, r.get_json()
+
+    key = world.key("reader", tenant)
+    each = {
+        name: api.get(f"{wpath}/endpoints/{name}", key).get_json()["monitoring"]
+        for name in v1 + online
+    }
+    assert {name: m["compliance"] for name, m in each.items()} == {
+        "a-own": "compliant",
+        "b-busy": "pending",
+        "c-failed": "failed",
+        "d-plain": "drifted",
+        "e-plain": "drifted",
+        "z-own": "compliant",
+        "m.blue": "compliant",
+        "m.green": "compliant",
+        "n.blue": "drifted",
+    }
+    report = api.get(f"{base}/compliance", key).get_json()
+    states = Counter(m["compliance"] for m in each.values())
+    assert report["totals"] == {**dict.fromkeys(report["totals"], 0), **states}
+    [summary] = report["workspaces"]
+    assert [(o["endpoint"], o["compliance"], o["reason"]) for o in summary["offenders"]] == [
+        (name, m["compliance"], m["reason"])
+        for name, m in sorted(each.items())
+        if m["compliance"] != "compliant"
+    ]

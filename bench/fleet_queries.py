@@ -14,7 +14,8 @@ compliance state occurs. Then:
   following ``next_cursor``, through gunicorn started as ``make run`` starts it (its config,
   ``wsgi:app``, 2 gevent workers; no reconciler) on plain HTTP with a keep-alive session, and
   in-process through Flask's test client. Per page: p50/p99 wall time and the service's CPU per
-  page (the gunicorn workers' ``/proc`` times; the in-process figure is this process's CPU).
+  page (the gunicorn workers' ``/proc`` times; the in-process figure is this process's CPU),
+  and in-process the SQL statements sent per page (machine-independent).
   Baseline: the same keyset page query sent straight to PostgreSQL with psycopg (what the
   database alone costs). Target: p99 <= 20 ms per page over HTTP.
 - **compliance**: ``--summaries`` requests of ``GET /v1/tenants/<t>/compliance`` (HTTP and
@@ -255,24 +256,28 @@ def measure(
     get: Callable[[str], dict[str, Any]],
     cpu: Callable[[], float],
     args: argparse.Namespace,
+    statements: Callable[[], int] | None = None,
 ) -> dict[str, float]:
+    """``statements``: how many SQL statements the service has sent so far (in-process only)."""
     walk(get, args.page)  # warm-up pass: connections, caches, the first compiled statements
     freeze_heap()
     full0, full_s0 = FULL_COLLECTIONS.count, FULL_COLLECTIONS.seconds
     times: list[float] = []
-    c0 = cpu()
+    c0, s0 = cpu(), statements() if statements else 0
     for _ in range(args.passes):
         t, items = walk(get, args.page)
         times += t
     page_cpu = (cpu() - c0) / len(times)
+    page_statements = ((statements() - s0) / len(times)) if statements else None
     get(SUMMARY_PATH)
     summary: list[float] = []
-    c0 = cpu()
+    c0, s0 = cpu(), statements() if statements else 0
     for _ in range(args.summaries):
         t0 = time.perf_counter()
         body = get(SUMMARY_PATH)
         summary.append(time.perf_counter() - t0)
     summary_cpu = (cpu() - c0) / len(summary)
+    summary_statements = ((statements() - s0) / len(summary)) if statements else None
     full = FULL_COLLECTIONS.count - full0
     full_ms = (FULL_COLLECTIONS.seconds - full_s0) * 1000
     out = {
@@ -291,6 +296,12 @@ def measure(
         f"CPU {out['summary_cpu_ms']:.1f} ms; this process's full collections meanwhile: "
         f"{full} ({full_ms:.1f} ms)"
     )
+    if page_statements is not None and summary_statements is not None:
+        # Machine-independent: what a round trip to the database costs moves with the machine.
+        print(
+            f"  SQL statements sent: {page_statements:.1f} per page, "
+            f"{summary_statements:.1f} per compliance summary"
+        )
     return out
 
 
@@ -422,7 +433,19 @@ def main(argv: list[str] | None = None) -> int:
             body: dict[str, Any] = r.get_json()
             return body
 
-        local = measure("in-process (Flask test client)", local_get, cpu_self, args)
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        sent = [0]
+
+        def count(*_args: Any) -> None:
+            sent[0] += 1
+
+        event.listen(Engine, "before_cursor_execute", count)
+        local = measure(
+            "in-process (Flask test client)", local_get, cpu_self, args, lambda: sent[0]
+        )
+        event.remove(Engine, "before_cursor_execute", count)
 
     ratio_page = http["page_p99_ms"] / base["page_p99_ms"]
     ratio_summary = http["summary_p50_ms"] / base["summary_p50_ms"]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from collections import Counter
+from datetime import datetime, timedelta
 
-from service.db.models import Endpoint
-from service.db.session import Database
+from sqlalchemy import select, update
+
+from service.db.models import Endpoint, Operation, Tenant, Workspace, WorkspaceSync
+from service.db.session import Database, UnitOfWork
 from service.db.types import utcnow
+from service.services import endpoints as endpoint_views
 from tests.api.helpers import assert_problem
 from tests.support.api import ApiClient, World, unique
 
@@ -88,24 +92,12 @@ def test_pages_and_the_compliance_summary_say_what_each_endpoint_says(
     """The listing writes its JSON by hand and judges a page's endpoints case by case, the
     summary judges the tenant's from columns (issue 16): both must say exactly what reading
     each endpoint says (``jsonable`` of its view), over every state and policy scope."""
-    from collections import Counter
-
-    from sqlalchemy import select
-
-    from service.db.models import Operation, Tenant, Workspace
-    from service.services import endpoints as endpoint_views
-
     tenant = world.tenant()
     ws = world.workspace(tenant)
     names = [f"svc{i}" for i in range(6)]
     world.endpoints(tenant, ws, names)
     with database.unit_of_work() as uow:
-        workspace = uow.session.scalar(
-            select(Workspace)
-            .join(Tenant, Tenant.id == Workspace.tenant_id)
-            .where(Tenant.slug == tenant, Workspace.slug == ws)
-        )
-        assert workspace is not None
+        workspace = _workspace(uow, tenant, ws)
         endpoint_views.record_observations(
             uow,
             workspace,
@@ -178,12 +170,6 @@ def test_a_page_judges_operations_and_lost_access_as_reading_each_endpoint_does(
     (issue 16), reading one endpoint in separate statements: the latest finished operation
     decides (a failure followed by a success is not a failure), an active one shows, and a
     workspace whose credential discovery could not use makes every endpoint unknown."""
-    from datetime import timedelta
-
-    from sqlalchemy import select
-
-    from service.db.models import Operation, Tenant, Workspace, WorkspaceSync
-
     tenant = world.tenant()
     ws = world.workspace(tenant)
     names = ["recovered", "regressed", "busy", "quiet"]
@@ -200,29 +186,11 @@ def test_a_page_judges_operations_and_lost_access_as_reading_each_endpoint_does(
         "busy": [("failed", 0), ("queued", 20)],
     }
     with database.unit_of_work() as uow:
-        workspace = uow.session.scalar(
-            select(Workspace)
-            .join(Tenant, Tenant.id == Workspace.tenant_id)
-            .where(Tenant.slug == tenant, Workspace.slug == ws)
-        )
-        assert workspace is not None
+        workspace = _workspace(uow, tenant, ws)
         for name, ops in history.items():
             for state, minutes in ops:
                 at = t0 + timedelta(minutes=minutes)
-                uow.session.add(
-                    Operation(
-                        tenant_id=workspace.tenant_id,
-                        workspace_id=workspace.id,
-                        endpoint_name=name,
-                        kind="set_monitoring",
-                        desired={"app_insights": True},
-                        cause="test",
-                        state=state,
-                        created_by="test",
-                        created_at=at,
-                        finished_at=None if state == "queued" else at,
-                    )
-                )
+                uow.session.add(_operation(workspace, name, state, at))
         workspace_id = workspace.id
         uow.commit()
     key = world.key("reader", tenant)
@@ -258,13 +226,6 @@ def test_the_summary_judges_endpoints_that_look_alike_by_their_own_facts(
     Here every endpoint looks the same to Azure; an own policy, an online endpoint's policy,
     an active or a failed operation must still decide for the one endpoint that has it, before
     and after the plain ones in name order."""
-    from collections import Counter
-
-    from sqlalchemy import select
-
-    from service.db.models import Operation, Tenant, Workspace
-    from service.services import endpoints as endpoint_views
-
     tenant = world.tenant()
     ws = world.workspace(tenant)
     v1 = ["a-own", "b-busy", "c-failed", "d-plain", "e-plain", "z-own"]
@@ -286,29 +247,12 @@ def test_the_summary_judges_endpoints_that_look_alike_by_their_own_facts(
         )
 
     with database.unit_of_work() as uow:
-        workspace = uow.session.scalar(
-            select(Workspace)
-            .join(Tenant, Tenant.id == Workspace.tenant_id)
-            .where(Tenant.slug == tenant, Workspace.slug == ws)
-        )
-        assert workspace is not None
+        workspace = _workspace(uow, tenant, ws)
         endpoint_views.record_observations(
             uow, workspace, [seen(n) for n in v1 + online], complete=True
         )
         for name, state in (("b-busy", "queued"), ("c-failed", "failed")):
-            uow.session.add(
-                Operation(
-                    tenant_id=workspace.tenant_id,
-                    workspace_id=workspace.id,
-                    endpoint_name=name,
-                    kind="set_monitoring",
-                    desired={"app_insights": True},
-                    cause="test",
-                    state=state,
-                    created_by="test",
-                    finished_at=None if state == "queued" else utcnow(),
-                )
-            )
+            uow.session.add(_operation(workspace, name, state, utcnow()))
         uow.commit()
     admin = world.key("admin")
     base = f"/v1/tenants/{tenant}"
@@ -345,3 +289,29 @@ def test_the_summary_judges_endpoints_that_look_alike_by_their_own_facts(
         for name, m in sorted(each.items())
         if m["compliance"] != "compliant"
     ]
+
+
+def _workspace(uow: UnitOfWork, tenant: str, ws: str) -> Workspace:
+    found = uow.session.scalar(
+        select(Workspace)
+        .join(Tenant, Tenant.id == Workspace.tenant_id)
+        .where(Tenant.slug == tenant, Workspace.slug == ws)
+    )
+    assert found is not None
+    return found
+
+
+def _operation(workspace: Workspace, name: str, state: str, at: datetime) -> Operation:
+    """An operation of ``name`` in ``state``, created (and finished, unless active) at ``at``."""
+    return Operation(
+        tenant_id=workspace.tenant_id,
+        workspace_id=workspace.id,
+        endpoint_name=name,
+        kind="set_monitoring",
+        desired={"app_insights": True},
+        cause="test",
+        state=state,
+        created_by="test",
+        created_at=at,
+        finished_at=None if state in ("queued", "running") else at,
+    )

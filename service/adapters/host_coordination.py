@@ -12,7 +12,8 @@ store's Lua script (``redis_coordination``), which this mirrors table for key; t
 the same cases against every store. The state is rows, not one serialised document: the send
 window holds every query of the last ``window_s`` (thousands when the rate limit is high), and
 reading and rewriting all of it on every acquire and release cost a millisecond and more per
-query (issue 16, ``bench/profile_proxy.py``). A step now costs the same whatever the window holds.
+query (issue 16, ``bench/profile_proxy.py``). A step costs the same whatever the window holds:
+its size is a counter (``sent_count``), not a count(*) of its rows.
 
 A release tells the other processes at once (:class:`_Wakeups`: one datagram per peer over a
 Unix socket in ``<file>.wake/``), so their waiters look when a slot is freed rather than on a
@@ -51,6 +52,9 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS sent (identity TEXT, send TEXT, leaves REAL,"
     " PRIMARY KEY (identity, send)) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS sent_leaves ON sent (identity, leaves)",
+    # How many rows ``sent`` holds per identity, kept by every step that adds or removes one:
+    # the rate check read it with count(*), every row of the window on every acquire.
+    "CREATE TABLE IF NOT EXISTS sent_count (identity TEXT PRIMARY KEY, n INT) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS queue (identity TEXT, token TEXT, priority INT, caller TEXT,"
     " expires REAL, PRIMARY KEY (identity, token)) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS queue_order ON queue (identity, priority, token)",
@@ -95,15 +99,24 @@ class _Budget:
     def purge(self) -> None:
         args = (self.identity, self.now)
         self.conn.execute("DELETE FROM slot WHERE identity = ? AND expires <= ?", args)
-        self.conn.execute("DELETE FROM sent WHERE identity = ? AND leaves <= ?", args)
+        gone = self.conn.execute("DELETE FROM sent WHERE identity = ? AND leaves <= ?", args)
+        if gone.rowcount > 0:
+            self._sent_added(-gone.rowcount)
         expired = self.conn.execute(
             "SELECT token FROM queue WHERE identity = ? AND expires <= ?", args
         ).fetchall()
         for (token,) in expired:
             self.dequeue(token)
 
+    def _sent_added(self, n: int) -> None:
+        self.conn.execute(
+            "INSERT INTO sent_count (identity, n) VALUES (?, ?)"
+            " ON CONFLICT (identity) DO UPDATE SET n = n + excluded.n",
+            (self.identity, n),
+        )
+
     def rate_full(self, lim: Limits) -> float | None:
-        if self._count("sent") < lim.rate_limit:
+        if int(self._one("SELECT n FROM sent_count WHERE identity = ?") or 0) < lim.rate_limit:
             return None
         first = self._one("SELECT min(leaves) FROM sent WHERE identity = ?")
         return max(0.0, float(first) - self.now)
@@ -121,10 +134,17 @@ class _Budget:
         )
 
     def put_sent(self, send: str, leaves: float) -> None:
-        self.conn.execute(
-            "INSERT OR REPLACE INTO sent (identity, send, leaves) VALUES (?, ?, ?)",
+        added = self.conn.execute(
+            "INSERT OR IGNORE INTO sent (identity, send, leaves) VALUES (?, ?, ?)",
             (self.identity, send, leaves),
         )
+        if added.rowcount == 1:
+            self._sent_added(1)
+        else:  # a send already in the window (a renewed lease): it leaves later
+            self.conn.execute(
+                "UPDATE sent SET leaves = ? WHERE identity = ? AND send = ?",
+                (leaves, self.identity, send),
+            )
 
     def acquire(self, token: str, caller: str, lim: Limits) -> Decision:
         self.purge()
@@ -212,6 +232,7 @@ class _Budget:
         if not busy:
             self.conn.execute("DELETE FROM last WHERE identity = ?", (self.identity,))
             self.conn.execute("DELETE FROM vclock WHERE identity = ?", (self.identity,))
+            self.conn.execute("DELETE FROM sent_count WHERE identity = ?", (self.identity,))
 
 
 _sender_lock = threading.Lock()

@@ -58,8 +58,8 @@ class Facts:
 
     @classmethod
     def from_rows(cls, session: Session, tenant_id: str, rows: Sequence[Any]) -> Facts:
-        """The facts of a page of endpoints of one workspace read with ``ROW_FACTS`` (their
-        operations and their workspace's access, in the page's own statement): only the
+        """The facts of a page of endpoints of one workspace whose statement selected the
+        ``row_facts`` columns (their operations and their workspace's access): only the
         policies take a statement of their own."""
         active: dict[tuple[str, str], str] = {}
         last_failed: dict[tuple[str, str], bool] = {}

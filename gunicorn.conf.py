@@ -67,19 +67,26 @@ def post_fork(server, worker):  # type: ignore[no-untyped-def]
     gc.disable()
 
 
-def freeze_heap(full=True):  # type: ignore[no-untyped-def]
+def freeze_heap(collect=None):  # type: ignore[no-untyped-def]
     """Move what the worker has built so far (modules, the app, the SDKs once imported) out of
     the garbage collector's generations: they live as long as the worker, and every full
     collection walked them all again, a pause of tens of ms in whichever request triggered it
     (the p99 of bench/fleet_queries.py). Objects made later are collected as before.
 
-    ``full=False`` (after the background import) collects only the young generations first:
-    the SDKs' ~200,000 objects are in the old one by then, and a full collection of them took
-    ~110 ms to find ~140 unreachable objects, holding the GIL while the worker served (one
-    request of each new worker stalled that long: bench/fleet_queries.py's page p99)."""
+    ``collect``: the generation to collect first, or None to freeze without collecting.
+    - At the worker's start (post_worker_init), None. With the collector off since the fork,
+      all ~100,000 objects of the imports sit in the young generation, so any collection walks
+      them all: 85-120 ms of CPU before the worker serves, a tenth of the time to ``/readyz``,
+      to find ~2,000 unreachable objects (~400 KB: the scaffolding of attrs' and typing's
+      class building), which now stay for the worker's life.
+    - After the background import, 1: the SDKs' ~200,000 objects are in the old generation by
+      then, and a full collection of them took ~110 ms to find ~140 unreachable objects,
+      holding the GIL while the worker served (one request of each new worker stalled that
+      long: bench/fleet_queries.py's page p99)."""
     import gc
 
-    gc.collect() if full else gc.collect(1)
+    if collect is not None:
+        gc.collect(collect)
     gc.freeze()
     gc.enable()  # off while the worker imported and built the app: see post_fork
 
@@ -109,7 +116,7 @@ def start_warm_imports(delay_s=0.0, log=None, ca_bundle=None):  # type: ignore[n
         sys.setswitchinterval(min(interval, 0.001))
         try:
             bootstrap.warm_imports(ca_bundle)
-            freeze_heap(full=False)
+            freeze_heap(collect=1)
         except Exception:  # a request that needs an SDK imports it again
             if log is not None:
                 log.exception("background import of the Azure SDKs failed")

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import bindparam, func, select
 
 from service.db.models import Operation, Workspace
 from service.db.types import utcnow
 from service.domain.states import OperationState
-from service.services.leases import Claim, core, write_transaction
+from service.services.leases import Claim, core, fenced_update, write_transaction
 from service.services.runtime import Runtime
 
 
@@ -37,37 +37,29 @@ def take_slot(rt: Runtime, claim: Claim, owner: str, group: str, limit: int) -> 
     """Hold one of ``group``'s ``limit`` slots for this attempt: ``busy`` when all are taken,
     ``lost`` when this attempt no longer holds its operation (its fencing token moved on)."""
     with write_transaction(rt) as uow:
-        session = uow.session
-        db = core(session)
-        db.execute(select(Workspace.id).where(Workspace.id == claim.workspace_id).with_for_update())
-        busy = db.scalar(
-            select(func.count())
-            .select_from(Operation)
-            .where(
-                Operation.rollout_group == group,
-                Operation.state == OperationState.RUNNING,
-                Operation.lease_expires_at >= utcnow(),
-                Operation.id != claim.id,
-            )
-        )
-        if int(busy or 0) >= max(1, limit):
+        db = core(uow.session)
+        db.execute(_LOCK_WORKSPACE, {"workspace": claim.workspace_id})
+        params = {"group": group, "now": utcnow(), "operation": claim.id}
+        if int(db.scalar(_BUSY, params) or 0) >= max(1, limit):
             return "busy"
-        taken = db.execute(
-            update(Operation)
-            .where(*_current(claim, owner))
-            .values(rollout_group=group, version=Operation.version + 1)
-            .execution_options(synchronize_session=False)
-        )
+        # Fenced like every state change in ``leases``: a stale attempt (even of this worker,
+        # after a take-over) holds an older token and matches nothing.
+        taken = fenced_update(uow.session, claim, owner, rollout_group=group)
         uow.commit()
         return "taken" if getattr(taken, "rowcount", 0) == 1 else "lost"
 
 
-def _current(claim: Claim, owner: str) -> list[ColumnElement[bool]]:
-    # The same condition as every fenced state change in ``leases``: a stale attempt (even of
-    # this worker, after a take-over) holds an older token and matches nothing.
-    return [
-        Operation.id == claim.id,
+# Built once with bound parameters (see leases._FENCED).
+_LOCK_WORKSPACE = (
+    select(Workspace.id).where(Workspace.id == bindparam("workspace")).with_for_update()
+)
+_BUSY = (
+    select(func.count())
+    .select_from(Operation)
+    .where(
+        Operation.rollout_group == bindparam("group"),
         Operation.state == OperationState.RUNNING,
-        Operation.lease_owner == owner,
-        Operation.fence == claim.fence,
-    ]
+        Operation.lease_expires_at >= bindparam("now"),
+        Operation.id != bindparam("operation"),
+    )
+)

@@ -21,6 +21,10 @@ enable_app_insights=True)`` + ``wait_for_deployment`` one after another on a sam
 ``--baseline-sample`` services (same latency, no injected errors, which only favours the
 baseline), extrapolated to ``--endpoints``.
 
+A ``phases:`` line splits the time to converge: until the first operation existed (the
+workers' start, their SDK imports and the first discovery), the steady rate over the middle
+80% of the targets (the part the CPU per target bounds: cores / CPU per target), and the rest.
+
 CPU is read for each process on the cores: the service's (the bench process, or the
 ``--workers`` from their start), the emulator's and, with ``--postgres`` on this machine, the
 database server's (its backends, ended ones included); the ``floor:`` line sets their sum
@@ -407,6 +411,7 @@ def _run(
     reconciler = None if args.workers else Reconciler(rt, "bench")
     workers = _start_workers(args, settings, work) if args.workers else []
     total = args.endpoints + args.online
+    progress: list[tuple[float, int, int]] = []  # (seconds, operations, finished)
     while time.monotonic() - started < 1800:
         in_flight = reconciler.reconcile_once().in_flight if reconciler else -1
         if time.monotonic() - last_print > 1:
@@ -416,6 +421,7 @@ def _run(
                 print(f"  t={last_print - started:5.1f}s {states} in_flight={in_flight}")
             finished = sum(states.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
             active = states.get("queued", 0) + states.get("running", 0)
+            progress.append((last_print - started, finished + active, finished))
             # A later discovery may queue a second operation for a target (it then finds
             # nothing to do): converged means every target had one and none is active.
             if finished >= total and active == 0:
@@ -484,6 +490,7 @@ def _run(
         f"injected_errors_answered={injected} threads={args.threads} "
         f"workers={args.workers or 'in-process'} tenant_cap={args.tenant_cap}"
     )
+    print(_phases(progress, total, elapsed))
     max_rate = max(writes.values()) if writes else 0
     from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 
@@ -716,6 +723,28 @@ def _budget_floor(rt: Any, operation_s: float) -> tuple[float, int, float, float
     rate = rt.settings.reconciler.subscription_writes_per_s
     most = max(Counter(sub for sub, _, _ in targets).values(), default=0)
     return most * SLOT_MARGIN / rate + operation_s, most, rate, SLOT_MARGIN
+
+
+def _phases(progress: list[tuple[float, int, int]], total: int, elapsed: float) -> str:
+    """Where the time to converge went, from the progress read about once a second: until the
+    first operation existed (the workers' start, their SDK imports, the first discovery's
+    lists), the middle 80% of the targets (the steady rate, the figure the CPU per target
+    bounds) and the rest."""
+
+    def first(pred: Any) -> float | None:
+        return next((t for t, ops, done in progress if pred(ops, done)), None)
+
+    queued = first(lambda ops, done: ops > 0)
+    tenth = first(lambda ops, done: done >= total // 10)
+    ninetieth = first(lambda ops, done: done >= total * 9 // 10)
+    if queued is None or tenth is None or ninetieth is None or ninetieth <= tenth:
+        return "phases: n/a (too few progress readings)"
+    rate = (total * 9 // 10 - total // 10) / (ninetieth - tenth)
+    return (
+        f"phases: first_operation_s={queued:.1f} (workers' start, SDK imports, first discovery)"
+        f" 10%_done_s={tenth:.1f} 90%_done_s={ninetieth:.1f} steady_targets_per_s={rate:.1f}"
+        f" last_10%_s={elapsed - ninetieth:.1f} (progress read every ~1 s)"
+    )
 
 
 def _states(rt: Any) -> dict[str, int]:

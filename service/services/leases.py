@@ -47,7 +47,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from service.db.models import Operation, OperationAttempt, Tenant
+from service.db.models import Operation, OperationAttempt, Tenant, Workspace
 from service.db.session import UnitOfWork
 from service.db.types import utcnow
 from service.domain.states import AttemptOutcome, OperationState
@@ -344,6 +344,19 @@ def _fenced_statement(names: tuple[str, ...]) -> Any:
             .execution_options(synchronize_session=False)
         )
     return stmt
+
+
+# Built once (see _FENCED): an attempt that records an observation, or takes a rollout slot,
+# first locks its workspace's row, as discovery does, so that they take turns.
+_LOCK_WORKSPACE = (
+    select(Workspace.id).where(Workspace.id == bindparam("lock_workspace")).with_for_update()
+)
+
+
+def lock_workspace_row(session: Session, workspace_id: str) -> None:
+    """Lock the workspace's row until the transaction ends (the same lock order as discovery's
+    ``lock_workspace``)."""
+    core(session).execute(_LOCK_WORKSPACE, {"lock_workspace": workspace_id})
 
 
 @dataclass(frozen=True)

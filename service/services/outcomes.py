@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from service.db.models import Endpoint, OperationAttempt, Workspace
+from service.db.models import Endpoint, OperationAttempt
 from service.db.types import utcnow
 from service.domain.states import AttemptEnd, AttemptOutcome, OperationState, Recorded
 from service.errors import ServiceError
@@ -103,9 +103,7 @@ def record_outcome(
         with leases.write_transaction(rt) as uow:
             if outcome.snapshot is not None:
                 # Discovery may be recording this workspace: take turns (same lock order).
-                leases.core(uow.session).execute(
-                    select(Workspace.id).where(Workspace.id == claim.workspace_id).with_for_update()
-                )
+                leases.lock_workspace_row(uow.session, claim.workspace_id)
             finished = leases.finish(rt, claim, worker_id, uow, record, **values)
             if finished and outcome.snapshot is not None:
                 _observe(uow.session, claim, outcome.snapshot)
@@ -139,19 +137,42 @@ def _throttled_waits(rt: Runtime, claim: Claim) -> int:
 
 def _observe(session: Session, claim: Claim, snapshot: ServiceSnapshot) -> None:
     """Record what the attempt saw last: one UPDATE, no ORM load (every attempt ends here)."""
+    params: dict[str, Any] = {
+        "at_workspace": claim.workspace_id,
+        "at_name": claim.endpoint_name,
+        "set_state": snapshot.state,
+        "set_app_insights": snapshot.app_insights_enabled,
+        "set_collection": snapshot.data_collection_enabled,
+        "set_observed_at": utcnow(),
+    }
+    if snapshot.updated_at is not None:
+        params["set_azure_updated_at"] = snapshot.updated_at
+    stmt = _OBSERVED_WITH_AZURE_TIME if snapshot.updated_at is not None else _OBSERVED
+    leases.core(session).execute(stmt, params)
+
+
+def _observed(*, azure_time: bool) -> Any:
     values: dict[str, Any] = {
-        "state": snapshot.state,
-        "app_insights_enabled": snapshot.app_insights_enabled,
-        "data_collection_enabled": snapshot.data_collection_enabled,
-        "observed_at": utcnow(),
+        "state": bindparam("set_state"),
+        "app_insights_enabled": bindparam("set_app_insights"),
+        "data_collection_enabled": bindparam("set_collection"),
+        "observed_at": bindparam("set_observed_at"),
         "vanished_at": None,
         "version": Endpoint.version + 1,  # its ETag changes, as an ORM update would change it
     }
-    if snapshot.updated_at is not None:
-        values["azure_updated_at"] = snapshot.updated_at
-    leases.core(session).execute(
+    if azure_time:
+        values["azure_updated_at"] = bindparam("set_azure_updated_at")
+    return (
         update(Endpoint)
-        .where(Endpoint.workspace_id == claim.workspace_id, Endpoint.name == claim.endpoint_name)
+        .where(
+            Endpoint.workspace_id == bindparam("at_workspace"),
+            Endpoint.name == bindparam("at_name"),
+        )
         .values(**values)
         .execution_options(synchronize_session=False)
     )
+
+
+# Built once (see leases._FENCED): every attempt ends with one of them.
+_OBSERVED = _observed(azure_time=False)
+_OBSERVED_WITH_AZURE_TIME = _observed(azure_time=True)

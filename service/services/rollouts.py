@@ -19,10 +19,16 @@ from typing import Literal
 
 from sqlalchemy import bindparam, func, select
 
-from service.db.models import Operation, Workspace
+from service.db.models import Operation
 from service.db.types import utcnow
 from service.domain.states import OperationState
-from service.services.leases import Claim, core, fenced_update, write_transaction
+from service.services.leases import (
+    Claim,
+    core,
+    fenced_update,
+    lock_workspace_row,
+    write_transaction,
+)
 from service.services.runtime import Runtime
 
 
@@ -37,8 +43,8 @@ def take_slot(rt: Runtime, claim: Claim, owner: str, group: str, limit: int) -> 
     """Hold one of ``group``'s ``limit`` slots for this attempt: ``busy`` when all are taken,
     ``lost`` when this attempt no longer holds its operation (its fencing token moved on)."""
     with write_transaction(rt) as uow:
+        lock_workspace_row(uow.session, claim.workspace_id)
         db = core(uow.session)
-        db.execute(_LOCK_WORKSPACE, {"workspace": claim.workspace_id})
         params = {"group": group, "now": utcnow(), "operation": claim.id}
         if int(db.scalar(_BUSY, params) or 0) >= max(1, limit):
             return "busy"
@@ -50,9 +56,6 @@ def take_slot(rt: Runtime, claim: Claim, owner: str, group: str, limit: int) -> 
 
 
 # Built once with bound parameters (see leases._FENCED).
-_LOCK_WORKSPACE = (
-    select(Workspace.id).where(Workspace.id == bindparam("workspace")).with_for_update()
-)
 _BUSY = (
     select(func.count())
     .select_from(Operation)

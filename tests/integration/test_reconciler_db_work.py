@@ -12,11 +12,12 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event, select
 
-from service.db.models import Operation, OperationAttempt, Tenant
+from service.db.models import Endpoint, Operation, OperationAttempt, Tenant
 from service.services.runtime import Runtime
 from service.worker.reconciler import Reconciler
 from tests.integration.test_reconciler_fencing import (  # noqa: F401 - fixtures used by name
@@ -24,6 +25,7 @@ from tests.integration.test_reconciler_fencing import (  # noqa: F401 - fixtures
     _claim_of,
     _queue,
     _queued,
+    _settle_with_one_worker,
     attempt_to_its_end,
     fake_ml_port,
     fake_ml_runtime,
@@ -104,6 +106,28 @@ def test_an_attempt_for_a_tenant_whose_credential_was_removed_fails_saying_so(
     assert outcome.error is not None
     assert "has no Azure credential configured" in outcome.error
     assert fake.writes == []
+
+
+def test_an_attempt_records_what_it_saw_with_azure_s_time_of_the_last_change(
+    world: World, rt: Runtime, fake: FakeMl
+) -> None:
+    """The observation an attempt records as it ends (one UPDATE built once, ``outcomes``)
+    carries what it saw and Azure's own time of the service's last change: the update's, which
+    only the attempt's last read has seen."""
+    q = _queued(world, rt, fake)
+    changed = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    fake.update_time = changed
+    _settle_with_one_worker(rt, q.tenant_id)
+    (op,) = operations_of(rt, q.tenant_id)
+    assert op.state == "succeeded"
+    with rt.uow() as uow:
+        ep = uow.session.scalars(
+            select(Endpoint).where(Endpoint.tenant_id == q.tenant_id, Endpoint.name == "svc")
+        ).one()
+        assert (ep.state, ep.app_insights_enabled) == ("Healthy", True)
+        assert ep.azure_updated_at == changed
+        assert ep.observed_at is not None
+        assert ep.vanished_at is None
 
 
 def test_a_busy_worker_looks_for_due_discoveries_and_its_lag_once_a_second(

@@ -13,6 +13,7 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from service.domain.targets import Capabilities, capabilities
@@ -27,6 +28,7 @@ class FakeService:
     state: str = "Healthy"
     pending: dict[str, Any] | None = None  # the running update's changes
     pending_id: str | None = None  # and its operation
+    updated_at: datetime | None = None  # Azure's time of the service's last change
 
 
 @dataclass
@@ -49,6 +51,8 @@ class FakeMl:
     unsent_reason: str = "read_failed"
     send_bys: list[float | None] = field(default_factory=list)  # each start_update's send_by
     running_polls: int = 0  # the next polls of an operation answer "running"
+    # Azure's time of the last change, set on a service when an update of it succeeds.
+    update_time: datetime | None = None
     failing_updates: int = 0  # the next updates end failed (the service keeps its values)
     changed_after_update: int = 0  # the next updates end and someone sets the value back
     operation_polls: int = 0  # operation_status calls (the reads of a service not counted)
@@ -174,6 +178,7 @@ class FakeMl:
             status = AzureOperationStatus("failed", "the update failed: quota exceeded")
         else:
             service.app_insights = bool(service.pending["app_insights"])
+            service.updated_at = self.update_time or service.updated_at
             if self.changed_after_update > 0:  # someone changed it back, out of band
                 self.changed_after_update -= 1
                 service.app_insights = not service.app_insights
@@ -206,7 +211,7 @@ class FakeMl:
             app_insights_enabled=service.app_insights,
             data_collection_enabled=None,
             scoring_uri=None,
-            updated_at=None,
+            updated_at=service.updated_at,
         )
 
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from emulator.testing import EmulatorHandle, Sandbox
-from service.bootstrap import build_runtime
+from service.bootstrap import build_runtime, warm_imports
 from service.config import ReconcilerSettings, Settings
 from service.db.models import Operation, Tenant, Workspace
 from service.db.session import Database
@@ -46,7 +46,11 @@ FAST = ReconcilerSettings(
 def fast_runtime(
     settings: Settings, database: Database, emulator: EmulatorHandle, **overrides: float
 ) -> Runtime:
-    """A runtime on the test database, aimed at ``emulator``, with fast reconciler settings."""
+    """A runtime on the test database, aimed at ``emulator``, with fast reconciler settings,
+    after the imports a worker process makes as it starts (``service.worker``: ``warm_imports``).
+    Without them the first SDK call of the test process imported azureml-core inside its call
+    deadline, which FAST's 1 s did not always cover on a loaded machine ("load workspace got
+    no answer within 1 s", once in a full CI run, in whichever test came first in its order)."""
     from dataclasses import replace
 
     reconciler = replace(FAST, **overrides)
@@ -54,10 +58,9 @@ def fast_runtime(
         # A longer call deadline needs a lease twice as long, as Settings.from_env requires: the
         # reconciler renews right before a write so that the lease outlasts the call.
         reconciler = replace(reconciler, lease_s=reconciler.call_timeout_s * 2)
-    return build_runtime(
-        settings.with_overrides(azure=emulator_azure_settings(emulator), reconciler=reconciler),
-        database,
-    )
+    azure = emulator_azure_settings(emulator)
+    warm_imports(azure.ca_bundle)
+    return build_runtime(settings.with_overrides(azure=azure, reconciler=reconciler), database)
 
 
 @pytest.fixture(name="rt")

@@ -5,6 +5,7 @@ write budget (``leases`` re-exports all three; see its docstring for how workers
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -122,17 +123,8 @@ class _Reservation:
     count: Any
 
 
-_RESERVATIONS: dict[str, _Reservation] = {}
-
-
+@functools.cache
 def _reservation_statements(dialect_name: str) -> _Reservation:
-    built = _RESERVATIONS.get(dialect_name)
-    if built is None:
-        built = _RESERVATIONS[dialect_name] = _build_reservation(dialect_name)
-    return built
-
-
-def _build_reservation(dialect_name: str) -> _Reservation:
     dialect = postgresql if dialect_name == "postgresql" else sqlite
     latest = func.greatest if dialect is postgresql else func.max
     key: Any = bindparam("sub")

@@ -173,6 +173,6 @@ def _observed(*, azure_time: bool) -> Any:
     )
 
 
-# Built once (see leases._FENCED): every attempt ends with one of them.
+# Built once (see leases._fenced_statement): every attempt ends with one of them.
 _OBSERVED = _observed(azure_time=False)
 _OBSERVED_WITH_AZURE_TIME = _observed(azure_time=True)

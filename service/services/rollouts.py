@@ -55,7 +55,7 @@ def take_slot(rt: Runtime, claim: Claim, owner: str, group: str, limit: int) -> 
         return "taken" if getattr(taken, "rowcount", 0) == 1 else "lost"
 
 
-# Built once with bound parameters (see leases._FENCED).
+# Built once with bound parameters (see leases._fenced_statement).
 _BUSY = (
     select(func.count())
     .select_from(Operation)

@@ -13,6 +13,7 @@ from service.db.types import utcnow
 from service.services import endpoints as endpoint_views
 from tests.api.helpers import assert_problem
 from tests.support.api import ApiClient, World, unique
+from tests.support.rows import operation_row
 
 
 def test_a_reader_lists_and_reads_the_endpoints_of_a_workspace(
@@ -303,12 +304,10 @@ def _workspace(uow: UnitOfWork, tenant: str, ws: str) -> Workspace:
 
 def _operation(workspace: Workspace, name: str, state: str, at: datetime) -> Operation:
     """An operation of ``name`` in ``state``, created (and finished, unless active) at ``at``."""
-    return Operation(
-        tenant_id=workspace.tenant_id,
-        workspace_id=workspace.id,
-        endpoint_name=name,
+    return operation_row(
+        workspace,
+        name,
         kind="set_monitoring",
-        desired={"app_insights": True},
         cause="test",
         state=state,
         created_by="test",

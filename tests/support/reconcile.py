@@ -22,6 +22,7 @@ from service.services.context import CallContext
 from service.services.runtime import Runtime
 from service.worker.reconciler import Reconciler
 from tests.support.api import World, emulator_azure_settings
+from tests.support.rows import operation_row
 
 CLI = CallContext(CLI_PRINCIPAL)
 
@@ -187,16 +188,7 @@ def add_operation(db: Database, tenant: str, workspace: str, endpoint: str) -> s
         w = uow.session.scalars(
             select(Workspace).where(Workspace.tenant_id == t.id, Workspace.slug == workspace)
         ).one()
-        op = Operation(
-            tenant_id=t.id,
-            workspace_id=w.id,
-            endpoint_name=endpoint,
-            kind="apply_policy",
-            desired={"app_insights": True},
-            cause="manual",
-            state="queued",
-            created_by="cli",
-        )
+        op = operation_row(w, endpoint)
         uow.session.add(op)
         uow.commit()
         return op.id

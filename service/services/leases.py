@@ -28,6 +28,7 @@ SQLite has no row locks: there, one worker process runs (its threads serialise t
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -35,8 +36,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Integer,
     String,
     all_,
+    any_,
     bindparam,
     func,
     insert,
@@ -77,24 +80,112 @@ class Claim:
     leased_at: float = 0.0  # time.monotonic() when the lease was taken
 
 
-def _claimable(now: datetime) -> Any:
+# The claim's statements are built once with bound parameters (see _fenced_statement): the
+# reconciler claims several times a second, one transaction per tenant with work. ``now`` is
+# bound at execution, so the same statement serves every tick.
+_NOW: Any = bindparam("now")
+_TENANT: Any = bindparam("tenant")
+
+
+def _claimable() -> Any:
     queued = (Operation.state == OperationState.QUEUED) & (
-        Operation.not_before.is_(None) | (Operation.not_before <= now)
+        Operation.not_before.is_(None) | (Operation.not_before <= _NOW)
     )
     # A running operation whose lease expired lost its worker (crash, kill, partition).
-    orphaned = (Operation.state == OperationState.RUNNING) & (Operation.lease_expires_at < now)
+    orphaned = (Operation.state == OperationState.RUNNING) & (Operation.lease_expires_at < _NOW)
     return or_(queued, orphaned)
 
 
-def _holding_a_place(now: datetime) -> Any:
+def _holding_a_place() -> Any:
     """An operation that counts against its tenant's cap: an attempt of it runs in a worker's
     thread (its lease is live). One whose Azure operation is only being followed does not: it
     holds no thread, and Azure's operations take minutes (``following_since``)."""
     return (
         (Operation.state == OperationState.RUNNING)
-        & (Operation.lease_expires_at >= now)
+        & (Operation.lease_expires_at >= _NOW)
         & Operation.following_since.is_(None)
     )
+
+
+def _among(dialect_name: str, name: str, *, negate: bool = False) -> Any:
+    """``operations.id`` (not) among the ids bound as ``name``. On PostgreSQL one array
+    parameter (``= ANY`` / ``<> ALL``), not one parameter each: the statement text then stays
+    the same whatever the list, so psycopg converts it once, not on every tick (a 100-id list
+    made that a large share of claiming)."""
+    if dialect_name == "postgresql":
+        ids = bindparam(name, type_=postgresql.ARRAY(String()))
+        return Operation.id != all_(ids) if negate else Operation.id == any_(ids)
+    ids = bindparam(name, expanding=True)
+    return Operation.id.not_in(ids) if negate else Operation.id.in_(ids)
+
+
+@functools.cache
+def _due_tenants(sharded: bool) -> Any:
+    due = select(Operation.tenant_id).where(_claimable())
+    if sharded:
+        due = due.where(Operation.tenant_id.in_(bindparam("only", expanding=True)))
+    return due.distinct().limit(200)
+
+
+_BUSY_TENANTS = (
+    select(Operation.tenant_id, func.count())
+    .where(_holding_a_place())
+    .group_by(Operation.tenant_id)
+)
+# Serialises the count-then-claim of a tenant with other workers' claims for it.
+_LOCK_TENANT = select(Tenant.id).where(Tenant.id == _TENANT).with_for_update()
+_TENANT_RUNNING = (
+    select(func.count())
+    .select_from(Operation)
+    .where(Operation.tenant_id == _TENANT, _holding_a_place())
+)
+_CLAIMED_FIELDS = (
+    Operation.id,
+    Operation.workspace_id,
+    Operation.endpoint_name,
+    Operation.attempts,
+    Operation.max_attempts,
+    Operation.azure_operation_id,
+    Operation.desired,
+    Operation.cause,
+    Operation.fence,
+)
+_ATTEMPT_STARTED = insert(OperationAttempt)
+
+
+@functools.cache
+def _due_of_tenant(dialect_name: str, excluding: bool) -> Any:
+    cols = (Operation.id, Operation.state, Operation.attempts, Operation.max_attempts)
+    due = select(*cols).where(Operation.tenant_id == _TENANT, _claimable())
+    if excluding:
+        due = due.where(_among(dialect_name, "excluded", negate=True))
+    limit = bindparam("free", type_=Integer)
+    return due.order_by(Operation.created_at).limit(limit).with_for_update(skip_locked=True)
+
+
+@functools.cache
+def _take_queued(dialect_name: str) -> Any:
+    """Lease queued operations with attempts left (the common case), in one statement that
+    returns what their claims need."""
+    return (
+        update(Operation)
+        .where(_among(dialect_name, "plain"))
+        .values(
+            state=OperationState.RUNNING,
+            lease_owner=bindparam("owner"),
+            lease_expires_at=bindparam("expires"),
+            attempts=Operation.attempts + 1,
+            fence=Operation.fence + 1,
+            version=Operation.version + 1,
+        )
+        .returning(*_CLAIMED_FIELDS)
+        .execution_options(synchronize_session=False)
+    )
+
+
+@functools.cache
+def _claimed_rows(dialect_name: str) -> Any:
+    return select(*_CLAIMED_FIELDS).where(_among(dialect_name, "taken"))
 
 
 def claim(
@@ -115,20 +206,15 @@ def claim(
     if capacity <= 0 or (only_tenants is not None and not only_tenants):
         return []
     with rt.uow(read_only=True) as uow:
-        now = utcnow()
-        due = select(Operation.tenant_id).where(_claimable(now))
+        params: dict[str, Any] = {"now": utcnow()}
         if only_tenants is not None:
-            due = due.where(Operation.tenant_id.in_(list(only_tenants)))
-        tenants = list(uow.session.scalars(due.distinct().limit(200)))
+            params["only"] = list(only_tenants)
+        tenants: list[str] = list(
+            core(uow.session).execute(_due_tenants(only_tenants is not None), params).scalars()
+        )
         # A cheap first look (re-checked under the lock): skip tenants already at their cap
         # without opening a write transaction for each of them.
-        busy = dict(
-            uow.session.execute(
-                select(Operation.tenant_id, func.count())
-                .where(_holding_a_place(now))
-                .group_by(Operation.tenant_id)
-            ).all()
-        )
+        busy: dict[str, int] = dict(core(uow.session).execute(_BUSY_TENANTS, params).all())
     tenants = [t for t in tenants if busy.get(t, 0) < cfg.tenant_concurrency]
     claims: list[Claim] = []
     # Oldest work first across tenants would starve small tenants behind a big one: rotate.
@@ -152,28 +238,19 @@ def _claim_for_tenant(
 ) -> list[Claim]:
     with write_transaction(rt) as uow:
         session = uow.session
-        # Serialises the count-then-claim below with other workers' claims for this tenant.
-        session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+        conn = core(session)
+        dialect = conn.dialect.name
         now = utcnow()
-        running = session.scalar(
-            select(func.count())
-            .select_from(Operation)
-            .where(Operation.tenant_id == tenant_id, _holding_a_place(now))
-        )
+        params: dict[str, Any] = {"tenant": tenant_id, "now": now}
+        conn.execute(_LOCK_TENANT, params)
+        running = conn.execute(_TENANT_RUNNING, params).scalar()
         free = min(capacity, rt.settings.reconciler.tenant_concurrency - int(running or 0))
         if free <= 0:
             return []
-        cols = (Operation.id, Operation.state, Operation.attempts, Operation.max_attempts)
-        due = select(*cols).where(Operation.tenant_id == tenant_id, _claimable(now))
+        params["free"] = free
         if exclude:
-            due = due.where(_not_among(session, list(exclude)))
-        rows = (
-            core(session)
-            .execute(
-                due.order_by(Operation.created_at).limit(free).with_for_update(skip_locked=True)
-            )
-            .all()
-        )
+            params["excluded"] = list(exclude)
+        rows: list[Any] = list(conn.execute(_due_of_tenant(dialect, bool(exclude)), params))
         expires = now + timedelta(seconds=lease_s)
         taken: list[Operation] = []
         plain: list[str] = []  # queued with attempts left: the common case, in one statement
@@ -195,39 +272,19 @@ def _claim_for_tenant(
             op.fence += 1
             taken.append(op)
         session.flush()
+        claimed: list[Any] = []
         if plain:
-            core(session).execute(
-                update(Operation)
-                .where(Operation.id.in_(plain))
-                .values(
-                    state=OperationState.RUNNING,
-                    lease_owner=owner,
-                    lease_expires_at=expires,
-                    attempts=Operation.attempts + 1,
-                    fence=Operation.fence + 1,
-                    version=Operation.version + 1,
-                )
-                .execution_options(synchronize_session=False)
-            )
-        fields = (
-            Operation.id,
-            Operation.workspace_id,
-            Operation.endpoint_name,
-            Operation.attempts,
-            Operation.max_attempts,
-            Operation.azure_operation_id,
-            Operation.desired,
-            Operation.cause,
-            Operation.fence,
-        )
-        ids = plain + [op.id for op in taken]
-        claimed = sorted(
-            core(session).execute(select(*fields).where(Operation.id.in_(ids))).all(),
-            key=lambda r: order[r.id],
-        )
+            claimed += conn.execute(
+                _take_queued(dialect), {"plain": plain, "owner": owner, "expires": expires}
+            ).all()
+        if taken:
+            claimed += conn.execute(
+                _claimed_rows(dialect), {"taken": [op.id for op in taken]}
+            ).all()
+        claimed.sort(key=lambda r: order[r.id])
         if claimed:
-            core(session).execute(
-                insert(OperationAttempt),
+            conn.execute(
+                _ATTEMPT_STARTED,
                 [{"operation_id": r.id, "number": r.fence, "worker": owner} for r in claimed],
             )
         leased_at = time.monotonic()
@@ -249,15 +306,6 @@ def _claim_for_tenant(
         ]
         uow.commit()
         return claims
-
-
-def _not_among(session: Session, ids: list[str]) -> Any:
-    """``operations.id`` not in ``ids``. On PostgreSQL one array parameter (``<> ALL``), not one
-    parameter each: the statement text then stays the same whatever the list, so psycopg
-    converts it once, not on every tick (a 100-id list made that a large share of claiming)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return Operation.id != all_(bindparam("excluded", ids, type_=postgresql.ARRAY(String())))
-    return Operation.id.not_in(ids)
 
 
 def _take_over(session: Any, op: Operation, now: datetime) -> bool:
@@ -313,41 +361,40 @@ def fenced_update(session: Session, claim: Claim, owner: str, **values: Any) -> 
     """UPDATE the operation (``values``, and its version) only while this attempt holds it:
     running, leased by this worker, and still at this attempt's fencing token. ``values`` are
     plain values (no SQL expressions). Returns the result."""
-    names = tuple(sorted(values))
-    params = {f"set_{name}": value for name, value in values.items()}
+    params = _set_params(values)
     params.update(fenced_id=claim.id, fenced_owner=owner, fenced_fence=claim.fence)
-    return core(session).execute(_fenced_statement(names), params)
+    return core(session).execute(_fenced_statement(tuple(sorted(values))), params)
+
+
+def _set_params(values: dict[str, Any]) -> dict[str, Any]:
+    """The bound parameters of the new ``values`` of a statement built with ``set_<column>``."""
+    return {f"set_{name}": value for name, value in values.items()}
 
 
 # The fenced UPDATEs, one per set of columns, built once with bound parameters: an attempt
 # runs several (renewals, its outcome), and building each again (SQLAlchemy's constructs and
 # their cache key) was a tenth of the reconciler's CPU with the SQL of its hot paths
 # (bench/reconcile_converge.py profiled with yappi, issue 16).
-_FENCED: dict[tuple[str, ...], Any] = {}
-
-
+@functools.cache
 def _fenced_statement(names: tuple[str, ...]) -> Any:
-    stmt = _FENCED.get(names)
-    if stmt is None:
-        stmt = _FENCED[names] = (
-            update(Operation)
-            .where(
-                Operation.id == bindparam("fenced_id"),
-                Operation.state == OperationState.RUNNING,
-                Operation.lease_owner == bindparam("fenced_owner"),
-                Operation.fence == bindparam("fenced_fence"),
-            )
-            .values(
-                version=Operation.version + 1,
-                **{name: bindparam(f"set_{name}") for name in names},
-            )
-            .execution_options(synchronize_session=False)
+    return (
+        update(Operation)
+        .where(
+            Operation.id == bindparam("fenced_id"),
+            Operation.state == OperationState.RUNNING,
+            Operation.lease_owner == bindparam("fenced_owner"),
+            Operation.fence == bindparam("fenced_fence"),
         )
-    return stmt
+        .values(
+            version=Operation.version + 1,
+            **{name: bindparam(f"set_{name}") for name in names},
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
-# Built once (see _FENCED): an attempt that records an observation, or takes a rollout slot,
-# first locks its workspace's row, as discovery does, so that they take turns.
+# Built once (see _fenced_statement): an attempt that records an observation, or takes a
+# rollout slot, first locks its workspace's row, as discovery does, so that they take turns.
 _LOCK_WORKSPACE = (
     select(Workspace.id).where(Workspace.id == bindparam("lock_workspace")).with_for_update()
 )
@@ -373,7 +420,7 @@ class AttemptRecord:
     azure_operation_id: str | None = None
 
 
-# The attempt's row, written as it ends (built once: see _FENCED).
+# The attempt's row, written as it ends (built once: see _fenced_statement).
 _ATTEMPT_ENDED = (
     update(OperationAttempt)
     .where(
@@ -404,7 +451,7 @@ def finish(
     result = fenced_update(uow.session, claim, owner, **values)
     finished = bool(getattr(result, "rowcount", 0) == 1)
     if finished and record is not None:
-        params = {f"set_{name}": value for name, value in record.__dict__.items()}
+        params = _set_params(record.__dict__)
         params.update(attempt_of=claim.id, attempt_number=claim.fence, set_finished_at=utcnow())
         core(uow.session).execute(_ATTEMPT_ENDED, params)
     return finished

@@ -60,6 +60,7 @@ import yaml
 
 from bench import postgres_cpu_s, postgres_server_pid, verdict
 from service.config import ReconcilerSettings
+from service.db.types import utcnow
 
 TENANTS, SUBS_PER_TENANT = 10, 2
 ONLINE_ROUTES = [
@@ -408,6 +409,7 @@ def _run(
     database_before = postgres_cpu_s(postmaster) if postmaster else None
     transactions_before = _transactions(args.postgres) if args.postgres else None
     started = last_print = time.monotonic()
+    started_at = utcnow()
     reconciler = None if args.workers else Reconciler(rt, "bench")
     workers = _start_workers(args, settings, work) if args.workers else []
     total = args.endpoints + args.online
@@ -458,6 +460,8 @@ def _run(
     done, failed = states.get("succeeded", 0), states.get("failed", 0)
     for error in _errors(rt):
         print(f"  failed: {error}")
+    for line in _slowest(rt, started_at):
+        print(f"  last: {line}")
     for fault_id in fault_ids:
         admin.delete(f"{url}/_admin/faults/{fault_id}")
     writes = admin.get(f"{url}/_admin/stats/arm-writes").json()["maxWritesPerSecond"]
@@ -656,6 +660,42 @@ def _errors(rt: Any) -> list[str]:
                 f"{o}{'' if c else ' (free)'}: {(e or '')[:80]}" for o, c, e in attempts
             )
             out.append(f"{name}: {error} [attempts: {tried}]")
+        return out
+
+
+def _slowest(rt: Any, started_at: Any, count: int = 3) -> list[str]:
+    """The ``count`` operations that finished last (what the tail waited for): each attempt's
+    start and end in seconds since the run started, its outcome, Azure's status and its error,
+    and when the next attempt was allowed."""
+    from sqlalchemy import select
+
+    from service.db.models import Operation, OperationAttempt
+
+    def at(moment: Any) -> str:
+        return "-" if moment is None else f"{(moment - started_at).total_seconds():.1f}"
+
+    with rt.uow() as uow:
+        ops = uow.session.execute(
+            select(Operation.id, Operation.endpoint_name, Operation.created_at)
+            .where(Operation.finished_at.is_not(None))
+            .order_by(Operation.finished_at.desc())
+            .limit(count)
+        ).all()
+        out = []
+        for op_id, name, created in ops:
+            attempts = uow.session.execute(
+                select(OperationAttempt)
+                .where(OperationAttempt.operation_id == op_id)
+                .order_by(OperationAttempt.number)
+            ).scalars()
+            tried = "; ".join(
+                f"{at(a.started_at)}-{at(a.finished_at)} s {a.outcome}"
+                f"{'' if a.azure_status is None else f' {a.azure_status}'}"
+                f"{'' if a.retry_at is None else f' retry at {at(a.retry_at)}'}"
+                f"{'' if not a.error else f': {a.error[:60]}'}"
+                for a in attempts
+            )
+            out.append(f"{name} queued at {at(created)} s [{tried}]")
         return out
 
 

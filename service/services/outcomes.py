@@ -70,10 +70,15 @@ def record_outcome(
         values.update(state=OperationState.RUNNING)
         attempt_outcome, charged = AttemptOutcome.RELEASED, False
     elif outcome.state == AttemptEnd.RETRY and (refund or claim.attempts < claim.max_attempts):
+        # Back in the queue it holds no rollout slot (a slot counts only while running): the
+        # next attempt takes one again before it writes. Kept, it counted as the slot of that
+        # next attempt from its claim on, and two deployments of one endpoint claimed together
+        # each waited for the other's old slot, in step, for minutes.
         values.update(
             state=OperationState.QUEUED,
             not_before=now + timedelta(seconds=outcome.delay_s),
             last_error=outcome.error,
+            rollout_group=None,
         )
         attempt_outcome = AttemptOutcome.RETRY
         if refund:

@@ -6,7 +6,8 @@ policy's ``max_parallel_updates`` (default 1) caps the deployments of one online
 written at the same time, across all workers: an attempt takes a slot (marks its operation with
 the endpoint's rollout group) in one transaction that first locks the workspace row and counts
 the group's other running, leased operations. A slot is released when the operation leaves
-``running`` or its lease expires (a crashed worker's slot frees itself).
+``running`` (back in the queue its rollout group is cleared: the next attempt takes a slot
+again before it writes) or its lease expires (a crashed worker's slot frees itself).
 
 Taking a slot is a state change of the attempt, so it is fenced like every other one by the
 attempt's fencing token (``operations.fence``, see ``leases``); the last check before the write

@@ -213,6 +213,36 @@ def test_a_rollout_slot_is_fenced_by_the_token_not_by_the_attempt_count(
     assert take_slot(rt, second, "worker", group, 1) == "taken"
 
 
+def test_deployments_back_in_the_queue_hold_no_rollout_slot_when_claimed_together(
+    world: World, rt: Runtime, database: Database, fake: FakeMl
+) -> None:
+    """Two deployments of one online endpoint (one update at a time) each took the slot in
+    turn and went back to the queue (a 429 on the PUT, a 500 on a read). Claimed again in the
+    same tick, one of them must get the slot. Before, an operation kept its rollout group
+    while queued, so each running attempt counted the other's old slot: both waited, in step,
+    tick after tick (bench reconcile_converge, session 23: 130 s for one endpoint)."""
+    from service.domain.states import AttemptEnd
+    from service.services.outcomes import record_outcome
+
+    q = _queued(world, rt, fake)
+    with rt.uow(read_only=True) as uow:
+        op = uow.session.get(Operation, q.operation_id)
+        assert op is not None
+        workspace_id = op.workspace_id
+    green = _queue(rt, fake, q.tenant_id, workspace_id, "svc-green")
+    group = rollout_group(workspace_id, "online-endpoint")
+    back_in_queue = Outcome(AttemptEnd.RETRY, "HTTP 429", 0.0, refund=True)
+    for name, exclude in (("blue", set()), ("green", {q.operation_id})):
+        (claim,) = leases.claim(rt, "worker", 1, only_tenants={q.tenant_id}, exclude=exclude)
+        assert claim.id == (q.operation_id if name == "blue" else green)
+        assert take_slot(rt, claim, "worker", group, 1) == "taken"
+        record_outcome(rt, claim, "worker", back_in_queue, None)
+    both = leases.claim(rt, "worker", 2, only_tenants={q.tenant_id})
+    assert {c.id for c in both} == {q.operation_id, green}
+    slots = [take_slot(rt, c, "worker", group, 1) for c in both]
+    assert sorted(slots) == ["busy", "taken"]
+
+
 def test_a_tick_never_claims_an_operation_whose_attempt_it_still_runs(
     world: World, rt: Runtime, database: Database, fake: FakeMl
 ) -> None:

@@ -674,7 +674,7 @@ def _slowest(rt: Any, started_at: Any, count: int = 3) -> list[str]:
     def at(moment: Any) -> str:
         return "-" if moment is None else f"{(moment - started_at).total_seconds():.1f}"
 
-    with rt.uow() as uow:
+    with rt.uow(read_only=True) as uow:
         ops = uow.session.execute(
             select(Operation.id, Operation.endpoint_name, Operation.created_at)
             .where(Operation.finished_at.is_not(None))

@@ -19,9 +19,10 @@ from service.config import Settings
 from service.db.models import Operation, OperationAttempt, Tenant, Workspace, WriteBudget
 from service.db.session import Database
 from service.db.types import utcnow
+from service.domain.states import AttemptEnd
 from service.errors import AzureCallFailed
 from service.services import credentials, leases, policies
-from service.services.outcomes import Outcome
+from service.services.outcomes import Outcome, record_outcome
 from service.services.rollouts import rollout_group, take_slot
 from service.services.runtime import Runtime
 from service.worker.reconciler import Reconciler
@@ -221,9 +222,6 @@ def test_deployments_back_in_the_queue_hold_no_rollout_slot_when_claimed_togethe
     same tick, one of them must get the slot. Before, an operation kept its rollout group
     while queued, so each running attempt counted the other's old slot: both waited, in step,
     tick after tick (bench reconcile_converge, session 23: 130 s for one endpoint)."""
-    from service.domain.states import AttemptEnd
-    from service.services.outcomes import record_outcome
-
     q = _queued(world, rt, fake)
     with rt.uow(read_only=True) as uow:
         op = uow.session.get(Operation, q.operation_id)
@@ -670,7 +668,6 @@ def test_one_write_reserves_at_most_slot_tries_slots_however_they_were_given_up(
     """Slots given up as late (a slow renewal) and slots whose write was not sent (its read was
     slow) count together. Before, each of the attempt's SLOT_TRIES unsent writes could first give
     up SLOT_TRIES late slots: up to 100 slots of the subscription's budget for one write."""
-    from service.domain.states import AttemptEnd
     from service.services.db_writes import LATE_S, SLOT_TRIES
 
     q = _queued(world, rt, fake)

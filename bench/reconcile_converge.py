@@ -28,13 +28,16 @@ workers' start, their SDK imports and the first discovery), the steady rate over
 CPU is read for each process on the cores: the service's (the bench process, or the
 ``--workers`` from their start), the emulator's and, with ``--postgres`` on this machine, the
 database server's (its backends, ended ones included); the ``floor:`` line sets their sum
-against the most CPU per target a 20 s convergence leaves on this machine's cores. A second
-``floor:`` line gives the write budget's bound, whatever the CPU: the busiest subscription's
-targets, one write each in slots ``SLOT_MARGIN`` / rate apart, then one ``--operation-s``
-operation. (Until attempts followed their Azure operations without a thread, an attempt held
-its place in the tenant's cap, ``--tenant-cap``, for the whole operation: the line read the
-attempts' durations back instead, and the busiest tenant's targets x ``--operation-s`` /
-``--tenant-cap`` alone was 20 s, the target.)
+against the most CPU per target a 20 s convergence leaves on this machine's cores. With
+``--online``, the next ``floor:`` line prices every Azure call of the run (the calls counted by
+route, each at the CPU of one read through the adapter, client and emulator) and splits the
+run's CPU into those calls and the rest (the service's own work, the database, discovery and
+start-up). Another ``floor:`` line gives the write budget's bound, whatever the CPU: the
+busiest subscription's targets, one write each in slots ``SLOT_MARGIN`` / rate apart, then one
+``--operation-s`` operation. (Until attempts followed their Azure operations without a thread,
+an attempt held its place in the tenant's cap, ``--tenant-cap``, for the whole operation: the
+line read the attempts' durations back instead, and the busiest tenant's targets x
+``--operation-s`` / ``--tenant-cap`` alone was 20 s, the target.)
 
 Both trust what a deployment trusts (``--trust public``, the default): certifi's public roots
 plus the emulator's CA in one bundle. ``--trust emulator`` (the emulator's CA alone, as every
@@ -467,7 +470,8 @@ def _run(
     writes = admin.get(f"{url}/_admin/stats/arm-writes").json()["maxWritesPerSecond"]
     for fault_id in latency_ids:
         admin.delete(f"{url}/_admin/faults/{fault_id}")
-    read_cpu = _read_cost(rt, emulator_pid)
+    read_cpu = _read_cost(rt, emulator_pid, online=False)
+    online_read_cpu = _read_cost(rt, emulator_pid, online=True) if args.online else (0.0, 0.0)
     injected = 0
     for family in families:
         served = admin.get(f"{url}/_admin/requests", params={"route": family}).json()
@@ -554,8 +558,14 @@ def _run(
         )
     )
     client_ms, emulator_ms = read_cpu
+    online_client_ms, online_emulator_ms = online_read_cpu
     cores = os.cpu_count() or 1
     sdk_floor = per_v1 * args.endpoints * (client_ms + emulator_ms) / 1000 / cores
+    per_v2_calls = sum(per_v2.values())
+    calls_cpu = (
+        sdk_floor * cores
+        + per_v2_calls * args.online * (online_client_ms + online_emulator_ms) / 1000
+    )
     run_cpu = service_cpu + emulator_cpu + (database_cpu or 0.0)
     print(
         f"floor: one web service read through the adapter costs client_cpu_ms={client_ms:.2f} "
@@ -565,6 +575,16 @@ def _run(
         f"converging in 20 s on {cores} cores allows <= {20_000 * cores / total:.0f} ms of CPU "
         f"per target, this run used {1000 * run_cpu / total:.1f}"
     )
+    if args.online:
+        print(
+            f"floor: one online deployment read costs client_cpu_ms={online_client_ms:.2f} "
+            f"emulator_cpu_ms={online_emulator_ms:.2f}; every Azure call of the run at a "
+            f"read's cost ({per_v1:.2f} per web service, {per_v2_calls:.2f} per deployment) "
+            f"is {1000 * calls_cpu / total:.1f} ms of CPU per target, >= "
+            f"{calls_cpu / cores:.1f} s on {cores} cores with nothing else; the rest of the "
+            f"run's CPU (the service's own work, the database, discovery, start-up) is "
+            f"{1000 * (run_cpu - calls_cpu) / total:.1f} ms per target"
+        )
     budget_floor, most_writes, rate, margin = _budget_floor(rt, args.operation_s)
     print(
         f"floor: the write budget: the busiest subscription's {most_writes} writes, one slot "
@@ -699,10 +719,13 @@ def _slowest(rt: Any, started_at: Any, count: int = 3) -> list[str]:
         return out
 
 
-def _read_cost(rt: Any, emulator_pid: int, reads: int = 200) -> tuple[float, float]:
-    """CPU ms of one web service read through the service's adapter (azureml-core: a new
-    requests session, so a TLS handshake, per call), this process and the emulator's, read by
-    10 threads at once with no injected latency or faults: the SDK's own cost per MMS call."""
+def _read_cost(
+    rt: Any, emulator_pid: int, *, online: bool, reads: int = 200
+) -> tuple[float, float]:
+    """CPU ms of one read of a web service (azureml-core: a new requests session, so a TLS
+    handshake, per call) or, ``online``, of an online deployment (azure-ai-ml's ARM client, its
+    connections kept alive) through the service's adapter, this process's and the emulator's,
+    read by 10 threads at once with no injected latency or faults: the SDK's own cost per call."""
     from concurrent.futures import ThreadPoolExecutor
 
     from sqlalchemy import select
@@ -710,14 +733,19 @@ def _read_cost(rt: Any, emulator_pid: int, reads: int = 200) -> tuple[float, flo
     from service.db.models import Endpoint, Workspace
     from service.services.discovery import target_of
 
+    kind = Endpoint.online_endpoint.is_not(None) if online else Endpoint.online_endpoint.is_(None)
     with rt.uow() as uow:
-        ws = uow.session.scalars(select(Workspace).limit(1)).one()
+        ws = uow.session.scalars(
+            select(Workspace)
+            .where(Workspace.id.in_(select(Endpoint.workspace_id).where(kind)))
+            .limit(1)
+        ).one()
         names = uow.session.scalars(
-            select(Endpoint.name).where(Endpoint.workspace_id == ws.id).limit(10)
+            select(Endpoint.name).where(Endpoint.workspace_id == ws.id, kind).limit(10)
         ).all()
         uow.session.expunge(ws)
     target = target_of(rt, ws)
-    for name in names:  # warm: the workspace object, the token
+    for name in names:  # warm: the workspace object, the token, the connections
         rt.ml.get_service(target, name)
     cpu0, emulator0 = _cpu_s(), _process_cpu_s(emulator_pid)
     with ThreadPoolExecutor(10) as pool:

@@ -80,7 +80,11 @@ class PolicyIndex:
     def load(cls, session: Session, tenant_id: str) -> PolicyIndex:
         # Plain rows, not ORM objects: every attempt loads its tenant's index (twice), and
         # building and tracking Policy entities was a visible share of the reconciler's CPU.
-        return cls.from_rows(session.execute(_TENANT_POLICIES, {"tenant_id": tenant_id}))
+        # Run on the session's connection, below the ORM's execution (~30% of the call's CPU;
+        # issue 16), after flushing what the session holds, as its autoflush would.
+        session.flush()
+        found = session.connection().execute(_TENANT_POLICIES, {"tenant_id": tenant_id})
+        return cls.from_rows(found)
 
     def effective(self, workspace_id: str, endpoint_name: str) -> EffectivePolicy:
         """A v2 deployment ``e.d`` takes the policy of its online endpoint ``e``, overridden

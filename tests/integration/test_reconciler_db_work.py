@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -17,7 +18,8 @@ from typing import Any
 
 from sqlalchemy import event, select
 
-from service.db.models import Endpoint, Operation, OperationAttempt, Tenant
+from service.db.models import Endpoint, Operation, OperationAttempt, Policy, Tenant
+from service.services.planning import PolicyIndex
 from service.services.runtime import Runtime
 from service.worker.reconciler import Reconciler
 from tests.integration.test_reconciler_fencing import (  # noqa: F401 - fixtures used by name
@@ -88,6 +90,22 @@ def test_an_attempt_reads_its_workspace_policies_and_credential_in_one_unit_of_t
     joined = next(s for s in reading if "tenant_credentials" in s)
     assert "FROM workspaces JOIN tenants" in joined
     assert _reads([s for s in reading if s is not joined], "policies")
+
+
+def test_a_tenant_s_policy_index_sees_the_session_s_unflushed_policies(rt: Runtime) -> None:
+    """``PolicyIndex.load`` reads below the ORM (issue 16) but still sees what the session holds
+    and has not flushed, as ``Session.execute``'s autoflush did: a policy written in the same
+    unit as a plan is planned with."""
+    with rt.uow() as uow:  # rolled back: never committed
+        tenant = Tenant(slug=f"idx-{uuid.uuid4().hex[:8]}", display_name="t", entra_tenant_id="x")
+        uow.session.add(tenant)
+        uow.flush()
+        uow.session.add(
+            Policy(tenant_id=tenant.id, scope="tenant", scope_key="tenant", app_insights=True)
+        )
+        index = PolicyIndex.load(uow.session, tenant.id)
+    assert index.tenant is not None
+    assert index.tenant.app_insights is True
 
 
 def test_an_attempt_for_a_tenant_whose_credential_was_removed_fails_saying_so(

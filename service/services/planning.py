@@ -81,8 +81,9 @@ class PolicyIndex:
         # Plain rows, not ORM objects: every attempt loads its tenant's index (twice), and
         # building and tracking Policy entities was a visible share of the reconciler's CPU.
         # Run on the session's connection, below the ORM's execution (~30% of the call's CPU;
-        # issue 16), after flushing what the session holds, as its autoflush would.
-        session.flush()
+        # issue 16), after flushing what the session holds where its autoflush would have.
+        if session.autoflush:
+            session.flush()
         found = session.connection().execute(_TENANT_POLICIES, {"tenant_id": tenant_id})
         return cls.from_rows(found)
 

@@ -8,6 +8,7 @@ statements are built once with bound parameters (service/services/compliance.py 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -136,18 +137,8 @@ def _policy_index(session: Session, tenant_id: str, names: set[str]) -> PolicyIn
 
 # The facts' statements, built once per (kind, dialect, filtered by name) with bound
 # parameters: building them for each request was a third of a page's fact-finding CPU.
-_STATEMENTS: dict[tuple[str, str, bool], Any] = {}
-
-
+@functools.cache
 def _statement(kind: str, dialect: str, by_name: bool) -> Any:
-    key = (kind, dialect, by_name)
-    stmt = _STATEMENTS.get(key)
-    if stmt is None:
-        stmt = _STATEMENTS[key] = _build(kind, dialect, by_name)
-    return stmt
-
-
-def _build(kind: str, dialect: str, by_name: bool) -> Any:
     ws_ids: Any = bindparam("ws_ids", expanding=True)
     if kind == "broken":
         return select(WorkspaceSync.workspace_id).where(

@@ -560,11 +560,11 @@ def _run(
     client_ms, emulator_ms = read_cpu
     online_client_ms, online_emulator_ms = online_read_cpu
     cores = os.cpu_count() or 1
-    sdk_floor = per_v1 * args.endpoints * (client_ms + emulator_ms) / 1000 / cores
+    v1_calls_cpu = per_v1 * args.endpoints * (client_ms + emulator_ms) / 1000
+    sdk_floor = v1_calls_cpu / cores
     per_v2_calls = sum(per_v2.values())
     calls_cpu = (
-        sdk_floor * cores
-        + per_v2_calls * args.online * (online_client_ms + online_emulator_ms) / 1000
+        v1_calls_cpu + per_v2_calls * args.online * (online_client_ms + online_emulator_ms) / 1000
     )
     run_cpu = service_cpu + emulator_cpu + (database_cpu or 0.0)
     print(
@@ -661,7 +661,7 @@ def _errors(rt: Any) -> list[str]:
     """The last error of each operation that did not succeed, with its attempts' outcomes."""
     from sqlalchemy import select
 
-    from service.db.models import Operation, OperationAttempt
+    from service.db.models import Operation
 
     with rt.uow() as uow:
         ops = uow.session.execute(
@@ -671,13 +671,9 @@ def _errors(rt: Any) -> list[str]:
         ).all()
         out = []
         for op_id, name, error in ops:
-            attempts = uow.session.execute(
-                select(OperationAttempt.outcome, OperationAttempt.charged, OperationAttempt.error)
-                .where(OperationAttempt.operation_id == op_id)
-                .order_by(OperationAttempt.number)
-            ).all()
             tried = "; ".join(
-                f"{o}{'' if c else ' (free)'}: {(e or '')[:80]}" for o, c, e in attempts
+                f"{a.outcome}{'' if a.charged else ' (free)'}: {(a.error or '')[:80]}"
+                for a in _attempts(uow.session, op_id)
             )
             out.append(f"{name}: {error} [attempts: {tried}]")
         return out
@@ -689,7 +685,7 @@ def _slowest(rt: Any, started_at: Any, count: int = 3) -> list[str]:
     and when the next attempt was allowed."""
     from sqlalchemy import select
 
-    from service.db.models import Operation, OperationAttempt
+    from service.db.models import Operation
 
     def at(moment: Any) -> str:
         return "-" if moment is None else f"{(moment - started_at).total_seconds():.1f}"
@@ -703,20 +699,30 @@ def _slowest(rt: Any, started_at: Any, count: int = 3) -> list[str]:
         ).all()
         out = []
         for op_id, name, created in ops:
-            attempts = uow.session.execute(
-                select(OperationAttempt)
-                .where(OperationAttempt.operation_id == op_id)
-                .order_by(OperationAttempt.number)
-            ).scalars()
             tried = "; ".join(
                 f"{at(a.started_at)}-{at(a.finished_at)} s {a.outcome}"
                 f"{'' if a.azure_status is None else f' {a.azure_status}'}"
                 f"{'' if a.retry_at is None else f' retry at {at(a.retry_at)}'}"
                 f"{'' if not a.error else f': {a.error[:60]}'}"
-                for a in attempts
+                for a in _attempts(uow.session, op_id)
             )
             out.append(f"{name} queued at {at(created)} s [{tried}]")
         return out
+
+
+def _attempts(session: Any, operation_id: str) -> list[Any]:
+    """The attempts of one operation, in order (for the run's report lines)."""
+    from sqlalchemy import select
+
+    from service.db.models import OperationAttempt
+
+    return list(
+        session.scalars(
+            select(OperationAttempt)
+            .where(OperationAttempt.operation_id == operation_id)
+            .order_by(OperationAttempt.number)
+        )
+    )
 
 
 def _read_cost(

@@ -21,6 +21,7 @@ for _var in ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID", "AZURE
 
 pytest_plugins = ["emulator.pytest_plugin"]
 pytest_plugins += ["tests.support.databases", "tests.support.api", "tests.support.redis"]
+pytest_plugins += ["tests.support.heap"]  # full collections between tests, not during them
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: ignore[no-untyped-def]

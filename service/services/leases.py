@@ -77,7 +77,7 @@ class Claim:
     desired: dict[str, Any]
     cause: str
     fence: int = 0  # this attempt's fencing token
-    leased_at: float = 0.0  # time.monotonic() when the lease was taken
+    leased_at: float = 0.0  # time.monotonic() when the lease's expiry was set
 
 
 # The claim's statements are built once with bound parameters (see _fenced_statement): the
@@ -240,7 +240,9 @@ def _claim_for_tenant(
         session = uow.session
         conn = core(session)
         dialect = conn.dialect.name
-        now = utcnow()
+        # The lease runs from ``now`` (its expiry is ``now + lease_s``), so the worker counts its
+        # renewals from the same moment, not from after the tenant's row lock was waited for.
+        now, leased_at = utcnow(), time.monotonic()
         params: dict[str, Any] = {"tenant": tenant_id, "now": now}
         conn.execute(_LOCK_TENANT, params)
         running = conn.execute(_TENANT_RUNNING, params).scalar()
@@ -287,7 +289,6 @@ def _claim_for_tenant(
                 _ATTEMPT_STARTED,
                 [{"operation_id": r.id, "number": r.fence, "worker": owner} for r in claimed],
             )
-        leased_at = time.monotonic()
         claims = [
             Claim(
                 r.id,

@@ -435,6 +435,44 @@ def test_racing_claimers_never_share_a_fencing_token(
     assert not any(leases.renew(rt, c, owner) for owner, c in taken)
 
 
+def test_a_claim_counts_its_renewals_from_when_its_expiry_was_set_not_after_a_lock_wait(
+    world: World, rt: Runtime, database: Database, fake: FakeMl
+) -> None:
+    """A claim that waited for its tenant's row (another worker's claim holds it) sets the
+    expiry before the wait: the worker must count its first renewal from there too, or the
+    wait is cut from the lease's spare time (a wait of two thirds of a lease let it lapse
+    before its first renewal was due)."""
+    if rt.settings.is_sqlite:
+        pytest.skip("SQLite's writers queue before a claim reads its clock: it never waits after")
+    q = _queued(world, rt, fake)
+    hold_s = LEASE_S / 2
+    locked, release = threading.Event(), threading.Event()
+
+    def other_claim() -> None:  # holds the tenant's row, as a concurrent claim does
+        with database.engine.connect() as conn, conn.begin():
+            conn.execute(select(Tenant.id).where(Tenant.id == q.tenant_id).with_for_update())
+            locked.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=other_claim)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        threading.Timer(hold_s, release.set).start()
+        started_wall, started = utcnow().timestamp(), time.monotonic()
+        (claim,) = leases.claim(rt, "waiting", 1, only_tenants={q.tenant_id})
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+        holder.join(10)
+    assert waited >= hold_s
+    (op,) = operations_of(rt, q.tenant_id)
+    assert op.lease_expires_at is not None
+    expiry_set_after = op.lease_expires_at.timestamp() - LEASE_S - started_wall
+    assert expiry_set_after < hold_s / 2  # the premise: set before the wait
+    assert claim.leased_at - started < hold_s / 2
+
+
 def test_cancelling_a_running_operation_closes_its_attempt_and_fences_it_off(
     world: World, rt: Runtime, database: Database, fake: FakeMl
 ) -> None:

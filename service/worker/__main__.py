@@ -68,10 +68,11 @@ def main() -> int:
     shard = settings.reconciler.only_tenants
     reconciler = Reconciler(runtime, only_tenants=set(shard) if shard else None)
     log.info("reconciler %s started", reconciler.worker_id)
-    # ~280,000 objects by now (modules, SDKs, runtime): every full collection walked them all
-    # again, 60-90 ms with every attempt thread stopped (more as the heap grew: up to 0.33 s in
-    # bench.reconcile_converge). Out of the collector's generations, they are never walked;
-    # what the reconciler makes from here is collected as before.
+    # ~410,000 objects by now (modules, SDKs, runtime): every full collection walked them all
+    # again with every attempt thread stopped, 0.12-0.27 s each in bench.reconcile_converge
+    # (60-90 ms on a quiet machine). Out of the collector's generations, they are never walked
+    # (those collections took 0.02-0.13 s); what the reconciler makes from here is collected
+    # as before.
     gc.freeze()
     gc.enable()
     reconciler.run(stop)

@@ -458,8 +458,8 @@ def test_a_claim_counts_its_renewals_from_when_its_expiry_was_set_not_after_a_lo
     holder.start()
     try:
         assert locked.wait(10)
-        threading.Timer(hold_s, release.set).start()
         started_wall, started = utcnow().timestamp(), time.monotonic()
+        threading.Timer(hold_s, release.set).start()
         (claim,) = leases.claim(rt, "waiting", 1, only_tenants={q.tenant_id})
         waited = time.monotonic() - started
     finally:

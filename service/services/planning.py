@@ -78,7 +78,8 @@ class PolicyIndex:
 
     @classmethod
     def load(cls, session: Session, tenant_id: str) -> PolicyIndex:
-        # Plain rows, not ORM objects: every attempt loads its tenant's index (twice), and
+        # Plain rows, not ORM objects: every attempt loads its tenant's index (before its write,
+        # and again to check a result unless it still has it: ~1.6 loads per target), and
         # building and tracking Policy entities was a visible share of the reconciler's CPU.
         # Run on the session's connection, below the ORM's execution (~30% of the call's CPU;
         # issue 16), after flushing what the session holds where its autoflush would have.

@@ -7,11 +7,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
-from service.config import PROJECT_ROOT
 from service.db.models import (
     ApiKey,
     AuditEvent,
@@ -25,16 +23,14 @@ from service.db.models import (
 )
 from service.db.session import Database
 from service.services import audit_queue
-
-METHODS = ("get", "put", "post", "patch", "delete")
-_CONTRACT = yaml.safe_load((PROJECT_ROOT / "openapi.yaml").read_text(encoding="utf-8"))
+from tests.support.contract import CONTRACT, METHODS
 
 
 def contract_operations(prefix: str = "/v1/") -> set[tuple[str, str]]:
     """Every (method, path template) the contract declares under ``prefix``."""
     return {
         (method, template)
-        for template, item in _CONTRACT["paths"].items()
+        for template, item in CONTRACT["paths"].items()
         if template.startswith(prefix)
         for method in METHODS
         if method in item

@@ -12,8 +12,8 @@ long-lived heap after their start (``gunicorn.conf.py``: ``freeze_heap``; the wo
 
 Everything that exists when a test starts is moved out of the collector's generations
 (``gc.freeze``) and put back when it ends: a collection during a test walks only what the test
-made. What became garbage meanwhile is collected by a full
-collection between tests, once ``BETWEEN_TESTS_EVERY_S`` have passed since the last. Each walks
+made. What became garbage meanwhile is collected by a full collection between tests, once
+``BETWEEN_TESTS_EVERY_S`` have passed since the last. Each walks
 the whole heap (~1.2 s late in a run). Every 10 s they were 94 and the run took 13 min 37 s;
 every 30 s, 22 full collections over 0.3 s (22 s in all, against the process's own 25 before)
 and 13 min 8 s, the longest collection during a test 85 ms.

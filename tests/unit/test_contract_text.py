@@ -14,28 +14,14 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import yaml
-
 from service.api.openapi import whole_value_pattern
-from service.config import PROJECT_ROOT
-
-_SPEC: dict[str, Any] = yaml.safe_load((PROJECT_ROOT / "openapi.yaml").read_text(encoding="utf-8"))
-_METHODS = ("get", "put", "post", "patch", "delete")
-
-
-def _resolve(node: Any) -> Any:
-    while isinstance(node, dict) and "$ref" in node:
-        target: Any = _SPEC
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        node = target
-    return node
+from tests.support.contract import CONTRACT, METHODS, resolve
 
 
 def _strings(schema: Any, where: str, seen: set[int]) -> Iterator[tuple[str, dict[str, Any]]]:
     """(where, schema) of every string a value of ``schema`` may hold, through refs, objects,
     arrays and combinators."""
-    schema = _resolve(schema)
+    schema = resolve(schema)
     if not isinstance(schema, dict) or id(schema) in seen:
         return
     seen = seen | {id(schema)}
@@ -56,19 +42,19 @@ def _strings(schema: Any, where: str, seen: set[int]) -> Iterator[tuple[str, dic
 
 
 def _request_strings() -> Iterator[tuple[str, dict[str, Any]]]:
-    for path, item in _SPEC["paths"].items():
+    for path, item in CONTRACT["paths"].items():
         shared = item.get("parameters") or []
-        for method in _METHODS:
+        for method in METHODS:
             op = item.get(method)
             if op is None:
                 continue
             at = f"{method.upper()} {path}"
             for param in [*shared, *(op.get("parameters") or [])]:
-                param = _resolve(param)
+                param = resolve(param)
                 if param["in"] in ("path", "query"):
                     where = f"{at} {param['in']}.{param['name']}"
                     yield from _strings(param["schema"], where, set())
-            body = _resolve(op.get("requestBody") or {})
+            body = resolve(op.get("requestBody") or {})
             for media, content in (body.get("content") or {}).items():
                 if "json" in media:
                     yield from _strings(content.get("schema"), f"{at} body", set())

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import re
 
-import yaml
-
-from service.config import PROJECT_ROOT
 from service.domain.text import display_name_problem
+from tests.support.contract import CONTRACT
 
 
 def _pattern() -> re.Pattern[str]:
-    spec = yaml.safe_load((PROJECT_ROOT / "openapi.yaml").read_text(encoding="utf-8"))
-    return re.compile(spec["components"]["schemas"]["DisplayName"]["pattern"])
+    return re.compile(CONTRACT["components"]["schemas"]["DisplayName"]["pattern"])
 
 
 def test_the_pattern_refuses_exactly_the_characters_the_rule_refuses_in_the_bmp() -> None:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
-from service.config import PROJECT_ROOT
 from service.domain.states import (
     AttemptEnd,
     AttemptOutcome,
@@ -16,10 +13,9 @@ from service.domain.states import (
     PolicyMode,
     Recorded,
 )
+from tests.support.contract import CONTRACT
 
-SCHEMAS: dict[str, Any] = yaml.safe_load((PROJECT_ROOT / "openapi.yaml").read_text())["components"][
-    "schemas"
-]
+SCHEMAS: dict[str, Any] = CONTRACT["components"]["schemas"]
 
 
 def _values(enum: type[Any]) -> set[str]:
